@@ -1,0 +1,63 @@
+"""Aftercare: the portal a company runs when it shuts down a business line or an incident
+hits its customers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal import config as config_module
+from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, rq
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Application factory; ``config`` overrides what the environment gives."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.from_mapping(config_module.load(app.instance_path))
+    if config:
+        app.config.update(config)
+        if "REDIS_URL" in config and "RQ_CONNECTION" not in config:
+            app.config["RQ_CONNECTION"] = config["REDIS_URL"]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
+    csrf.init_app(app)
+    htmx.init_app(app)
+    rq.init_app(app)
+    login_manager.init_app(app)
+
+    from portal import i18n, security, web
+    from portal.audit import cli as audit_cli
+    from portal.audit import views as audit_views
+    from portal.auth import cli as auth_cli
+    from portal.auth import views as auth_views
+    from portal.events import views as event_views
+    from portal.main import cli as main_cli
+    from portal.main import tasks as _main_tasks  # noqa: F401  (jobs and their cron entry)
+    from portal.main import views as main_views
+    from portal.users import views as user_views
+
+    babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
+    i18n.init_app(app)
+    security.init_app(app)
+    web.init_app(app)
+
+    app.register_blueprint(main_views.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(user_views.bp)
+    app.register_blueprint(audit_views.bp)
+    app.register_blueprint(event_views.bp)
+
+    app.cli.add_command(auth_cli.users_cli)
+    app.cli.add_command(audit_cli.audit_cli)
+    app.cli.add_command(main_cli.demo_cli)
+    app.cli.add_command(main_cli.devserver)
+    app.cli.add_command(main_cli.reconcile)
+    return app

@@ -1,0 +1,90 @@
+"""Audit entries: append-only rows, each carrying the hash of the one before it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
+
+from portal.auth.models import User
+from portal.extensions import db
+from portal.models import UTCDateTime, utcnow
+
+GENESIS_HASH = "0" * 64
+
+
+class AppendOnlyError(RuntimeError):
+    """Raised when code tries to change or remove an audit entry."""
+
+
+class AuditEntry(db.Model):
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    actor_label: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    before: Mapped[Any | None] = mapped_column(JSON)
+    after: Mapped[Any | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    # Unique: two writers can never both extend the chain from the same entry.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    actor: Mapped[User | None] = relationship(lazy="joined")
+
+    __table_args__ = (
+        db.Index("ix_audit_entry_subject", "subject_type", "subject_id", "id"),
+    )
+
+
+class AuditVerification(db.Model):
+    """A request to re-check the whole chain; an RQ job does the work and reports here."""
+
+    __tablename__ = "audit_verification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued/running/ok/broken/failed
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    checked: Mapped[int] = mapped_column(Integer, default=0)
+    broken_entry_id: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    requested_by: Mapped[User | None] = relationship()
+
+    @property
+    def done(self) -> bool:
+        return self.status in {"ok", "broken", "failed"}
+
+    @property
+    def percent(self) -> int:
+        if self.done:
+            return 100
+        return int(self.checked * 100 / self.total) if self.total else 0
+
+
+@event.listens_for(AuditEntry, "before_update")
+def _refuse_update(*_: object) -> None:
+    raise AppendOnlyError("audit entries are append-only; they cannot be changed")
+
+
+@event.listens_for(AuditEntry, "before_delete")
+def _refuse_delete(*_: object) -> None:
+    raise AppendOnlyError("audit entries are append-only; they cannot be deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and any(
+        m.class_ is AuditEntry for m in state.all_mappers
+    ):
+        raise AppendOnlyError("audit entries are append-only; bulk update/delete refused")

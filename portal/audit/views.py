@@ -1,0 +1,92 @@
+"""The staff audit page, its CSV export, chain verification and per-subject history."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
+    stream_with_context, url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from portal.audit import services, tasks
+from portal.audit.forms import AuditFilterForm
+from portal.audit.models import AuditVerification
+from portal.auth.models import Role, User
+from portal.extensions import db, htmx
+from portal.security import STAFF, access
+from portal.users.forms import ConfirmForm
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+
+def _filter_form() -> AuditFilterForm:
+    form = AuditFilterForm(request.args)
+    users = db.session.scalars(select(User).order_by(User.email)).all()
+    form.actor.choices = [("", _("Anyone"))] + [(str(u.id), u.email) for u in users]
+    form.action.choices = [("", _("Any action"))] + [(a, a) for a in services.known_actions()]
+    form.subject_type.choices = [("", _("Any subject"))] + [
+        (s, s) for s in services.known_subject_types()
+    ]
+    return form
+
+
+@bp.route("/")
+@access(STAFF)
+def index() -> ResponseReturnValue:
+    form = _filter_form()
+    flt = form.to_filter() if form.validate() else services.AuditFilter()
+    page = db.paginate(
+        services.entries(flt), page=request.args.get("page", 1, type=int),
+        per_page=current_app.config["AUDIT_PAGE_SIZE"], error_out=False,
+    )
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    context = {"form": form, "page": page, "args": args}
+    if htmx and htmx.target == "audit-results":
+        return render_template("audit/_results.html", **context)
+    latest = db.session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()))
+    return render_template("audit/index.html", latest=latest, confirm=ConfirmForm(), **context)
+
+
+@bp.route("/export.csv")
+@access(STAFF)
+def export() -> ResponseReturnValue:
+    form = _filter_form()
+    flt = form.to_filter() if form.validate() else services.AuditFilter()
+    return Response(
+        stream_with_context(services.export_csv(flt)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=audit.csv"},
+    )
+
+
+@bp.route("/verify", methods=["POST"])
+@access(Role.ADMIN)
+def verify() -> ResponseReturnValue:
+    verification = services.request_verification(current_user)
+    db.session.commit()
+    if not tasks.queue_verification(verification.id):
+        flash(_("The job queue cannot be reached. The check is saved and will run when the "
+                "queue is back."), "warning")
+    return redirect(url_for("audit.verification", verification_id=verification.id))
+
+
+@bp.route("/verify/<int:verification_id>")
+@access(STAFF)
+def verification(verification_id: int) -> ResponseReturnValue:
+    item = db.session.get(AuditVerification, verification_id)
+    if item is None:
+        abort(404)
+    if htmx:
+        return render_template("audit/_verification.html", verification=item)
+    return render_template("audit/verification.html", verification=item)
+
+
+@bp.route("/history/<subject_type>/<subject_id>")
+@access(STAFF)
+def history(subject_type: str, subject_id: str) -> ResponseReturnValue:
+    return render_template(
+        "audit/_history.html", history=services.history(subject_type, subject_id)
+    )

@@ -1,0 +1,1 @@
+"""Events: the incident or shutdown every notice and case belongs to."""

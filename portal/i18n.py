@@ -1,0 +1,42 @@
+"""Locale choice: a staff member's profile, then the visitor's switch (a cookie), then the
+browser's Accept-Language, then the configured default."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from flask_babel import get_locale
+from flask_login import current_user
+
+from portal.config import LOCALES
+
+LOCALE_COOKIE = "aftercare_lang"
+LOCALE_NAMES = {"zh_CN": "简体中文", "en": "English"}
+
+
+def select_locale() -> str:
+    if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
+        return current_user.locale
+    chosen = request.cookies.get(LOCALE_COOKIE)
+    if chosen in LOCALES:
+        return chosen
+    best = request.accept_languages.best_match(["zh-CN", "zh", "en"])
+    if best in ("zh-CN", "zh"):
+        return "zh_CN"
+    if best == "en":
+        return "en"
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def select_timezone() -> str:
+    return current_app.config["BABEL_DEFAULT_TIMEZONE"]
+
+
+def html_lang() -> str:
+    """The BCP 47 tag for ``<html lang>``: zh-CN or en."""
+    return str(get_locale()).replace("_", "-")
+
+
+def init_app(app: Flask) -> None:
+    @app.context_processor
+    def locale_context() -> dict[str, object]:
+        return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES}

@@ -1,0 +1,1 @@
+"""Outgoing mail, and the local SMTP server used in development and tests."""

@@ -1,0 +1,1 @@
+"""The staff dashboard, the language switch and the development commands."""

@@ -1,0 +1,137 @@
+"""Development commands: demo data, the all-in-one dev server, the reconciler."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import func, select
+
+from portal import jobs
+from portal.auth import services as auth_services
+from portal.auth.models import Role, User
+from portal.events import services as event_services
+from portal.extensions import db
+
+demo_cli = AppGroup("demo", help="Demo data for trying the portal.")
+
+DEMO_USERS = [
+    ("admin@aftercare.example", "Ada Admin 管理员", Role.ADMIN),
+    ("agent@aftercare.example", "Alex Agent 客服", Role.AGENT),
+    ("legal@aftercare.example", "Lee Legal 法务", Role.LEGAL),
+]
+
+
+def _credentials_file() -> Path:
+    return Path(current_app.instance_path) / "demo-credentials.txt"
+
+
+def seed_demo() -> str:
+    """Create one user per role and a sample event on an empty database; return the
+    credentials text (kept under instance/, mode 0600, so later runs can print it again)."""
+    path = _credentials_file()
+    if db.session.scalar(select(func.count(User.id))):
+        return path.read_text() if path.exists() else ""
+    lines = []
+    users = {}
+    for email, name, role in DEMO_USERS:
+        user, password = auth_services.create_user(email, name, role, must_change_password=False)
+        users[role] = user
+        lines.append(f"  {role.value:<6} {email:<24} {password}")
+    event_services.create_event(
+        title="CRM 系统故障 / CRM outage",
+        kind="incident", severity="sev1", cause="system",
+        summary="CRM 系统不可用，客户无法在线提交出金申请。请致电 400-800-1234。\n"
+                "The CRM is down; customers with withdrawal requests, call 400-800-1234.",
+        actor=users[Role.ADMIN],
+    )
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return text
+
+
+@demo_cli.command("seed")
+def seed() -> None:
+    """Seed demo users and a sample event (only on an empty database)."""
+    text = seed_demo()
+    if text:
+        click.echo("Demo accounts (role, e-mail, password):\n" + text)
+
+
+@click.command("reconcile")
+@with_appcontext
+def reconcile() -> None:
+    """Re-queue slow work whose job vanished from Redis (worker killed, Redis emptied)."""
+    from portal.main import tasks  # noqa: F401  (loads every reconciler)
+
+    click.echo(f"Re-queued {jobs.reconcile_all()} job(s).")
+
+
+def _wait_for(path: Path, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{path} did not appear; see the log above.")
+        time.sleep(0.05)
+
+
+@click.command("devserver")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@with_appcontext
+def devserver(host: str, port: int) -> None:
+    """Run everything for development: Redis (unless REDIS_URL is set), the local SMTP server,
+    an RQ worker with its scheduler, the cron reconciler and the web server. Ctrl-C ends all."""
+    instance = Path(current_app.instance_path)
+    env = dict(os.environ)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(*argv: str) -> None:
+        procs.append(subprocess.Popen(argv, env=env, start_new_session=True))
+
+    if not os.environ.get("REDIS_URL"):
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise click.ClickException("redis-server is not installed: run `make run` as root once "
+                                       "or install Debian's redis-server.")
+        sock = instance / "redis.sock"
+        sock.unlink(missing_ok=True)
+        spawn(redis, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+              "--save", "", "--appendonly", "no", "--dir", str(instance))
+        _wait_for(sock)
+        env["REDIS_URL"] = f"unix://{sock}"
+    flask = [sys.executable, "-m", "flask", "--app", "portal"]
+    cfg = current_app.config
+    spawn(sys.executable, "-m", "portal.mail.devsmtp", "--host", cfg["SMTP_HOST"],
+          "--port", str(cfg["SMTP_PORT"]), "--dir", str(instance / "mail"))
+    spawn(*flask, "rq", "worker", "--with-scheduler")
+    spawn(*flask, "rq", "cron")
+    spawn(*flask, "run", "--host", host, "--port", str(port))
+    click.echo(f"Aftercare is running on http://{host}:{port}/ — mail is kept in "
+               f"{instance / 'mail'}. Press Ctrl-C to stop everything.")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        click.echo("A process stopped; shutting the others down.", err=True)
+    except KeyboardInterrupt:
+        click.echo("\nStopping…")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)

@@ -1,0 +1,69 @@
+"""The staff dashboard and the language switch."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from portal.audit import services as audit
+from portal.audit.models import AuditEntry, AuditVerification
+from portal.auth import services as auth_services
+from portal.auth.models import User
+from portal.config import LOCALES
+from portal.events.models import Event
+from portal.extensions import db
+from portal.i18n import LOCALE_COOKIE
+from portal.security import PUBLIC, STAFF, access
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+@access(PUBLIC)
+def index() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("main.dashboard"))
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/dashboard")
+@access(STAFF)
+def dashboard() -> ResponseReturnValue:
+    figures = {
+        "open_events": db.session.scalar(
+            select(func.count(Event.id)).where(Event.status != "closed")
+        ),
+        "active_staff": db.session.scalar(select(func.count(User.id)).where(User.active.is_(True))),
+        "audit_entries": db.session.scalar(select(func.count(AuditEntry.id))),
+    }
+    events = db.session.scalars(
+        select(Event).where(Event.status != "closed").order_by(Event.severity, Event.id.desc())
+    ).all()
+    latest_check = db.session.scalar(
+        select(AuditVerification).order_by(AuditVerification.id.desc())
+    )
+    recent = audit.history("user", current_user.id, limit=5)
+    return render_template(
+        "main/dashboard.html", figures=figures, events=events, latest_check=latest_check,
+        recent=recent,
+    )
+
+
+@bp.route("/language", methods=["POST"])
+@access(PUBLIC)
+def set_language() -> ResponseReturnValue:
+    """The visible switch: a cookie for visitors, the profile for signed-in staff."""
+    locale = request.form.get("locale", "")
+    if locale not in LOCALES:
+        abort(400)
+    if current_user.is_authenticated:
+        auth_services.update_profile(current_user, name=current_user.name, locale=locale)
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("main.index")
+    response = redirect(target)
+    response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 24 * 3600, samesite="Lax",
+                        httponly=True)
+    return response

@@ -1,0 +1,139 @@
+"""Who may reach which endpoint, and the HTTP headers every response carries.
+
+Every view declares its audience with :func:`access`. An endpoint without a declaration is
+refused (deny by default) and fails the test that walks ``app.url_map``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import current_user
+
+from portal.auth.models import Role
+from portal.extensions import htmx, login_manager
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC = "public"
+STAFF = "staff"
+
+# Endpoints a user who must change their password may still reach.
+PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.logout", "static", "main.set_language"}
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """``public`` lets anyone in; otherwise a signed-in staff member whose role is in
+    ``roles`` (``None`` meaning any staff role)."""
+
+    public: bool = False
+    roles: frozenset[Role] | None = None
+
+    def allows(self, role: Role | None) -> bool:
+        if self.public:
+            return True
+        if role is None:
+            return False
+        return self.roles is None or role in self.roles
+
+    def describe(self) -> str:
+        if self.public:
+            return PUBLIC
+        if self.roles is None:
+            return STAFF
+        return ",".join(sorted(r.value for r in self.roles))
+
+
+def access(*audience: str | Role) -> Callable[[F], F]:
+    """Declare who may reach a view: ``access(PUBLIC)``, ``access(STAFF)`` or
+    ``access(Role.ADMIN, Role.LEGAL)``."""
+    if not audience:
+        raise ValueError("access() needs PUBLIC, STAFF or at least one role")
+    if audience == (PUBLIC,):
+        rule = AccessRule(public=True)
+    elif audience == (STAFF,):
+        rule = AccessRule()
+    else:
+        rule = AccessRule(roles=frozenset(Role(a) for a in audience))
+
+    def decorate(view: F) -> F:
+        view.access_rule = rule  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def rule_for(app: Flask, endpoint: str) -> AccessRule | None:
+    view = app.view_functions.get(endpoint)
+    return getattr(view, "access_rule", None)
+
+
+def _enforce_access() -> Any:
+    from flask import current_app
+
+    if request.endpoint is None:  # routing failed; the 404/405 handler answers
+        return None
+    rule = rule_for(current_app, request.endpoint)
+    if rule is None:
+        abort(403)
+    if rule.public:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        return redirect(url_for("auth.change_password"))
+    if not rule.allows(current_user.role):
+        abort(403)
+    return None
+
+
+def _security_headers(response: Any) -> Any:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static" and not (request.endpoint and _is_public(request.endpoint)):
+        headers.setdefault("Cache-Control", "no-store")
+    headers.add("Vary", "Cookie")
+    if htmx:
+        headers.add("Vary", "HX-Request")
+    return response
+
+
+def _is_public(endpoint: str) -> bool:
+    from flask import current_app
+
+    rule = rule_for(current_app, endpoint)
+    return bool(rule and rule.public)
+
+
+def init_app(app: Flask) -> None:
+    static_view = app.view_functions["static"]
+
+    @access(PUBLIC)
+    def static(filename: str) -> Any:
+        return static_view(filename=filename)
+
+    app.view_functions["static"] = static
+    app.before_request(_enforce_access)
+    app.after_request(_security_headers)

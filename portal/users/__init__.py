@@ -1,0 +1,1 @@
+"""Admin pages for staff accounts; the rules live in ``portal.auth.services``."""

@@ -1,0 +1,71 @@
+"""Error pages, the sign-in gate's answers and template helpers shared by every page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.auth import services as auth_services
+from portal.extensions import db, htmx, login_manager
+
+log = logging.getLogger(__name__)
+
+ERROR_TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Page not found"),
+    405: _l("Method not allowed"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+}
+ERROR_TEXTS = {
+    400: _l("The request could not be understood. Reload the page and try again."),
+    403: _l("Your role does not allow this. Ask an admin if you think it should."),
+    404: _l("There is nothing at this address."),
+    405: _l("This address does not accept that kind of request."),
+    429: _l("Too many attempts. Wait a few minutes and try again."),
+    500: _l("The error has been logged and nothing was saved. Try again in a moment."),
+}
+
+
+def render_error(code: int, text: object | None = None) -> ResponseReturnValue:
+    title = ERROR_TITLES.get(code, ERROR_TITLES[500])
+    body = text or ERROR_TEXTS.get(code, ERROR_TEXTS[500])
+    return render_template("errors/error.html", code=code, title=title, text=body), code
+
+
+def _unauthorized() -> ResponseReturnValue:
+    flash(_l("Please sign in to continue."), "info")
+    target = url_for("auth.login", next=request.full_path.rstrip("?"))
+    if htmx:
+        return "", 401, {"HX-Redirect": target}
+    return redirect(target)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.user_loader(auth_services.load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+    login_manager.session_protection = "basic"
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(err: CSRFError) -> ResponseReturnValue:
+        return render_error(
+            400, _l("The form expired or was sent from elsewhere. Reload the page and try again.")
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> ResponseReturnValue:
+        if err.code and err.code < 400:
+            return err
+        return render_error(err.code or 500)
+
+    @app.errorhandler(Exception)
+    def server_error(err: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error on %s", request.path)
+        db.session.rollback()
+        return render_error(500)
