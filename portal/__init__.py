@@ -13,9 +13,12 @@ from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, rq
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Application factory; ``config`` overrides what the environment gives."""
+    """Application factory; ``config`` overrides what the environment gives
+    (``INSTANCE_PATH`` moves the instance folder, as the tests do)."""
+    config = dict(config or {})
     app = Flask(
         __name__,
+        instance_path=config.pop("INSTANCE_PATH", None),
         instance_relative_config=True,
         template_folder="../templates",
         static_folder="../static",

@@ -3,7 +3,7 @@ browser's Accept-Language, then the configured default."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
 from flask_babel import get_locale
 from flask_login import current_user
 
@@ -14,6 +14,8 @@ LOCALE_NAMES = {"zh_CN": "简体中文", "en": "English"}
 
 
 def select_locale() -> str:
+    if not has_request_context():  # CLI and jobs: the configured default
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
         return current_user.locale
     chosen = request.cookies.get(LOCALE_COOKIE)
@@ -33,7 +35,7 @@ def select_timezone() -> str:
 
 def html_lang() -> str:
     """The BCP 47 tag for ``<html lang>``: zh-CN or en."""
-    return str(get_locale()).replace("_", "-")
+    return "zh-CN" if str(get_locale()).startswith("zh") else "en"
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,95 @@
+"""Every endpoint declares who may reach it, and answers each role as declared."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from portal.auth.models import Role
+from portal.security import access, rule_for
+
+ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]
+# Endpoints whose answer to an allowed user signs them out; requested last per role.
+SIGN_OUT = {"auth.logout"}
+
+
+def endpoints(app: Flask, samples: dict[str, str]) -> list[tuple[str, str, set[str]]]:
+    """(endpoint, a URL for it with sample arguments, methods) for every rule."""
+    adapter = app.url_map.bind("localhost")
+    found = []
+    for rule in app.url_map.iter_rules():
+        methods = rule.methods - {"HEAD", "OPTIONS"}
+        missing = rule.arguments - samples.keys()
+        assert not missing, f"add a sample value for {missing} ({rule.rule})"
+        url = adapter.build(rule.endpoint, {a: samples[a] for a in rule.arguments})
+        found.append((rule.endpoint, url, methods))
+    return sorted(found, key=lambda e: (e[0] in SIGN_OUT, e[0]))
+
+
+def test_every_endpoint_declares_its_audience(app: Flask) -> None:
+    undeclared = [e for e in app.view_functions if rule_for(app, e) is None]
+    assert undeclared == []
+
+
+def test_an_undeclared_endpoint_is_refused(app_factory, users) -> None:
+    app = app_factory()
+
+    @app.route("/forgotten")
+    def forgotten() -> str:
+        return "secret"
+
+    client = app.test_client()
+    client.post("/login", data={"email": users[Role.ADMIN].email,
+                                "password": "correct-horse-battery"})
+    assert client.get("/forgotten").status_code == 403
+    with app.app_context():
+        assert rule_for(app, "forgotten") is None
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value if r else "anonymous")
+def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -> None:
+    app = app_factory()
+    from portal.audit import services as audit
+    from portal.events import services as events
+    from portal.extensions import db
+
+    with app.app_context():
+        event = events.create_event(title="Outage", kind="incident", severity="sev2",
+                                    cause="system")
+        verification = audit.request_verification(None)
+        db.session.commit()
+        samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
+                   "verification_id": str(verification.id), "subject_type": "user",
+                   "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css"}
+        plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
+
+    client = app.test_client()
+    checked = 0
+    for endpoint, url, methods, rule in plan:
+        if role is not None:  # each request with a fresh session, so no request undoes another
+            client = app.test_client()
+            client.post("/login", data={"email": users[role].email,
+                                        "password": "correct-horse-battery"})
+        for method in sorted(methods):
+            data = {"locale": "en"} if endpoint == "main.set_language" else {}
+            response = client.open(url, method=method, data=data)
+            allowed = rule.allows(role)
+            where = f"{method} {url} as {role or 'anonymous'} ({rule.describe()})"
+            if allowed:
+                assert response.status_code not in (401, 403), where
+                assert "/login" not in response.headers.get("Location", "") or (
+                    endpoint in SIGN_OUT | {"main.index"}), where
+            elif role is None:
+                assert response.status_code == 302, where
+                assert response.headers["Location"].startswith("/login"), where
+            else:
+                assert response.status_code == 403, where
+            checked += 1
+    assert checked >= 20
+
+
+def test_access_requires_an_audience() -> None:
+    with pytest.raises(ValueError):
+        access()
+    with pytest.raises(ValueError):
+        access("superuser")

@@ -1,0 +1,39 @@
+"""The portal starts, serves its pages and lets each demo role in."""
+
+from __future__ import annotations
+
+from portal.auth.models import Role
+
+
+def test_login_page_renders_with_assets(client) -> None:
+    page = client.get("/login")
+    assert page.status_code == 200
+    assert b'/static/js/htmx-2.0.11.min.js' in page.data
+    assert client.get("/static/js/htmx-2.0.11.min.js").status_code == 200
+    assert client.get("/static/css/portal.css").status_code == 200
+
+
+def test_demo_seed_signs_in_each_role(app, runner) -> None:
+    result = runner.invoke(args=["demo", "seed"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines() if "@" in line]
+    assert {line[0] for line in lines} == {r.value for r in Role}
+    for role, email, password in lines:
+        client = app.test_client()
+        response = client.post("/login", data={"email": email, "password": password})
+        assert response.status_code == 302, role
+        dashboard = client.get("/dashboard")
+        assert dashboard.status_code == 200
+        assert (b"/admin/users/" in dashboard.data) == (role == "admin"), (role, email)
+    # A second seed changes nothing; the sample event is a sev1 incident.
+    again = runner.invoke(args=["demo", "seed"])
+    assert again.exit_code == 0
+    from sqlalchemy import func, select
+
+    from portal.auth.models import User
+    from portal.events.models import Event
+    from portal.extensions import db
+
+    assert db.session.scalar(select(func.count(User.id))) == 3
+    assert db.session.scalar(select(func.count(Event.id))) == 1
+    assert db.session.scalar(select(Event.severity)) == "sev1"
