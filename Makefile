@@ -43,13 +43,13 @@ $(VENV)/.installed: pyproject.toml
 
 # Catalogues are compiled here, never by hand; the .mo files are not committed.
 translations: $(VENV)/.installed
-	$(BIN)/pybabel compile -q -d portal/translations
+	$(BIN)/pybabel -q compile -d portal/translations
 
 # For developers: re-extract strings after changing templates or code.
 messages: $(VENV)/.installed
-	$(BIN)/pybabel extract -q -F babel.cfg -k _l -k lazy_gettext --project Aftercare \
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k lazy_pgettext:1c,2 --project Aftercare \
 		--no-location --sort-output -o portal/translations/messages.pot .
-	$(BIN)/pybabel update -q -i portal/translations/messages.pot -d portal/translations \
+	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations \
 		--no-fuzzy-matching
 
 clean:

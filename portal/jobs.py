@@ -29,8 +29,8 @@ def enqueue(job: Any, *args: Any, job_id: str, timeout: int = 600) -> bool:
 
 def job_is_known(job_id: str) -> bool:
     """Whether Redis still holds a job with this id (queued, running or scheduled)."""
-    from rq.job import Job, JobStatus
     from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
 
     try:
         status = Job.fetch(job_id, connection=rq.queue.connection).get_status(refresh=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 from flask import Flask, g, request_started
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -80,6 +80,7 @@ def make_config(database_url: str, redis_url: str, instance: Path, **extra: Any)
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": redis_url,
         "RQ_ASYNC": True,  # jobs go through real Redis and a real worker, never inline
+        "BABEL_DEFAULT_LOCALE": "en",  # tests read English unless they ask for Chinese
         "WTF_CSRF_ENABLED": False,
         "PASSWORD_METHOD": "pbkdf2:sha256:1000",  # fast hashing; production uses scrypt
         "SMTP_PORT": 0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
@@ -34,7 +35,7 @@ def test_entries_form_a_chain(app, users) -> None:
     entries = _entries()
     assert len(entries) == 3  # one per created account
     assert entries[0].prev_hash == GENESIS_HASH
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.prev_hash == before.hash
     assert all(audit.compute_hash(e) == e.hash for e in entries)
     assert audit.verify_chain().ok
@@ -99,7 +100,7 @@ def test_verify_cli_names_the_first_tampered_entry(app, runner, users) -> None:
 
 
 def test_verify_detects_a_deleted_entry(app, users) -> None:
-    first, second, third = _entries()
+    _first, second, third = _entries()
     _tamper("DELETE FROM audit_entry WHERE id = :id", id=second.id)
     result = audit.verify_chain()
     assert not result.ok

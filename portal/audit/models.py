@@ -52,7 +52,8 @@ class AuditVerification(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued/running/ok/broken/failed
+    # queued → running → ok | broken | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     total: Mapped[int] = mapped_column(Integer, default=0)
     checked: Mapped[int] = mapped_column(Integer, default=0)
     broken_entry_id: Mapped[int | None] = mapped_column(Integer)

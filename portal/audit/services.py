@@ -179,7 +179,8 @@ def history(subject_type: str, subject_id: object, limit: int = 50) -> list[Audi
 
 
 def known_actions() -> list[str]:
-    return list(db.session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
+    stmt = select(AuditEntry.action).distinct().order_by(AuditEntry.action)
+    return list(db.session.scalars(stmt))
 
 
 def known_subject_types() -> list[str]:

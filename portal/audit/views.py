@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from flask import (
-    Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
-    stream_with_context, url_for,
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _

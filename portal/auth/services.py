@@ -27,7 +27,8 @@ def normalise_email(email: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=current_app.config.get("PASSWORD_METHOD", "scrypt"))
+    method = current_app.config.get("PASSWORD_METHOD", "scrypt")
+    return generate_password_hash(password, method=method)
 
 
 def generate_password() -> str:
@@ -62,7 +63,8 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
     cfg = current_app.config
     email = normalise_email(email)
     if _ip_is_limited(ip):
-        return SignInResult(None, _("Too many failed sign-ins from your address. Try again later."), 429)
+        message = _("Too many failed sign-ins from your address. Try again later.")
+        return SignInResult(None, message, 429)
 
     user = db.session.scalar(select(User).where(User.email == email))
     now = utcnow()

@@ -33,7 +33,8 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        result = services.authenticate(form.email.data, form.password.data, request.remote_addr or "")
+        ip = request.remote_addr or ""
+        result = services.authenticate(form.email.data, form.password.data, ip)
         if result.user:
             login_user(result.user)
             return redirect(_safe_next(request.args.get("next")))
@@ -59,7 +60,9 @@ def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()
     if form.validate_on_submit():
         try:
-            services.change_password(current_user, form.current_password.data, form.new_password.data)
+            services.change_password(
+                current_user, form.current_password.data, form.new_password.data
+            )
         except RuleViolation as err:
             getattr(form, err.field or "new_password").errors.append(err.message)
         else:

@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -45,7 +46,7 @@ LABELS = {
     "planning": _l("Planning"),
     "announced": _l("Announced"),
     "winding_down": _l("Winding down"),
-    "aftercare": _l("Aftercare"),
+    "aftercare": lazy_pgettext("event status", "Aftercare"),
 }
 
 

@@ -1,0 +1,63 @@
+"""Configuration from the environment, with safe defaults."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from portal import config
+
+
+def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(config.ConfigError, match="SECRET_KEY is not set"):
+        config.load(str(tmp_path))
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    loaded = config.load(str(tmp_path))
+    assert loaded["SESSION_COOKIE_SECURE"] is True
+    assert loaded["REMEMBER_COOKIE_SECURE"] is True
+
+
+def test_development_key_is_generated_once_with_mode_0600(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("PORTAL_ENV", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    first = config.load(str(tmp_path))["SECRET_KEY"]
+    second = config.load(str(tmp_path))["SECRET_KEY"]
+    assert first == second and len(first) >= 64
+    mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
+    assert mode == 0o600
+
+
+def test_defaults_are_embedded(monkeypatch, tmp_path) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "PORTAL_ENV", "PORTAL_DEFAULT_LOCALE"):
+        monkeypatch.delenv(name, raising=False)
+    loaded = config.load(str(tmp_path))
+    assert loaded["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'aftercare.db'}"
+    assert loaded["REDIS_URL"] == f"unix://{tmp_path / 'redis.sock'}"
+    assert loaded["SESSION_COOKIE_HTTPONLY"] and loaded["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert loaded["SESSION_COOKIE_SECURE"] is False
+    assert loaded["BABEL_DEFAULT_LOCALE"] == "zh_CN"
+
+
+def test_environment_overrides(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/aftercare")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    monkeypatch.setenv("SMTP_HOST", "mail.internal")
+    monkeypatch.setenv("SMTP_PORT", "2525")
+    monkeypatch.setenv("PORTAL_BASE_URL", "https://aftercare.example/")
+    monkeypatch.setenv("PORTAL_DEFAULT_LOCALE", "en")
+    loaded = config.load(str(tmp_path))
+    assert loaded["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db:5432/aftercare"
+    assert loaded["RQ_CONNECTION"] == "redis://cache:6379/2"
+    assert (loaded["SMTP_HOST"], loaded["SMTP_PORT"]) == ("mail.internal", 2525)
+    assert loaded["PORTAL_BASE_URL"] == "https://aftercare.example"
+    assert loaded["BABEL_DEFAULT_LOCALE"] == "en"
+
+
+def test_unknown_default_locale_is_refused(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PORTAL_DEFAULT_LOCALE", "fr")
+    with pytest.raises(config.ConfigError, match="PORTAL_DEFAULT_LOCALE"):
+        config.load(str(tmp_path))
