@@ -33,6 +33,13 @@ ERROR_TEXTS = {
 }
 
 
+def wants_partial(target: str | None = None) -> bool:
+    """An htmx swap (not a boosted navigation), optionally aimed at element ``target``."""
+    if not htmx or htmx.boosted:
+        return False
+    return target is None or htmx.target == target
+
+
 def render_error(code: int, text: object | None = None) -> ResponseReturnValue:
     title = ERROR_TITLES.get(code, ERROR_TITLES[500])
     body = text or ERROR_TEXTS.get(code, ERROR_TEXTS[500])

@@ -238,3 +238,18 @@ def test_verify_when_redis_is_down_keeps_the_request(app_factory, users) -> None
     assert "cannot be reached" in response.text
     with app.app_context():
         assert db.session.scalar(select(AuditVerification.status)) == "queued"
+
+
+def test_boosted_navigation_gets_the_full_page(app, client, auth, users) -> None:
+    """hx-boost sends HX-Request too; only a targeted swap gets the bare partial."""
+    verification = audit.request_verification(users[Role.ADMIN])
+    db.session.commit()
+    auth.login(Role.AGENT)
+    url = f"/audit/verify/{verification.id}"
+    boosted = client.get(url, headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "<html" in boosted.text and 'id="verification"' in boosted.text
+    polled = client.get(url, headers={"HX-Request": "true"})
+    assert "<html" not in polled.text and 'id="verification"' in polled.text
+    boosted_list = client.get("/audit/", headers={"HX-Request": "true", "HX-Boosted": "true",
+                                                  "HX-Target": "audit-results"})
+    assert "<html" in boosted_list.text

@@ -23,9 +23,10 @@ from portal.audit import services, tasks
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditVerification
 from portal.auth.models import Role, User
-from portal.extensions import db, htmx
+from portal.extensions import db
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
+from portal.web import wants_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -52,7 +53,7 @@ def index() -> ResponseReturnValue:
     )
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     context = {"form": form, "page": page, "args": args}
-    if htmx and htmx.target == "audit-results":
+    if wants_partial("audit-results"):
         return render_template("audit/_results.html", **context)
     latest = db.session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()))
     return render_template("audit/index.html", latest=latest, confirm=ConfirmForm(), **context)
@@ -87,7 +88,7 @@ def verification(verification_id: int) -> ResponseReturnValue:
     item = db.session.get(AuditVerification, verification_id)
     if item is None:
         abort(404)
-    if htmx:
+    if wants_partial():
         return render_template("audit/_verification.html", verification=item)
     return render_template("audit/verification.html", verification=item)
 

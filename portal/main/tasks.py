@@ -16,4 +16,5 @@ def reconcile_job() -> int:
     return jobs.reconcile_all()
 
 
-cron.register(reconcile_job, "default", interval=RECONCILE_INTERVAL_SECONDS)
+# The plain function: the wrapper holds the extension, which cannot be pickled.
+cron.register(reconcile_job.func, "default", interval=RECONCILE_INTERVAL_SECONDS)
