@@ -9,6 +9,3 @@ class RuleViolation(Exception):
         self.message = message
         self.field = field
 
-
-class NotFound(RuleViolation):
-    pass

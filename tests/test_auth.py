@@ -161,3 +161,14 @@ def test_cli_creates_a_user_and_prints_the_password(app, runner) -> None:
     again = runner.invoke(args=["users", "create", "lead@example.com"])
     assert again.exit_code != 0
     assert "already exists" in again.output
+
+
+def test_old_failed_sign_ins_are_pruned(app, client) -> None:
+    from portal.main.tasks import prune_login_failures_job
+
+    db.session.add(LoginFailure(ip="10.0.0.1", email="a@example.com",
+                                at=utcnow() - timedelta(days=2)))
+    db.session.commit()
+    client.post("/login", data={"email": "b@example.com", "password": "x" * 12})
+    assert prune_login_failures_job() == 1
+    assert db.session.scalars(select(LoginFailure.email)).all() == ["b@example.com"]
