@@ -37,3 +37,43 @@ def create_event(
                  after=event.audit_state(), actor=actor)
     db.session.commit()
     return event
+
+
+def update_event(event: Event, *, title: str, severity: str, cause: str, summary: str,
+                 actor: User) -> bool:
+    """Change title, severity, cause or summary; returns whether anything changed."""
+    title = title.strip()
+    if not title:
+        raise RuleViolation(_("A title is required."), field="title")
+    if severity not in SEVERITIES:
+        raise RuleViolation(_("Unknown severity."), field="severity")
+    if cause not in CAUSES:
+        raise RuleViolation(_("Unknown cause."), field="cause")
+    before = event.audit_state()
+    event.title, event.severity, event.cause = title, severity, cause
+    event.summary = summary.strip()
+    if event.audit_state() == before:
+        return False
+    audit.record("event.update", "event", event.id, f"Event “{title}” updated",
+                 before=before, after=event.audit_state(), actor=actor)
+    db.session.commit()
+    return True
+
+
+def next_statuses(event: Event) -> list[str]:
+    """The phases an event may move to: one step forward or one step back."""
+    order = STATUSES[EventKind(event.kind)]
+    i = order.index(event.status)
+    return [order[j] for j in (i + 1, i - 1) if 0 <= j < len(order)]
+
+
+def change_status(event: Event, status: str, *, actor: User) -> None:
+    if status not in next_statuses(event):
+        raise RuleViolation(_("An event moves one phase at a time."), field="status")
+    before = event.audit_state()
+    event.status = status
+    audit.record("event.status", "event", event.id,
+                 f"Event “{event.title}” moved from {before['status']} to {status}",
+                 before=before, after=event.audit_state(), actor=actor)
+    db.session.commit()
+

@@ -54,6 +54,7 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
     nav_zh = page.get_by_role("navigation", name=ZH["Main"], exact=True)
     expect(nav_zh.get_by_role("link")).to_have_text([ZH[label] for label in english])
     expect(page).to_have_url(url_path("/dashboard"))
+    # The document's language follows the switch too (screen readers, fonts, hyphenation).
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
 
 
@@ -184,4 +185,6 @@ def test_audit_filter_swaps_results_with_htmx(page: Page, users) -> None:
     assert page.evaluate("window.__marker") == 1, "the filter reloaded the whole page"
     # Only the results were replaced: the filter form keeps the chosen value.
     expect(page.get_by_label("Action", exact=True)).to_have_value("user.create")
+    # The partial replaced the results block instead of being nested inside it.
+    expect(page.locator("#audit-results #audit-results")).to_have_count(0)
     expect(page.locator("#audit-results")).to_have_count(1)
