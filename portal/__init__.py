@@ -45,6 +45,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import cli as main_cli
     from portal.main import tasks as _main_tasks  # noqa: F401  (jobs and their cron entry)
     from portal.main import views as main_views
+    from portal.notices import tasks as _notice_tasks  # noqa: F401  (jobs, cron, reconciler)
+    from portal.notices import views as notice_views
+    from portal.public import views as public_views
+    from portal.signoffs import views as signoff_views
     from portal.users import views as user_views
 
     babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
@@ -57,6 +61,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(user_views.bp)
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(event_views.bp)
+    app.register_blueprint(notice_views.bp)
+    app.register_blueprint(signoff_views.bp)
+    app.register_blueprint(public_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

@@ -64,6 +64,8 @@ def load(instance_path: str) -> dict[str, Any]:
         "RQ_ASYNC": True,
         "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "PORTAL_COMPANY_NAME": os.environ.get("PORTAL_COMPANY_NAME", "Aftercare Demo Co."),
+        "PORTAL_CONTACT_PHONE": os.environ.get("PORTAL_CONTACT_PHONE", "400-800-1234"),
+        "PORTAL_CONTACT_EMAIL": os.environ.get("PORTAL_CONTACT_EMAIL", "support@example.com"),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": int(os.environ.get("SMTP_PORT", "8025")),
         "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),

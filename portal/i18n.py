@@ -1,5 +1,6 @@
-"""Locale choice: a staff member's profile, then the visitor's switch (a cookie), then the
-browser's Accept-Language, then the configured default."""
+"""Locale choice: ``?lang=``, then a staff member's profile, then the visitor's switch (a
+cookie), then the browser's Accept-Language, then the configured default. Public pages use
+only ``?lang=`` and Accept-Language."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ LOCALE_NAMES = {"zh_CN": "简体中文", "en": "English"}
 def select_locale() -> str:
     if not has_request_context():  # CLI and jobs: the configured default
         return current_app.config["BABEL_DEFAULT_LOCALE"]
-    if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
-        return current_user.locale
-    chosen = request.cookies.get(LOCALE_COOKIE)
-    if chosen in LOCALES:
-        return chosen
+    asked = request.args.get("lang")
+    if asked in LOCALES:
+        return asked
+    # Public pages are shared-cacheable: only the URL and Accept-Language choose their language.
+    if request.blueprint != "public":
+        if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
+            return current_user.locale
+        chosen = request.cookies.get(LOCALE_COOKIE)
+        if chosen in LOCALES:
+            return chosen
     best = request.accept_languages.best_match(["zh-CN", "zh", "en"])
     if best in ("zh-CN", "zh"):
         return "zh_CN"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -41,15 +42,30 @@ def job_is_known(job_id: str) -> bool:
     }
 
 
-Reconciler = Callable[[], int]
+# A reconciler re-queues rows older than the given age whose jobs vanished; returns a count.
+Reconciler = Callable[[timedelta], int]
 RECONCILERS: list[Reconciler] = []
+# Younger rows may simply not have reached the queue yet.
+DEFAULT_MIN_AGE = timedelta(seconds=30)
 
 
 def reconciler(func: Reconciler) -> Reconciler:
-    """Register a function that re-queues the rows whose jobs vanished; returns a count."""
     RECONCILERS.append(func)
     return func
 
 
-def reconcile_all() -> int:
-    return sum(func() for func in RECONCILERS)
+def reconcile_all(min_age: timedelta = DEFAULT_MIN_AGE) -> int:
+    return sum(func(min_age) for func in RECONCILERS)
+
+
+def requeue_lost(
+    stmt: Any, job_id_for: Callable[[int], str], queue: Callable[[int], bool]
+) -> int:
+    """Queue again each row id from ``stmt`` (rows still waiting) whose job Redis lost."""
+    from portal.extensions import db
+
+    count = 0
+    for row_id in db.session.scalars(stmt):
+        if not job_is_known(job_id_for(row_id)) and queue(row_id):
+            count += 1
+    return count

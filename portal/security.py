@@ -112,19 +112,13 @@ def _security_headers(response: Any) -> Any:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
-    if request.endpoint != "static" and not (request.endpoint and _is_public(request.endpoint)):
-        headers.setdefault("Cache-Control", "no-store")
-    headers.add("Vary", "Cookie")
+    if request.blueprint == "public" or request.endpoint == "static":
+        return response  # the public site and assets set their own caching headers
+    headers.setdefault("Cache-Control", "no-store")
+    response.vary.add("Cookie")
     if htmx:
-        headers.add("Vary", "HX-Request")
+        response.vary.add("HX-Request")
     return response
-
-
-def _is_public(endpoint: str) -> bool:
-    from flask import current_app
-
-    rule = rule_for(current_app, endpoint)
-    return bool(rule and rule.public)
 
 
 def init_app(app: Flask) -> None:

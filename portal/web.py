@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Flask, flash, redirect, render_template, request, url_for
+from flask import Flask, Response, flash, redirect, render_template, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -54,7 +56,19 @@ def _unauthorized() -> ResponseReturnValue:
     return redirect(target)
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The public site never uses the session: keep ``Vary: Cookie`` off its responses so
+    shared caches can serve one copy per URL and language."""
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        super().save_session(app, session, response)
+        if request.blueprint == "public" and not session.modified:
+            kept = [v for v in response.vary if v.lower() != "cookie"]
+            response.headers["Vary"] = ", ".join(kept)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
     login_manager.user_loader(auth_services.load_user)
     login_manager.unauthorized_handler(_unauthorized)
     login_manager.session_protection = "basic"

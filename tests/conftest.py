@@ -203,7 +203,7 @@ def run_worker(app: Flask):
         worker = SimpleWorker(queues, connection=queues[0].connection,
                               job_class=queues[0].job_class)
         worker.work(burst=True)
-        db.session.remove()
+        db.session.expire_all()  # see what the jobs committed
 
     return run
 

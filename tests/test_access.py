@@ -52,15 +52,24 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
     from portal.audit import services as audit
     from portal.events import services as events
     from portal.extensions import db
+    from portal.notices import services as notices
+    from portal.notices import tasks as notice_tasks
 
     with app.app_context():
         event = events.create_event(title="Outage", kind="incident", severity="sev2",
                                     cause="system")
         verification = audit.request_verification(None)
         db.session.commit()
+        notice = notices.create_notice(event, audience="public", actor=users[Role.AGENT],
+                                       content={"en": {"title": "Down", "body": "Call us"}})
+        signoff = notices.request_signoff(notice, actor=users[Role.AGENT])
+        pdf = notice_tasks.request_pdf(notice.latest_version, "draft")
+        db.session.commit()
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
                    "verification_id": str(verification.id), "subject_type": "user",
-                   "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css"}
+                   "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css",
+                   "notice_id": str(notice.id), "version_id": str(notice.latest_version.id),
+                   "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

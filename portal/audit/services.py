@@ -33,7 +33,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """What is stored must be exactly what is hashed: round-trip through canonical JSON."""
     return None if value is None else json.loads(canonical_json(value))
 
@@ -88,8 +88,8 @@ def record(
         subject_type=subject_type,
         subject_id=str(subject_id),
         summary=summary,
-        before=_normalise(before),
-        after=_normalise(after),
+        before=normalise(before),
+        after=normalise(after),
         ip=client_ip(),
         prev_hash=prev or GENESIS_HASH,
     )

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from portal import jobs
 from portal.audit import services
 from portal.audit.models import AuditVerification
-from portal.extensions import db, rq
+from portal.extensions import rq
 from portal.models import utcnow
 
 
@@ -27,15 +27,11 @@ def queue_verification(verification_id: int) -> bool:
 
 
 @jobs.reconciler
-def requeue_lost_verifications() -> int:
+def requeue_lost_verifications(min_age: timedelta) -> int:
     """Queue again the verifications still waiting whose job Redis no longer has."""
-    cutoff = utcnow() - timedelta(seconds=30)
+    cutoff = utcnow() - min_age
     stmt = select(AuditVerification.id).where(
         AuditVerification.status.in_(["queued", "running"]),
         AuditVerification.requested_at < cutoff,
     )
-    count = 0
-    for verification_id in db.session.scalars(stmt):
-        if not jobs.job_is_known(job_id(verification_id)) and queue_verification(verification_id):
-            count += 1
-    return count
+    return jobs.requeue_lost(stmt, job_id, queue_verification)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -19,7 +20,12 @@ from portal import jobs
 from portal.auth import services as auth_services
 from portal.auth.models import Role, User
 from portal.events import services as event_services
+from portal.events.models import Event
 from portal.extensions import db
+from portal.notices import services as notice_services
+from portal.notices import tasks as notice_tasks
+from portal.notices.content import STARTERS, fill_placeholders
+from portal.signoffs import services as signoff_services
 
 demo_cli = AppGroup("demo", help="Demo data for trying the portal.")
 
@@ -46,19 +52,40 @@ def seed_demo() -> str:
         user, password = auth_services.create_user(email, name, role, must_change_password=False)
         users[role] = user
         lines.append(f"  {role.value:<6} {email:<24} {password}")
-    event_services.create_event(
+    event = event_services.create_event(
         title="CRM 系统故障 / CRM outage",
         kind="incident", severity="sev1", cause="system",
         summary="CRM 系统不可用，客户无法在线提交出金申请。请致电 400-800-1234。\n"
                 "The CRM is down; customers with withdrawal requests, call 400-800-1234.",
         actor=users[Role.ADMIN],
     )
+    _seed_published_notice(event, users)
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return text
+
+
+def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
+    """The CRM outage notice in Chinese and English: drafted by the agent, approved by legal,
+    published; its PDF is queued (or re-queued by the reconciler once Redis runs)."""
+    values = {"event_title": "CRM 系统故障", "contact_phone": "400-800-1234",
+              "contact_email": "support@example.com", "resolution_time": "今日 18:00"}
+    starter = STARTERS["outage"]
+    content = {
+        "zh_CN": {k: fill_placeholders(v, values) for k, v in starter["zh_CN"].items()},
+        "en": {k: fill_placeholders(v, {**values, "event_title": "CRM outage",
+                                        "resolution_time": "18:00 today"})
+               for k, v in starter["en"].items()},
+    }
+    notice = notice_services.create_notice(event, audience="public", content=content,
+                                           actor=users[Role.AGENT])
+    request = notice_services.request_signoff(notice, actor=users[Role.AGENT])
+    signoff_services.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+    notice_services.publish(notice, actor=users[Role.AGENT])
+    notice_tasks.after_publication([notice.id])
 
 
 @demo_cli.command("seed")
@@ -116,6 +143,11 @@ def devserver(host: str, port: int) -> None:
     spawn(sys.executable, "-m", "portal.mail.devsmtp", "--host", cfg["SMTP_HOST"],
           "--port", str(cfg["SMTP_PORT"]), "--dir", str(instance / "mail"))
     spawn(*flask, "rq", "worker", "--with-scheduler")
+    from portal.main import tasks  # noqa: F401  (loads every reconciler)
+
+    requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down
+    if requeued:
+        click.echo(f"Queued {requeued} job(s) saved while the queue was down.")
     spawn(*flask, "rq", "cron")
     spawn(*flask, "run", "--host", host, "--port", str(port))
     click.echo(f"Aftercare is running on http://{host}:{port}/ — mail is kept in "

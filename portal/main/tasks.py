@@ -9,6 +9,7 @@ from portal import jobs
 from portal.audit import tasks as _audit_tasks  # noqa: F401  (registers its reconciler)
 from portal.auth import services as auth_services
 from portal.extensions import rq
+from portal.notices import tasks as _notice_tasks  # noqa: F401  (registers its reconciler)
 
 RECONCILE_INTERVAL_SECONDS = 60
 PRUNE_INTERVAL_SECONDS = 3600

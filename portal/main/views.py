@@ -15,7 +15,9 @@ from portal.config import LOCALES
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
+from portal.notices import services as notice_services
 from portal.security import PUBLIC, STAFF, access
+from portal.signoffs import services as signoffs
 
 bp = Blueprint("main", __name__)
 
@@ -47,7 +49,9 @@ def dashboard() -> ResponseReturnValue:
     recent = audit.history("user", current_user.id, limit=5)
     return render_template(
         "main/dashboard.html", figures=figures, events=events, latest_check=latest_check,
-        recent=recent,
+        recent=recent, pending_signoffs=signoffs.queue(),
+        overdue=signoffs.overdue_retroactive(),
+        emergencies=notice_services.emergency_publications_awaiting_review(),
     )
 
 

@@ -14,12 +14,13 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "correct-horse-battery"
 
-# From portal/translations/zh_CN/LC_MESSAGES/messages.po
+# From portal/translations/zh_Hans_CN/LC_MESSAGES/messages.po
 ZH = {
     "Dashboard": "工作台",
     "Events": "事件",
     "Audit trail": "审计日志",
     "Users": "用户",
+    "Sign-offs": "法务审批",
     "Main": "主导航",
     "Sign in": "登录",
     "E-mail": "邮箱",
@@ -45,7 +46,9 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
     expect(page).to_have_url(url_path("/dashboard"))
 
     nav = page.get_by_role("navigation", name="Main", exact=True)
-    english = ["Dashboard", "Events", "Audit trail"] + (["Users"] if role == Role.ADMIN else [])
+    english = (["Dashboard", "Events"]
+               + (["Sign-offs"] if role in (Role.LEGAL, Role.ADMIN) else [])
+               + ["Audit trail"] + (["Users"] if role == Role.ADMIN else []))
     expect(nav.get_by_role("link")).to_have_text(english)
     expect(page.locator("html")).to_have_attribute("lang", "en")
 

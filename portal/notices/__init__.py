@@ -1,0 +1,1 @@
+"""Customer notices: versioned drafts, legal sign-off, publishing, public pages and PDFs."""

@@ -1,0 +1,198 @@
+"""Notices, their immutable versions, publications (the public timeline) and PDFs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.auth.models import User
+from portal.events.models import Event
+from portal.extensions import db
+from portal.models import UTCDateTime, utcnow
+from portal.signoffs.models import SignoffRequest
+
+CONTENT_LOCALES = ("zh_CN", "en")
+AUDIENCES = ("public", "direct")
+DRAFT, IN_REVIEW, APPROVED, PUBLISHED, WITHDRAWN = (
+    "draft", "in_review", "approved", "published", "withdrawn"
+)
+STATUS_LABELS = {
+    DRAFT: _l("Draft"),
+    IN_REVIEW: _l("In review"),
+    APPROVED: _l("Approved"),
+    PUBLISHED: _l("Published"),
+    WITHDRAWN: _l("Withdrawn"),
+    "public": _l("Public"),
+    "direct": _l("Direct (e-mail only)"),
+}
+
+
+class ImmutableError(RuntimeError):
+    """Raised when code tries to change a notice version after it was saved."""
+
+
+class Notice(db.Model):
+    __tablename__ = "notice"
+    __table_args__ = (
+        CheckConstraint("audience IN ('public', 'direct')", name="audience_known"),
+        CheckConstraint(
+            "status IN ('draft', 'in_review', 'approved', 'published', 'withdrawn')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
+    ref: Mapped[str] = mapped_column(String(20), unique=True)
+    slug: Mapped[str] = mapped_column(String(120), unique=True)
+    audience: Mapped[str] = mapped_column(String(8), default="public")
+    status: Mapped[str] = mapped_column(String(12), default=DRAFT)
+    # When the approved version should go out; None means "as soon as it is approved".
+    planned_publish_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A scheduled publication waiting for its time (kept here so a restart cannot lose it).
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    scheduled_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notice_version.id", use_alter=True)
+    )
+    published_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notice_version.id", use_alter=True)
+    )
+    first_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    event: Mapped[Event] = relationship(backref="notices")
+    created_by: Mapped[User | None] = relationship()
+    versions: Mapped[list[NoticeVersion]] = relationship(
+        back_populates="notice", order_by="NoticeVersion.number",
+        foreign_keys="NoticeVersion.notice_id",
+    )
+    published_version: Mapped[NoticeVersion | None] = relationship(
+        foreign_keys=[published_version_id], post_update=True
+    )
+    publications: Mapped[list[Publication]] = relationship(
+        back_populates="notice", order_by="Publication.published_at"
+    )
+
+    @property
+    def latest_version(self) -> NoticeVersion | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def publicly_visible(self) -> bool:
+        return (
+            self.audience == "public" and self.published_version_id is not None
+            and not self.hidden
+        )
+
+    def audit_state(self) -> dict[str, object]:
+        return {
+            "ref": self.ref, "slug": self.slug, "audience": self.audience,
+            "status": self.status,
+            "planned_publish_at": self.planned_publish_at.isoformat()
+            if self.planned_publish_at else None,
+            "published_version_id": self.published_version_id,
+            "hidden": self.hidden,
+        }
+
+
+class NoticeVersion(db.Model):
+    """One saved state of a notice's content: immutable once written."""
+
+    __tablename__ = "notice_version"
+    __table_args__ = (UniqueConstraint("notice_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    title_zh: Mapped[str | None] = mapped_column(String(300))
+    body_zh: Mapped[str | None] = mapped_column(Text)
+    title_en: Mapped[str | None] = mapped_column(String(300))
+    body_en: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    notice: Mapped[Notice] = relationship(back_populates="versions", foreign_keys=[notice_id])
+    author: Mapped[User | None] = relationship()
+
+    def content(self) -> dict[str, dict[str, str]]:
+        """Title and Markdown body per locale that has a title."""
+        found = {}
+        if self.title_zh:
+            found["zh_CN"] = {"title": self.title_zh, "body": self.body_zh or ""}
+        if self.title_en:
+            found["en"] = {"title": self.title_en, "body": self.body_en or ""}
+        return found
+
+    def in_locale(self, locale: str) -> tuple[str, dict[str, str]]:
+        """The content in ``locale``, or in the other language when it has none."""
+        content = self.content()
+        if locale in content:
+            return locale, content[locale]
+        other = next(iter(content))
+        return other, content[other]
+
+
+class Publication(db.Model):
+    """A version going public: the first publication, each update, emergency ones."""
+
+    __tablename__ = "notice_publication"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    emergency_reason: Mapped[str | None] = mapped_column(Text)
+
+    notice: Mapped[Notice] = relationship(back_populates="publications")
+    version: Mapped[NoticeVersion] = relationship()
+    published_by: Mapped[User | None] = relationship()
+    signoff: Mapped[SignoffRequest | None] = relationship()
+
+
+class NoticePdf(db.Model):
+    """A PDF of one version: the row comes first, the RQ job fills it in."""
+
+    __tablename__ = "notice_pdf"
+    __table_args__ = (UniqueConstraint("version_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # "draft" (watermarked) or "signed"
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued/running/done/failed
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    version: Mapped[NoticeVersion] = relationship()
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("done", "failed")
+
+
+@event.listens_for(NoticeVersion, "before_update")
+def _refuse_version_update(*_: object) -> None:
+    raise ImmutableError("notice versions are immutable; save a new version instead")

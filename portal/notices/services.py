@@ -1,0 +1,385 @@
+"""The notice rules: versions, sign-off binding, publishing, schedules, emergencies, withdrawal.
+
+Every function that changes state writes its audit entry and commits once. Slow follow-up
+work (PDFs, cache invalidation) is queued by the caller after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from portal.audit import services as audit
+from portal.audit.services import canonical_json
+from portal.auth.models import Role, User
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.models import utcnow
+from portal.notices.content import render_markdown
+from portal.notices.models import (
+    APPROVED,
+    AUDIENCES,
+    CONTENT_LOCALES,
+    DRAFT,
+    IN_REVIEW,
+    PUBLISHED,
+    WITHDRAWN,
+    Notice,
+    NoticeVersion,
+    Publication,
+)
+from portal.signoffs import services as signoffs
+from portal.signoffs.models import APPROVED as GRANTED
+from portal.signoffs.models import PENDING, SignoffRequest
+
+SUBJECT = "notice_version"
+MAX_TITLE = 300
+MAX_BODY = 50_000
+
+Content = dict[str, dict[str, str]]
+
+
+def scope(notice: Notice) -> str:
+    return f"notice:{notice.id}"
+
+
+def clean_content(content: Content) -> Content:
+    """Keep the locales that have a title; at least one is required; limits enforced."""
+    cleaned: Content = {}
+    for locale in CONTENT_LOCALES:
+        entry = content.get(locale) or {}
+        title = (entry.get("title") or "").strip()
+        body = (entry.get("body") or "").replace("\r\n", "\n").strip()
+        if not title and body:
+            raise RuleViolation(_("A text needs a title."), field=f"title_{locale}")
+        if not title:
+            continue
+        if len(title) > MAX_TITLE:
+            raise RuleViolation(_("The title is too long."), field=f"title_{locale}")
+        if len(body) > MAX_BODY:
+            raise RuleViolation(_("The text is too long."), field=f"body_{locale}")
+        cleaned[locale] = {"title": title, "body": body}
+    if not cleaned:
+        raise RuleViolation(_("Write the notice in at least one language."), field="title_zh_CN")
+    return cleaned
+
+
+def content_hash(content: Content) -> str:
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def _slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60]
+
+
+def _next_ref() -> str:
+    year = utcnow().year
+    prefix = f"N-{year}-"
+    count = db.session.scalar(select(func.count(Notice.id)).where(Notice.ref.like(prefix + "%")))
+    return f"{prefix}{(count or 0) + 1:04d}"
+
+
+def _new_version(notice: Notice, content: Content, author: User | None) -> NoticeVersion:
+    number = (notice.latest_version.number + 1) if notice.latest_version else 1
+    version = NoticeVersion(
+        notice=notice, number=number,
+        title_zh=content.get("zh_CN", {}).get("title"),
+        body_zh=content.get("zh_CN", {}).get("body"),
+        title_en=content.get("en", {}).get("title"),
+        body_en=content.get("en", {}).get("body"),
+        content_hash=content_hash(content), author_id=author.id if author else None,
+    )
+    db.session.add(version)
+    return version
+
+
+def create_notice(
+    event: Event, *, audience: str, content: Content, actor: User,
+    planned_publish_at: datetime | None = None,
+) -> Notice:
+    if audience not in AUDIENCES:
+        raise RuleViolation(_("Choose who the notice is for."), field="audience")
+    content = clean_content(content)
+    first_title = next(iter(content.values()))["title"]
+    for _attempt in range(5):  # two drafters at the same moment: the unique ref decides
+        ref = _next_ref()
+        slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
+        notice = Notice(
+            event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
+            status=DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
+        )
+        db.session.add(notice)
+        try:
+            with db.session.begin_nested():
+                db.session.flush()
+        except IntegrityError:
+            db.session.expunge(notice)
+            continue
+        break
+    else:
+        raise RuleViolation(_("Could not number the notice; try again."))
+    version = _new_version(notice, content, actor)
+    db.session.flush()
+    audit.record("notice.create", "notice", notice.id,
+                 f"Notice {notice.ref} “{first_title}” drafted (version 1)",
+                 after={**notice.audit_state(), "version": 1,
+                        "content_hash": version.content_hash}, actor=actor)
+    db.session.commit()
+    return notice
+
+
+def save(
+    notice: Notice, *, content: Content, audience: str, planned_publish_at: datetime | None,
+    based_on: int, actor: User,
+) -> NoticeVersion | None:
+    """Save an edit. Changed content makes a new immutable version; any change voids the
+    notice's open and granted sign-offs. ``based_on`` is the version the editor started from:
+    if someone saved a newer one meanwhile, nothing is overwritten."""
+    if notice.status == WITHDRAWN:
+        raise RuleViolation(_("A withdrawn notice cannot be edited."))
+    if audience not in AUDIENCES:
+        raise RuleViolation(_("Choose who the notice is for."), field="audience")
+    latest = notice.latest_version
+    if latest is None or latest.number != based_on:
+        raise RuleViolation(_("Someone saved a newer version while you were editing. Reload "
+                              "the page to see it; your text has not been saved."))
+    content = clean_content(content)
+    content_changed = content_hash(content) != latest.content_hash
+    settings_changed = (audience != notice.audience
+                        or planned_publish_at != notice.planned_publish_at)
+    if not content_changed and not settings_changed:
+        return None
+    before = notice.audit_state()
+    version = _new_version(notice, content, actor) if content_changed else None
+    notice.audience = audience
+    notice.planned_publish_at = planned_publish_at
+    notice.scheduled_at = None
+    notice.scheduled_version_id = None
+    if notice.status in (IN_REVIEW, APPROVED):
+        notice.status = DRAFT
+    db.session.flush()
+    keep = {notice.published_version_id} if notice.published_version_id else set()
+    voided = signoffs.void_scope(scope(notice), "content changed", actor=actor,
+                                 keep_subject_ids=keep)
+    what = f"version {version.number}" if version else "settings"
+    audit.record("notice.edit", "notice", notice.id,
+                 f"Notice {notice.ref}: {what} saved" + (f"; {voided} sign-off(s) voided"
+                                                          if voided else ""),
+                 before=before, after={**notice.audit_state(),
+                                       "version": (version or latest).number}, actor=actor)
+    db.session.commit()
+    return version
+
+
+def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
+    """Exactly what legal approves: rendered text per locale, audience and publish plan."""
+    return {
+        "notice": notice.ref,
+        "version": version.number,
+        "audience": notice.audience,
+        "publish_plan": notice.planned_publish_at.isoformat()
+        if notice.planned_publish_at else "on approval",
+        "locales": {
+            locale: {"title": entry["title"], "body_html": render_markdown(entry["body"])}
+            for locale, entry in version.content().items()
+        },
+    }
+
+
+def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -> SignoffRequest:
+    version = notice.latest_version
+    if version is None or notice.status == WITHDRAWN:
+        raise RuleViolation(_("There is nothing to review."))
+    if version.id == notice.published_version_id and not retroactive:
+        raise RuleViolation(_("This version is already published; edit the notice to "
+                              "prepare an update."))
+    request = signoffs.open_request(
+        subject_type=SUBJECT, subject_id=version.id, scope=scope(notice),
+        title=f"{notice.ref} v{version.number} — {version.in_locale('zh_CN')[1]['title']}",
+        snapshot=snapshot(notice, version), author_id=version.author_id, requested_by=actor,
+        retroactive=retroactive,
+    )
+    if notice.status == DRAFT:
+        notice.status = IN_REVIEW
+    db.session.commit()
+    return request
+
+
+@signoffs.on_decision(SUBJECT)
+def _after_decision(request: SignoffRequest, actor: User) -> None:
+    version = db.session.get(NoticeVersion, request.subject_id)
+    notice = version.notice
+    if request.retroactive or notice.status != IN_REVIEW:
+        return  # a published notice keeps its state; the decision is on its record
+    notice.status = APPROVED if request.status == GRANTED else DRAFT
+
+
+def _check_grant(notice: Notice, version: NoticeVersion) -> SignoffRequest:
+    grant = signoffs.granted(SUBJECT, version.id)
+    if grant is None or grant.retroactive:
+        raise RuleViolation(_("Legal has not approved this version."))
+    if not signoffs.check_binding(grant, snapshot(notice, version)):
+        raise RuleViolation(_("The approved text differs from this version; request a new "
+                              "sign-off."))
+    return grant
+
+
+def publish(notice: Notice, *, actor: User, now: datetime | None = None) -> Publication | None:
+    """Publish the latest version now, or schedule it when the approved plan says later.
+    Returns the publication, or None when it was scheduled."""
+    now = now or utcnow()
+    version = notice.latest_version
+    if version is None or notice.status == WITHDRAWN:
+        raise RuleViolation(_("A withdrawn notice cannot be published."))
+    if version.id == notice.published_version_id:
+        raise RuleViolation(_("This version is already published."))
+    grant = _check_grant(notice, version)
+    if notice.planned_publish_at and notice.planned_publish_at > now:
+        notice.scheduled_at = notice.planned_publish_at
+        notice.scheduled_version_id = version.id
+        audit.record("notice.schedule", "notice", notice.id,
+                     f"Notice {notice.ref} v{version.number} scheduled for "
+                     f"{notice.scheduled_at.isoformat()}", after=notice.audit_state(),
+                     actor=actor)
+        db.session.commit()
+        return None
+    publication = _publish_version(notice, version, actor=actor, signoff=grant, now=now)
+    db.session.commit()
+    return publication
+
+
+def _publish_version(
+    notice: Notice, version: NoticeVersion, *, actor: User | None, now: datetime,
+    signoff: SignoffRequest | None, emergency_reason: str | None = None,
+) -> Publication:
+    before = notice.audit_state()
+    is_update = notice.published_version_id is not None
+    publication = Publication(
+        notice=notice, version_id=version.id, published_at=now,
+        published_by_id=actor.id if actor else None, signoff_id=signoff.id if signoff else None,
+        emergency=emergency_reason is not None, emergency_reason=emergency_reason,
+    )
+    db.session.add(publication)
+    notice.published_version_id = version.id
+    notice.first_published_at = notice.first_published_at or now
+    notice.last_published_at = now
+    notice.status = PUBLISHED
+    notice.scheduled_at = None
+    notice.scheduled_version_id = None
+    db.session.flush()
+    kind = "emergency-published" if emergency_reason else ("updated" if is_update
+                                                          else "published")
+    audit.record("notice.emergency_publish" if emergency_reason else "notice.publish",
+                 "notice", notice.id, f"Notice {notice.ref} v{version.number} {kind}",
+                 before=before, after={**notice.audit_state(), "reason": emergency_reason},
+                 actor=actor)
+    return publication
+
+
+def publish_due(now: datetime | None = None) -> list[int]:
+    """Publish the scheduled notices whose time has come (run by the scheduler job).
+    Re-checks the grant: a schedule whose sign-off no longer covers the text is dropped."""
+    now = now or utcnow()
+    published = []
+    due = db.session.scalars(select(Notice).where(Notice.scheduled_at.is_not(None),
+                                                  Notice.scheduled_at <= now)).all()
+    for notice in due:
+        version = db.session.get(NoticeVersion, notice.scheduled_version_id)
+        try:
+            if version is None or version.id != notice.latest_version.id:
+                raise RuleViolation("the scheduled version is no longer the latest")
+            grant = _check_grant(notice, version)
+        except RuleViolation as err:
+            notice.scheduled_at = None
+            notice.scheduled_version_id = None
+            audit.record("notice.schedule_dropped", "notice", notice.id,
+                         f"Scheduled publication of {notice.ref} dropped: {err.message}")
+            db.session.commit()
+            continue
+        _publish_version(notice, version, actor=None, signoff=grant, now=now)
+        db.session.commit()
+        published.append(notice.id)
+    return published
+
+
+def emergency_publish(notice: Notice, *, reason: str, actor: User,
+                      now: datetime | None = None) -> Publication:
+    """Publish before legal review: admin only, sev1/sev2 only, with a reason. A retroactive
+    sign-off request is opened for legal to review afterwards."""
+    if actor.role != Role.ADMIN:
+        raise RuleViolation(_("Only the incident lead (admin) can publish before review."))
+    if notice.event.severity not in ("sev1", "sev2"):
+        raise RuleViolation(_("Emergency publishing is only for sev1 and sev2 events."))
+    reason = reason.strip()
+    if not reason:
+        raise RuleViolation(_("Give the reason for publishing before legal review."),
+                            field="reason")
+    version = notice.latest_version
+    if version is None or notice.status == WITHDRAWN:
+        raise RuleViolation(_("A withdrawn notice cannot be published."))
+    if version.id == notice.published_version_id:
+        raise RuleViolation(_("This version is already published."))
+    signoffs.void_scope(scope(notice), "published in an emergency", actor=actor,
+                        keep_subject_ids={notice.published_version_id} - {None})
+    publication = _publish_version(notice, version, actor=actor, signoff=None,
+                                   now=now or utcnow(), emergency_reason=reason)
+    db.session.flush()
+    request_signoff(notice, actor=actor, retroactive=True)  # commits
+    return publication
+
+
+def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
+    if notice.status != PUBLISHED:
+        raise RuleViolation(_("Only a published notice can be withdrawn."))
+    reason = reason.strip()
+    if not reason:
+        raise RuleViolation(_("Give the reason for withdrawing the notice."), field="reason")
+    before = notice.audit_state()
+    notice.status = WITHDRAWN
+    notice.withdrawn_at = utcnow()
+    notice.withdrawn_reason = reason
+    notice.hidden = hide
+    notice.scheduled_at = None
+    notice.scheduled_version_id = None
+    signoffs.void_scope(scope(notice), "notice withdrawn", actor=actor,
+                        keep_subject_ids={notice.published_version_id} - {None})
+    audit.record("notice.withdraw", "notice", notice.id,
+                 f"Notice {notice.ref} withdrawn" + (" and hidden" if hide else ""),
+                 before=before, after={**notice.audit_state(), "reason": reason}, actor=actor)
+    db.session.commit()
+
+
+def emergency_publications_awaiting_review() -> list[Publication]:
+    """Emergency publications whose retroactive sign-off is still pending."""
+    pending_versions = select(SignoffRequest.subject_id).where(
+        SignoffRequest.subject_type == SUBJECT, SignoffRequest.retroactive.is_(True),
+        SignoffRequest.status == PENDING)
+    return list(db.session.scalars(select(Publication).where(
+        Publication.emergency.is_(True), Publication.version_id.in_(pending_versions)
+    ).order_by(Publication.published_at)))
+
+
+def public_notices(event_id: int | None = None) -> list[Notice]:
+    """Published public notices: urgent (sev1/sev2) first, then newest first."""
+    urgent = Event.severity.in_(["sev1", "sev2"])
+    stmt = (select(Notice).join(Event).where(
+        Notice.audience == "public", Notice.published_version_id.is_not(None),
+        Notice.hidden.is_(False))
+        .order_by(urgent.desc(), Notice.last_published_at.desc()))
+    if event_id:
+        stmt = stmt.where(Notice.event_id == event_id)
+    return list(db.session.scalars(stmt))
+
+
+def public_notice(slug: str) -> Notice | None:
+    notice = db.session.scalar(select(Notice).where(Notice.slug == slug))
+    return notice if notice is not None and notice.publicly_visible else None

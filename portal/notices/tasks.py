@@ -1,0 +1,104 @@
+"""RQ jobs of the notices: PDFs and scheduled publications. Jobs take ids, call services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask_babel import force_locale
+from rq import cron
+from sqlalchemy import select
+
+from portal import jobs
+from portal.extensions import db, rq
+from portal.models import utcnow
+from portal.notices import pdf, services
+from portal.notices.models import NoticePdf, NoticeVersion, Publication
+from portal.public import cache
+
+PDF_TIMEOUT_SECONDS = 120
+SCHEDULE_INTERVAL_SECONDS = 30
+
+
+def pdf_job_id(pdf_id: int) -> str:
+    return f"notice-pdf-{pdf_id}"
+
+
+def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
+    """The row for a version's PDF (created once; the caller commits and then queues)."""
+    row = db.session.scalar(select(NoticePdf).where(NoticePdf.version_id == version.id,
+                                                    NoticePdf.kind == kind))
+    if row is None:
+        row = NoticePdf(version_id=version.id, kind=kind, status="queued", requested_at=utcnow())
+        db.session.add(row)
+        db.session.flush()
+    elif row.status == "failed":
+        row.status, row.error, row.requested_at = "queued", None, utcnow()
+    return row
+
+
+def queue_pdf(pdf_id: int) -> bool:
+    return jobs.enqueue(render_pdf_job, pdf_id, job_id=pdf_job_id(pdf_id),
+                        timeout=PDF_TIMEOUT_SECONDS)
+
+
+@rq.job
+def render_pdf_job(pdf_id: int) -> str | None:
+    """Render one PDF row; a finished row whose file exists is left alone (idempotent)."""
+    row = db.session.get(NoticePdf, pdf_id)
+    if row is None:
+        return None
+    if row.status == "done" and row.sha256 and (pdf.storage_dir() / f"{row.sha256}.pdf").exists():
+        return row.sha256
+    row.status = "running"
+    db.session.commit()
+    try:
+        version = row.version
+        signoff, emergency = None, False
+        if row.kind == "signed":
+            publication = db.session.scalar(select(Publication).where(
+                Publication.version_id == version.id).order_by(Publication.id.desc()))
+            signoff = publication.signoff if publication else None
+            emergency = bool(publication and publication.emergency)
+        with force_locale("zh_CN"):
+            data = pdf.render_pdf(version, pdf.stamp_for(signoff, emergency))
+        digest, _path = pdf.store(data)
+    except Exception as exc:
+        db.session.rollback()
+        row = db.session.get(NoticePdf, pdf_id)
+        row.status, row.error, row.finished_at = "failed", str(exc)[:500], utcnow()
+        db.session.commit()
+        raise
+    row.status, row.sha256, row.size, row.finished_at = "done", digest, len(data), utcnow()
+    db.session.commit()
+    cache.invalidate()
+    return digest
+
+
+@jobs.reconciler
+def requeue_lost_pdfs(min_age: timedelta) -> int:
+    stmt = select(NoticePdf.id).where(NoticePdf.status.in_(["queued", "running"]),
+                                      NoticePdf.requested_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, pdf_job_id, queue_pdf)
+
+
+def after_publication(notice_ids: list[int]) -> None:
+    """What follows a publication, after its commit: the signed PDF and a fresh public cache."""
+    from portal.notices.models import Notice
+
+    cache.invalidate()
+    for notice_id in notice_ids:
+        notice = db.session.get(Notice, notice_id)
+        row = request_pdf(notice.published_version, "signed")
+        db.session.commit()
+        queue_pdf(row.id)
+
+
+@rq.job
+def publish_due_job() -> list[int]:
+    published = services.publish_due()
+    if published:
+        after_publication(published)
+    return published
+
+
+cron.register(publish_due_job.func, "default", interval=SCHEDULE_INTERVAL_SECONDS)

@@ -1,0 +1,324 @@
+"""Staff pages for notices: draft, preview, versions and diff, sign-off, publish, PDFs."""
+
+from __future__ import annotations
+
+import difflib
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import get_timezone
+from flask_babel import gettext as _
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+
+from portal.audit import services as audit
+from portal.auth.models import Role
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.notices import pdf, services, tasks
+from portal.notices.content import STARTERS, fill_placeholders, render_markdown
+from portal.notices.forms import (
+    DiffForm,
+    NoticeForm,
+    ReasonForm,
+    StarterForm,
+    WithdrawForm,
+)
+from portal.notices.models import (
+    CONTENT_LOCALES,
+    STATUS_LABELS,
+    Notice,
+    NoticePdf,
+    NoticeVersion,
+)
+from portal.security import STAFF, access
+from portal.signoffs import services as signoffs
+from portal.users.forms import ConfirmForm
+from portal.web import wants_partial
+
+bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
+DRAFTERS = (Role.AGENT, Role.ADMIN)
+
+
+@bp.app_context_processor
+def notice_labels() -> dict[str, object]:
+    return {"notice_labels": STATUS_LABELS}
+
+
+@bp.app_template_filter("markdown")
+def markdown_filter(text: str) -> Markup:
+    return Markup(render_markdown(text))  # sanitised by an allow-list
+
+
+def _get(notice_id: int) -> Notice:
+    notice = db.session.get(Notice, notice_id)
+    if notice is None:
+        abort(404)
+    return notice
+
+
+def _local_to_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=get_timezone()).astimezone(UTC)
+
+
+def _utc_to_local(value: datetime | None) -> datetime | None:
+    return value.astimezone(get_timezone()).replace(tzinfo=None) if value else None
+
+
+def _show_error(form: NoticeForm, err: RuleViolation) -> None:
+    field = getattr(form, err.field, None) if err.field else None
+    if field is not None:
+        field.errors = [*field.errors, err.message]
+    else:
+        flash(err.message, "error")
+
+
+def _placeholders(event: Event) -> dict[str, str]:
+    cfg = current_app.config
+    return {"event_title": event.title, "contact_phone": cfg["PORTAL_CONTACT_PHONE"],
+            "contact_email": cfg["PORTAL_CONTACT_EMAIL"]}
+
+
+@bp.route("/new/<int:event_id>", methods=["GET", "POST"])
+@access(*DRAFTERS)
+def create(event_id: int) -> ResponseReturnValue:
+    event = db.session.get(Event, event_id)
+    if event is None:
+        abort(404)
+    form = NoticeForm()
+    starter = StarterForm(request.args)
+    if request.method == "GET" and starter.starter.data in STARTERS:
+        values = _placeholders(event)
+        for locale, entry in STARTERS[starter.starter.data].items():
+            getattr(form, f"title_{locale}").data = fill_placeholders(entry["title"], values)
+            getattr(form, f"body_{locale}").data = fill_placeholders(entry["body"], values)
+    if form.validate_on_submit():
+        try:
+            notice = services.create_notice(
+                event, audience=form.audience.data, content=form.content(), actor=current_user,
+                planned_publish_at=_local_to_utc(form.planned_publish_at.data))
+        except RuleViolation as err:
+            db.session.rollback()
+            _show_error(form, err)
+        else:
+            flash(_("Draft saved as version 1."), "success")
+            return redirect(url_for("notices.detail", notice_id=notice.id))
+    return render_template("notices/new.html", form=form, event=event, starter=starter), (
+        422 if form.errors else 200)
+
+
+@bp.route("/<int:notice_id>")
+@access(STAFF)
+def detail(notice_id: int) -> ResponseReturnValue:
+    notice = _get(notice_id)
+    latest = notice.latest_version
+    request_ = signoffs.latest(services.SUBJECT, latest.id) if latest else None
+    pdfs = db.session.scalars(select(NoticePdf).join(NoticeVersion).where(
+        NoticeVersion.notice_id == notice.id).order_by(NoticePdf.id.desc())).all()
+    return render_template(
+        "notices/detail.html", notice=notice, latest=latest, signoff=request_,
+        confirm=ConfirmForm(), emergency_form=ReasonForm(), withdraw_form=WithdrawForm(),
+        pdfs=pdfs, history=audit.history("notice", notice.id),
+        can_draft=current_user.role in DRAFTERS,
+    )
+
+
+@bp.route("/<int:notice_id>/edit", methods=["GET", "POST"])
+@access(*DRAFTERS)
+def edit(notice_id: int) -> ResponseReturnValue:
+    notice = _get(notice_id)
+    latest = notice.latest_version
+    form = NoticeForm(obj=None)
+    if request.method == "GET":
+        form.audience.data = notice.audience
+        form.planned_publish_at.data = _utc_to_local(notice.planned_publish_at)
+        form.based_on.data = str(latest.number)
+        for locale, entry in latest.content().items():
+            getattr(form, f"title_{locale}").data = entry["title"]
+            getattr(form, f"body_{locale}").data = entry["body"]
+    if form.validate_on_submit():
+        try:
+            based_on = int(form.based_on.data or 0)
+            version = services.save(
+                notice, content=form.content(), audience=form.audience.data,
+                planned_publish_at=_local_to_utc(form.planned_publish_at.data),
+                based_on=based_on, actor=current_user)
+        except (RuleViolation, ValueError) as err:
+            db.session.rollback()
+            _show_error(form, err if isinstance(err, RuleViolation)
+                        else RuleViolation(_("The form is incomplete; reload the page.")))
+        else:
+            if version:
+                flash(_("Saved as version %(n)d.", n=version.number), "success")
+            else:
+                flash(_("Nothing changed."), "info")
+            return redirect(url_for("notices.detail", notice_id=notice.id))
+    return render_template("notices/edit.html", form=form, notice=notice), (
+        422 if form.errors else 200)
+
+
+@bp.route("/preview", methods=["POST"])
+@access(*DRAFTERS)
+def preview() -> ResponseReturnValue:
+    """The live preview of one language's fields, rendered and sanitised as customers see it."""
+    locale = request.args.get("locale", "")
+    if locale not in CONTENT_LOCALES:
+        abort(400)
+    return render_template("notices/_preview.html", locale=locale,
+                           title=request.form.get(f"title_{locale}", ""),
+                           body_html=render_markdown(request.form.get(f"body_{locale}", "")))
+
+
+@bp.route("/<int:notice_id>/diff")
+@access(STAFF)
+def diff(notice_id: int) -> ResponseReturnValue:
+    notice = _get(notice_id)
+    numbers = [v.number for v in notice.versions]
+    form = DiffForm(request.args)
+    a = form.a.data if form.a.data in numbers else max(numbers[-1] - 1, 1)
+    b = form.b.data if form.b.data in numbers else numbers[-1]
+    by_number = {v.number: v for v in notice.versions}
+    old, new = by_number[a].content(), by_number[b].content()
+    sections = []
+    for locale in ("zh_CN", "en"):
+        left = old.get(locale, {"title": "", "body": ""})
+        right = new.get(locale, {"title": "", "body": ""})
+        rows = _side_by_side(f"{left['title']}\n\n{left['body']}",
+                             f"{right['title']}\n\n{right['body']}")
+        sections.append((locale, rows))
+    return render_template("notices/diff.html", notice=notice, a=a, b=b, numbers=numbers,
+                           sections=sections)
+
+
+def _side_by_side(left: str, right: str) -> list[tuple[str, str, str]]:
+    """Rows of (kind, left line, right line); kind is equal, changed, added or removed."""
+    a, b = left.splitlines(), right.splitlines()
+    rows: list[tuple[str, str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            rows += [("equal", a[i], b[j]) for i, j in zip(range(i1, i2), range(j1, j2),
+                                                           strict=True)]
+        elif op == "replace":
+            for k in range(max(i2 - i1, j2 - j1)):
+                rows.append(("changed", a[i1 + k] if i1 + k < i2 else "",
+                             b[j1 + k] if j1 + k < j2 else ""))
+        elif op == "delete":
+            rows += [("removed", a[i], "") for i in range(i1, i2)]
+        else:
+            rows += [("added", "", b[j]) for j in range(j1, j2)]
+    return rows
+
+
+def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
+    notice = _get(notice_id)
+    try:
+        result = action(notice)
+    except RuleViolation as err:
+        db.session.rollback()
+        flash(err.message, "error")
+    else:
+        flash(success if not callable(success) else success(result), "success")
+    return redirect(url_for("notices.detail", notice_id=notice_id))
+
+
+@bp.route("/<int:notice_id>/request-signoff", methods=["POST"])
+@access(*DRAFTERS)
+def request_signoff(notice_id: int) -> ResponseReturnValue:
+    return _act(notice_id, lambda n: services.request_signoff(n, actor=current_user),
+                _("Sent to legal for sign-off."))
+
+
+@bp.route("/<int:notice_id>/publish", methods=["POST"])
+@access(*DRAFTERS)
+def publish(notice_id: int) -> ResponseReturnValue:
+    def action(notice: Notice) -> object:
+        publication = services.publish(notice, actor=current_user)
+        if publication is not None:
+            tasks.after_publication([notice.id])
+        return publication
+
+    return _act(notice_id, action,
+                lambda p: _("Published.") if p else _("Scheduled; it goes out at the planned "
+                                                       "time."))
+
+
+@bp.route("/<int:notice_id>/emergency-publish", methods=["POST"])
+@access(Role.ADMIN)
+def emergency_publish(notice_id: int) -> ResponseReturnValue:
+    form = ReasonForm()
+
+    def action(notice: Notice) -> object:
+        publication = services.emergency_publish(notice, reason=form.reason.data or "",
+                                                 actor=current_user)
+        tasks.after_publication([notice.id])
+        return publication
+
+    return _act(notice_id, action, _("Published before legal review; legal has been asked "
+                                     "to review it."))
+
+
+@bp.route("/<int:notice_id>/withdraw", methods=["POST"])
+@access(*DRAFTERS)
+def withdraw(notice_id: int) -> ResponseReturnValue:
+    form = WithdrawForm()
+
+    def action(notice: Notice) -> None:
+        services.withdraw(notice, reason=form.reason.data or "", hide=bool(form.hide.data),
+                          actor=current_user)
+        from portal.public import cache
+
+        cache.invalidate()
+
+    return _act(notice_id, action, _("Withdrawn."))
+
+
+@bp.route("/versions/<int:version_id>/pdf", methods=["POST"])
+@access(STAFF)
+def request_pdf(version_id: int) -> ResponseReturnValue:
+    version = db.session.get(NoticeVersion, version_id)
+    if version is None:
+        abort(404)
+    kind = "signed" if version.id == version.notice.published_version_id else "draft"
+    row = tasks.request_pdf(version, kind)
+    db.session.commit()
+    if not row.done and not tasks.queue_pdf(row.id):
+        flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
+                "made when the queue is back."), "warning")
+    return redirect(url_for("notices.pdf_status", pdf_id=row.id))
+
+
+@bp.route("/pdfs/<int:pdf_id>")
+@access(STAFF)
+def pdf_status(pdf_id: int) -> ResponseReturnValue:
+    row = db.session.get(NoticePdf, pdf_id)
+    if row is None:
+        abort(404)
+    if wants_partial():
+        return render_template("notices/_pdf_status.html", row=row)
+    return render_template("notices/pdf_status.html", row=row)
+
+
+@bp.route("/pdfs/<int:pdf_id>/file")
+@access(STAFF)
+def pdf_file(pdf_id: int) -> ResponseReturnValue:
+    row = db.session.get(NoticePdf, pdf_id)
+    if row is None or row.status != "done":
+        abort(404)
+    return send_file(pdf.storage_dir() / f"{row.sha256}.pdf", mimetype="application/pdf",
+                     etag=row.sha256, conditional=True,
+                     download_name=f"{row.version.notice.ref}-v{row.version.number}.pdf")

@@ -1,0 +1,1 @@
+"""The public site: published notices, their PDFs and the Atom feed. No login, no staff data."""

@@ -1,0 +1,134 @@
+"""Public notice pages, PDFs and the Atom feed: cacheable, conditional, no staff data.
+
+Their language comes from ``?lang=`` or Accept-Language only (never a cookie or a staff
+profile), so a shared cache in front can key them by URL and Accept-Language.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.notices import pdf as notice_pdf
+from portal.notices import services
+from portal.notices.content import render_markdown
+from portal.notices.models import NoticePdf, Publication
+from portal.public.cache import CachedPage, page_cache
+from portal.security import PUBLIC, access
+
+bp = Blueprint("public", __name__)
+
+MAX_AGE_SECONDS = 60
+
+
+def _locale() -> str:
+    return "zh_CN" if str(get_locale()).startswith("zh") else "en"
+
+
+def _respond(page: CachedPage) -> Response:
+    response = Response(page.body, mimetype=page.mimetype)
+    response.set_etag(page.etag)
+    if page.last_modified:
+        response.last_modified = page.last_modified
+    response.cache_control.public = True
+    response.cache_control.max_age = MAX_AGE_SECONDS
+    response.vary.add("Accept-Language")
+    return response.make_conditional(request)
+
+
+@bp.route("/notices")
+@access(PUBLIC)
+def index() -> ResponseReturnValue:
+    locale = _locale()
+    event_id = request.args.get("event", type=int)
+
+    def render() -> tuple[str, datetime | None, str]:
+        notices = services.public_notices(event_id)
+        events = {n.event_id: n.event for n in services.public_notices()}
+        last = max((n.last_published_at for n in notices), default=None)
+        html = render_template("public/index.html", notices=notices, locale=locale,
+                               events=events.values(), event_id=event_id)
+        return html, last, "text/html"
+
+    return _respond(page_cache().get_or_render(("index", locale, event_id), render))
+
+
+@bp.route("/notices/<slug>")
+@access(PUBLIC)
+def notice(slug: str) -> ResponseReturnValue:
+    locale = _locale()
+
+    def render() -> tuple[str, datetime | None, str]:
+        item = services.public_notice(slug)
+        if item is None:
+            abort(404)
+        version = item.published_version
+        shown_locale, entry = version.in_locale(locale)
+        pdf_ready = db.session.scalar(select(NoticePdf.id).where(
+            NoticePdf.version_id == version.id, NoticePdf.kind == "signed",
+            NoticePdf.status == "done")) is not None
+        html = render_template(
+            "public/notice.html", notice=item, version=version, entry=entry,
+            shown_locale=shown_locale, body_html=render_markdown(entry["body"]),
+            publications=list(reversed(item.publications)), pdf_ready=pdf_ready,
+        )
+        return html, item.withdrawn_at or item.last_published_at, "text/html"
+
+    return _respond(page_cache().get_or_render(("notice", slug, locale), render))
+
+
+@bp.route("/notices/<slug>.pdf")
+@access(PUBLIC)
+def notice_pdf_file(slug: str) -> ResponseReturnValue:
+    item = services.public_notice(slug)
+    if item is None:
+        abort(404)
+    row = db.session.scalar(select(NoticePdf).where(
+        NoticePdf.version_id == item.published_version_id, NoticePdf.kind == "signed"))
+    if row is None or row.status != "done":
+        return Response("The PDF is being prepared; try again in a minute.\n", 503,
+                        {"Retry-After": "30", "Cache-Control": "no-store"},
+                        mimetype="text/plain")
+    path = notice_pdf.storage_dir() / f"{row.sha256}.pdf"
+    response = send_file(path, mimetype="application/pdf", etag=row.sha256,
+                         download_name=f"{item.ref}.pdf", conditional=True, max_age=300)
+    response.cache_control.public = True
+    return response
+
+
+@bp.route("/notices/feed.atom")
+@access(PUBLIC)
+def feed() -> ResponseReturnValue:
+    locale = _locale()
+
+    def render() -> tuple[str, datetime | None, str]:
+        publications = db.session.scalars(
+            select(Publication).order_by(Publication.published_at.desc()).limit(100)
+        ).all()
+        visible = [p for p in publications if p.notice.publicly_visible][:50]
+        entries = []
+        for p in visible:
+            shown_locale, entry = p.version.in_locale(locale)
+            entries.append({"publication": p, "entry": entry, "locale": shown_locale,
+                            "body_html": render_markdown(entry["body"])})
+        updated = visible[0].published_at if visible else None
+        xml = render_template("public/feed.atom.xml", entries=entries, updated=updated,
+                              base=current_app.config["PORTAL_BASE_URL"],
+                              self_url=url_for("public.feed", _external=False))
+        return xml, updated, "application/atom+xml"
+
+    return _respond(page_cache().get_or_render(("feed", locale), render))

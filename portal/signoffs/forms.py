@@ -1,0 +1,18 @@
+"""Legal's decision form."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import RadioField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from portal.signoffs.models import APPROVED, CHANGES, REJECTED
+
+
+class DecisionForm(FlaskForm):
+    decision = RadioField(_l("Decision"), choices=[
+        (APPROVED, _l("Approve")), (CHANGES, _l("Request changes")), (REJECTED, _l("Reject"))],
+        validators=[DataRequired()])
+    comment = TextAreaField(_l("Comment (required to reject or request changes)"),
+                            validators=[Length(max=5000)])

@@ -1,0 +1,77 @@
+"""Sign-off requests: what was asked, the exact snapshot, and legal's one decision."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.auth.models import User
+from portal.extensions import db
+from portal.models import UTCDateTime, utcnow
+
+PENDING, APPROVED, REJECTED, CHANGES, VOIDED = (
+    "pending", "approved", "rejected", "changes_requested", "voided"
+)
+DECISIONS = (APPROVED, REJECTED, CHANGES)
+OVERDUE_AFTER = timedelta(hours=24)
+
+STATUS_LABELS = {
+    PENDING: _l("Pending"),
+    APPROVED: _l("Approved"),
+    REJECTED: _l("Rejected"),
+    CHANGES: _l("Changes requested"),
+    VOIDED: _l("Voided"),
+}
+SUBJECT_LABELS = {"notice_version": _l("Notice")}
+
+
+class SignoffRequest(db.Model):
+    __tablename__ = "signoff_request"
+    __table_args__ = (
+        # At most one open request per subject.
+        Index("uq_signoff_request_open_subject", "subject_type", "subject_id", unique=True,
+              postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_signoff_request_queue", "status", "requested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    # The subject's owner (e.g. "notice:7"): a change there voids its open and granted requests.
+    scope: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    snapshot: Mapped[Any] = mapped_column(JSON)
+    snapshot_hash: Mapped[str] = mapped_column(String(64))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retroactive: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default=PENDING)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    comment: Mapped[str | None] = mapped_column(Text)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+    author: Mapped[User | None] = relationship(foreign_keys=[author_id])
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    @property
+    def age(self) -> timedelta:
+        return utcnow() - self.requested_at
+
+    @property
+    def overdue(self) -> bool:
+        return self.status == PENDING and self.retroactive and self.age > OVERDUE_AFTER
+
+    def audit_state(self) -> dict[str, object]:
+        return {
+            "subject": f"{self.subject_type}:{self.subject_id}", "status": self.status,
+            "snapshot_hash": self.snapshot_hash, "comment": self.comment,
+            "retroactive": self.retroactive,
+        }

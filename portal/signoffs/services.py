@@ -1,0 +1,169 @@
+"""The sign-off rules, for every kind of subject.
+
+A subject's domain opens a request with a snapshot; legal decides once; the domain is told of
+the decision through the handler it registered. Before acting on a grant, the domain calls
+:func:`check_binding` with a fresh snapshot: if the content moved, the grant does not cover it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import select, update
+
+from portal.audit import services as audit
+from portal.audit.services import canonical_json
+from portal.auth.models import Role, User
+from portal.errors import RuleViolation
+from portal.extensions import db
+from portal.models import utcnow
+from portal.signoffs.models import (
+    APPROVED,
+    CHANGES,
+    DECISIONS,
+    PENDING,
+    REJECTED,
+    VOIDED,
+    SignoffRequest,
+)
+
+DecisionHandler = Callable[[SignoffRequest, User], None]
+_HANDLERS: dict[str, DecisionHandler] = {}
+
+
+def on_decision(subject_type: str) -> Callable[[DecisionHandler], DecisionHandler]:
+    """Register what a domain does when legal decides on one of its subjects."""
+
+    def register(func: DecisionHandler) -> DecisionHandler:
+        _HANDLERS[subject_type] = func
+        return func
+
+    return register
+
+
+def snapshot_hash(snapshot: Any) -> str:
+    return hashlib.sha256(canonical_json(snapshot).encode()).hexdigest()
+
+
+def open_request(
+    *, subject_type: str, subject_id: int, scope: str, title: str, snapshot: Any,
+    author_id: int | None, requested_by: User | None, retroactive: bool = False,
+) -> SignoffRequest:
+    """Ask legal to approve exactly ``snapshot`` (the caller commits)."""
+    existing = db.session.scalar(select(SignoffRequest).where(
+        SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
+        SignoffRequest.status.in_([PENDING, APPROVED])))
+    if existing is not None:
+        raise RuleViolation(_("This version already has an open or granted sign-off."))
+    snapshot = audit.normalise(snapshot)
+    request = SignoffRequest(
+        subject_type=subject_type, subject_id=subject_id, scope=scope, title=title[:300],
+        snapshot=snapshot, snapshot_hash=snapshot_hash(snapshot), author_id=author_id,
+        requested_by_id=requested_by.id if requested_by else None, retroactive=retroactive,
+        status=PENDING, requested_at=utcnow(),
+    )
+    db.session.add(request)
+    db.session.flush()
+    audit.record("signoff.request", "signoff", request.id,
+                 f"Sign-off requested for {title}" + (" (retroactive)" if retroactive else ""),
+                 after=request.audit_state(), actor=requested_by)
+    return request
+
+
+def may_decide(request: SignoffRequest, user: User) -> str | None:
+    """Why ``user`` may not decide on ``request``, or None when they may."""
+    if user.role != Role.LEGAL:
+        return _("Only the legal team decides sign-offs.")
+    if request.status != PENDING:
+        return _("This request has already been decided.")
+    if user.id == request.requested_by_id:
+        return _("You requested this sign-off; another legal reviewer must decide.")
+    if user.id == request.author_id:
+        return _("You wrote this content; another legal reviewer must decide.")
+    return None
+
+
+def decide(request_id: int, decision: str, comment: str, *, actor: User) -> SignoffRequest:
+    """Record legal's decision. Exactly one decision wins, even when two reviewers act at once:
+    the status changes only if it is still pending, in one UPDATE."""
+    if decision not in DECISIONS:
+        raise RuleViolation(_("Unknown decision."), field="decision")
+    comment = comment.strip()
+    if decision in (REJECTED, CHANGES) and not comment:
+        raise RuleViolation(_("Say why: a comment is required to reject or request changes."),
+                            field="comment")
+    request = db.session.get(SignoffRequest, request_id)
+    if request is None:
+        raise RuleViolation(_("No such sign-off request."))
+    reason = may_decide(request, actor)
+    if reason:
+        raise RuleViolation(reason)
+    result = db.session.execute(
+        update(SignoffRequest)
+        .where(SignoffRequest.id == request_id, SignoffRequest.status == PENDING)
+        .values(status=decision, decided_by_id=actor.id, decided_at=utcnow(),
+                comment=comment or None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise RuleViolation(_("This request has already been decided."))
+    db.session.refresh(request)
+    audit.record(f"signoff.{decision}", "signoff", request.id,
+                 f"Sign-off {decision.replace('_', ' ')}: {request.title}",
+                 before={"status": PENDING}, after=request.audit_state(), actor=actor)
+    handler = _HANDLERS.get(request.subject_type)
+    if handler:
+        handler(request, actor)
+    db.session.commit()
+    return request
+
+
+def void_scope(scope: str, reason: str, *, actor: User | None,
+               keep_subject_ids: set[int] | frozenset[int] = frozenset()) -> int:
+    """Void the open and granted requests of a changed subject (the caller commits)."""
+    requests = db.session.scalars(select(SignoffRequest).where(
+        SignoffRequest.scope == scope, SignoffRequest.status.in_([PENDING, APPROVED]))).all()
+    count = 0
+    for request in requests:
+        if request.subject_id in keep_subject_ids:
+            continue
+        before = request.status
+        request.status = VOIDED
+        request.void_reason = reason
+        audit.record("signoff.void", "signoff", request.id,
+                     f"Sign-off voided ({reason}): {request.title}",
+                     before={"status": before}, after=request.audit_state(), actor=actor)
+        count += 1
+    return count
+
+
+def granted(subject_type: str, subject_id: int) -> SignoffRequest | None:
+    return db.session.scalar(select(SignoffRequest).where(
+        SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
+        SignoffRequest.status == APPROVED))
+
+
+def latest(subject_type: str, subject_id: int) -> SignoffRequest | None:
+    return db.session.scalar(select(SignoffRequest).where(
+        SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
+    ).order_by(SignoffRequest.id.desc()).limit(1))
+
+
+def check_binding(request: SignoffRequest, snapshot: Any) -> bool:
+    """Whether the grant covers exactly this content: same hash as the approved snapshot."""
+    return snapshot_hash(audit.normalise(snapshot)) == request.snapshot_hash
+
+
+def queue(subject_type: str | None = None) -> list[SignoffRequest]:
+    stmt = select(SignoffRequest).where(SignoffRequest.status == PENDING)
+    if subject_type:
+        stmt = stmt.where(SignoffRequest.subject_type == subject_type)
+    return list(db.session.scalars(stmt.order_by(SignoffRequest.requested_at)))
+
+
+def overdue_retroactive() -> list[SignoffRequest]:
+    return [r for r in queue() if r.overdue]

@@ -1,0 +1,78 @@
+"""Legal's sign-off queue and the decision page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.audit import services as audit
+from portal.auth.models import Role
+from portal.errors import RuleViolation
+from portal.extensions import db
+from portal.security import STAFF, access
+from portal.signoffs import services
+from portal.signoffs.forms import DecisionForm
+from portal.signoffs.models import STATUS_LABELS, SUBJECT_LABELS, SignoffRequest
+
+bp = Blueprint("signoffs", __name__, url_prefix="/signoffs")
+
+
+@bp.app_context_processor
+def signoff_labels() -> dict[str, object]:
+    return {"signoff_labels": STATUS_LABELS, "subject_labels": SUBJECT_LABELS}
+
+
+@bp.route("/")
+@access(Role.LEGAL, Role.ADMIN)
+def queue() -> ResponseReturnValue:
+    kind = request.args.get("kind") or None
+    if kind and kind not in SUBJECT_LABELS:
+        kind = None
+    return render_template("signoffs/queue.html", requests=services.queue(kind), kind=kind)
+
+
+def _get(request_id: int) -> SignoffRequest:
+    item = db.session.get(SignoffRequest, request_id)
+    if item is None:
+        abort(404)
+    return item
+
+
+@bp.route("/<int:request_id>")
+@access(STAFF)
+def detail(request_id: int) -> ResponseReturnValue:
+    item = _get(request_id)
+    return render_template(
+        "signoffs/detail.html", item=item, form=DecisionForm(),
+        refusal=services.may_decide(item, current_user),
+        history=audit.history("signoff", item.id),
+    )
+
+
+@bp.route("/<int:request_id>/decide", methods=["POST"])
+@access(Role.LEGAL)
+def decide(request_id: int) -> ResponseReturnValue:
+    item = _get(request_id)
+    form = DecisionForm()
+    if form.validate_on_submit():
+        try:
+            services.decide(item.id, form.decision.data, form.comment.data or "",
+                            actor=current_user)
+        except RuleViolation as err:
+            target = getattr(form, err.field or "", None)
+            if target is not None:
+                target.errors = [*target.errors, err.message]
+            else:
+                flash(err.message, "error")
+        else:
+            flash(_("Decision recorded."), "success")
+            return redirect(url_for("signoffs.queue"))
+    db.session.rollback()
+    item = _get(request_id)
+    return render_template(
+        "signoffs/detail.html", item=item, form=form,
+        refusal=services.may_decide(item, current_user),
+        history=audit.history("signoff", item.id),
+    ), 422

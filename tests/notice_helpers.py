@@ -1,0 +1,33 @@
+"""Builders shared by the notice tests."""
+
+from __future__ import annotations
+
+from portal.auth.models import Role, User
+from portal.events import services as events
+from portal.events.models import Event
+from portal.notices import services as notices
+from portal.notices.models import Notice
+from portal.signoffs import services as signoffs
+
+ZH = {"title": "CRM 系统故障通知", "body": "出金申请请致电 **400-800-1234**。"}
+EN = {"title": "CRM outage", "body": "For withdrawals call **400-800-1234**."}
+
+
+def make_event(severity: str = "sev1", title: str = "CRM 系统故障") -> Event:
+    return events.create_event(title=title, kind="incident", severity=severity, cause="system")
+
+
+def make_notice(users: dict[Role, User], event: Event | None = None, **kw) -> Notice:
+    return notices.create_notice(event or make_event(), audience=kw.pop("audience", "public"),
+                                 content=kw.pop("content", {"zh_CN": ZH, "en": EN}),
+                                 actor=users[Role.AGENT], **kw)
+
+
+def approve(notice: Notice, users: dict[Role, User]) -> None:
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+
+
+def publish(notice: Notice, users: dict[Role, User]) -> None:
+    approve(notice, users)
+    notices.publish(notice, actor=users[Role.AGENT])

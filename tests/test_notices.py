@@ -1,0 +1,324 @@
+"""Notice rules: versions, sanitising, sign-off bound to the content, publishing, schedules,
+emergencies and withdrawal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+from sqlalchemy import func, select, text
+
+from portal.audit.models import AuditEntry
+from portal.auth.models import Role
+from portal.errors import RuleViolation
+from portal.extensions import db
+from portal.models import utcnow
+from portal.notices import services as notices
+from portal.notices.content import ALLOWED_TAGS, fill_placeholders, render_markdown
+from portal.notices.models import ImmutableError, NoticeVersion, Publication
+from portal.signoffs import services as signoffs
+from portal.signoffs.models import SignoffRequest
+from tests.notice_helpers import EN, ZH, approve, make_event, make_notice, publish
+
+# --- drafting and versions ---------------------------------------------------------------
+
+
+def test_new_notice_has_ref_slug_and_version_one(app, users) -> None:
+    notice = make_notice(users)
+    assert notice.ref.startswith("N-") and notice.status == "draft"
+    assert notice.slug.startswith(notice.ref.lower()) and notice.slug.endswith("crm-outage")
+    assert [v.number for v in notice.versions] == [1]
+    assert notice.latest_version.content() == {"zh_CN": ZH, "en": EN}
+
+
+def test_refs_are_unique(app, users) -> None:
+    event = make_event()
+    refs = {make_notice(users, event).ref for _ in range(3)}
+    assert len(refs) == 3
+
+
+def test_at_least_one_language_and_titles_required(app, users) -> None:
+    with pytest.raises(RuleViolation, match="at least one language"):
+        make_notice(users, content={"zh_CN": {"title": " ", "body": ""}})
+    with pytest.raises(RuleViolation, match="needs a title") as err:
+        make_notice(users, content={"en": {"title": "", "body": "text without title"}})
+    assert err.value.field == "title_en"
+    only_en = make_notice(users, content={"en": EN})
+    assert only_en.latest_version.in_locale("zh_CN") == ("en", EN)  # falls back
+
+
+def test_each_changed_save_is_a_new_immutable_version(app, users) -> None:
+    notice = make_notice(users)
+    v2 = notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "body": "Changed."}},
+                      audience="public", planned_publish_at=None, based_on=1,
+                      actor=users[Role.AGENT])
+    assert v2.number == 2
+    unchanged = notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "body": "Changed."}},
+                             audience="public", planned_publish_at=None, based_on=2,
+                             actor=users[Role.AGENT])
+    assert unchanged is None
+    first = notice.versions[0]
+    first.title_en = "rewritten"
+    with pytest.raises(ImmutableError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_a_stale_editor_overwrites_nothing(app, users) -> None:
+    notice = make_notice(users)
+    notices.save(notice, content={"en": EN}, audience="public", planned_publish_at=None,
+                 based_on=1, actor=users[Role.AGENT])
+    with pytest.raises(RuleViolation, match="newer version"):
+        notices.save(notice, content={"en": {**EN, "title": "Mine"}}, audience="public",
+                     planned_publish_at=None, based_on=1, actor=users[Role.ADMIN])
+    assert notice.latest_version.title_en == EN["title"]
+    assert db.session.scalar(select(func.count(NoticeVersion.id))) == 2
+
+
+# --- sanitising --------------------------------------------------------------------------
+
+XSS = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "<iframe src=\"https://evil.example\"></iframe>",
+    "<svg onload=alert(1)>",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "<style>body{display:none}</style>",
+    "![img](https://evil.example/track.png)",
+    "<div style=\"background:url(javascript:alert(1))\">x</div>",
+    "[x](vbscript:msgbox)",
+]
+
+
+class _Elements(HTMLParser):
+    """The elements and attributes a browser would build from the HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+@pytest.mark.parametrize("payload", XSS)
+def test_sanitiser_removes_active_content(payload: str) -> None:
+    parser = _Elements()
+    parser.feed(render_markdown(payload))
+    for tag, attrs in parser.found:
+        assert tag in ALLOWED_TAGS, (payload, tag)
+        assert not any(name.startswith("on") or name == "style" for name in attrs), payload
+        href = (attrs.get("href") or "").strip().lower()
+        assert not href or href.split(":", 1)[0] in ("http", "https", "mailto", "tel"), payload
+
+
+def test_sanitiser_keeps_ordinary_markdown() -> None:
+    html = render_markdown("## 进展\n\n- **致电** [400](tel:4008001234)\n- [官网](https://a.example)")
+    assert "<h2>进展</h2>" in html and "<strong>致电</strong>" in html
+    assert 'href="tel:4008001234"' in html and 'rel="noopener noreferrer nofollow"' in html
+
+
+def test_placeholders_fill_known_names_only() -> None:
+    text = fill_placeholders("{{ event_title }} — call {{contact_phone}} {{ unknown }}",
+                             {"event_title": "CRM", "contact_phone": "400"})
+    assert text == "CRM — call 400 {{ unknown }}"
+
+
+# --- sign-off -----------------------------------------------------------------------------
+
+
+def test_four_eyes(app, users) -> None:
+    notice = make_notice(users)  # written by the agent
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    assert notice.status == "in_review"
+    for who in (Role.AGENT, Role.ADMIN):
+        with pytest.raises(RuleViolation, match="Only the legal team"):
+            signoffs.decide(request.id, "approved", "", actor=users[who])
+    # A legal user who wrote the version may not approve it either.
+    from portal.auth import services as auth
+
+    legal2, _ = auth.create_user("legal2@example.com", "L2", Role.LEGAL, "x" * 12)
+    own = notices.create_notice(notice.event, audience="public", content={"en": EN},
+                                actor=legal2)
+    own_request = notices.request_signoff(own, actor=users[Role.AGENT])
+    with pytest.raises(RuleViolation, match="You wrote this content"):
+        signoffs.decide(own_request.id, "approved", "", actor=legal2)
+    # Nor one who requested it.
+    asked = notices.create_notice(notice.event, audience="public", content={"en": EN},
+                                  actor=users[Role.AGENT])
+    asked_request = notices.request_signoff(asked, actor=legal2)
+    with pytest.raises(RuleViolation, match="You requested"):
+        signoffs.decide(asked_request.id, "approved", "", actor=legal2)
+    signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+    assert notice.status == "approved"
+
+
+def test_comment_required_to_reject_or_request_changes(app, users) -> None:
+    notice = make_notice(users)
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    for decision in ("rejected", "changes_requested"):
+        with pytest.raises(RuleViolation, match="comment is required") as err:
+            signoffs.decide(request.id, decision, "  ", actor=users[Role.LEGAL])
+        assert err.value.field == "comment"
+    signoffs.decide(request.id, "changes_requested", "Add the hotline hours.",
+                    actor=users[Role.LEGAL])
+    assert notice.status == "draft"
+    assert db.session.get(SignoffRequest, request.id).comment == "Add the hotline hours."
+
+
+def test_one_decision_only_even_when_two_reviewers_race(app, users, monkeypatch) -> None:
+    from portal.auth import services as auth
+
+    legal2, _ = auth.create_user("legal2@example.com", "L2", Role.LEGAL, "x" * 12)
+    notice = make_notice(users)
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+    # The second reviewer loaded the page while it was still pending: their check passes,
+    # but the conditional UPDATE finds nothing pending and refuses.
+    monkeypatch.setattr(signoffs, "may_decide", lambda *a: None)
+    with pytest.raises(RuleViolation, match="already been decided"):
+        signoffs.decide(request.id, "rejected", "Too late", actor=legal2)
+    row = db.session.get(SignoffRequest, request.id)
+    assert row.status == "approved" and row.decided_by_id == users[Role.LEGAL].id
+    assert db.session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action.like("signoff.%"), AuditEntry.subject_id == str(request.id),
+        AuditEntry.action != "signoff.request")) == 1
+
+
+def test_snapshot_is_what_legal_reads_and_binds_the_hash(app, users) -> None:
+    notice = make_notice(users)
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    assert request.snapshot["locales"]["zh_CN"]["body_html"] == (
+        "<p>出金申请请致电 <strong>400-800-1234</strong>。</p>\n")
+    assert request.snapshot["audience"] == "public"
+    assert request.snapshot_hash == signoffs.snapshot_hash(request.snapshot)
+
+
+def test_an_edit_voids_pending_and_granted_signoffs(app, users) -> None:
+    notice = make_notice(users)
+    approve(notice, users)
+    grant = signoffs.granted(notices.SUBJECT, notice.latest_version.id)
+    notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "title": "New"}},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    assert db.session.get(SignoffRequest, grant.id).status == "voided"
+    assert notice.status == "draft"
+    assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "signoff.void"))
+    # Changing only the audience voids too: legal approved the audience.
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "title": "New"}},
+                 audience="direct", planned_publish_at=None, based_on=2,
+                 actor=users[Role.AGENT])
+    assert db.session.get(SignoffRequest, request.id).status == "voided"
+    with pytest.raises(RuleViolation, match="not approved"):
+        notices.publish(notice, actor=users[Role.AGENT])
+
+
+def test_publishing_rechecks_the_hash_of_the_content(app, users) -> None:
+    notice = make_notice(users)
+    approve(notice, users)
+    version_id = notice.latest_version.id
+    db.session.commit()
+    with db.engine.begin() as conn:  # someone changes the text behind the application
+        conn.execute(text("UPDATE notice_version SET body_en = 'Do not call.' WHERE id = :id"),
+                     {"id": version_id})
+    db.session.expire_all()
+    with pytest.raises(RuleViolation, match="differs"):
+        notices.publish(notice, actor=users[Role.AGENT])
+    assert notice.published_version_id is None
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+
+def test_publish_and_update_build_a_timeline(app, users) -> None:
+    notice = make_notice(users)
+    with pytest.raises(RuleViolation, match="not approved"):
+        notices.publish(notice, actor=users[Role.AGENT])
+    publish(notice, users)
+    assert notice.status == "published" and notice.published_version.number == 1
+    notices.save(notice, content={"zh_CN": {**ZH, "title": "已恢复"}, "en": EN},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    assert notice.status == "published"  # the public keeps seeing version 1 meanwhile
+    assert notice.published_version.number == 1
+    publish(notice, users)
+    assert notice.published_version.number == 2
+    assert [p.version.number for p in notice.publications] == [1, 2]
+    assert notice.last_published_at >= notice.first_published_at
+
+
+def test_scheduled_publication_waits_in_the_database(app, users) -> None:
+    when = utcnow() + timedelta(hours=2)
+    notice = make_notice(users, planned_publish_at=when)
+    approve(notice, users)
+    assert notices.publish(notice, actor=users[Role.AGENT]) is None
+    assert notice.scheduled_at == when and notice.published_version_id is None
+    assert notices.publish_due(now=when - timedelta(minutes=1)) == []
+    db.session.expire_all()  # as after a restart: only the database remembers
+    assert notices.publish_due(now=when + timedelta(seconds=1)) == [notice.id]
+    assert notice.status == "published" and notice.scheduled_at is None
+
+
+def test_an_edit_cancels_the_schedule(app, users) -> None:
+    when = utcnow() + timedelta(hours=1)
+    notice = make_notice(users, planned_publish_at=when)
+    approve(notice, users)
+    notices.publish(notice, actor=users[Role.AGENT])
+    notices.save(notice, content={"en": EN}, audience="public", planned_publish_at=when,
+                 based_on=1, actor=users[Role.AGENT])
+    assert notice.scheduled_at is None
+    assert notices.publish_due(now=when + timedelta(minutes=1)) == []
+    assert notice.published_version_id is None
+
+
+def test_emergency_publish_rules(app, users) -> None:
+    calm = make_notice(users, make_event(severity="sev3"))
+    with pytest.raises(RuleViolation, match="sev1 and sev2"):
+        notices.emergency_publish(calm, reason="now", actor=users[Role.ADMIN])
+    notice = make_notice(users, make_event(severity="sev1"))
+    with pytest.raises(RuleViolation, match="Only the incident lead"):
+        notices.emergency_publish(notice, reason="now", actor=users[Role.AGENT])
+    with pytest.raises(RuleViolation, match="reason"):
+        notices.emergency_publish(notice, reason=" ", actor=users[Role.ADMIN])
+    assert notice.published_version_id is None
+    notices.emergency_publish(notice, reason="Customers are calling", actor=users[Role.ADMIN])
+    [publication] = notice.publications
+    assert publication.emergency and publication.emergency_reason == "Customers are calling"
+    retro = signoffs.latest(notices.SUBJECT, notice.published_version_id)
+    assert retro.retroactive and retro.status == "pending"
+    assert [p.id for p in notices.emergency_publications_awaiting_review()] == [publication.id]
+    assert not retro.overdue
+    retro.requested_at = utcnow() - timedelta(hours=25)
+    db.session.commit()
+    assert signoffs.overdue_retroactive() == [retro]
+    signoffs.decide(retro.id, "approved", "", actor=users[Role.LEGAL])
+    assert notices.emergency_publications_awaiting_review() == []
+
+
+def test_withdraw_needs_a_reason_and_can_hide(app, users) -> None:
+    notice = make_notice(users)
+    with pytest.raises(RuleViolation, match="Only a published"):
+        notices.withdraw(notice, reason="x", hide=False, actor=users[Role.AGENT])
+    publish(notice, users)
+    with pytest.raises(RuleViolation, match="reason"):
+        notices.withdraw(notice, reason="", hide=False, actor=users[Role.AGENT])
+    notices.withdraw(notice, reason="Wrong number", hide=True, actor=users[Role.AGENT])
+    assert notice.status == "withdrawn" and not notice.publicly_visible
+    assert notices.public_notice(notice.slug) is None
+    with pytest.raises(RuleViolation):
+        notices.save(notice, content={"en": EN}, audience="public", planned_publish_at=None,
+                     based_on=1, actor=users[Role.AGENT])
+
+
+def test_every_state_change_is_audited_with_the_notice(app, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    actions = db.session.scalars(select(AuditEntry.action).where(
+        AuditEntry.subject_type == "notice", AuditEntry.subject_id == str(notice.id))).all()
+    assert actions == ["notice.create", "notice.publish"]
+    assert db.session.scalar(select(func.count(Publication.id))) == 1

@@ -1,0 +1,133 @@
+"""The public site: only what is published, in the reader's language, cacheable."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from portal.auth.models import Role
+from portal.notices import services as notices
+from tests.notice_helpers import EN, ZH, make_event, make_notice, publish
+
+
+def test_nothing_unpublished_is_reachable(app, client, users) -> None:
+    draft = make_notice(users)
+    assert client.get(f"/notices/{draft.slug}").status_code == 404
+    direct = make_notice(users, audience="direct")
+    publish(direct, users)
+    assert client.get(f"/notices/{direct.slug}").status_code == 404
+    assert client.get(f"/notices/{direct.slug}.pdf").status_code == 404
+    listing = client.get("/notices").text
+    assert draft.ref not in listing and direct.ref not in listing
+
+
+def test_notice_page_in_the_readers_language(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    zh = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 200 and ZH["title"] in zh.text and '<html lang="zh-CN">' in zh.text
+    en = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
+    assert EN["title"] in en.text and ZH["title"] not in en.text
+    by_url = client.get(f"/notices/{notice.slug}?lang=zh_CN", headers={"Accept-Language": "en"})
+    assert ZH["title"] in by_url.text
+    only_zh = make_notice(users, content={"zh_CN": ZH})
+    publish(only_zh, users)
+    fallback = client.get(f"/notices/{only_zh.slug}", headers={"Accept-Language": "en"})
+    assert ZH["title"] in fallback.text and 'lang="zh-CN"' in fallback.text
+
+
+def test_no_staff_data_and_no_script(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    page = client.get(f"/notices/{notice.slug}").text
+    for secret in (users[Role.AGENT].email, users[Role.LEGAL].email, users[Role.AGENT].name,
+                   "csrf", "X-CSRFToken", "snapshot"):
+        assert secret not in page
+    assert "<script" not in page and "Set-Cookie" not in client.get("/notices").headers
+
+
+def test_urgent_notices_are_pinned_then_newest_first(app, client, users) -> None:
+    calm = make_notice(users, make_event(severity="sev4", title="Maintenance"),
+                       content={"en": {"title": "Calm news", "body": "x"}})
+    urgent = make_notice(users, make_event(severity="sev1"),
+                         content={"en": {"title": "Urgent news", "body": "x"}})
+    publish(urgent, users)
+    publish(calm, users)  # newer, but not urgent
+    listing = client.get("/notices", headers={"Accept-Language": "en"}).text
+    assert listing.index("Urgent news") < listing.index("Calm news")
+    filtered = client.get(f"/notices?event={calm.event_id}").text
+    assert "Calm news" in filtered and "Urgent news" not in filtered
+
+
+def test_conditional_requests_and_cache_headers(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    first = client.get(f"/notices/{notice.slug}")
+    assert first.headers["Cache-Control"] == "public, max-age=60"
+    assert "Accept-Language" in first.headers["Vary"] and "Cookie" not in first.headers["Vary"]
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    again = client.get(f"/notices/{notice.slug}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    since = client.get(f"/notices/{notice.slug}", headers={"If-Modified-Since": modified})
+    assert since.status_code == 304
+
+
+def test_publishing_invalidates_the_cached_page(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    from portal.notices import tasks
+
+    tasks.after_publication([notice.id])
+    before = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
+    notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "title": "Service restored"}},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    # Not published yet: the cached page still shows version 1.
+    assert "Service restored" not in client.get(f"/notices/{notice.slug}",
+                                                headers={"Accept-Language": "en"}).text
+    publish(notice, users)
+    tasks.after_publication([notice.id])
+    after = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en",
+                                                           "If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200
+    assert "Service restored" in after.text and "Updates" in after.text
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
+def test_withdrawn_notice_shows_why_unless_hidden(app, client, users) -> None:
+    from portal.public import cache
+
+    notice = make_notice(users)
+    publish(notice, users)
+    notices.withdraw(notice, reason="Superseded by N-2", hide=False, actor=users[Role.AGENT])
+    cache.invalidate()
+    page = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
+    assert "withdrawn" in page.text and "Superseded by N-2" in page.text
+
+
+def test_atom_feed_includes_updates(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    notices.save(notice, content={"zh_CN": ZH, "en": {**EN, "title": "Restored"}},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    publish(notice, users)
+    from portal.public import cache
+
+    cache.invalidate()
+    response = client.get("/notices/feed.atom", headers={"Accept-Language": "en"})
+    assert response.mimetype == "application/atom+xml"
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    root = ET.fromstring(response.data)
+    titles = [e.find("a:title", ns).text for e in root.findall("a:entry", ns)]
+    assert titles == ["Restored", "CRM outage"]
+    content = root.find("a:entry/a:content", ns).text
+    assert "<strong>400-800-1234</strong>" in content
+    assert re.search(r"#v2$", root.find("a:entry/a:id", ns).text)
+
+
+def test_public_pages_work_without_a_session(app, client, users) -> None:
+    notice = make_notice(users)
+    publish(notice, users)
+    response = client.get(f"/notices/{notice.slug}")
+    assert "Set-Cookie" not in response.headers
