@@ -131,3 +131,45 @@ def test_failed_render_is_recorded_and_can_be_retried(app, users, run_worker, mo
     tasks.queue_pdf(row_id)
     run_worker()
     assert db.session.get(NoticePdf, row_id).status == "done"
+
+
+def test_pdf_lost_with_redis_is_requeued_by_the_reconciler(app, runner, users, run_worker,
+                                                           tmp_path) -> None:
+    from datetime import timedelta
+
+    from portal.extensions import rq
+
+    app.config["PDF_DIR"] = str(tmp_path / "pdf")
+    notice = make_notice(users)
+    publish(notice, users)
+    tasks.after_publication([notice.id])
+    row = db.session.scalar(select(NoticePdf))
+    row.requested_at -= timedelta(minutes=5)
+    db.session.commit()
+    rq.queue.connection.flushall()  # Redis emptied before a worker took the job
+    run_worker()
+    assert db.session.get(NoticePdf, row.id).status == "queued"
+    assert "Re-queued 1 job(s)." in runner.invoke(args=["reconcile"]).output
+    run_worker()
+    assert db.session.get(NoticePdf, row.id).status == "done"
+
+
+def test_scheduler_job_publishes_due_notices_through_the_worker(app, users, run_worker,
+                                                                tmp_path) -> None:
+    from datetime import timedelta
+
+    from portal.models import utcnow
+    from portal.notices import services as notices
+    from tests.notice_helpers import approve
+
+    app.config["PDF_DIR"] = str(tmp_path / "pdf")
+    notice = make_notice(users, planned_publish_at=utcnow() + timedelta(hours=1))
+    approve(notice, users)
+    notices.publish(notice, actor=users[Role.AGENT])
+    notice.scheduled_at = utcnow() - timedelta(seconds=1)  # its time has come
+    db.session.commit()
+    tasks.publish_due_job.enqueue()
+    run_worker()  # publishes, then renders the signed PDF queued by the publication
+    db.session.refresh(notice)
+    assert notice.status == "published"
+    assert db.session.scalar(select(NoticePdf.status)) == "done"

@@ -152,6 +152,12 @@ def devserver(host: str, port: int) -> None:
     spawn(*flask, "run", "--host", host, "--port", str(port))
     click.echo(f"Aftercare is running on http://{host}:{port}/ — mail is kept in "
                f"{instance / 'mail'}. Press Ctrl-C to stop everything.")
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP end everything, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -107,6 +107,7 @@ def create(event_id: int) -> ResponseReturnValue:
         for locale, entry in STARTERS[starter.starter.data].items():
             getattr(form, f"title_{locale}").data = fill_placeholders(entry["title"], values)
             getattr(form, f"body_{locale}").data = fill_placeholders(entry["body"], values)
+    failed = False
     if form.validate_on_submit():
         try:
             notice = services.create_notice(
@@ -115,11 +116,12 @@ def create(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             db.session.rollback()
             _show_error(form, err)
+            failed = True
         else:
             flash(_("Draft saved as version 1."), "success")
             return redirect(url_for("notices.detail", notice_id=notice.id))
     return render_template("notices/new.html", form=form, event=event, starter=starter), (
-        422 if form.errors else 200)
+        422 if form.errors or failed else 200)
 
 
 @bp.route("/<int:notice_id>")
@@ -151,6 +153,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
         for locale, entry in latest.content().items():
             getattr(form, f"title_{locale}").data = entry["title"]
             getattr(form, f"body_{locale}").data = entry["body"]
+    failed = False
     if form.validate_on_submit():
         try:
             based_on = int(form.based_on.data or 0)
@@ -162,6 +165,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
             db.session.rollback()
             _show_error(form, err if isinstance(err, RuleViolation)
                         else RuleViolation(_("The form is incomplete; reload the page.")))
+            failed = True
         else:
             if version:
                 flash(_("Saved as version %(n)d.", n=version.number), "success")
@@ -169,7 +173,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
                 flash(_("Nothing changed."), "info")
             return redirect(url_for("notices.detail", notice_id=notice.id))
     return render_template("notices/edit.html", form=form, notice=notice), (
-        422 if form.errors else 200)
+        422 if form.errors or failed else 200)
 
 
 @bp.route("/preview", methods=["POST"])
