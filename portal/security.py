@@ -106,14 +106,26 @@ def _enforce_access() -> Any:
     return None
 
 
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+]
+
+
 def _security_headers(response: Any) -> Any:
     headers = response.headers
+    if request.blueprint == "public":
+        if "Content-Security-Policy" not in headers:  # cached pages carry them prebuilt
+            headers.extend(SECURITY_HEADERS)
+        return response
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
-    if request.blueprint == "public" or request.endpoint == "static":
-        return response  # the public site and assets set their own caching headers
+    if request.endpoint == "static":
+        return response  # assets set their own caching headers
     headers.setdefault("Cache-Control", "no-store")
     response.vary.add("Cookie")
     if htmx:

@@ -57,14 +57,24 @@ def _unauthorized() -> ResponseReturnValue:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """The public site never uses the session: keep ``Vary: Cookie`` off its responses so
-    shared caches can serve one copy per URL and language."""
+    """Signed-cookie sessions with two changes for the public site, which never uses the
+    session: its responses get no cookie and no ``Vary: Cookie`` (so shared caches serve one
+    copy per URL and language), and the signer is built once, not on every request."""
+
+    _serializer: Any = None
+    _serializer_key: Any = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._serializer_key != key:
+            self._serializer = super().get_signing_serializer(app)
+            self._serializer_key = key
+        return self._serializer
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        super().save_session(app, session, response)
         if request.blueprint == "public" and not session.modified:
-            kept = [v for v in response.vary if v.lower() != "cookie"]
-            response.headers["Vary"] = ", ".join(kept)
+            return
+        super().save_session(app, session, response)
 
 
 def init_app(app: Flask) -> None:

@@ -17,18 +17,47 @@ from datetime import datetime
 
 from flask import current_app
 from redis.exceptions import RedisError
+from werkzeug.http import http_date, parse_date
 
 GENERATION_KEY = "aftercare:public:generation"
 CHECK_EVERY_SECONDS = 1.0
 MAX_PAGES = 2000
 
 
+MAX_AGE_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class CachedPage:
+    """A rendered page with its response headers, built once per render."""
+
     body: bytes
     etag: str
     last_modified: datetime | None
-    mimetype: str
+    headers: list[tuple[str, str]]
+    headers_304: list[tuple[str, str]]
+
+    @classmethod
+    def build(cls, body: bytes, last_modified: datetime | None, mimetype: str) -> CachedPage:
+        from portal.security import SECURITY_HEADERS
+
+        etag = hashlib.sha256(body).hexdigest()[:32]
+        common = [("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={MAX_AGE_SECONDS}"),
+                  ("Vary", "Accept-Language"), *SECURITY_HEADERS]
+        if last_modified:
+            common.append(("Last-Modified", http_date(last_modified)))
+        return cls(body, etag, last_modified,
+                   [("Content-Type", f"{mimetype}; charset=utf-8"), *common], common)
+
+    def not_modified(self, if_none_match: str | None, if_modified_since: str | None) -> bool:
+        """RFC 9110: If-None-Match wins; otherwise compare dates at one-second precision."""
+        if if_none_match:
+            tags = {t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")}
+            return self.etag in tags or "*" in tags
+        if if_modified_since and self.last_modified:
+            since = parse_date(if_modified_since)
+            return since is not None and self.last_modified.replace(microsecond=0) <= since
+        return False
 
 
 class PageCache:
@@ -69,8 +98,7 @@ class PageCache:
         if page is None:
             body, last_modified, mimetype = render()
             data = body.encode() if isinstance(body, str) else body
-            page = CachedPage(data, hashlib.sha256(data).hexdigest()[:32], last_modified,
-                              mimetype)
+            page = CachedPage.build(data, last_modified, mimetype)
             if fresh:
                 if len(self._pages) >= MAX_PAGES:
                     self._pages.clear()

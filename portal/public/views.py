@@ -19,10 +19,10 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
 from sqlalchemy import select
 
 from portal.extensions import db
+from portal.i18n import locale_code
 from portal.notices import pdf as notice_pdf
 from portal.notices import services
 from portal.notices.content import render_markdown
@@ -32,22 +32,16 @@ from portal.security import PUBLIC, access
 
 bp = Blueprint("public", __name__)
 
-MAX_AGE_SECONDS = 60
-
-
 def _locale() -> str:
-    return "zh_CN" if str(get_locale()).startswith("zh") else "en"
+    return locale_code()
 
 
 def _respond(page: CachedPage) -> Response:
-    response = Response(page.body, mimetype=page.mimetype)
-    response.set_etag(page.etag)
-    if page.last_modified:
-        response.last_modified = page.last_modified
-    response.cache_control.public = True
-    response.cache_control.max_age = MAX_AGE_SECONDS
-    response.vary.add("Accept-Language")
-    return response.make_conditional(request)
+    """The cached page, or 304 when the client's copy is current; headers come prebuilt."""
+    headers = request.headers
+    if page.not_modified(headers.get("If-None-Match"), headers.get("If-Modified-Since")):
+        return Response(status=304, headers=page.headers_304)
+    return Response(page.body, headers=page.headers)
 
 
 @bp.route("/notices")
