@@ -41,6 +41,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
+    from portal.cases import views as case_views
+    from portal.customers import views as customer_views
     from portal.events import views as event_views
     from portal.main import cli as main_cli
     from portal.main import tasks as _main_tasks  # noqa: F401  (jobs and their cron entry)
@@ -64,6 +66,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(notice_views.bp)
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)
+    app.register_blueprint(customer_views.bp)
+    app.register_blueprint(case_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

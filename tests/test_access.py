@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask import Flask
 
@@ -52,6 +54,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
     from portal.audit import services as audit
     from portal.events import services as events
     from portal.extensions import db
+    from portal.cases import services as cases
+    from portal.customers import services as customers
     from portal.notices import services as notices
     from portal.notices import tasks as notice_tasks
 
@@ -65,11 +69,20 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
         signoff = notices.request_signoff(notice, actor=users[Role.AGENT])
         pdf = notice_tasks.request_pdf(notice.latest_version, "draft")
         db.session.commit()
+        customer = customers.create_customer(event, {"external_ref": "K1", "name": "Kunde"},
+                                             actor=users[Role.AGENT])
+        case = cases.open_case(customer, cases.CaseInput("refund", "O-1", "10.00", "CNY",
+                                                         "other", "", None),
+                               actor=users[Role.AGENT])
+        batch = customers.start_import(event, io.BytesIO(b"external_ref,name\nA,B\n"), "a.csv",
+                                       actor=users[Role.AGENT])
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
                    "verification_id": str(verification.id), "subject_type": "user",
                    "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css",
                    "notice_id": str(notice.id), "version_id": str(notice.latest_version.id),
-                   "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug}
+                   "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug,
+                   "customer_id": str(customer.id), "case_id": str(case.id),
+                   "batch_id": str(batch.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

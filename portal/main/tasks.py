@@ -8,6 +8,8 @@ from rq import cron
 from portal import jobs
 from portal.audit import tasks as _audit_tasks  # noqa: F401  (registers its reconciler)
 from portal.auth import services as auth_services
+from portal.cases import tasks as _case_tasks  # noqa: F401  (registers its reconciler)
+from portal.customers import tasks as _customer_tasks  # noqa: F401  (registers its reconciler)
 from portal.extensions import rq
 from portal.notices import tasks as _notice_tasks  # noqa: F401  (registers its reconciler)
 

@@ -1,0 +1,39 @@
+"""Case forms."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from portal.cases.models import KINDS, LABELS, REASONS
+
+
+class CaseForm(FlaskForm):
+    kind = SelectField(_l("Kind"), choices=[(k, LABELS[k]) for k in KINDS])
+    order_ref = StringField(_l("Order reference"), validators=[DataRequired(), Length(max=64)])
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    currency = StringField(_l("Currency (ISO 4217)"), default="CNY",
+                           validators=[DataRequired(), Length(min=3, max=3)])
+    reason = SelectField(_l("Reason"), choices=[(r, LABELS[r]) for r in REASONS])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=10000)])
+    assignee_id = SelectField(_l("Assignee"), coerce=str, validators=[Optional()])
+    lock_version = HiddenField()
+
+
+class StepForm(FlaskForm):
+    action = HiddenField(validators=[DataRequired()])
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=5000)])
+    lock_version = HiddenField()
+
+
+class PaymentForm(FlaskForm):
+    amount = StringField(_l("Amount paid"), validators=[DataRequired(), Length(max=20)])
+    payout_ref = StringField(_l("Payout reference"), validators=[DataRequired(), Length(max=64)])
+
+
+class NoteForm(FlaskForm):
+    kind = SelectField(_l("Kind"), choices=[("internal", _l("Internal note")),
+                                            ("reply", _l("Reply to the customer (e-mailed)"))])
+    body = TextAreaField(_l("Text"), validators=[DataRequired(), Length(max=20000)])

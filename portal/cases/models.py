@@ -1,0 +1,175 @@
+"""Cases, payments, notes and replies, and the admin-set policies (SLA, thresholds)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.auth.models import User
+from portal.customers.models import Customer
+from portal.events.models import Event
+from portal.extensions import db
+from portal.models import UTCDateTime, utcnow
+
+KINDS = ("refund", "compensation")
+REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
+           "data_loss", "other")
+OPEN_STATUSES = ("new", "in_progress", "proposed", "awaiting_signoff", "approved", "paid")
+CLOSED_STATUSES = ("closed", "rejected", "withdrawn")
+Money = Numeric(14, 2)
+
+LABELS = {
+    "refund": _l("Refund"), "compensation": _l("Compensation"),
+    "service_outage": _l("Service outage"), "business_shutdown": _l("Business shutdown"),
+    "order_not_delivered": _l("Order not delivered"), "overcharge": _l("Overcharge"),
+    "data_loss": _l("Data loss"), "other": _l("Other"),
+    "new": _l("New"), "in_progress": _l("In progress"), "proposed": _l("Proposed"),
+    "awaiting_signoff": _l("Awaiting legal sign-off"), "approved": _l("Approved"),
+    "paid": _l("Paid"), "closed": _l("Closed"), "rejected": _l("Rejected"),
+    "withdrawn": _l("Withdrawn"),
+}
+
+
+class Case(db.Model):
+    __tablename__ = "case_file"
+    __table_args__ = (
+        CheckConstraint("kind IN ('refund', 'compensation')", name="kind_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # One open case per customer, kind and order: closed ones do not count.
+        Index("uq_case_open_per_order", "customer_id", "kind", "order_ref", unique=True,
+              postgresql_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')"),
+              sqlite_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')")),
+        Index("ix_case_status_due", "status", "due_at"),
+        Index("ix_case_event_created", "event_id", "created_at"),
+        Index("ix_case_assignee_status", "assignee_id", "status"),
+        Index("ix_case_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(16), unique=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    order_ref: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    reason: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    approved_amount: Mapped[Decimal | None] = mapped_column(Money)
+    signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Optimistic locking: an UPDATE from a stale copy matches no row and fails.
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": lock_version}
+
+    event: Mapped[Event] = relationship()
+    customer: Mapped[Customer] = relationship()
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    proposed_by: Mapped[User | None] = relationship(foreign_keys=[proposed_by_id])
+    approved_by: Mapped[User | None] = relationship(foreign_keys=[approved_by_id])
+    notes: Mapped[list[CaseNote]] = relationship(back_populates="case",
+                                                 order_by="CaseNote.id")
+    payment: Mapped[Payment | None] = relationship(back_populates="case", uselist=False)
+
+    @property
+    def overdue(self) -> bool:
+        return self.status in OPEN_STATUSES and self.status != "paid" and self.due_at < utcnow()
+
+    def audit_state(self) -> dict[str, object]:
+        return {
+            "ref": self.ref, "kind": self.kind, "order_ref": self.order_ref,
+            "amount": str(self.amount), "currency": self.currency, "reason": self.reason,
+            "status": self.status, "assignee_id": self.assignee_id,
+            "approved_amount": None if self.approved_amount is None else str(self.approved_amount),
+        }
+
+
+class Payment(db.Model):
+    """A payout. ``case_id`` is unique: the database itself refuses a second payment."""
+
+    __tablename__ = "case_payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    payout_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    paid_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="payment")
+    paid_by: Mapped[User | None] = relationship()
+
+
+class CaseNote(db.Model):
+    """An internal note, or a reply to the customer (e-mailed by a job)."""
+
+    __tablename__ = "case_note"
+    __table_args__ = (CheckConstraint("kind IN ('internal', 'reply')", name="kind_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Replies only: queued → sending → sent | failed
+    mail_status: Mapped[str | None] = mapped_column(String(8))
+    to_address: Mapped[str | None] = mapped_column(String(254))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+
+    case: Mapped[Case] = relationship(back_populates="notes")
+    author: Mapped[User | None] = relationship()
+
+
+class SlaPolicy(db.Model):
+    """Hours to resolve a case, by the severity of its event (admin-editable)."""
+
+    __tablename__ = "sla_policy"
+
+    severity: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hours: Mapped[int] = mapped_column(Integer)
+
+
+class SignoffThreshold(db.Model):
+    """A proposal at or above this amount in this currency needs legal sign-off."""
+
+    __tablename__ = "signoff_threshold"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class RefCounter(db.Model):
+    """Human references: one row per series, incremented atomically."""
+
+    __tablename__ = "ref_counter"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(Integer, default=0)

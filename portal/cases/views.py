@@ -1,0 +1,322 @@
+"""Staff pages for cases: the searchable list, opening, working and paying a case."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from portal.audit import services as audit
+from portal.auth.models import Role, User
+from portal.cases import rules, services, tasks
+from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
+from portal.cases.models import KINDS, LABELS, OPEN_STATUSES, Case
+from portal.customers.models import Customer
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.security import STAFF, access
+from portal.signoffs import services as signoffs
+from portal.web import wants_partial
+
+bp = Blueprint("cases", __name__, url_prefix="/cases")
+WORKERS = (Role.AGENT, Role.ADMIN)
+PAGE_SIZE = 50
+STATUSES = (*OPEN_STATUSES, "closed", "rejected", "withdrawn")
+
+
+@bp.app_context_processor
+def case_labels() -> dict[str, object]:
+    return {"case_labels": LABELS}
+
+
+def _case(case_id: int) -> Case:
+    case = db.session.get(Case, case_id)
+    if case is None:
+        abort(404)
+    return case
+
+
+def _assignees() -> list[User]:
+    return list(db.session.scalars(select(User).where(
+        User.active.is_(True), User.role.in_([Role.AGENT.value, Role.ADMIN.value]))
+        .order_by(User.name)))
+
+
+def _filter() -> services.CaseFilter:
+    args = request.args
+    return services.CaseFilter(
+        q=(args.get("q") or "").strip()[:100],
+        status=args.get("status") if args.get("status") in STATUSES else "",
+        kind=args.get("kind") if args.get("kind") in KINDS else "",
+        event_id=args.get("event", type=int), assignee_id=args.get("assignee", type=int),
+        overdue=args.get("overdue") == "1",
+        sort=args.get("sort") if args.get("sort") in services.SORTS else "newest",
+    )
+
+
+@bp.route("/")
+@access(STAFF)
+def index() -> ResponseReturnValue:
+    flt = _filter()
+    stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.assignee))
+    page = db.paginate(stmt, page=request.args.get("page", 1, type=int), per_page=PAGE_SIZE,
+                       error_out=False)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    context = {"page": page, "flt": flt, "args": args, "assignees": _assignees()}
+    if wants_partial("case-results"):
+        return render_template("cases/_results.html", **context)
+    events = db.session.scalars(select(Event).order_by(Event.id.desc())).all()
+    return render_template("cases/index.html", events=events, statuses=STATUSES, **context)
+
+
+@bp.route("/export.csv")
+@access(STAFF)
+def export() -> ResponseReturnValue:
+    return Response(stream_with_context(services.export_csv(_filter())), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=cases.csv"})
+
+
+@bp.route("/bulk", methods=["POST"])
+@access(*WORKERS)
+def bulk() -> ResponseReturnValue:
+    ids = [int(i) for i in request.form.getlist("case_ids") if i.isdigit()][:500]
+    action = request.form.get("bulk_action")
+    results: list[services.ItemResult] = []
+    error = None
+    if not ids:
+        error = _("Select at least one case.")
+    else:
+        try:
+            if action == "assign":
+                results = services.bulk_assign(ids, request.form.get("assignee", type=int) or 0,
+                                               actor=current_user)
+            elif action == "close":
+                results = services.bulk_close(ids, actor=current_user)
+            else:
+                error = _("Choose what to do with the selected cases.")
+        except RuleViolation as err:
+            db.session.rollback()
+            error = err.message
+    return render_template("cases/_bulk_result.html", results=results, error=error)
+
+
+@bp.route("/new/<int:customer_id>", methods=["GET", "POST"])
+@access(*WORKERS)
+def create(customer_id: int) -> ResponseReturnValue:
+    customer = db.session.get(Customer, customer_id)
+    if customer is None:
+        abort(404)
+    form = CaseForm()
+    form.assignee_id.choices = [("", _("Unassigned"))] + [(str(u.id), u.name)
+                                                          for u in _assignees()]
+    if request.method == "GET":
+        form.assignee_id.data = str(current_user.id)
+    failed = False
+    if form.validate_on_submit():
+        try:
+            case = services.open_case(customer, _input(form), actor=current_user)
+        except services.DuplicateCase as err:
+            db.session.rollback()
+            link = url_for("cases.detail", case_id=err.existing_id)
+            form.order_ref.errors = [*form.order_ref.errors, Markup(
+                '{} <a href="{}">{}</a>').format(err.message, link, _("Open it"))]
+            failed = True
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+            failed = True
+        else:
+            flash(_("Case %(ref)s opened.", ref=case.ref), "success")
+            return redirect(url_for("cases.detail", case_id=case.id))
+    return render_template("cases/form.html", form=form, customer=customer, case=None), (
+        422 if form.errors or failed else 200)
+
+
+def _input(form: CaseForm) -> services.CaseInput:
+    assignee = form.assignee_id.data
+    return services.CaseInput(
+        kind=form.kind.data, order_ref=form.order_ref.data or "", amount=form.amount.data or "",
+        currency=form.currency.data or "CNY", reason=form.reason.data,
+        description=form.description.data or "",
+        assignee_id=int(assignee) if assignee and assignee.isdigit() else None)
+
+
+def _field_error(form: CaseForm | StepForm | PaymentForm | NoteForm, err: RuleViolation) -> None:
+    field = getattr(form, err.field, None) if err.field else None
+    if field is not None:
+        field.errors = [*field.errors, err.message]
+    else:
+        flash(err.message, "error")
+
+
+def _version(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnValue:
+    context = {
+        "case": case, "steps": rules.available(case.status, current_user.role),
+        "step_form": forms.get("step_form") or StepForm(),
+        "payment_form": forms.get("payment_form") or PaymentForm(),
+        "note_form": forms.get("note_form") or NoteForm(),
+        "signoff": signoffs.latest(services.SUBJECT, case.id),
+        "threshold": services.threshold(case.currency),
+        "history": audit.history("case", case.id),
+    }
+    return render_template("cases/detail.html", **context), status
+
+
+@bp.route("/<int:case_id>")
+@access(STAFF)
+def detail(case_id: int) -> ResponseReturnValue:
+    return _detail(_case(case_id))
+
+
+@bp.route("/<int:case_id>/edit", methods=["GET", "POST"])
+@access(*WORKERS)
+def edit(case_id: int) -> ResponseReturnValue:
+    case = _case(case_id)
+    form = CaseForm(obj=case)
+    form.assignee_id.choices = [("", _("Unassigned"))] + [(str(u.id), u.name)
+                                                          for u in _assignees()]
+    if request.method == "GET":
+        form.assignee_id.data = str(case.assignee_id or "")
+        form.amount.data = str(case.amount)
+        form.lock_version.data = str(case.lock_version)
+    failed = False
+    if form.validate_on_submit():
+        try:
+            changed = services.update_case(case, _input(form),
+                                           expected_version=_version(form.lock_version.data),
+                                           actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+            failed = True
+        else:
+            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            return redirect(url_for("cases.detail", case_id=case.id))
+    return render_template("cases/form.html", form=form, customer=case.customer, case=case), (
+        422 if form.errors or failed else 200)
+
+
+@bp.route("/<int:case_id>/step", methods=["POST"])
+@access(STAFF)
+def step(case_id: int) -> ResponseReturnValue:
+    """Every button of the flow posts here with its action; the services decide."""
+    case = _case(case_id)
+    form = StepForm()
+    if not form.validate_on_submit():
+        abort(400)
+    expected = _version(form.lock_version.data)
+    action = form.action.data
+    try:
+        if action in ("propose", "propose_signoff"):
+            services.propose(case, actor=current_user, expected_version=expected)
+        elif action == "approve":
+            services.approve(case, actor=current_user, expected_version=expected)
+        else:
+            services.change_status(case, action, comment=form.comment.data or "",
+                                   actor=current_user, expected_version=expected)
+    except RuleViolation as err:
+        db.session.rollback()
+        case = _case(case_id)
+        if err.field == "comment":
+            form.comment.errors = [*form.comment.errors, err.message]
+            return _detail(case, 422, step_form=form)
+        flash(err.message, "error")
+        return redirect(url_for("cases.detail", case_id=case_id))
+    flash(_("Done."), "success")
+    return redirect(url_for("cases.detail", case_id=case_id))
+
+
+@bp.route("/<int:case_id>/pay", methods=["POST"])
+@access(*WORKERS)
+def pay(case_id: int) -> ResponseReturnValue:
+    case = _case(case_id)
+    form = PaymentForm()
+    if form.validate_on_submit():
+        try:
+            services.record_payment(case, amount=form.amount.data, payout_ref=form.payout_ref.data,
+                                    actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+        else:
+            flash(_("Payment recorded."), "success")
+            return redirect(url_for("cases.detail", case_id=case_id))
+    return _detail(_case(case_id), 422, payment_form=form)
+
+
+@bp.route("/<int:case_id>/notes", methods=["POST"])
+@access(*WORKERS)
+def add_note(case_id: int) -> ResponseReturnValue:
+    case = _case(case_id)
+    form = NoteForm()
+    if form.validate_on_submit():
+        try:
+            if form.kind.data == "reply":
+                note = services.add_reply(case, form.body.data, actor=current_user)
+                if not tasks.queue_reply(note.id):
+                    flash(_("The job queue cannot be reached. The reply is saved and will be "
+                            "sent when the queue is back."), "warning")
+            else:
+                services.add_note(case, form.body.data, actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+        else:
+            flash(_("Saved."), "success")
+            return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
+    return _detail(_case(case_id), 422, note_form=form)
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def settings() -> ResponseReturnValue:
+    """SLA hours per event severity and the sign-off threshold per currency."""
+    from portal.cases.models import SignoffThreshold
+    from portal.events.models import SEVERITIES
+
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            for severity in SEVERITIES:
+                value = request.form.get(f"sla_{severity}", "").strip()
+                if not value.isdigit():
+                    raise RuleViolation(_("Enter whole hours."), field=f"sla_{severity}")
+                services.set_sla(severity, int(value), actor=current_user)
+            new_currency = request.form.get("new_currency", "").strip()
+            new_amount = request.form.get("new_amount", "").strip()
+            for row in db.session.scalars(select(SignoffThreshold)).all():
+                services.set_threshold(row.currency, request.form.get(
+                    f"threshold_{row.currency}", str(row.amount)), actor=current_user)
+            if new_currency or new_amount:
+                services.set_threshold(new_currency, new_amount, actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            errors[err.field or "form"] = err.message
+        else:
+            flash(_("Settings saved."), "success")
+            return redirect(url_for("cases.settings"))
+    thresholds = {**services.DEFAULT_THRESHOLDS,
+                  **{t.currency: t.amount for t in db.session.scalars(select(SignoffThreshold))}}
+    return render_template(
+        "cases/settings.html", errors=errors, thresholds=thresholds,
+        sla={s: services.sla_hours(s) for s in SEVERITIES},
+    ), 422 if errors else 200

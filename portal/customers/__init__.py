@@ -1,0 +1,1 @@
+"""Affected customers of an event: imported from CSV or added by hand."""

@@ -1,0 +1,54 @@
+"""RQ jobs of the customer import. Jobs take ids and call services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal import jobs
+from portal.customers import services
+from portal.customers.models import ImportBatch
+from portal.extensions import rq
+from portal.models import utcnow
+
+IMPORT_TIMEOUT_SECONDS = 900
+
+
+@rq.job
+def validate_import_job(batch_id: int) -> None:
+    services.validate_import(batch_id)
+
+
+@rq.job
+def run_import_job(batch_id: int) -> None:
+    services.run_import(batch_id)
+
+
+def job_id(batch_id: int) -> str:
+    return f"customer-import-{batch_id}"
+
+
+def queue_validation(batch_id: int) -> bool:
+    return jobs.enqueue(validate_import_job, batch_id, job_id=job_id(batch_id),
+                        timeout=IMPORT_TIMEOUT_SECONDS)
+
+
+def queue_import(batch_id: int) -> bool:
+    return jobs.enqueue(run_import_job, batch_id, job_id=job_id(batch_id),
+                        timeout=IMPORT_TIMEOUT_SECONDS)
+
+
+def _queue_for(batch_id: int) -> bool:
+    from portal.extensions import db
+
+    status = db.session.get(ImportBatch, batch_id).status
+    return queue_import(batch_id) if status == "importing" else queue_validation(batch_id)
+
+
+@jobs.reconciler
+def requeue_lost_imports(min_age: timedelta) -> int:
+    stmt = select(ImportBatch.id).where(
+        ImportBatch.status.in_(["uploaded", "validating", "importing"]),
+        ImportBatch.created_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, job_id, _queue_for)

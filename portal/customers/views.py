@@ -1,0 +1,206 @@
+"""Staff pages for an event's affected customers and their CSV imports."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from portal.audit import services as audit
+from portal.auth.models import Role
+from portal.customers import services, tasks
+from portal.customers.forms import CustomerForm, ImportForm
+from portal.customers.models import Customer, ImportBatch
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.security import STAFF, access
+from portal.users.forms import ConfirmForm
+from portal.web import wants_partial
+
+bp = Blueprint("customers", __name__, url_prefix="/customers")
+EDITORS = (Role.AGENT, Role.ADMIN)
+PAGE_SIZE = 50
+
+
+def _event(event_id: int) -> Event:
+    event = db.session.get(Event, event_id)
+    if event is None:
+        abort(404)
+    return event
+
+
+def _customer(customer_id: int) -> Customer:
+    customer = db.session.get(Customer, customer_id)
+    if customer is None:
+        abort(404)
+    return customer
+
+
+def _batch(batch_id: int) -> ImportBatch:
+    batch = db.session.get(ImportBatch, batch_id)
+    if batch is None:
+        abort(404)
+    return batch
+
+
+def _field_error(form: CustomerForm, err: RuleViolation) -> None:
+    field = getattr(form, err.field, None) if err.field else None
+    if field is not None:
+        field.errors = [*field.errors, err.message]
+    else:
+        flash(err.message, "error")
+
+
+@bp.route("/event/<int:event_id>")
+@access(STAFF)
+def index(event_id: int) -> ResponseReturnValue:
+    event = _event(event_id)
+    q = (request.args.get("q") or "").strip()
+    stmt = select(Customer).where(Customer.event_id == event.id)
+    if q:
+        like = f"%{q}%"
+        stmt = stmt.where(or_(Customer.external_ref.ilike(like), Customer.name.ilike(like),
+                              Customer.email.ilike(like), Customer.company.ilike(like)))
+    page = db.paginate(stmt.order_by(Customer.name, Customer.id),
+                       page=request.args.get("page", 1, type=int), per_page=PAGE_SIZE,
+                       error_out=False)
+    args = {"q": q} if q else {}
+    context = {"event": event, "page": page, "q": q, "args": args}
+    if wants_partial("customer-results"):
+        return render_template("customers/_results.html", **context)
+    imports = db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event.id)
+                                 .order_by(ImportBatch.id.desc()).limit(5)).all()
+    total = db.session.scalar(select(func.count(Customer.id)).where(
+        Customer.event_id == event.id))
+    return render_template("customers/index.html", imports=imports, total=total, **context)
+
+
+@bp.route("/event/<int:event_id>/new", methods=["GET", "POST"])
+@access(*EDITORS)
+def create(event_id: int) -> ResponseReturnValue:
+    event = _event(event_id)
+    form = CustomerForm()
+    failed = False
+    if form.validate_on_submit():
+        try:
+            customer = services.create_customer(event, form.raw(), actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+            failed = True
+        else:
+            flash(_("Customer added."), "success")
+            return redirect(url_for("customers.detail", customer_id=customer.id))
+    return render_template("customers/form.html", form=form, event=event, customer=None), (
+        422 if form.errors or failed else 200)
+
+
+@bp.route("/<int:customer_id>")
+@access(STAFF)
+def detail(customer_id: int) -> ResponseReturnValue:
+    from portal.cases.models import Case, CaseNote
+
+    customer = _customer(customer_id)
+    cases = db.session.scalars(select(Case).where(Case.customer_id == customer.id)
+                               .order_by(Case.id.desc())).all()
+    messages = db.session.scalars(select(CaseNote).join(Case).where(
+        Case.customer_id == customer.id, CaseNote.kind == "reply")
+        .order_by(CaseNote.id.desc())).all()
+    return render_template("customers/detail.html", customer=customer, cases=cases,
+                           messages=messages, history=audit.history("customer", customer.id))
+
+
+@bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])
+@access(*EDITORS)
+def edit(customer_id: int) -> ResponseReturnValue:
+    customer = _customer(customer_id)
+    form = CustomerForm(obj=customer)
+    if request.method == "GET":
+        form.tags.data = "; ".join(customer.tags or [])
+    failed = False
+    if form.validate_on_submit():
+        try:
+            changed = services.update_customer(customer, form.raw(), actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            _field_error(form, err)
+            failed = True
+        else:
+            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            return redirect(url_for("customers.detail", customer_id=customer.id))
+    return render_template("customers/form.html", form=form, event=customer.event,
+                           customer=customer), 422 if form.errors or failed else 200
+
+
+@bp.route("/event/<int:event_id>/import", methods=["GET", "POST"])
+@access(*EDITORS)
+def upload(event_id: int) -> ResponseReturnValue:
+    event = _event(event_id)
+    form = ImportForm()
+    if form.validate_on_submit():
+        try:
+            batch = services.start_import(event, form.file.data.stream,
+                                          form.file.data.filename or "upload.csv",
+                                          actor=current_user)
+        except RuleViolation as err:
+            form.file.errors = [*form.file.errors, err.message]
+        else:
+            if not tasks.queue_validation(batch.id):
+                flash(_("The job queue cannot be reached. The file is saved and will be "
+                        "checked when the queue is back."), "warning")
+            return redirect(url_for("customers.import_status", batch_id=batch.id))
+    return render_template("customers/upload.html", form=form, event=event), (
+        422 if form.errors else 200)
+
+
+@bp.route("/imports/<int:batch_id>")
+@access(STAFF)
+def import_status(batch_id: int) -> ResponseReturnValue:
+    batch = _batch(batch_id)
+    if wants_partial():
+        return render_template("customers/_import_status.html", batch=batch,
+                               confirm=ConfirmForm())
+    return render_template("customers/import.html", batch=batch, confirm=ConfirmForm(),
+                           history=audit.history("customer_import", batch.id))
+
+
+@bp.route("/imports/<int:batch_id>/confirm", methods=["POST"])
+@access(*EDITORS)
+def confirm_import(batch_id: int) -> ResponseReturnValue:
+    batch = _batch(batch_id)
+    try:
+        services.confirm_import(batch, actor=current_user)
+    except RuleViolation as err:
+        flash(err.message, "error")
+    else:
+        if not tasks.queue_import(batch.id):
+            flash(_("The job queue cannot be reached. The import is saved and will run when "
+                    "the queue is back."), "warning")
+    return redirect(url_for("customers.import_status", batch_id=batch.id))
+
+
+@bp.route("/imports/<int:batch_id>/discard", methods=["POST"])
+@access(*EDITORS)
+def discard_import(batch_id: int) -> ResponseReturnValue:
+    batch = _batch(batch_id)
+    try:
+        services.discard_import(batch, actor=current_user)
+    except RuleViolation as err:
+        flash(err.message, "error")
+    else:
+        flash(_("Discarded: nothing was imported."), "success")
+    return redirect(url_for("customers.import_status", batch_id=batch.id))
+
+
+@bp.route("/imports/<int:batch_id>/rejected.csv")
+@access(STAFF)
+def rejected_rows(batch_id: int) -> ResponseReturnValue:
+    batch = _batch(batch_id)
+    path = services.rejected_path(batch)
+    if not path.exists():
+        abort(404)
+    return send_file(path, mimetype="text/csv", as_attachment=True,
+                     download_name=f"rejected-rows-{batch.id}.csv")
