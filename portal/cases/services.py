@@ -234,13 +234,20 @@ def _check_version(case: Case, expected: int | None) -> None:
                          "page to see their change; yours has not been saved."))
 
 
-def _commit(case: Case) -> None:
+def _flush() -> None:
+    """Write the pending change now; a stale version (someone saved in between) matches no
+    row, and the whole change is refused."""
     try:
-        db.session.commit()
+        db.session.flush()
     except StaleDataError:
         db.session.rollback()
         raise Conflict(_("Someone else changed this case at the same moment. Reload the page; "
                          "your change has not been saved.")) from None
+
+
+def _commit() -> None:
+    _flush()
+    db.session.commit()
 
 
 def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
@@ -266,9 +273,10 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
         case.proposed_by_id = None
         signoffs.void_scope(_scope(case), "amount changed", actor=actor)
     case.updated_at = utcnow()
+    _flush()
     audit.record("case.edit", "case", case.id, f"Case {case.ref} edited", before=before,
                  after=case.audit_state(), actor=actor)
-    _commit(case)
+    _commit()
     return True
 
 
@@ -284,6 +292,7 @@ def _move(case: Case, target: str, actor: User | None, summary: str,
     before = case.audit_state()
     case.status = target
     case.updated_at = utcnow()
+    _flush()
     if comment:
         db.session.add(CaseNote(case_id=case.id, kind="internal", body=comment,
                                 author_id=actor.id if actor else None))
@@ -307,7 +316,7 @@ def change_status(case: Case, action: str, *, comment: str = "", actor: User,
         signoffs.void_scope(_scope(case), f"case {transition.target}", actor=actor)
     _move(case, transition.target, actor, f"Case {case.ref}: {action} → {transition.target}",
           comment or None)
-    _commit(case)
+    _commit()
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -340,7 +349,7 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
     else:
         _move(case, "proposed", actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; a second agent approves")
-    _commit(case)
+    _commit()
 
 
 def approve(case: Case, *, actor: User, expected_version: int | None = None) -> None:
@@ -358,7 +367,7 @@ def approve(case: Case, *, actor: User, expected_version: int | None = None) -> 
     case.approved_by_id = actor.id
     case.approved_amount = case.amount
     _move(case, "approved", actor, f"Case {case.ref} approved at {case.amount} {case.currency}")
-    _commit(case)
+    _commit()
 
 
 @signoffs.on_decision(SUBJECT)
@@ -409,7 +418,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
                               "used before.")) from None
     _move(case, "paid", actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
           f"{payout_ref}")
-    _commit(case)
+    _commit()
     return payment
 
 
@@ -467,10 +476,11 @@ def bulk_assign(case_ids: list[int], assignee_id: int, *, actor: User) -> list[I
         before = case.audit_state()
         case.assignee_id = assignee.id
         case.updated_at = utcnow()
+        _flush()
         audit.record("case.assign", "case", case.id, f"Case {case.ref} assigned to "
                      f"{assignee.email}", before=before, after=case.audit_state(), actor=actor)
         results.append(ItemResult(case.ref, True, _("assigned")))
-    _commit_bulk()
+    _commit()
     return results
 
 
@@ -482,17 +492,8 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
             continue
         _move(case, "closed", actor, f"Case {case.ref}: close → closed (bulk)")
         results.append(ItemResult(case.ref, True, _("closed")))
-    _commit_bulk()
+    _commit()
     return results
-
-
-def _commit_bulk() -> None:
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        raise Conflict(_("Some of these cases changed at the same moment; nothing was "
-                         "changed. Try again.")) from None
 
 
 def open_counts_by_status() -> dict[str, int]:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, select, update
 
 from portal.audit import services as audit
 from portal.auth.models import User
@@ -283,6 +283,21 @@ def discard_import(batch: ImportBatch, *, actor: User) -> None:
     upload_path(batch).unlink(missing_ok=True)
 
 
+def _upsert_statement() -> Any:
+    """INSERT … ON CONFLICT (event_id, external_ref) DO UPDATE: one statement per batch, on
+    both databases, so a known reference updates its customer and never adds a second one."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(Customer.__table__)
+    columns = ("name", "company", "email", "phone", "locale", "tags", "updated_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["event_id", "external_ref"],
+        set_={c: stmt.excluded[c] for c in columns})
+
+
 def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> None:
     """Import every valid row in one transaction: all of them, or none if anything fails."""
     batch = db.session.get(ImportBatch, batch_id)
@@ -290,26 +305,16 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
         return
     event_id, encoding = batch.event_id, batch.encoding or "utf-8"
     path = upload_path(batch)
-    created = updated = 0
     seen: set[str] = set()
     pending: list[dict[str, Any]] = []
     now = utcnow()
+    upsert = _upsert_statement()
+    count = select(func.count(Customer.id)).where(Customer.event_id == event_id)
+    before = db.session.scalar(count) or 0
 
     def flush() -> None:
-        nonlocal created, updated
-        refs = [p["external_ref"] for p in pending]
-        existing = dict(db.session.execute(select(Customer.external_ref, Customer.id).where(
-            Customer.event_id == event_id, Customer.external_ref.in_(refs))).all())
-        new = [{**p, "event_id": event_id, "created_at": now, "updated_at": now}
-               for p in pending if p["external_ref"] not in existing]
-        changed = [{**p, "id": existing[p["external_ref"]], "updated_at": now}
-                   for p in pending if p["external_ref"] in existing]
-        if new:
-            db.session.execute(insert(Customer), new)
-        if changed:
-            db.session.execute(update(Customer), changed)
-        created += len(new)
-        updated += len(changed)
+        db.session.execute(upsert, [{**p, "event_id": event_id, "created_at": now,
+                                     "updated_at": now} for p in pending])
         pending.clear()
 
     try:
@@ -321,9 +326,11 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
             if len(pending) >= BATCH:
                 flush()
                 if progress:
-                    progress(created + updated)
+                    progress(len(seen))
         if pending:
             flush()
+        created = (db.session.scalar(count) or 0) - before
+        updated = len(seen) - created
         batch = db.session.get(ImportBatch, batch_id)
         batch.status, batch.finished_at = "imported", utcnow()
         batch.created_count, batch.updated_count = created, updated
