@@ -52,10 +52,10 @@ def test_an_undeclared_endpoint_is_refused(app_factory, users) -> None:
 def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -> None:
     app = app_factory()
     from portal.audit import services as audit
-    from portal.events import services as events
-    from portal.extensions import db
     from portal.cases import services as cases
     from portal.customers import services as customers
+    from portal.events import services as events
+    from portal.extensions import db
     from portal.notices import services as notices
     from portal.notices import tasks as notice_tasks
 

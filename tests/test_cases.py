@@ -124,7 +124,7 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
                         "refund", f"O-{offset}-{n}", "10.00", "CNY", "other", "", None),
                         actor=db.session.get(type(users[Role.AGENT]), users[Role.AGENT].id))
                     refs.append(case.ref)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
             finally:
                 db.session.remove()
