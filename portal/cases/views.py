@@ -293,6 +293,10 @@ def settings() -> ResponseReturnValue:
     from portal.cases.models import SignoffThreshold
     from portal.events.models import SEVERITIES
 
+    def current_thresholds() -> dict[str, object]:
+        stored = {t.currency: t.amount for t in db.session.scalars(select(SignoffThreshold))}
+        return {**services.DEFAULT_THRESHOLDS, **stored}
+
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
@@ -301,21 +305,23 @@ def settings() -> ResponseReturnValue:
                 if not value.isdigit():
                     raise RuleViolation(_("Enter whole hours."), field=f"sla_{severity}")
                 services.set_sla(severity, int(value), actor=current_user)
+            for currency, amount in current_thresholds().items():
+                value = request.form.get(f"threshold_{currency}", "").strip()
+                if value and services.parse_amount(value, f"threshold_{currency}") != amount:
+                    services.set_threshold(currency, value, actor=current_user)
             new_currency = request.form.get("new_currency", "").strip()
             new_amount = request.form.get("new_amount", "").strip()
-            for row in db.session.scalars(select(SignoffThreshold)).all():
-                services.set_threshold(row.currency, request.form.get(
-                    f"threshold_{row.currency}", str(row.amount)), actor=current_user)
             if new_currency or new_amount:
                 services.set_threshold(new_currency, new_amount, actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            errors[err.field or "form"] = err.message
+            shown = {f"sla_{s}" for s in SEVERITIES} | {"currency"} | {
+                f"threshold_{c}" for c in current_thresholds()}
+            errors[err.field if err.field in shown else "form"] = err.message
         else:
             flash(_("Settings saved."), "success")
             return redirect(url_for("cases.settings"))
-    thresholds = {**services.DEFAULT_THRESHOLDS,
-                  **{t.currency: t.amount for t in db.session.scalars(select(SignoffThreshold))}}
+    thresholds = current_thresholds()
     return render_template(
         "cases/settings.html", errors=errors, thresholds=thresholds,
         sla={s: services.sla_hours(s) for s in SEVERITIES},
