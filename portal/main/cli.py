@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 from portal import jobs
 from portal.auth import services as auth_services
 from portal.auth.models import Role, User
+from portal.cases import services as case_services
+from portal.customers import services as customer_services
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
@@ -60,6 +62,7 @@ def seed_demo() -> str:
         actor=users[Role.ADMIN],
     )
     _seed_published_notice(event, users)
+    _seed_customers_and_cases(event, users)
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -86,6 +89,30 @@ def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
     signoff_services.decide(request.id, "approved", "", actor=users[Role.LEGAL])
     notice_services.publish(notice, actor=users[Role.AGENT])
     notice_tasks.after_publication([notice.id])
+
+
+def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
+    """A few affected customers, one small refund awaiting a second agent and one large
+    compensation awaiting legal sign-off."""
+    people = [("CRM-10001", "王芳", "华夏贸易有限公司", "wang.fang@example.com", "zh_CN"),
+              ("CRM-10002", "李雷", "", "li.lei@example.com", "zh_CN"),
+              ("CRM-10003", "Anna Schmidt", "Schmidt GmbH", "anna@example.com", "en")]
+    customers = [customer_services.create_customer(
+        event, {"external_ref": ref, "name": name, "company": company, "email": email,
+                "locale": locale, "tags": "withdrawal"}, actor=users[Role.AGENT])
+        for ref, name, company, email, locale in people]
+    small = case_services.open_case(customers[0], case_services.CaseInput(
+        "refund", "WD-20261122-001", "1280.50", "CNY", "service_outage",
+        "提现申请因 CRM 故障未处理，客户要求退回手续费。", users[Role.AGENT].id),
+        actor=users[Role.AGENT])
+    case_services.change_status(small, "start", actor=users[Role.AGENT])
+    case_services.propose(small, actor=users[Role.AGENT])
+    large = case_services.open_case(customers[2], case_services.CaseInput(
+        "compensation", "WD-20261122-017", "8800.00", "CNY", "service_outage",
+        "Missed a trade window during the outage.", users[Role.AGENT].id),
+        actor=users[Role.AGENT])
+    case_services.change_status(large, "start", actor=users[Role.AGENT])
+    case_services.propose(large, actor=users[Role.AGENT])
 
 
 @demo_cli.command("seed")

@@ -11,6 +11,8 @@ from portal.audit import services as audit
 from portal.audit.models import AuditEntry, AuditVerification
 from portal.auth import services as auth_services
 from portal.auth.models import User
+from portal.cases import services as case_services
+from portal.cases.models import Case
 from portal.config import LOCALES
 from portal.events.models import Event
 from portal.extensions import db
@@ -50,6 +52,10 @@ def dashboard() -> ResponseReturnValue:
     return render_template(
         "main/dashboard.html", figures=figures, events=events, latest_check=latest_check,
         recent=recent, pending_signoffs=signoffs.queue(),
+        case_counts=case_services.open_counts_by_status(),
+        overdue_cases=db.session.scalar(case_services.CaseFilter(overdue=True).statement()
+                                        .with_only_columns(func.count(Case.id))
+                                        .order_by(None)),
         overdue=signoffs.overdue_retroactive(),
         emergencies=notice_services.emergency_publications_awaiting_review(),
     )
