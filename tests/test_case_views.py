@@ -163,3 +163,17 @@ def test_admin_sets_sla_and_thresholds(client, auth, users) -> None:
     auth.logout()
     auth.login(Role.AGENT)
     assert client.get("/cases/settings").status_code == 403
+
+
+def test_legal_reads_the_case_snapshot_and_approves(client, auth, users) -> None:
+    case = make_case(users, amount="7000.00")
+    cases.change_status(case, "start", actor=users[Role.AGENT])
+    cases.propose(case, actor=users[Role.AGENT])
+    auth.login(Role.LEGAL)
+    queue = client.get("/signoffs/?kind=case_decision").text
+    assert case.ref in queue
+    page = client.get(f"/signoffs/{case.signoff_id}").text
+    assert "7000.00 CNY" in page and "王芳" in page and "O-1" in page
+    client.post(f"/signoffs/{case.signoff_id}/decide", data={"decision": "approved"})
+    db.session.refresh(case)
+    assert case.status == "approved"

@@ -26,7 +26,7 @@ STATUS_LABELS = {
     CHANGES: _l("Changes requested"),
     VOIDED: _l("Voided"),
 }
-SUBJECT_LABELS = {"notice_version": _l("Notice")}
+SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision")}
 
 
 class SignoffRequest(db.Model):
