@@ -21,6 +21,7 @@ ZH = {
     "Audit trail": "审计日志",
     "Users": "用户",
     "Sign-offs": "法务审批",
+    "Cases": "案件",
     "Main": "主导航",
     "Sign in": "登录",
     "E-mail": "邮箱",
@@ -46,7 +47,7 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
     expect(page).to_have_url(url_path("/dashboard"))
 
     nav = page.get_by_role("navigation", name="Main", exact=True)
-    english = (["Dashboard", "Events"]
+    english = (["Dashboard", "Events", "Cases"]
                + (["Sign-offs"] if role in (Role.LEGAL, Role.ADMIN) else [])
                + ["Audit trail"] + (["Users"] if role == Role.ADMIN else []))
     expect(nav.get_by_role("link")).to_have_text(english)
