@@ -42,6 +42,15 @@ def wants_partial(target: str | None = None) -> bool:
     return target is None or htmx.target == target
 
 
+def show_error(form: Any, err: Any) -> None:
+    """Put a service's RuleViolation next to its form field, or flash it when it names none."""
+    field = getattr(form, err.field, None) if err.field else None
+    if field is not None:
+        field.errors = [*field.errors, err.message]
+    else:
+        flash(err.message, "error")
+
+
 def render_error(code: int, text: object | None = None) -> ResponseReturnValue:
     title = ERROR_TITLES.get(code, ERROR_TITLES[500])
     body = text or ERROR_TEXTS.get(code, ERROR_TEXTS[500])

@@ -31,7 +31,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import wants_partial
+from portal.web import show_error, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 WORKERS = (Role.AGENT, Role.ADMIN)
@@ -138,7 +138,7 @@ def create(customer_id: int) -> ResponseReturnValue:
             failed = True
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
             failed = True
         else:
             flash(_("Case %(ref)s opened.", ref=case.ref), "success")
@@ -155,13 +155,6 @@ def _input(form: CaseForm) -> services.CaseInput:
         description=form.description.data or "",
         assignee_id=int(assignee) if assignee and assignee.isdigit() else None)
 
-
-def _field_error(form: CaseForm | StepForm | PaymentForm | NoteForm, err: RuleViolation) -> None:
-    field = getattr(form, err.field, None) if err.field else None
-    if field is not None:
-        field.errors = [*field.errors, err.message]
-    else:
-        flash(err.message, "error")
 
 
 def _version(value: str | None) -> int | None:
@@ -206,7 +199,7 @@ def edit(case_id: int) -> ResponseReturnValue:
                                            actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
             failed = True
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")
@@ -256,7 +249,7 @@ def pay(case_id: int) -> ResponseReturnValue:
                                     actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
         else:
             flash(_("Payment recorded."), "success")
             return redirect(url_for("cases.detail", case_id=case_id))
@@ -279,7 +272,7 @@ def add_note(case_id: int) -> ResponseReturnValue:
                 services.add_note(case, form.body.data, actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")

@@ -18,7 +18,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
-from portal.web import wants_partial
+from portal.web import show_error, wants_partial
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 EDITORS = (Role.AGENT, Role.ADMIN)
@@ -45,13 +45,6 @@ def _batch(batch_id: int) -> ImportBatch:
         abort(404)
     return batch
 
-
-def _field_error(form: CustomerForm, err: RuleViolation) -> None:
-    field = getattr(form, err.field, None) if err.field else None
-    if field is not None:
-        field.errors = [*field.errors, err.message]
-    else:
-        flash(err.message, "error")
 
 
 @bp.route("/event/<int:event_id>")
@@ -89,7 +82,7 @@ def create(event_id: int) -> ResponseReturnValue:
             customer = services.create_customer(event, form.raw(), actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
             failed = True
         else:
             flash(_("Customer added."), "success")
@@ -126,7 +119,7 @@ def edit(customer_id: int) -> ResponseReturnValue:
             changed = services.update_customer(customer, form.raw(), actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _field_error(form, err)
+            show_error(form, err)
             failed = True
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")

@@ -16,6 +16,7 @@ from portal.events.forms import EventEditForm, EventForm, StatusForm
 from portal.events.models import LABELS, Event
 from portal.extensions import db
 from portal.security import STAFF, access
+from portal.web import show_error
 
 bp = Blueprint("events", __name__, url_prefix="/events")
 
@@ -31,13 +32,6 @@ def _get(event_id: int) -> Event:
         abort(404)
     return event
 
-
-def _show_error(form: EventForm, err: RuleViolation) -> None:
-    field = getattr(form, err.field, None) if err.field else None
-    if field is not None:
-        field.errors = [*field.errors, err.message]
-    else:
-        flash(err.message, "error")
 
 
 @bp.route("/")
@@ -58,7 +52,7 @@ def create() -> ResponseReturnValue:
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _show_error(form, err)
+            show_error(form, err)
         else:
             flash(_("Event opened."), "success")
             return redirect(url_for("events.detail", event_id=event.id))
@@ -88,7 +82,7 @@ def edit(event_id: int) -> ResponseReturnValue:
                                   actor=current_user)
         except RuleViolation as err:
             db.session.rollback()
-            _show_error(form, err)
+            show_error(form, err)
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("events.detail", event_id=event.id))

@@ -47,7 +47,7 @@ from portal.notices.models import (
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
 from portal.users.forms import ConfirmForm
-from portal.web import wants_partial
+from portal.web import show_error, wants_partial
 
 bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
 DRAFTERS = (Role.AGENT, Role.ADMIN)
@@ -80,13 +80,6 @@ def _utc_to_local(value: datetime | None) -> datetime | None:
     return value.astimezone(get_timezone()).replace(tzinfo=None) if value else None
 
 
-def _show_error(form: NoticeForm, err: RuleViolation) -> None:
-    field = getattr(form, err.field, None) if err.field else None
-    if field is not None:
-        field.errors = [*field.errors, err.message]
-    else:
-        flash(err.message, "error")
-
 
 def _placeholders(event: Event) -> dict[str, str]:
     cfg = current_app.config
@@ -115,7 +108,7 @@ def create(event_id: int) -> ResponseReturnValue:
                 planned_publish_at=_local_to_utc(form.planned_publish_at.data))
         except RuleViolation as err:
             db.session.rollback()
-            _show_error(form, err)
+            show_error(form, err)
             failed = True
         else:
             flash(_("Draft saved as version 1."), "success")
@@ -163,7 +156,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
                 based_on=based_on, actor=current_user)
         except (RuleViolation, ValueError) as err:
             db.session.rollback()
-            _show_error(form, err if isinstance(err, RuleViolation)
+            show_error(form, err if isinstance(err, RuleViolation)
                         else RuleViolation(_("The form is incomplete; reload the page.")))
             failed = True
         else:
