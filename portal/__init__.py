@@ -49,6 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import views as main_views
     from portal.notices import tasks as _notice_tasks  # noqa: F401  (jobs, cron, reconciler)
     from portal.notices import views as notice_views
+    from portal.public import cache as public_cache
     from portal.public import views as public_views
     from portal.signoffs import views as signoff_views
     from portal.users import views as user_views
@@ -57,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     security.init_app(app)
     web.init_app(app)
+    public_cache.init_app(app)
 
     app.register_blueprint(main_views.bp)
     app.register_blueprint(auth_views.bp)

@@ -41,11 +41,11 @@ def locale_code() -> str:
         if chosen in LOCALES:
             return chosen
     header = request.headers.get("Accept-Language", "")
-    return _from_accept_language(header) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    return from_accept_language(header) or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 @lru_cache(maxsize=256)
-def _from_accept_language(header: str) -> str | None:
+def from_accept_language(header: str) -> str | None:
     """Browsers send a handful of distinct headers: parse each once."""
     best = parse_accept_header(header, LanguageAccept).best_match(["zh-CN", "zh", "en"])
     if best in ("zh-CN", "zh"):

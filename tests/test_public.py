@@ -131,3 +131,33 @@ def test_public_pages_work_without_a_session(app, client, users) -> None:
     publish(notice, users)
     response = client.get(f"/notices/{notice.slug}")
     assert "Set-Cookie" not in response.headers
+
+
+def test_cached_page_is_served_before_flask_runs(app, client, users) -> None:
+    from portal.public.cache import FastPath
+
+    notice = make_notice(users)
+    publish(notice, users)
+    url = f"/notices/{notice.slug}"
+    first = client.get(url, headers={"Accept-Language": "zh-CN"})  # Flask renders and stores
+    fast = app.wsgi_app
+    assert isinstance(fast, FastPath)
+    calls = []
+    inner = fast.wsgi_app
+    fast.wsgi_app = lambda environ, start: calls.append(environ["PATH_INFO"]) or inner(
+        environ, start)
+    try:
+        again = client.get(url, headers={"Accept-Language": "zh-CN"})
+        assert calls == []  # answered by the fast path
+        assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+        assert again.headers["Content-Security-Policy"] == first.headers[
+            "Content-Security-Policy"]
+        assert client.get(url, headers={"If-None-Match": first.headers["ETag"],
+                                         "Accept-Language": "zh-CN"}).status_code == 304
+        head = client.head(url, headers={"Accept-Language": "zh-CN"})
+        assert head.status_code == 200 and head.data == b""
+        client.get(url + "?lang=en")  # another language is not cached yet: Flask renders it
+        client.get(url + "?x=1")  # other queries always go to Flask
+        assert calls == [url, url]
+    finally:
+        fast.wsgi_app = inner

@@ -54,8 +54,11 @@ class Case(db.Model):
               postgresql_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')"),
               sqlite_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')")),
         Index("ix_case_status_due", "status", "due_at"),
+        Index("ix_case_status_created", "status", "created_at", "id"),
         Index("ix_case_event_created", "event_id", "created_at"),
         Index("ix_case_assignee_status", "assignee_id", "status"),
+        Index("ix_case_assignee_due", "assignee_id", "due_at", "id"),
+        Index("ix_case_amount", "amount", "id"),
         Index("ix_case_created", "created_at"),
     )
 

@@ -9,15 +9,20 @@ and immediately in the process that made it. Without Redis nothing is cached.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
+from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.http import http_date, parse_date
+
+from portal.i18n import from_accept_language
 
 GENERATION_KEY = "aftercare:public:generation"
 CHECK_EVERY_SECONDS = 1.0
@@ -61,16 +66,20 @@ class CachedPage:
 
 
 class PageCache:
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str) -> None:
         self._pages: dict[Hashable, CachedPage] = {}
         self._generation: int | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        self._redis_client = Redis.from_url(redis_url, socket_timeout=0.5,
+                                            socket_connect_timeout=0.5)
 
-    def _redis(self):
-        from portal.extensions import rq
+    def _redis(self) -> Redis:
+        return self._redis_client
 
-        return rq.queue.connection
+    def peek(self, key: Hashable) -> CachedPage | None:
+        """A fresh cached page, or None (the caller renders it)."""
+        return self._pages.get(key) if self._fresh() else None
 
     def _fresh(self) -> bool:
         """Whether cached pages may be served (the generation is known and unchanged)."""
@@ -115,7 +124,55 @@ class PageCache:
 
 
 def page_cache() -> PageCache:
-    return current_app.extensions.setdefault("public_page_cache", PageCache())
+    return current_app.extensions["public_page_cache"]
+
+
+NOTICE_PATH = re.compile(r"^/notices/([A-Za-z0-9_-]+)$")
+LANG_QUERY = re.compile(r"^(?:lang=(zh_CN|en))?$")
+
+
+class FastPath:
+    """WSGI middleware: a cached public notice page is answered before Flask runs at all.
+
+    Only ``GET``/``HEAD /notices/<slug>`` with no query but ``lang`` takes this path, and only
+    when the page is in the cache and fresh; anything else goes to Flask, which renders the
+    page, stores it, and so fills the cache for the next request. The language is chosen
+    exactly as the view chooses it (``?lang=``, then Accept-Language, then the default).
+    """
+
+    def __init__(self, app: Flask, cache: PageCache) -> None:
+        self.wsgi_app = app.wsgi_app
+        self.cache = cache
+        self.default_locale = app.config["BABEL_DEFAULT_LOCALE"]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        method = environ.get("REQUEST_METHOD")
+        if method in ("GET", "HEAD"):
+            path = NOTICE_PATH.match(environ.get("PATH_INFO", ""))
+            query = LANG_QUERY.match(environ.get("QUERY_STRING", ""))
+            if path and query:
+                locale = query.group(1) or from_accept_language(
+                    environ.get("HTTP_ACCEPT_LANGUAGE", "")) or self.default_locale
+                page = self.cache.peek(("notice", path.group(1), locale))
+                if page is not None:
+                    return self._answer(page, environ, start_response, method == "HEAD")
+        return self.wsgi_app(environ, start_response)
+
+    @staticmethod
+    def _answer(page: CachedPage, environ: dict[str, Any], start_response: Callable[..., Any],
+                head: bool) -> list[bytes]:
+        if page.not_modified(environ.get("HTTP_IF_NONE_MATCH"),
+                             environ.get("HTTP_IF_MODIFIED_SINCE")):
+            start_response("304 NOT MODIFIED", page.headers_304)
+            return []
+        start_response("200 OK", [*page.headers, ("Content-Length", str(len(page.body)))])
+        return [] if head else [page.body]
+
+
+def init_app(app: Flask) -> None:
+    cache = PageCache(app.config["REDIS_URL"])
+    app.extensions["public_page_cache"] = cache
+    app.wsgi_app = FastPath(app, cache)  # type: ignore[method-assign]
 
 
 def invalidate() -> None:

@@ -1,0 +1,412 @@
+"""Measure the staff case list against DESIGN.md ("Targets"): with 100,000 cases,
+filter + search + sort + page p95 < 100 ms on PostgreSQL and on SQLite.
+
+Run from the checkout: ``.venv/bin/python bench/case_list.py``. For SQLite (a temporary
+file) and for PostgreSQL (a fresh database ``aftercare_bench_<pid>`` on
+postgresql://postgres@127.0.0.1:5432, dropped at the end) it
+
+1. migrates the database and fills it with ``bench/generate_cases.py`` (100,000 cases,
+   30,000 customers, 3 events, an agent and an admin);
+2. signs in as the agent through ``POST /login`` with the Flask test client;
+3. requests ``GET /cases/`` with a mix of realistic filters, searches, sorts and pages: each
+   query once to warm up, then ``--repeat`` rounds over all of them (interleaved, so noise
+   spreads evenly), timing the whole request and, through Flask's template signals, the
+   template render inside it; then a few rounds of the htmx partial
+   (``HX-Target: case-results``) and of the database work alone (the view's statement
+   through ``db.paginate``: the page query and its COUNT(*));
+4. prints p50/p95 per query side by side, the overall p95 per database with PASS/FAIL, and
+   the SQL the view sent for the slowest query of each database with its plan (PostgreSQL
+   ``EXPLAIN (ANALYZE, BUFFERS)``, SQLite ``EXPLAIN QUERY PLAN``).
+
+``--with-indexes`` adds the indexes of ``RECOMMENDED_INDEXES`` (and runs ANALYZE) in the
+benchmark database before measuring, to show what indexes alone change; the portal's own
+schema is not touched.
+
+It is a measurement, not a test: it exits 0 whatever the numbers (non-zero only when it could
+not measure). About four minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "bench")) if p not in sys.path]
+
+import generate_cases  # noqa: E402
+from flask import Flask, before_render_template, template_rendered  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
+from sqlalchemy.orm import joinedload  # noqa: E402
+
+from portal import create_app  # noqa: E402
+from portal.cases import views as case_views  # noqa: E402
+from portal.cases.models import Case  # noqa: E402
+from portal.extensions import db  # noqa: E402
+
+TARGET_P95_MS = 100.0
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PARTIAL_HEADERS = {"HX-Request": "true", "HX-Target": "case-results"}
+OPEN_NOT_PAID = "('new', 'in_progress', 'proposed', 'awaiting_signoff', 'approved')"
+
+# What --with-indexes adds; the report of this benchmark explains each one.
+RECOMMENDED_INDEXES = {
+    "common": [
+        "CREATE INDEX ix_case_status_created ON case_file (status, created_at, id)",
+        "CREATE INDEX ix_case_assignee_due ON case_file (assignee_id, due_at, id)",
+        "CREATE INDEX ix_case_amount ON case_file (amount, id)",
+        "CREATE INDEX ix_case_open_created ON case_file (created_at, id) "
+        f"WHERE status IN {OPEN_NOT_PAID}",
+    ],
+    "postgresql": [
+        "CREATE INDEX ix_case_order_ref_prefix ON case_file (order_ref varchar_pattern_ops)",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX ix_customer_name_trgm ON customer USING gin (lower(name) gin_trgm_ops)",
+        "CREATE INDEX ix_customer_email_trgm ON customer USING gin (email gin_trgm_ops)",
+        "CREATE INDEX ix_customer_company_trgm ON customer "
+        "USING gin (lower(company) gin_trgm_ops)",
+    ],
+    "sqlite": [
+        "CREATE INDEX ix_case_order_ref_nocase ON case_file (order_ref COLLATE NOCASE)",
+    ],
+}
+
+
+@dataclass
+class QueryResult:
+    label: str
+    params: dict[str, Any]
+    rows: int = 0
+    full: list[float] = field(default_factory=list)
+    render: list[float] = field(default_factory=list)
+    partial: list[float] = field(default_factory=list)
+    db_only: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BackendResult:
+    name: str
+    generate_seconds: float
+    queries: list[QueryResult]
+    plans: list[str]
+
+    def all_full(self) -> list[float]:
+        return [t for q in self.queries for t in q.full]
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(1, min(len(ordered), math.ceil(p / 100 * len(ordered)))) - 1]
+
+
+def queries_for(gen: generate_cases.Generated) -> list[QueryResult]:
+    ev = gen.event_ids
+    return [
+        QueryResult("no filter (newest)", {}),
+        QueryResult("status=in_progress", {"status": "in_progress"}),
+        QueryResult("kind=refund + event", {"kind": "refund", "event": ev[1]}),
+        QueryResult("assignee=agent + sort=due", {"assignee": gen.agent_id, "sort": "due"}),
+        QueryResult("overdue=1", {"overdue": "1"}),
+        QueryResult("status=new+overdue+sort=due", {"status": "new", "overdue": "1",
+                                                    "sort": "due"}),
+        QueryResult("q=case ref (lower case)", {"q": gen.sample_ref.lower()}),
+        QueryResult("q=Chinese name 秀英", {"q": "秀英"}),
+        QueryResult("q=Latin name smith", {"q": "smith"}),
+        QueryResult(f"q=e-mail {gen.sample_email_fragment}", {"q": gen.sample_email_fragment}),
+        QueryResult(f"q=order prefix {gen.sample_order_prefix}",
+                    {"q": gen.sample_order_prefix}),
+        QueryResult("page=50 (deep page)", {"page": 50}),
+        QueryResult("sort=amount", {"sort": "amount"}),
+    ]
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"aftercare_bench_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+    try:
+        yield f"postgresql+psycopg://{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_app(url: str, instance: Path) -> Flask:
+    instance.mkdir(parents=True, exist_ok=True)
+    return create_app({
+        "SECRET_KEY": "bench-secret",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "REDIS_URL": f"unix://{instance / 'no-redis.sock'}",  # the list never queues a job
+        "WTF_CSRF_ENABLED": False,
+        "PASSWORD_METHOD": "pbkdf2:sha256:1000",
+        "INSTANCE_PATH": str(instance),
+    })
+
+
+def add_indexes() -> None:
+    """The RECOMMENDED_INDEXES, in the benchmark database only (needs an app context)."""
+    dialect = db.engine.dialect.name
+    started = time.perf_counter()
+    with db.engine.connect() as conn:
+        if dialect == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for ddl in RECOMMENDED_INDEXES["common"] + RECOMMENDED_INDEXES[dialect]:
+            conn.execute(text(ddl))
+        conn.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
+        conn.commit()
+    print(f"  recommended indexes added and analyzed in {time.perf_counter() - started:.1f} s",
+          flush=True)
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def time_db_only(app: Flask, params: dict[str, Any]) -> tuple[float, int]:
+    """The view's database work alone: its statement and options through db.paginate."""
+    with app.test_request_context("/cases/", query_string=params):
+        started = time.perf_counter()
+        flt = case_views._filter()
+        stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.assignee))
+        page = db.paginate(stmt, page=int(params.get("page", 1)),
+                           per_page=case_views.PAGE_SIZE, error_out=False)
+        for case in page.items:  # what the template touches
+            _ = case.customer.name, case.assignee.name if case.assignee else None
+        elapsed = (time.perf_counter() - started) * 1000
+        total = page.total or 0
+        db.session.remove()
+    return elapsed, total
+
+
+def login(client: Any) -> None:
+    response = client.post("/login", data={"email": generate_cases.AGENT_EMAIL,
+                                           "password": generate_cases.BENCH_PASSWORD})
+    if response.status_code != 302:
+        raise SystemExit(f"Could not sign in as the agent: HTTP {response.status_code}")
+
+
+def explain(app: Flask, params: dict[str, Any]) -> str:
+    """The SQL the view sends for these parameters (captured from the driver), with plans."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        if "case_file" in statement and statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    client = app.test_client()
+    login(client)
+    with app.app_context():
+        engine = db.engine
+    dialect = engine.dialect.name
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        client.get("/cases/", query_string=params)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    out = []
+    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+    with engine.connect() as conn:
+        for statement, parameters in captured:
+            out.append(f"-- SQL sent by the view ({dialect}), parameters {parameters!r}:\n"
+                       f"{statement.strip()}")
+            started = time.perf_counter()
+            rows = conn.exec_driver_sql(prefix + statement, parameters).all()
+            took = (time.perf_counter() - started) * 1000
+            if dialect == "postgresql":
+                plan = "\n".join(r[0] for r in rows)
+            else:
+                depth = {0: -1}
+                lines = []
+                for r in rows:  # (id, parent, notused, detail)
+                    depth[r[0]] = depth.get(r[1], 0) + 1
+                    lines.append("  " * depth[r[0]] + r[-1])
+                plan = "\n".join(lines)
+            out.append(f"-- {prefix.strip()} ({took:.0f} ms):\n{plan}")
+    return "\n".join(out)
+
+
+@contextmanager
+def render_timer(app: Flask, sink: list[float]) -> Iterator[None]:
+    """Collect the time each template render takes (Flask's render signals)."""
+    starts: list[float] = []
+
+    def before(sender: Any, template: Any, context: Any, **extra: Any) -> None:
+        starts.append(time.perf_counter())
+
+    def after(sender: Any, template: Any, context: Any, **extra: Any) -> None:
+        sink.append((time.perf_counter() - starts.pop()) * 1000)
+
+    before_render_template.connect(before, app)
+    template_rendered.connect(after, app)
+    try:
+        yield
+    finally:
+        before_render_template.disconnect(before, app)
+        template_rendered.disconnect(after, app)
+
+
+def measure(name: str, url: str, instance: Path, count: int, repeat: int, breakdown: int,
+            with_indexes: bool, explain_all: bool) -> BackendResult:
+    print(f"\n[{name}] migrating and generating {count:,} cases …", flush=True)
+    app = make_app(url, instance)
+    with app.app_context():
+        generate_cases.prepare_schema()
+        gen = generate_cases.generate(count, log=lambda s: print(s, flush=True))
+        if with_indexes:
+            add_indexes()
+    queries = queries_for(gen)
+    client = app.test_client()
+    login(client)
+    renders: list[float] = []
+
+    def get(q: QueryResult, partial: bool = False) -> float:
+        renders.clear()
+        started = time.perf_counter()
+        response = client.get("/cases/", query_string=q.params,
+                              headers=PARTIAL_HEADERS if partial else None)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise SystemExit(f"GET /cases/ {q.params} answered {response.status_code}")
+        if partial and b"<html" in response.data[:300].lower():
+            raise SystemExit("the htmx request got the whole page, not the partial")
+        if not partial:
+            q.render.append(sum(renders))
+        return elapsed
+
+    print(f"[{name}] warm-up, then {repeat} interleaved rounds of {len(queries)} queries "
+          f"(+ {breakdown} rounds of partial and db-only) …", flush=True)
+    with render_timer(app, renders):
+        for q in queries:
+            get(q)
+            get(q, partial=True)
+            _, q.rows = time_db_only(app, q.params)
+            q.render.clear()
+        for _round in range(repeat):
+            for q in queries:
+                q.full.append(get(q))
+        for _round in range(breakdown):
+            for q in queries:
+                q.partial.append(get(q, partial=True))
+                q.db_only.append(time_db_only(app, q.params)[0])
+    slow = sorted(queries, key=lambda q: pct(q.full, 95), reverse=True)
+    chosen = [q for q in slow if pct(q.full, 95) > TARGET_P95_MS] if explain_all else []
+    plans = [f"== slowest: {q.label}  {q.params}\n{explain(app, q.params)}"
+             for q in chosen or slow[:1]]
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return BackendResult(name, gen.seconds, queries, plans)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def report(results: list[BackendResult], repeat: int, breakdown: int,
+           with_indexes: bool) -> None:
+    names = [r.name for r in results]
+    cases = results[0].queries[0].rows  # the unfiltered query counts them all
+    width = max(len(q.label) for q in results[0].queries) + 2
+    schema = "schema + RECOMMENDED_INDEXES" if with_indexes else "portal schema as migrated"
+    print(f"\nGET /cases/ signed in as the agent, {cases:,} cases, {schema}: whole request "
+          f"(query + COUNT(*) + render), {repeat} runs each, ms")
+    head = f"{'query':<{width}}" + "".join(f"{n + ' rows':>17}{'p50':>8}{'p95':>8} "
+                                          for n in names)
+    print(head)
+    print("-" * len(head))
+    for i, q0 in enumerate(results[0].queries):
+        line = f"{q0.label:<{width}}"
+        for r in results:
+            q = r.queries[i]
+            flag = "!" if pct(q.full, 95) > TARGET_P95_MS else " "
+            line += f"{q.rows:>17,}{pct(q.full, 50):>8.1f}{pct(q.full, 95):>8.1f}{flag}"
+        print(line)
+    print("-" * len(head))
+    line = f"{'overall p95 (all requests)':<{width}}"
+    for r in results:
+        line += f"{'':>17}{'':>8}{pct(r.all_full(), 95):>8.1f} "
+    print(line)
+    line = f"{'target p95 < 100 ms':<{width}}"
+    for r in results:
+        verdict = "PASS" if pct(r.all_full(), 95) < TARGET_P95_MS else "FAIL"
+        line += f"{'':>17}{'':>8}{verdict:>8} "
+    print(line)
+    print("(! = this query's own p95 is over 100 ms)")
+
+    print(f"\nWhere the time goes, p50 ms. db = the view's statement + COUNT(*) through "
+          f"db.paginate, no template ({breakdown} runs); render = template render inside the "
+          f"full request ({repeat} runs); partial = whole htmx request for #case-results "
+          f"({breakdown} runs)")
+    head = f"{'query':<{width}}" + "".join(
+        f"{n[:6] + ' db':>11}{'render':>8}{'full':>8}{'partial':>9} " for n in names)
+    print(head)
+    print("-" * len(head))
+    for i, q0 in enumerate(results[0].queries):
+        line = f"{q0.label:<{width}}"
+        for r in results:
+            q = r.queries[i]
+            line += (f"{pct(q.db_only, 50):>11.1f}{pct(q.render, 50):>8.1f}"
+                     f"{pct(q.full, 50):>8.1f}{pct(q.partial, 50):>9.1f} ")
+        print(line)
+    for r in results:
+        print(f"\n{r.name}: data generated in {r.generate_seconds:.1f} s")
+        for plan in r.plans:
+            print(plan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per query")
+    parser.add_argument("--breakdown", type=int, default=3,
+                        help="runs per query of the htmx partial and of the db-only timing")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL,
+                        help="where to create (and drop) the temporary PostgreSQL database")
+    parser.add_argument("--with-indexes", action="store_true",
+                        help="add RECOMMENDED_INDEXES to the benchmark databases first")
+    parser.add_argument("--explain-all", action="store_true",
+                        help="print the plans of every query over the target, not only the "
+                             "slowest")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="aftercare-bench-cases-"))
+    results: list[BackendResult] = []
+    options = (args.count, args.repeat, args.breakdown, args.with_indexes, args.explain_all)
+    try:
+        if args.only in (None, "sqlite"):
+            results.append(measure("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp / "sqlite",
+                                   *options))
+        if args.only in (None, "postgresql"):
+            with postgres_database(args.pg_admin_url) as url:
+                results.append(measure("PostgreSQL", url, tmp / "postgresql", *options))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, args.repeat, args.breakdown, args.with_indexes)
+    print(f"\n(whole run {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
