@@ -63,7 +63,7 @@ def test_conditional_requests_and_cache_headers(app, client, users) -> None:
     notice = make_notice(users)
     publish(notice, users)
     first = client.get(f"/notices/{notice.slug}")
-    assert first.headers["Cache-Control"] == "public, max-age=60"
+    assert first.headers["Cache-Control"] == "public, max-age=60, s-maxage=10"
     assert "Accept-Language" in first.headers["Vary"] and "Cookie" not in first.headers["Vary"]
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     again = client.get(f"/notices/{notice.slug}", headers={"If-None-Match": etag})

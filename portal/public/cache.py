@@ -30,6 +30,10 @@ MAX_PAGES = 2000
 
 
 MAX_AGE_SECONDS = 60
+# Shared caches (the nginx in front) keep a page 10 s, so a publication reaches every reader
+# within seconds; browsers keep it a minute and revalidate cheaply with the ETag.
+SHARED_MAX_AGE_SECONDS = 10
+CACHE_CONTROL = f"public, max-age={MAX_AGE_SECONDS}, s-maxage={SHARED_MAX_AGE_SECONDS}"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class CachedPage:
         from portal.security import SECURITY_HEADERS
 
         etag = hashlib.sha256(body).hexdigest()[:32]
-        common = [("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={MAX_AGE_SECONDS}"),
+        common = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL),
                   ("Vary", "Accept-Language"), *SECURITY_HEADERS]
         if last_modified:
             common.append(("Last-Modified", http_date(last_modified)))
