@@ -4,17 +4,19 @@ vanished) and the pruning of old failed sign-ins."""
 from __future__ import annotations
 
 from rq import cron
+from sqlalchemy import text
 
 from portal import jobs
 from portal.audit import tasks as _audit_tasks  # noqa: F401  (registers its reconciler)
 from portal.auth import services as auth_services
 from portal.cases import tasks as _case_tasks  # noqa: F401  (registers its reconciler)
 from portal.customers import tasks as _customer_tasks  # noqa: F401  (registers its reconciler)
-from portal.extensions import rq
+from portal.extensions import db, rq
 from portal.notices import tasks as _notice_tasks  # noqa: F401  (registers its reconciler)
 
 RECONCILE_INTERVAL_SECONDS = 60
 PRUNE_INTERVAL_SECONDS = 3600
+OPTIMIZE_INTERVAL_SECONDS = 3600
 
 
 @rq.job
@@ -24,6 +26,18 @@ def reconcile_job() -> int:
 
 # The plain function: the wrapper holds the extension, which cannot be pickled.
 cron.register(reconcile_job.func, "default", interval=RECONCILE_INTERVAL_SECONDS)
+
+
+@rq.job
+def optimize_database_job() -> None:
+    """SQLite keeps no planner statistics unless asked (PostgreSQL's autovacuum analyzes by
+    itself): without them it picks poor indexes for the case list."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("PRAGMA optimize"))
+        db.session.commit()
+
+
+cron.register(optimize_database_job.func, "default", interval=OPTIMIZE_INTERVAL_SECONDS)
 
 
 @rq.job
