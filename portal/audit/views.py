@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
     redirect,
@@ -85,9 +84,7 @@ def verify() -> ResponseReturnValue:
 @bp.route("/verify/<int:verification_id>")
 @access(STAFF)
 def verification(verification_id: int) -> ResponseReturnValue:
-    item = db.session.get(AuditVerification, verification_id)
-    if item is None:
-        abort(404)
+    item = db.get_or_404(AuditVerification, verification_id)
     if wants_partial():
         return render_template("audit/_verification.html", verification=item)
     return render_template("audit/verification.html", verification=item)

@@ -44,13 +44,6 @@ def case_labels() -> dict[str, object]:
     return {"case_labels": LABELS}
 
 
-def _case(case_id: int) -> Case:
-    case = db.session.get(Case, case_id)
-    if case is None:
-        abort(404)
-    return case
-
-
 def _assignees() -> list[User]:
     return list(db.session.scalars(select(User).where(
         User.active.is_(True), User.role.in_([Role.AGENT.value, Role.ADMIN.value]))
@@ -118,9 +111,7 @@ def bulk() -> ResponseReturnValue:
 @bp.route("/new/<int:customer_id>", methods=["GET", "POST"])
 @access(*WORKERS)
 def create(customer_id: int) -> ResponseReturnValue:
-    customer = db.session.get(Customer, customer_id)
-    if customer is None:
-        abort(404)
+    customer = db.get_or_404(Customer, customer_id)
     form = CaseForm()
     form.assignee_id.choices = [("", _("Unassigned"))] + [(str(u.id), u.name)
                                                           for u in _assignees()]
@@ -156,7 +147,6 @@ def _input(form: CaseForm) -> services.CaseInput:
         assignee_id=int(assignee) if assignee and assignee.isdigit() else None)
 
 
-
 def _version(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
@@ -177,13 +167,13 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
 @bp.route("/<int:case_id>")
 @access(STAFF)
 def detail(case_id: int) -> ResponseReturnValue:
-    return _detail(_case(case_id))
+    return _detail(db.get_or_404(Case, case_id))
 
 
 @bp.route("/<int:case_id>/edit", methods=["GET", "POST"])
 @access(*WORKERS)
 def edit(case_id: int) -> ResponseReturnValue:
-    case = _case(case_id)
+    case = db.get_or_404(Case, case_id)
     form = CaseForm(obj=case)
     form.assignee_id.choices = [("", _("Unassigned"))] + [(str(u.id), u.name)
                                                           for u in _assignees()]
@@ -212,7 +202,7 @@ def edit(case_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def step(case_id: int) -> ResponseReturnValue:
     """Every button of the flow posts here with its action; the services decide."""
-    case = _case(case_id)
+    case = db.get_or_404(Case, case_id)
     form = StepForm()
     if not form.validate_on_submit():
         abort(400)
@@ -228,7 +218,7 @@ def step(case_id: int) -> ResponseReturnValue:
                                    actor=current_user, expected_version=expected)
     except RuleViolation as err:
         db.session.rollback()
-        case = _case(case_id)
+        case = db.get_or_404(Case, case_id)
         if err.field == "comment":
             form.comment.errors = [*form.comment.errors, err.message]
             return _detail(case, 422, step_form=form)
@@ -241,7 +231,7 @@ def step(case_id: int) -> ResponseReturnValue:
 @bp.route("/<int:case_id>/pay", methods=["POST"])
 @access(*WORKERS)
 def pay(case_id: int) -> ResponseReturnValue:
-    case = _case(case_id)
+    case = db.get_or_404(Case, case_id)
     form = PaymentForm()
     if form.validate_on_submit():
         try:
@@ -253,13 +243,13 @@ def pay(case_id: int) -> ResponseReturnValue:
         else:
             flash(_("Payment recorded."), "success")
             return redirect(url_for("cases.detail", case_id=case_id))
-    return _detail(_case(case_id), 422, payment_form=form)
+    return _detail(db.get_or_404(Case, case_id), 422, payment_form=form)
 
 
 @bp.route("/<int:case_id>/notes", methods=["POST"])
 @access(*WORKERS)
 def add_note(case_id: int) -> ResponseReturnValue:
-    case = _case(case_id)
+    case = db.get_or_404(Case, case_id)
     form = NoteForm()
     if form.validate_on_submit():
         try:
@@ -276,7 +266,7 @@ def add_note(case_id: int) -> ResponseReturnValue:
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
-    return _detail(_case(case_id), 422, note_form=form)
+    return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
 
 
 @bp.route("/settings", methods=["GET", "POST"])

@@ -25,32 +25,10 @@ EDITORS = (Role.AGENT, Role.ADMIN)
 PAGE_SIZE = 50
 
 
-def _event(event_id: int) -> Event:
-    event = db.session.get(Event, event_id)
-    if event is None:
-        abort(404)
-    return event
-
-
-def _customer(customer_id: int) -> Customer:
-    customer = db.session.get(Customer, customer_id)
-    if customer is None:
-        abort(404)
-    return customer
-
-
-def _batch(batch_id: int) -> ImportBatch:
-    batch = db.session.get(ImportBatch, batch_id)
-    if batch is None:
-        abort(404)
-    return batch
-
-
-
 @bp.route("/event/<int:event_id>")
 @access(STAFF)
 def index(event_id: int) -> ResponseReturnValue:
-    event = _event(event_id)
+    event = db.get_or_404(Event, event_id)
     q = (request.args.get("q") or "").strip()
     stmt = select(Customer).where(Customer.event_id == event.id)
     if q:
@@ -74,7 +52,7 @@ def index(event_id: int) -> ResponseReturnValue:
 @bp.route("/event/<int:event_id>/new", methods=["GET", "POST"])
 @access(*EDITORS)
 def create(event_id: int) -> ResponseReturnValue:
-    event = _event(event_id)
+    event = db.get_or_404(Event, event_id)
     form = CustomerForm()
     failed = False
     if form.validate_on_submit():
@@ -96,7 +74,7 @@ def create(event_id: int) -> ResponseReturnValue:
 def detail(customer_id: int) -> ResponseReturnValue:
     from portal.cases.models import Case, CaseNote
 
-    customer = _customer(customer_id)
+    customer = db.get_or_404(Customer, customer_id)
     cases = db.session.scalars(select(Case).where(Case.customer_id == customer.id)
                                .order_by(Case.id.desc())).all()
     messages = db.session.scalars(select(CaseNote).join(Case).where(
@@ -109,7 +87,7 @@ def detail(customer_id: int) -> ResponseReturnValue:
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])
 @access(*EDITORS)
 def edit(customer_id: int) -> ResponseReturnValue:
-    customer = _customer(customer_id)
+    customer = db.get_or_404(Customer, customer_id)
     form = CustomerForm(obj=customer)
     if request.method == "GET":
         form.tags.data = "; ".join(customer.tags or [])
@@ -131,7 +109,7 @@ def edit(customer_id: int) -> ResponseReturnValue:
 @bp.route("/event/<int:event_id>/import", methods=["GET", "POST"])
 @access(*EDITORS)
 def upload(event_id: int) -> ResponseReturnValue:
-    event = _event(event_id)
+    event = db.get_or_404(Event, event_id)
     form = ImportForm()
     if form.validate_on_submit():
         try:
@@ -152,7 +130,7 @@ def upload(event_id: int) -> ResponseReturnValue:
 @bp.route("/imports/<int:batch_id>")
 @access(STAFF)
 def import_status(batch_id: int) -> ResponseReturnValue:
-    batch = _batch(batch_id)
+    batch = db.get_or_404(ImportBatch, batch_id)
     if wants_partial():
         return render_template("customers/_import_status.html", batch=batch,
                                confirm=ConfirmForm())
@@ -163,7 +141,7 @@ def import_status(batch_id: int) -> ResponseReturnValue:
 @bp.route("/imports/<int:batch_id>/confirm", methods=["POST"])
 @access(*EDITORS)
 def confirm_import(batch_id: int) -> ResponseReturnValue:
-    batch = _batch(batch_id)
+    batch = db.get_or_404(ImportBatch, batch_id)
     try:
         services.confirm_import(batch, actor=current_user)
     except RuleViolation as err:
@@ -178,7 +156,7 @@ def confirm_import(batch_id: int) -> ResponseReturnValue:
 @bp.route("/imports/<int:batch_id>/discard", methods=["POST"])
 @access(*EDITORS)
 def discard_import(batch_id: int) -> ResponseReturnValue:
-    batch = _batch(batch_id)
+    batch = db.get_or_404(ImportBatch, batch_id)
     try:
         services.discard_import(batch, actor=current_user)
     except RuleViolation as err:
@@ -191,7 +169,7 @@ def discard_import(batch_id: int) -> ResponseReturnValue:
 @bp.route("/imports/<int:batch_id>/rejected.csv")
 @access(STAFF)
 def rejected_rows(batch_id: int) -> ResponseReturnValue:
-    batch = _batch(batch_id)
+    batch = db.get_or_404(ImportBatch, batch_id)
     path = services.rejected_path(batch)
     if not path.exists():
         abort(404)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -24,14 +24,6 @@ bp = Blueprint("events", __name__, url_prefix="/events")
 @bp.app_context_processor
 def event_labels() -> dict[str, object]:
     return {"event_labels": LABELS}
-
-
-def _get(event_id: int) -> Event:
-    event = db.session.get(Event, event_id)
-    if event is None:
-        abort(404)
-    return event
-
 
 
 @bp.route("/")
@@ -63,7 +55,7 @@ def create() -> ResponseReturnValue:
 @bp.route("/<int:event_id>")
 @access(STAFF)
 def detail(event_id: int) -> ResponseReturnValue:
-    event = _get(event_id)
+    event = db.get_or_404(Event, event_id)
     status_form = StatusForm()
     status_form.status.choices = [(s, LABELS[s]) for s in services.next_statuses(event)]
     return render_template("events/detail.html", event=event, status_form=status_form,
@@ -73,7 +65,7 @@ def detail(event_id: int) -> ResponseReturnValue:
 @bp.route("/<int:event_id>/edit", methods=["GET", "POST"])
 @access(Role.ADMIN)
 def edit(event_id: int) -> ResponseReturnValue:
-    event = _get(event_id)
+    event = db.get_or_404(Event, event_id)
     form = EventEditForm(obj=event)
     if form.validate_on_submit():
         try:
@@ -93,7 +85,7 @@ def edit(event_id: int) -> ResponseReturnValue:
 @bp.route("/<int:event_id>/status", methods=["POST"])
 @access(Role.ADMIN)
 def change_status(event_id: int) -> ResponseReturnValue:
-    event = _get(event_id)
+    event = db.get_or_404(Event, event_id)
     form = StatusForm()
     form.status.choices = [(s, LABELS[s]) for s in services.next_statuses(event)]
     try:

@@ -63,13 +63,6 @@ def markdown_filter(text: str) -> Markup:
     return Markup(render_markdown(text))  # sanitised by an allow-list
 
 
-def _get(notice_id: int) -> Notice:
-    notice = db.session.get(Notice, notice_id)
-    if notice is None:
-        abort(404)
-    return notice
-
-
 def _local_to_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -78,7 +71,6 @@ def _local_to_utc(value: datetime | None) -> datetime | None:
 
 def _utc_to_local(value: datetime | None) -> datetime | None:
     return value.astimezone(get_timezone()).replace(tzinfo=None) if value else None
-
 
 
 def _placeholders(event: Event) -> dict[str, str]:
@@ -90,9 +82,7 @@ def _placeholders(event: Event) -> dict[str, str]:
 @bp.route("/new/<int:event_id>", methods=["GET", "POST"])
 @access(*DRAFTERS)
 def create(event_id: int) -> ResponseReturnValue:
-    event = db.session.get(Event, event_id)
-    if event is None:
-        abort(404)
+    event = db.get_or_404(Event, event_id)
     form = NoticeForm()
     starter = StarterForm(request.args)
     if request.method == "GET" and starter.starter.data in STARTERS:
@@ -120,7 +110,7 @@ def create(event_id: int) -> ResponseReturnValue:
 @bp.route("/<int:notice_id>")
 @access(STAFF)
 def detail(notice_id: int) -> ResponseReturnValue:
-    notice = _get(notice_id)
+    notice = db.get_or_404(Notice, notice_id)
     latest = notice.latest_version
     request_ = signoffs.latest(services.SUBJECT, latest.id) if latest else None
     pdfs = db.session.scalars(select(NoticePdf).join(NoticeVersion).where(
@@ -136,7 +126,7 @@ def detail(notice_id: int) -> ResponseReturnValue:
 @bp.route("/<int:notice_id>/edit", methods=["GET", "POST"])
 @access(*DRAFTERS)
 def edit(notice_id: int) -> ResponseReturnValue:
-    notice = _get(notice_id)
+    notice = db.get_or_404(Notice, notice_id)
     latest = notice.latest_version
     form = NoticeForm(obj=None)
     if request.method == "GET":
@@ -184,7 +174,7 @@ def preview() -> ResponseReturnValue:
 @bp.route("/<int:notice_id>/diff")
 @access(STAFF)
 def diff(notice_id: int) -> ResponseReturnValue:
-    notice = _get(notice_id)
+    notice = db.get_or_404(Notice, notice_id)
     numbers = [v.number for v in notice.versions]
     form = DiffForm(request.args)
     a = form.a.data if form.a.data in numbers else max(numbers[-1] - 1, 1)
@@ -222,7 +212,7 @@ def _side_by_side(left: str, right: str) -> list[tuple[str, str, str]]:
 
 
 def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
-    notice = _get(notice_id)
+    notice = db.get_or_404(Notice, notice_id)
     try:
         result = action(notice)
     except RuleViolation as err:
@@ -287,9 +277,7 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
 @bp.route("/versions/<int:version_id>/pdf", methods=["POST"])
 @access(STAFF)
 def request_pdf(version_id: int) -> ResponseReturnValue:
-    version = db.session.get(NoticeVersion, version_id)
-    if version is None:
-        abort(404)
+    version = db.get_or_404(NoticeVersion, version_id)
     kind = "signed" if version.id == version.notice.published_version_id else "draft"
     row = tasks.request_pdf(version, kind)
     db.session.commit()
@@ -302,9 +290,7 @@ def request_pdf(version_id: int) -> ResponseReturnValue:
 @bp.route("/pdfs/<int:pdf_id>")
 @access(STAFF)
 def pdf_status(pdf_id: int) -> ResponseReturnValue:
-    row = db.session.get(NoticePdf, pdf_id)
-    if row is None:
-        abort(404)
+    row = db.get_or_404(NoticePdf, pdf_id)
     if wants_partial():
         return render_template("notices/_pdf_status.html", row=row)
     return render_template("notices/pdf_status.html", row=row)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -33,17 +33,10 @@ def queue() -> ResponseReturnValue:
     return render_template("signoffs/queue.html", requests=services.queue(kind), kind=kind)
 
 
-def _get(request_id: int) -> SignoffRequest:
-    item = db.session.get(SignoffRequest, request_id)
-    if item is None:
-        abort(404)
-    return item
-
-
 @bp.route("/<int:request_id>")
 @access(STAFF)
 def detail(request_id: int) -> ResponseReturnValue:
-    item = _get(request_id)
+    item = db.get_or_404(SignoffRequest, request_id)
     return render_template(
         "signoffs/detail.html", item=item, form=DecisionForm(),
         refusal=services.may_decide(item, current_user),
@@ -54,7 +47,7 @@ def detail(request_id: int) -> ResponseReturnValue:
 @bp.route("/<int:request_id>/decide", methods=["POST"])
 @access(Role.LEGAL)
 def decide(request_id: int) -> ResponseReturnValue:
-    item = _get(request_id)
+    item = db.get_or_404(SignoffRequest, request_id)
     form = DecisionForm()
     if form.validate_on_submit():
         try:
@@ -70,7 +63,7 @@ def decide(request_id: int) -> ResponseReturnValue:
             flash(_("Decision recorded."), "success")
             return redirect(url_for("signoffs.queue"))
     db.session.rollback()
-    item = _get(request_id)
+    item = db.get_or_404(SignoffRequest, request_id)
     return render_template(
         "signoffs/detail.html", item=item, form=form,
         refusal=services.may_decide(item, current_user),

@@ -19,13 +19,6 @@ from portal.users.forms import ConfirmForm, UserCreateForm, UserEditForm
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
 
-def _get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
 @bp.route("/")
 @access(Role.ADMIN)
 def index() -> ResponseReturnValue:
@@ -52,7 +45,7 @@ def create() -> ResponseReturnValue:
 @bp.route("/<int:user_id>", methods=["GET", "POST"])
 @access(Role.ADMIN)
 def detail(user_id: int) -> ResponseReturnValue:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     form = UserEditForm(obj=user)
     if form.validate_on_submit():
         try:
@@ -73,7 +66,7 @@ def detail(user_id: int) -> ResponseReturnValue:
 @bp.route("/<int:user_id>/active", methods=["POST"])
 @access(Role.ADMIN)
 def toggle_active(user_id: int) -> ResponseReturnValue:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
@@ -89,7 +82,7 @@ def toggle_active(user_id: int) -> ResponseReturnValue:
 @bp.route("/<int:user_id>/reset-password", methods=["POST"])
 @access(Role.ADMIN)
 def reset_password(user_id: int) -> ResponseReturnValue:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
