@@ -44,6 +44,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.cases import views as case_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
+    from portal.mailings import cli as mailing_cli
+    from portal.mailings import views as mailing_views
     from portal.main import cli as main_cli
     from portal.main import tasks as _main_tasks  # noqa: F401  (jobs and their cron entry)
     from portal.main import views as main_views
@@ -70,10 +72,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(public_views.bp)
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(case_views.bp)
+    app.register_blueprint(mailing_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)
     app.cli.add_command(main_cli.demo_cli)
     app.cli.add_command(main_cli.devserver)
     app.cli.add_command(main_cli.reconcile)
+    app.cli.add_command(mailing_cli.mailings_cli)
     return app

@@ -60,7 +60,8 @@ def load(instance_path: str) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
         "RQ_CONNECTION": redis_url,
-        "RQ_QUEUES": ["default"],
+        # "mail" is worked by `flask --app portal mailings worker` (jobs in-process, no fork).
+        "RQ_QUEUES": ["default", "mail"],
         "RQ_ASYNC": True,
         "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "PORTAL_COMPANY_NAME": os.environ.get("PORTAL_COMPANY_NAME", "Aftercare Demo Co."),
@@ -87,4 +88,15 @@ def load(instance_path: str) -> dict[str, Any]:
         "LOGIN_IP_MAX_FAILURES": 30,
         "LOGIN_IP_WINDOW_MINUTES": 15,
         "AUDIT_PAGE_SIZE": 50,
+        # Mailings: recipients per RQ job, the send rate across all workers (0: no limit),
+        # retries of temporary SMTP failures (back-off base, 4×base, 16×base …; waits up to
+        # the inline limit happen inside the job, longer ones are queued again by the
+        # reconciler), and the lease after which a silent job's worker is presumed dead.
+        "MAILING_CHUNK_SIZE": int(os.environ.get("MAILING_CHUNK_SIZE", "200")),
+        "MAILING_RATE_PER_SECOND": int(os.environ.get("MAILING_RATE_PER_SECOND", "500")),
+        "MAILING_MAX_ATTEMPTS": 5,
+        "MAILING_RETRY_BASE_SECONDS": 30.0,
+        "MAILING_RETRY_INLINE_SECONDS": 10.0,
+        "MAILING_LEASE_SECONDS": float(os.environ.get("MAILING_LEASE_SECONDS", "120")),
+        "MAILING_JOB_TIMEOUT": 3600,
     }

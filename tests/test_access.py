@@ -76,7 +76,16 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                                actor=users[Role.AGENT])
         batch = customers.start_import(event, io.BytesIO(b"external_ref,name\nA,B\n"), "a.csv",
                                        actor=users[Role.AGENT])
+        from portal.mailings import services as mailings
+        from portal.mailings.models import Mailing
+
+        mailing = Mailing(event_id=event.id, notice_id=notice.id,
+                          version_id=notice.latest_version.id, created_at=customer.created_at)
+        db.session.add(mailing)
+        db.session.commit()
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
+                   "mailing_id": str(mailing.id), "action": "pause",
+                   "token": mailings.unsubscribe_token(customer.id),
                    "verification_id": str(verification.id), "subject_type": "user",
                    "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css",
                    "notice_id": str(notice.id), "version_id": str(notice.latest_version.id),

@@ -32,6 +32,8 @@ class Customer(db.Model):
     phone: Mapped[str] = mapped_column(String(40), default="")
     locale: Mapped[str] = mapped_column(String(8), default="zh_CN")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Set from the public unsubscribe page or a List-Unsubscribe one-click POST.
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -45,8 +45,9 @@ def read_messages(directory: Path) -> list[EmailMessage]:
     ]
 
 
-def start(directory: Path, host: str = "127.0.0.1", port: int = 8025) -> Controller:
-    controller = Controller(MaildirHandler(directory), hostname=host, port=port)
+def start(directory: Path, host: str = "127.0.0.1", port: int = 8025,
+          handler: MaildirHandler | None = None) -> Controller:
+    controller = Controller(handler or MaildirHandler(directory), hostname=host, port=port)
     controller.start()
     return controller
 

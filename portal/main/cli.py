@@ -146,7 +146,8 @@ def _wait_for(path: Path, seconds: float = 10) -> None:
 @with_appcontext
 def devserver(host: str, port: int) -> None:
     """Run everything for development: Redis (unless REDIS_URL is set), the local SMTP server,
-    an RQ worker with its scheduler, the cron reconciler and the web server. Ctrl-C ends all."""
+    an RQ worker with its scheduler, the mail worker, the cron reconciler and the web server.
+    Ctrl-C ends all."""
     instance = Path(current_app.instance_path)
     env = dict(os.environ)
     procs: list[subprocess.Popen[bytes]] = []
@@ -169,7 +170,8 @@ def devserver(host: str, port: int) -> None:
     cfg = current_app.config
     spawn(sys.executable, "-m", "portal.mail.devsmtp", "--host", cfg["SMTP_HOST"],
           "--port", str(cfg["SMTP_PORT"]), "--dir", str(instance / "mail"))
-    spawn(*flask, "rq", "worker", "--with-scheduler")
+    spawn(*flask, "rq", "worker", "--with-scheduler", "default")
+    spawn(*flask, "mailings", "worker")
     from portal.main import tasks  # noqa: F401  (loads every reconciler)
 
     requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down

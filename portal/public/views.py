@@ -19,9 +19,10 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import force_locale
 from sqlalchemy import select
 
-from portal.extensions import db
+from portal.extensions import csrf, db
 from portal.i18n import locale_code
 from portal.notices import pdf as notice_pdf
 from portal.notices import services
@@ -126,3 +127,25 @@ def feed() -> ResponseReturnValue:
         return xml, updated, "application/atom+xml"
 
     return _respond(page_cache().get_or_render(("feed", locale), render))
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@access(PUBLIC)
+@csrf.exempt  # the signed token in the URL is the credential; mail providers POST here
+def unsubscribe(token: str) -> ResponseReturnValue:
+    """The link in every mailing. GET asks (link scanners must not unsubscribe anyone); POST,
+    from the page or a mail client's one-click (RFC 8058), records it."""
+    from portal.mailings import services as mailings
+
+    customer = mailings.customer_for_token(token)
+    if customer is None:
+        abort(404)
+    done = False
+    if request.method == "POST":
+        mailings.unsubscribe(customer, via="one-click" if request.form.get(
+            "List-Unsubscribe") == "One-Click" else "unsubscribe page")
+        done = True
+    with force_locale(request.args.get("lang") or customer.locale):
+        html = render_template("public/unsubscribe.html", customer=customer, token=token,
+                               done=done or customer.unsubscribed_at is not None)
+    return Response(html, headers={"Cache-Control": "no-store"})

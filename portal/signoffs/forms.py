@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, TextAreaField
+from wtforms import BooleanField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from portal.signoffs.models import APPROVED, CHANGES, REJECTED
@@ -16,3 +16,5 @@ class DecisionForm(FlaskForm):
         validators=[DataRequired()])
     comment = TextAreaField(_l("Comment (required to reject or request changes)"),
                             validators=[Length(max=5000)])
+    mandatory = BooleanField(_l("Mandatory notice: e-mail it also to customers who "
+                                "unsubscribed (legal or safety information)"))

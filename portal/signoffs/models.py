@@ -55,6 +55,8 @@ class SignoffRequest(db.Model):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     comment: Mapped[str | None] = mapped_column(Text)
+    # Legal's mark on an approved notice: mailings reach customers who unsubscribed.
+    mandatory: Mapped[bool] = mapped_column(Boolean, default=False)
     void_reason: Mapped[str | None] = mapped_column(Text)
 
     author: Mapped[User | None] = relationship(foreign_keys=[author_id])
@@ -73,5 +75,5 @@ class SignoffRequest(db.Model):
         return {
             "subject": f"{self.subject_type}:{self.subject_id}", "status": self.status,
             "snapshot_hash": self.snapshot_hash, "comment": self.comment,
-            "retroactive": self.retroactive,
+            "retroactive": self.retroactive, "mandatory": self.mandatory,
         }

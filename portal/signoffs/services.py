@@ -30,6 +30,8 @@ from portal.signoffs.models import (
     SignoffRequest,
 )
 
+# Subjects legal may mark mandatory (sent even to customers who unsubscribed).
+MANDATORY_SUBJECTS = ("notice_version",)
 DecisionHandler = Callable[[SignoffRequest, User], None]
 _HANDLERS: dict[str, DecisionHandler] = {}
 
@@ -86,9 +88,11 @@ def may_decide(request: SignoffRequest, user: User) -> str | None:
     return None
 
 
-def decide(request_id: int, decision: str, comment: str, *, actor: User) -> SignoffRequest:
+def decide(request_id: int, decision: str, comment: str, *, actor: User,
+           mandatory: bool = False) -> SignoffRequest:
     """Record legal's decision. Exactly one decision wins, even when two reviewers act at once:
-    the status changes only if it is still pending, in one UPDATE."""
+    the status changes only if it is still pending, in one UPDATE. ``mandatory`` (notices only,
+    with an approval) lets mailings of the notice reach customers who unsubscribed."""
     if decision not in DECISIONS:
         raise RuleViolation(_("Unknown decision."), field="decision")
     comment = comment.strip()
@@ -98,6 +102,9 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User) -> Sign
     request = db.session.get(SignoffRequest, request_id)
     if request is None:
         raise RuleViolation(_("No such sign-off request."))
+    if mandatory and (decision != APPROVED or request.subject_type not in MANDATORY_SUBJECTS):
+        raise RuleViolation(_("Only an approved notice can be marked mandatory."),
+                            field="mandatory")
     reason = may_decide(request, actor)
     if reason:
         raise RuleViolation(reason)
@@ -105,7 +112,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User) -> Sign
         update(SignoffRequest)
         .where(SignoffRequest.id == request_id, SignoffRequest.status == PENDING)
         .values(status=decision, decided_by_id=actor.id, decided_at=utcnow(),
-                comment=comment or None)
+                comment=comment or None, mandatory=mandatory)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:

@@ -52,7 +52,7 @@ def decide(request_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             services.decide(item.id, form.decision.data, form.comment.data or "",
-                            actor=current_user)
+                            actor=current_user, mandatory=bool(form.mandatory.data))
         except RuleViolation as err:
             target = getattr(form, err.field or "", None)
             if target is not None:

@@ -1,0 +1,343 @@
+"""RQ jobs of the mailings: one job per chunk of recipients, over one SMTP connection.
+
+Exactly-once, as far as SMTP allows. Each recipient row is claimed (pending → sending, one
+conditional UPDATE, committed) before its message is handed to the SMTP server, and marked sent
+(committed) as soon as the server accepts it. A second job for the same chunk can never claim
+the same row, so a message is never sent twice by two jobs. One window remains: if the worker
+dies after the server accepted a message and before "sent" is committed, the row stays
+``sending``. The reconciler cannot know whether the server got it, and sends it again (a lost
+notice is worse than a repeated one) with the same Message-ID, so that window costs at most one
+duplicate per killed worker, never a lost recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select, update
+
+from portal import jobs
+from portal.customers.models import Customer
+from portal.extensions import db, rq
+from portal.mailings import services
+from portal.mailings.models import (
+    CLAIMED,
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    Mailing,
+    MailingRecipient,
+    MailingTestSend,
+)
+from portal.models import utcnow
+
+log = logging.getLogger(__name__)
+QUEUE = "mail"
+
+
+def chunk_job_id(mailing_id: int, chunk: int) -> str:
+    return f"mailing-{mailing_id}-chunk-{chunk}"
+
+
+def queue_chunks(mailing_id: int, chunks: list[int]) -> bool:
+    """Queue the chunks; False when Redis is unreachable (the reconciler queues them later)."""
+    ok = True
+    for chunk in chunks:
+        ok = jobs.enqueue(send_chunk_job, mailing_id, chunk,
+                          job_id=chunk_job_id(mailing_id, chunk),
+                          timeout=current_app.config["MAILING_JOB_TIMEOUT"]) and ok
+        if not ok:
+            break
+    return ok
+
+
+class Throttle:
+    """At most ``rate`` messages a second for one mailing, across every worker: a counter per
+    second in Redis. Without Redis the job keeps to the rate on its own."""
+
+    def __init__(self, mailing_id: int, rate: int) -> None:
+        self.key, self.rate = f"aftercare:mailing-rate:{mailing_id}", rate
+        self.local_second, self.local_count = 0, 0
+
+    def wait(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            now = time.time()
+            second = int(now)
+            try:
+                pipe = rq.queue.connection.pipeline()
+                pipe.incr(f"{self.key}:{second}")
+                pipe.expire(f"{self.key}:{second}", 5)
+                count = pipe.execute()[0]
+            except RedisError:
+                if second != self.local_second:
+                    self.local_second, self.local_count = second, 0
+                self.local_count += 1
+                count = self.local_count
+            if count <= self.rate:
+                return
+            time.sleep(second + 1 - now)
+
+
+class Connection:
+    """One SMTP connection, opened on first use and opened again after it breaks."""
+
+    def __init__(self) -> None:
+        self.smtp: smtplib.SMTP | None = None
+
+    def send(self, sender: str, to: str, message: EmailMessage) -> None:
+        if self.smtp is None:
+            cfg = current_app.config
+            smtp = smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30)
+            if cfg["SMTP_STARTTLS"]:
+                smtp.starttls()
+            if cfg["SMTP_USERNAME"]:
+                smtp.login(cfg["SMTP_USERNAME"], cfg["SMTP_PASSWORD"])
+            self.smtp = smtp
+        try:
+            self.smtp.send_message(message, sender, [to])  # CRLF line ends, SMTPUTF8 if needed
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self.smtp.close()
+            self.smtp = None
+
+
+@contextmanager
+def smtp_connection() -> Iterator[Connection]:
+    connection = Connection()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def classify(exc: Exception) -> tuple[bool, str]:
+    """(temporary?, message) for an SMTP failure: 4xx and broken connections are retried,
+    5xx fail the recipient."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return 400 <= code < 500, f"{code} {text.decode(errors='replace')}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error
+        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        return 400 <= exc.smtp_code < 500, f"{exc.smtp_code} {text}"
+    return True, f"{type(exc).__name__}: {exc}"
+
+
+def _claim(recipient_id: int, mailing_id: int) -> bool:
+    """pending → sending, only while the mailing is sending (a pause or cancel stops the job
+    at the next message)."""
+    sending = select(Mailing.id).where(Mailing.id == mailing_id, Mailing.status == SENDING)
+    claimed = db.session.execute(
+        update(MailingRecipient)
+        .where(MailingRecipient.id == recipient_id, MailingRecipient.status == PENDING,
+               sending.exists())
+        .values(status=CLAIMED, claimed_at=utcnow(), attempts=MailingRecipient.attempts + 1)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def _record(recipient_id: int, **values: object) -> None:
+    db.session.execute(update(MailingRecipient).where(MailingRecipient.id == recipient_id)
+                       .values(**values).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _due_rows(mailing_id: int, chunk: int) -> list[tuple[int, int, str, str, int]]:
+    now = utcnow()
+    return list(db.session.execute(
+        select(MailingRecipient.id, MailingRecipient.customer_id, MailingRecipient.email,
+               MailingRecipient.locale, MailingRecipient.attempts)
+        .where(MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
+               MailingRecipient.status == PENDING,
+               (MailingRecipient.next_attempt_at.is_(None))
+               | (MailingRecipient.next_attempt_at <= now))
+        .order_by(MailingRecipient.id)))
+
+
+def _next_retry_at(mailing_id: int, chunk: int) -> datetime | None:
+    return db.session.scalar(select(func.min(MailingRecipient.next_attempt_at)).where(
+        MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
+        MailingRecipient.status == PENDING))
+
+
+@rq.job(queue=QUEUE)
+def send_chunk_job(mailing_id: int, chunk: int) -> int:
+    """Send one chunk's waiting recipients; returns how many messages went out. Safe to run
+    twice, or beside another copy of itself."""
+    mailing = db.session.get(Mailing, mailing_id)
+    if mailing is None or mailing.status != SENDING:
+        return 0
+    cfg = current_app.config
+    parts = services.MessageParts.for_mailing(mailing)
+    sender = cfg["MAIL_FROM"]
+    throttle = Throttle(mailing_id, int(cfg["MAILING_RATE_PER_SECOND"]))
+    max_attempts = int(cfg["MAILING_MAX_ATTEMPTS"])
+    inline_wait = float(cfg["MAILING_RETRY_INLINE_SECONDS"])
+    sent = 0
+    with smtp_connection() as connection:
+        while True:
+            rows = _due_rows(mailing_id, chunk)
+            people = services.personal_values(db.session.scalars(
+                select(Customer).where(Customer.id.in_([r[1] for r in rows]))))
+            db.session.commit()  # end the read transaction before the first claim
+            for recipient_id, customer_id, email, locale, attempts in rows:
+                throttle.wait()
+                if not _claim(recipient_id, mailing_id):
+                    if db.session.get(Mailing, mailing_id, populate_existing=True).status \
+                            != SENDING:
+                        return sent  # paused or cancelled: the rest stay as they are
+                    continue  # another copy of this job has it
+                msg_id = services.message_id(mailing_id, recipient_id, parts.domain)
+                person = people[customer_id]
+                message = services.compose_message(
+                    parts, to=email, name=person.name, locale=locale,
+                    person=person, customer_id=customer_id, msg_id=msg_id)
+                try:
+                    connection.send(sender, email, message)
+                except (smtplib.SMTPException, OSError) as exc:
+                    temporary, error = classify(exc)
+                    if temporary and attempts + 1 < max_attempts:
+                        _record(recipient_id, status=PENDING, last_error=error[:500],
+                                next_attempt_at=utcnow() + services.backoff(attempts + 1))
+                    else:
+                        _record(recipient_id, status=FAILED, last_error=error[:500])
+                    continue
+                _record(recipient_id, status=SENT, sent_at=utcnow(), message_id=msg_id,
+                        last_error=None)
+                sent += 1
+            retry_at = _next_retry_at(mailing_id, chunk)
+            db.session.commit()
+            if retry_at is None:
+                break
+            wait = (retry_at - utcnow()).total_seconds()
+            if wait > inline_wait:
+                break  # the reconciler queues the chunk again when the retry is due
+            time.sleep(max(wait, 0))
+    services.finish_if_done(mailing_id)
+    return sent
+
+
+def test_job_id(test_id: int) -> str:
+    return f"mailing-test-{test_id}"
+
+
+def queue_test(test_id: int) -> bool:
+    return jobs.enqueue(send_test_job, test_id, job_id=test_job_id(test_id), timeout=120)
+
+
+@rq.job(queue=QUEUE)
+def send_test_job(test_id: int) -> str | None:
+    """Send one test message; claimed first, so a second run sends nothing."""
+    claimed = db.session.execute(
+        update(MailingTestSend).where(MailingTestSend.id == test_id,
+                                      MailingTestSend.status == "queued")
+        .values(status="sending")).rowcount
+    db.session.commit()
+    if claimed != 1:
+        return None
+    row = db.session.get(MailingTestSend, test_id)
+    mailing = db.session.get(Mailing, row.mailing_id)
+    parts = services.MessageParts.for_mailing(mailing)
+    customer = row.customer
+    if customer is not None:
+        person = services.personal_values([customer])[customer.id]
+        locale, customer_id = customer.locale, customer.id
+    else:
+        person = services.Personal(row.to_address, "")
+        locale, customer_id = "zh_CN", 0
+    msg_id = f"<mailing-{mailing.id}-test-{row.id}@{parts.domain}>"
+    message = services.compose_message(parts, to=row.to_address, name="", locale=locale,
+                                       person=person, customer_id=customer_id, msg_id=msg_id,
+                                       subject_prefix="[TEST] ")
+    try:
+        with smtp_connection() as connection:
+            connection.send(current_app.config["MAIL_FROM"], row.to_address, message)
+    except (smtplib.SMTPException, OSError) as exc:
+        row.status, row.error = "failed", classify(exc)[1][:500]
+        db.session.commit()
+        return None
+    row.status, row.message_id, row.sent_at = "sent", msg_id, utcnow()
+    db.session.commit()
+    return msg_id
+
+
+def _job_status(job_id: str) -> tuple[str | None, datetime | None]:
+    try:
+        job = Job.fetch(job_id, connection=rq.queue.connection)
+    except NoSuchJobError:
+        return None, None
+    started = job.started_at
+    if started is not None and started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return job.get_status(refresh=True), started
+
+
+@jobs.reconciler
+def requeue_lost_chunks(min_age: timedelta) -> int:
+    """Queue again every chunk with due work whose job vanished (Redis emptied) or whose worker
+    died (a started job with no claim for longer than the lease); rows a dead worker left
+    ``sending`` go back to waiting: the documented single-message window."""
+    now = utcnow()
+    lease = timedelta(seconds=float(current_app.config["MAILING_LEASE_SECONDS"]))
+    count = 0
+    mailing_ids = db.session.scalars(select(Mailing.id).where(
+        Mailing.status == SENDING, Mailing.started_at < now - min_age)).all()
+    for mailing_id in mailing_ids:
+        chunks = db.session.execute(
+            select(MailingRecipient.chunk, func.max(MailingRecipient.claimed_at))
+            .where(MailingRecipient.mailing_id == mailing_id,
+                   MailingRecipient.status.in_((PENDING, CLAIMED)),
+                   (MailingRecipient.next_attempt_at.is_(None))
+                   | (MailingRecipient.next_attempt_at <= now))
+            .group_by(MailingRecipient.chunk)).all()
+        for chunk, last_claim in chunks:
+            status, started_at = _job_status(chunk_job_id(mailing_id, chunk))
+            if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+                continue
+            if status == JobStatus.STARTED:
+                activity = max(filter(None, [last_claim, started_at]), default=None)
+                if activity is not None and activity > now - lease:
+                    continue
+            stale = db.session.execute(
+                update(MailingRecipient)
+                .where(MailingRecipient.mailing_id == mailing_id,
+                       MailingRecipient.chunk == chunk, MailingRecipient.status == CLAIMED,
+                       MailingRecipient.claimed_at < now - lease)
+                .values(status=PENDING, last_error="in doubt: the worker stopped while "
+                        "sending; sent again")
+                .execution_options(synchronize_session=False)).rowcount
+            db.session.commit()
+            if stale:
+                log.warning("mailing %s chunk %s: %s row(s) in doubt sent again",
+                            mailing_id, chunk, stale)
+            if queue_chunks(mailing_id, [chunk]):
+                count += 1
+        services.finish_if_done(mailing_id)
+    return count
+
+
+@jobs.reconciler
+def requeue_lost_tests(min_age: timedelta) -> int:
+    stmt = select(MailingTestSend.id).where(MailingTestSend.status == "queued",
+                                            MailingTestSend.created_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, test_job_id, queue_test)

@@ -1,0 +1,256 @@
+"""Staff pages to compose, test, send and follow mailings."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.audit import services as audit
+from portal.auth.models import Role
+from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES
+from portal.cases.models import LABELS as CASE_LABELS
+from portal.customers.models import Customer
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.mailings import services, tasks
+from portal.mailings.forms import MailingForm
+from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
+from portal.notices import tasks as notice_tasks
+from portal.security import STAFF, access
+from portal.users.forms import ConfirmForm
+from portal.web import show_error, wants_partial
+
+bp = Blueprint("mailings", __name__, url_prefix="/mailings")
+SENDERS = (Role.AGENT, Role.ADMIN)
+
+
+def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
+    form = MailingForm(obj=None if request.method == "POST" else mailing)
+    if mailing is not None and request.method != "POST":
+        audience = services.Audience.from_dict(mailing.audience)
+        form.tags.data, form.locales.data = list(audience.tags), list(audience.locales)
+        form.case_statuses.data = list(audience.case_statuses)
+    if mailing is None and request.method != "POST":
+        form.greeting_zh.data = services.DEFAULT_GREETINGS["zh_CN"]
+        form.greeting_en.data = services.DEFAULT_GREETINGS["en"]
+    form.version_id.choices = [
+        (version.id, f"{notice.ref} v{version.number} · {version.in_locale('zh_CN')[1]['title']}")
+        for notice, version in services.sendable_versions(event)]
+    form.tags.choices = [(t, t) for t in services.event_tags(event.id)]
+    form.case_statuses.choices = [(services.NO_CASE, _("No case"))] + [
+        (s, str(CASE_LABELS[s])) for s in (*OPEN_STATUSES, *CLOSED_STATUSES)]
+    return form
+
+
+def _queue_pdf(mailing: Mailing) -> None:
+    row = services.mailing_pdf(mailing) if mailing.attach_pdf else None
+    if row is not None and row.status == "queued":
+        notice_tasks.queue_pdf(row.id)
+
+
+@bp.route("/event/<int:event_id>")
+@access(STAFF)
+def index(event_id: int) -> ResponseReturnValue:
+    event = db.get_or_404(Event, event_id)
+    mailings = services.mailings_of(event.id)
+    return render_template("mailings/index.html", event=event, mailings=mailings,
+                           progress={m.id: services.progress(m) for m in mailings},
+                           labels=STATUS_LABELS)
+
+
+@bp.route("/event/<int:event_id>/new", methods=["GET", "POST"])
+@access(*SENDERS)
+def create(event_id: int) -> ResponseReturnValue:
+    event = db.get_or_404(Event, event_id)
+    form = _form(event)
+    if form.validate_on_submit():
+        try:
+            mailing = services.create_mailing(event, form.to_input(), actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            show_error(form, err)
+        else:
+            _queue_pdf(mailing)
+            flash(_("Mailing drafted. Check the audience and a preview, then send."), "success")
+            return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    return render_template("mailings/form.html", form=form, event=event, mailing=None), (
+        422 if form.errors or request.method == "POST" else 200)
+
+
+@bp.route("/<int:mailing_id>/edit", methods=["GET", "POST"])
+@access(*SENDERS)
+def edit(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    if not mailing.editable:
+        flash(_("Only a draft mailing can be changed."), "error")
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    form = _form(mailing.event, mailing)
+    if form.validate_on_submit():
+        try:
+            services.update_mailing(mailing, form.to_input(), actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            show_error(form, err)
+        else:
+            _queue_pdf(mailing)
+            flash(_("Saved."), "success")
+            return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    return render_template("mailings/form.html", form=form, event=mailing.event,
+                           mailing=mailing), 422 if request.method == "POST" else 200
+
+
+@bp.route("/event/<int:event_id>/audience")
+@access(STAFF)
+def audience(event_id: int) -> ResponseReturnValue:
+    """The live count and sample while composing (the form's filters as query arguments)."""
+    event = db.get_or_404(Event, event_id)
+    chosen = services.Audience.from_dict({k: request.args.getlist(k) for k in
+                                          ("tags", "locales", "case_statuses")})
+    version_id = request.args.get("version_id", type=int)
+    mandatory = _mandatory(version_id)
+    return render_template("mailings/_audience.html", event=event, mandatory=mandatory,
+                           summary=services.summarise(event.id, chosen, mandatory))
+
+
+def _mandatory(version_id: int | None) -> bool:
+    from portal.notices.models import NoticeVersion
+
+    version = db.session.get(NoticeVersion, version_id) if version_id else None
+    try:
+        return bool(version and services.sendable_grant(version).mandatory)
+    except RuleViolation:
+        return False
+
+
+@bp.route("/<int:mailing_id>")
+@access(STAFF)
+def detail(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    summary = None
+    if mailing.status == "draft":
+        summary = services.summarise(mailing.event_id,
+                                     services.Audience.from_dict(mailing.audience),
+                                     _mandatory(mailing.version_id))
+    tests = db.session.scalars(db.select(MailingTestSend).where(
+        MailingTestSend.mailing_id == mailing.id).order_by(MailingTestSend.id.desc())
+        .limit(5)).all()
+    return render_template(
+        "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
+        progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
+        pdf=services.mailing_pdf(mailing) if mailing.attach_pdf else None,
+        mandatory=mailing.mandatory if mailing.status != "draft"
+        else _mandatory(mailing.version_id),
+        history=audit.history("mailing", mailing.id))
+
+
+@bp.route("/<int:mailing_id>/progress")
+@access(STAFF)
+def progress(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    return render_template("mailings/_progress.html", mailing=mailing, labels=STATUS_LABELS,
+                           progress=services.progress(mailing), confirm=ConfirmForm())
+
+
+@bp.route("/<int:mailing_id>/preview")
+@access(STAFF)
+def preview(mailing_id: int) -> ResponseReturnValue:
+    """The message exactly as one customer will get it (text and HTML)."""
+    mailing = db.get_or_404(Mailing, mailing_id)
+    customer = db.session.get(Customer, request.args.get("customer", 0, type=int))
+    if customer is None or customer.event_id != mailing.event_id:
+        customer = next(services.audience_members(
+            mailing.event_id, services.Audience.from_dict(mailing.audience)), None)
+    rendered = None
+    if customer is not None:
+        person = services.personal_values([customer])[customer.id]
+        rendered = services.render_for(services.MessageParts.for_mailing(mailing),
+                                       customer.locale, person, customer.id)
+    template = "mailings/_preview.html" if wants_partial("preview") else "mailings/preview.html"
+    return render_template(template, mailing=mailing, customer=customer, rendered=rendered)
+
+
+def _action_done(mailing: Mailing, chunks: list[int] | None, message: str) -> Response:
+    if chunks and not tasks.queue_chunks(mailing.id, chunks):
+        flash(_("The mail queue cannot be reached. The mailing is saved and stays queued; it "
+                "will send by itself when the queue is back."), "warning")
+    else:
+        flash(message, "success")
+    return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+
+
+@bp.route("/<int:mailing_id>/start", methods=["POST"])
+@access(*SENDERS)
+def start(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    try:
+        chunks = services.start(mailing, actor=current_user)
+    except RuleViolation as err:
+        flash(err.message, "error")
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    return _action_done(mailing, chunks, _("Sending started."))
+
+
+@bp.route("/<int:mailing_id>/<any(pause, resume, cancel):action>", methods=["POST"])
+@access(*SENDERS)
+def change(mailing_id: int, action: str) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    try:
+        if action == "pause":
+            services.pause(mailing, actor=current_user)
+            chunks, message = None, _("Paused. Messages being sent right now still go out.")
+        elif action == "resume":
+            chunks, message = services.resume(mailing, actor=current_user), _("Resumed.")
+        else:
+            dropped = services.cancel(mailing, actor=current_user)
+            chunks = None
+            message = _("Cancelled: %(n)d waiting recipients will not be mailed.", n=dropped)
+    except RuleViolation as err:
+        flash(err.message, "error")
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    return _action_done(mailing, chunks, message)
+
+
+@bp.route("/<int:mailing_id>/test", methods=["POST"])
+@access(*SENDERS)
+def test_send(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+    customer = db.session.get(Customer, request.form.get("customer", 0, type=int))
+    try:
+        row = services.request_test(mailing, customer, actor=current_user)
+    except RuleViolation as err:
+        flash(err.message, "error")
+    else:
+        if tasks.queue_test(row.id):
+            flash(_("A test message is on its way to %(email)s.", email=row.to_address),
+                  "success")
+        else:
+            flash(_("The mail queue cannot be reached. The test message is saved and will be "
+                    "sent when the queue is back."), "warning")
+    return redirect(url_for("mailings.detail", mailing_id=mailing.id))
+
+
+@bp.route("/<int:mailing_id>/report.csv")
+@access(STAFF)
+def report(mailing_id: int) -> ResponseReturnValue:
+    mailing = db.get_or_404(Mailing, mailing_id)
+    return Response(
+        stream_with_context(services.report_csv(mailing)), mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=mailing-{mailing.id}-report.csv"})
