@@ -1,0 +1,320 @@
+"""Measure mailing delivery against DESIGN.md ("Targets"): 10,000 recipients through a real local
+SMTP server at >= 200 messages/s with 2 workers; 0 lost and 0 duplicates after kill -9 of a
+worker mid-batch.
+
+Run from the checkout: ``.venv/bin/python bench/mailing.py`` (``--backend sqlite`` or
+``postgresql`` for one database only). For each database it
+
+1. migrates a fresh database (a temporary SQLite file; a database ``aftercare_bench_<pid>`` on
+   postgresql://postgres@127.0.0.1:5432, dropped at the end), starts a private redis-server on
+   a Unix socket, and seeds an event, a notice approved by legal and 10,000 customers (a third
+   of them in English, one in ten with a case, so messages are personalised in both languages);
+2. **throughput**: drafts and starts a mailing to all of them (recipient rows written, chunk
+   jobs queued), then starts 2 ``mailings worker`` processes and the development SMTP server
+   (aiosmtpd, one .eml file per message) and waits until every row is sent. It prints the
+   messages per second over the whole run (worker start-up included) and between the first
+   and the last message, with the send rate limit off (``MAILING_RATE_PER_SECOND=0``);
+3. **kill -9**: a second mailing to the same 10,000; once a third is sent it kills one worker
+   with SIGKILL, starts a replacement, and runs the reconciler every second (as the cron job
+   does; the lease is 3 s here instead of 120 s) until the mailing is done. It then counts,
+   from the files the SMTP server kept, the recipients who got no message (lost) and the
+   extra copies (duplicates), and how many rows were "in doubt" (sent again after the kill).
+
+It is a measurement, not a test: it exits 0 whatever the numbers (non-zero only when it could
+not measure). About three minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.customer_import import migrate, postgres_database  # noqa: E402
+from tests.mail_helpers import free_port, recipients_received, start_worker  # noqa: E402
+
+RECIPIENTS = 10_000
+WORKERS = 2
+TARGET_RATE = 200.0
+LEASE_SECONDS = 3.0
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    sock = directory / "redis.sock"
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.05)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextmanager
+def smtp_server(directory: Path) -> Iterator[int]:
+    """The development SMTP server in its own process, as in `make run`."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "portal.mail.devsmtp", "--port", str(port),
+                             "--dir", str(directory)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    time.sleep(0.8)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def seed(app: Any) -> tuple[int, int]:
+    """An event, an approved notice and the customers (bulk-inserted); (event id, version id)."""
+    from sqlalchemy import insert
+
+    from portal.auth import services as auth
+    from portal.auth.models import Role
+    from portal.cases.models import Case
+    from portal.customers.models import Customer
+    from portal.events import services as events
+    from portal.extensions import db
+    from portal.models import utcnow
+    from portal.notices import services as notices
+    from portal.signoffs import services as signoffs
+
+    with app.app_context():
+        agent, _ = auth.create_user("agent@bench.example", "Agent", Role.AGENT, "x" * 16,
+                                    must_change_password=False)
+        legal, _ = auth.create_user("legal@bench.example", "Legal", Role.LEGAL, "x" * 16,
+                                    must_change_password=False)
+        event = events.create_event(title="CRM 系统故障", kind="incident", severity="sev1",
+                                    cause="system")
+        body_zh = "CRM 系统不可用，出金申请请致电 **400-800-1234**。\n\n" + "我们正在处理。" * 40
+        body_en = "The CRM is down; for withdrawals call **400-800-1234**.\n\n" + (
+            "We are working on it. " * 40)
+        notice = notices.create_notice(event, audience="public", actor=agent, content={
+            "zh_CN": {"title": "CRM 系统故障通知", "body": body_zh},
+            "en": {"title": "CRM outage", "body": body_en}})
+        request = notices.request_signoff(notice, actor=agent)
+        signoffs.decide(request.id, "approved", "", actor=legal)
+        now = utcnow()
+        db.session.execute(insert(Customer), [
+            {"event_id": event.id, "external_ref": f"C{i:06d}", "name": f"客户{i}",
+             "company": "", "email": f"c{i}@example.com", "phone": "",
+             "locale": "en" if i % 3 == 0 else "zh_CN", "tags": [], "created_at": now,
+             "updated_at": now} for i in range(RECIPIENTS)])
+        ids = db.session.scalars(db.select(Customer.id).where(Customer.event_id == event.id)
+                                 .order_by(Customer.id)).all()
+        db.session.execute(insert(Case), [
+            {"ref": f"C-2026-{n:05d}", "event_id": event.id, "customer_id": cid,
+             "kind": "refund", "order_ref": f"O-{n}", "amount": "1280.50", "currency": "CNY",
+             "reason": "service_outage", "description": "", "status": "new", "due_at": now,
+             "created_at": now, "updated_at": now, "lock_version": 1}
+            for n, cid in enumerate(ids[::10])])
+        db.session.commit()
+        return event.id, notice.latest_version.id
+
+
+def start_mailing(app: Any, event_id: int, version_id: int) -> int:
+    from portal.auth.models import User
+    from portal.events.models import Event
+    from portal.extensions import db
+    from portal.mailings import services, tasks
+
+    with app.app_context():
+        agent = db.session.scalar(db.select(User).where(User.email == "agent@bench.example"))
+        data = services.MailingInput(version_id, services.Audience(), False,
+                                     services.DEFAULT_GREETINGS["zh_CN"],
+                                     services.DEFAULT_GREETINGS["en"])
+        mailing = services.create_mailing(db.session.get(Event, event_id), data, actor=agent)
+        chunks = services.start(mailing, actor=agent)
+        assert tasks.queue_chunks(mailing.id, chunks)
+        return mailing.id
+
+
+def counts(app: Any, mailing_id: int) -> dict[str, int]:
+    from portal.extensions import db
+    from portal.mailings import services
+
+    with app.app_context():
+        found = services.progress_counts(mailing_id)
+        db.session.remove()
+        return found
+
+
+def send_window(app: Any, mailing_id: int) -> tuple[float, int]:
+    """Seconds between the first and the last message, and the rows sent again after a kill."""
+    from sqlalchemy import func, select
+
+    from portal.extensions import db
+    from portal.mailings.models import MailingRecipient
+
+    with app.app_context():
+        first, last = db.session.execute(select(
+            func.min(MailingRecipient.sent_at), func.max(MailingRecipient.sent_at)).where(
+            MailingRecipient.mailing_id == mailing_id)).one()
+        in_doubt = db.session.scalar(select(func.count(MailingRecipient.id)).where(
+            MailingRecipient.mailing_id == mailing_id,
+            MailingRecipient.last_error.like("in doubt%")))
+        return (last - first).total_seconds(), int(in_doubt or 0)
+
+
+def wait_until(app: Any, mailing_id: int, predicate: Any, timeout: float = 600,
+               tick: Any = None) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = counts(app, mailing_id)
+        if predicate(found):
+            return found
+        if time.monotonic() > deadline:
+            raise SystemExit(f"mailing {mailing_id} stuck: {found}")
+        if tick:
+            tick()
+        time.sleep(0.25)
+
+
+@dataclass
+class Result:
+    backend: str
+    wall_rate: float = 0.0
+    send_rate: float = 0.0
+    seconds: float = 0.0
+    lost: int = -1
+    duplicates: int = -1
+    in_doubt: int = 0
+    kill_at: int = 0
+
+
+def run_backend(backend: str, url: str, tmp: Path) -> Result:
+    from portal import create_app
+
+    result = Result(backend)
+    instance = tmp / backend
+    instance.mkdir()
+    migrate(url, instance)
+    with redis_server(instance) as redis_url:
+        config = {"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url,
+                  "INSTANCE_PATH": str(instance), "PASSWORD_METHOD": "pbkdf2:sha256:1000",
+                  "MAILING_RATE_PER_SECOND": 0, "MAILING_LEASE_SECONDS": LEASE_SECONDS,
+                  "SMTP_HOST": "127.0.0.1"}
+        app = create_app(config)
+        event_id, version_id = seed(app)
+        emails = {f"c{i}@example.com" for i in range(RECIPIENTS)}
+
+        # 1. throughput
+        mail_dir = instance / "mail-throughput"
+        with smtp_server(mail_dir) as port:
+            config["SMTP_PORT"] = port
+            mailing_id = start_mailing(app, event_id, version_id)
+            began = time.monotonic()
+            workers = [start_worker(config, burst=True) for _ in range(WORKERS)]
+            wait_until(app, mailing_id, lambda c: c["sent"] + c["failed"] >= RECIPIENTS)
+            result.seconds = time.monotonic() - began
+            for w in workers:
+                w.wait(timeout=60)
+        window, _ = send_window(app, mailing_id)
+        result.wall_rate = RECIPIENTS / result.seconds
+        result.send_rate = RECIPIENTS / window if window else 0.0
+        received = recipients_received(mail_dir)
+        print(f"  [{backend}] throughput run: {sum(received.values())} messages kept by the "
+              f"SMTP server for {len(received)} recipients", flush=True)
+
+        # 2. kill -9 of a worker mid-batch
+        mail_dir = instance / "mail-kill"
+        with smtp_server(mail_dir) as port:
+            config["SMTP_PORT"] = port
+            app.config["SMTP_PORT"] = port
+            mailing_id = start_mailing(app, event_id, version_id)
+            workers = [start_worker(config) for _ in range(WORKERS)]
+            before = wait_until(app, mailing_id, lambda c: c["sent"] >= RECIPIENTS // 3)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            result.kill_at = before["sent"]
+            workers.append(start_worker(config))
+
+            def reconcile() -> None:
+                from portal import jobs
+                from portal.extensions import db
+                from portal.main import tasks as _main_tasks  # noqa: F401  (the reconcilers)
+
+                with app.app_context():
+                    jobs.reconcile_all(timedelta(0))
+                    db.session.remove()
+
+            last = [time.monotonic()]
+
+            def tick() -> None:
+                if time.monotonic() - last[0] >= 1.0:
+                    reconcile()
+                    last[0] = time.monotonic()
+
+            wait_until(app, mailing_id, lambda c: c["sent"] + c["failed"] >= RECIPIENTS,
+                       tick=tick)
+            for w in workers[1:]:
+                w.terminate()
+                w.wait(timeout=30)
+            time.sleep(0.5)
+        received = recipients_received(mail_dir)
+        result.lost = len(emails - set(received))
+        result.duplicates = sum(n - 1 for n in received.values() if n > 1)
+        _, result.in_doubt = send_window(app, mailing_id)
+        with app.app_context():
+            from portal.extensions import db
+
+            db.engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server is not installed (make install)")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="aftercare-bench-mail-") as name:
+        tmp = Path(name)
+        if args.backend in ("sqlite", "both"):
+            print("SQLite …", flush=True)
+            results.append(run_backend("sqlite", f"sqlite:///{tmp / 'bench.db'}", tmp))
+        if args.backend in ("postgresql", "both"):
+            print("PostgreSQL …", flush=True)
+            with postgres_database(PG_ADMIN_URL) as url:
+                results.append(run_backend("postgresql", url, tmp))
+    load = os.getloadavg()[0]
+    print(f"\nMailing {RECIPIENTS:,} recipients, {WORKERS} workers, chunks of 200, local aiosmtpd "
+          f"(load {load:.2f})")
+    print(f"{'database':<11} {'msg/s (wall)':>13} {'msg/s (send)':>13} {'seconds':>8} "
+          f"{'target':>7} {'killed at':>10} {'lost':>5} {'dups':>5} {'in doubt':>9}")
+    for r in results:
+        verdict = "PASS" if r.wall_rate >= TARGET_RATE else "FAIL"
+        kill = "PASS" if r.lost == 0 and r.duplicates == 0 else "FAIL"
+        print(f"{r.backend:<11} {r.wall_rate:>13.0f} {r.send_rate:>13.0f} {r.seconds:>8.1f} "
+              f"{verdict:>7} {r.kill_at:>10} {r.lost:>5} {r.duplicates:>5} {r.in_doubt:>9}"
+              f"  kill -9: {kill}")
+    print("msg/s (wall): all recipients / time from starting the workers to the last row sent "
+          "(start-up included); msg/s (send): between the first and the last message.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""A mailing in a real browser: the agent composes it (the audience count follows the filters),
+previews it as two customers, sends a test to themself, sends it, and watches the progress bar
+climb to 100% while a real mail worker process sends through a real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from portal.auth.models import Role
+from portal.customers import services as customers
+from tests.browser.test_cases_browser import path_of, sign_in, url_path, wait_for_htmx
+from tests.conftest import make_config
+from tests.mail_helpers import recipients_received, start_server, start_worker
+from tests.notice_helpers import make_event, make_notice, publish
+
+pytestmark = pytest.mark.browser
+
+
+def test_compose_preview_send_and_watch_progress(new_page, users, database_url, redis_url,
+                                                 tmp_path: Path) -> None:
+    event = make_event(title="Checkout outage")
+    event_id = event.id
+    notice = make_notice(users, event)
+    publish(notice, users)
+    people = [customers.create_customer(event, {
+        "external_ref": f"K{i:02d}", "name": f"Customer {i}" if i % 3 == 1 else f"客户{i}",
+        "email": f"k{i}@example.com", "locale": "en" if i % 3 == 1 else "zh_CN",
+        "tags": "vip"}, actor=users[Role.AGENT]) for i in range(12)]
+    emails = [c.email for c in people]
+    english = [c for c in people if c.locale == "en"]
+    first_en_id, first_en_name = english[0].id, english[0].name
+    controller, _handler, port = start_server(tmp_path / "mail")
+    try:
+        agent = new_page(locale="en-US")
+        sign_in(agent, users[Role.AGENT].email)
+        agent.goto(f"/events/{event_id}")
+        agent.get_by_role("link", name="Mailings", exact=True).click()
+        agent.get_by_role("link", name="New mailing", exact=True).click()
+        expect(agent).to_have_url(url_path(f"/mailings/event/{event_id}/new"))
+        audience = agent.locator("#audience")
+        expect(audience.locator("li").first).to_have_text("12 will be e-mailed")
+        agent.get_by_label("English", exact=True).check()
+        expect(audience.locator("li").first).to_have_text("4 will be e-mailed")
+        agent.get_by_label("English", exact=True).uncheck()
+        expect(audience.locator("li").first).to_have_text("12 will be e-mailed")
+        agent.get_by_role("button", name="Save draft", exact=True).click()
+        expect(agent).to_have_url(re.compile(r"/mailings/\d+$"))
+        detail_path = path_of(agent)
+
+        # Preview as the first customer (Chinese), then as an English one.
+        preview = agent.locator("#preview")
+        expect(preview).to_contain_text("尊敬的客户0")
+        expect(preview).to_contain_text("400-800-1234")
+        agent.get_by_label("As customer", exact=True).select_option(str(first_en_id))
+        agent.get_by_role("button", name="Show preview", exact=True).click()
+        expect(preview).to_contain_text(f"Dear {first_en_name}")
+        expect(preview).to_contain_text("CRM outage")
+
+        agent.get_by_role("button", name=re.compile(r"^Send a test to me")).click()
+        expect(agent.locator(".flash")).to_contain_text("A test message is on its way")
+
+        dialogs: list[str] = []
+
+        def accept(dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        agent.once("dialog", accept)
+        agent.get_by_role("button", name="Send to 12 customers", exact=True).click()
+        expect(agent.locator(".flash")).to_contain_text("Sending started")
+        assert dialogs == ["Send this notice to 12 customers now?"]
+        expect(agent).to_have_url(url_path(detail_path))
+        percent = agent.locator("#mailing-progress [data-percent]")
+        expect(percent).to_have_text("0%")
+
+        # A real worker process sends, throttled to 4 a second, while the page polls.
+        config = make_config(database_url, redis_url, tmp_path / "worker", SMTP_HOST="127.0.0.1",
+                             SMTP_PORT=port, MAILING_RATE_PER_SECOND=4)
+        worker = start_worker(config, burst=True)
+        seen = set()
+        for _ in range(200):
+            value = int(percent.inner_text().rstrip("%"))
+            seen.add(value)
+            if value == 100:
+                break
+            agent.wait_for_timeout(100)
+        assert worker.wait(timeout=60) == 0
+        assert 100 in seen and any(0 < v < 100 for v in seen), seen
+        wait_for_htmx(agent)
+        figures = agent.locator("#mailing-progress ul.figures li")
+        expect(figures).to_have_text(["12 sent", "0 failed", "0 skipped", "0 remaining"])
+        expect(agent.get_by_role("link", name="Delivery report (CSV)")).to_be_visible()
+    finally:
+        controller.stop()
+    received = recipients_received(tmp_path / "mail")
+    assert received == Counter({**dict.fromkeys(emails, 1), users[Role.AGENT].email: 1})
