@@ -227,7 +227,8 @@ def run_backend(backend: str, url: str, tmp: Path) -> Result:
             config["SMTP_PORT"] = port
             mailing_id = start_mailing(app, event_id, version_id)
             began = time.monotonic()
-            workers = [start_worker(config, burst=True) for _ in range(WORKERS)]
+            workers = [start_worker(config, burst=True, log=instance / "workers.log")
+                       for _ in range(WORKERS)]
             wait_until(app, mailing_id, lambda c: c["sent"] + c["failed"] >= RECIPIENTS)
             result.seconds = time.monotonic() - began
             for w in workers:
@@ -245,12 +246,12 @@ def run_backend(backend: str, url: str, tmp: Path) -> Result:
             config["SMTP_PORT"] = port
             app.config["SMTP_PORT"] = port
             mailing_id = start_mailing(app, event_id, version_id)
-            workers = [start_worker(config) for _ in range(WORKERS)]
+            workers = [start_worker(config, log=instance / "workers.log") for _ in range(WORKERS)]
             before = wait_until(app, mailing_id, lambda c: c["sent"] >= RECIPIENTS // 3)
             os.kill(workers[0].pid, signal.SIGKILL)
             workers[0].wait()
             result.kill_at = before["sent"]
-            workers.append(start_worker(config))
+            workers.append(start_worker(config, log=instance / "workers.log"))
 
             def reconcile() -> None:
                 from portal import jobs

@@ -84,9 +84,17 @@ with app.app_context():
 """
 
 
-def start_worker(config: dict[str, Any], burst: bool = False) -> subprocess.Popen[bytes]:
-    """`flask mailings worker` for ``config``, in a process of its own (so it can be killed)."""
+def start_worker(config: dict[str, Any], burst: bool = False,
+                 log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`flask mailings worker` for ``config``, in a process of its own (so it can be killed);
+    its log goes to ``log`` when given."""
     env = {**os.environ, "AFTERCARE_TEST_CONFIG": json.dumps(config),
            "AFTERCARE_BURST": "1" if burst else "0"}
-    return subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], env=env,
-                            cwd=Path(__file__).resolve().parent.parent)
+    output = log.open("ab") if log else None
+    try:
+        return subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], env=env,
+                                cwd=Path(__file__).resolve().parent.parent,
+                                stdout=output, stderr=output)
+    finally:
+        if output:
+            output.close()

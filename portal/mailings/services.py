@@ -12,11 +12,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from typing import Any
 
-from flask import current_app, render_template
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -32,6 +36,7 @@ from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import html_lang
 from portal.mailings.models import (
     CANCELLED,
     CLAIMED,
@@ -309,6 +314,7 @@ class Rendered:
     text: str
     html: str
     fragment: Markup  # the HTML body, for the staff preview
+    unsubscribe_url: str
 
 
 def render_for(parts: MessageParts, locale: str, person: Personal, customer_id: int) -> Rendered:
@@ -323,34 +329,44 @@ def render_for(parts: MessageParts, locale: str, person: Personal, customer_id: 
                "company": current_app.config["PORTAL_COMPANY_NAME"],
                "greeting_html": Markup("<br>").join(escape(line) for line in
                                                     greeting.splitlines())}
+    # The templates straight from the environment: render_template would run every context
+    # processor (the signed-in user, CSRF…) for each of thousands of messages.
+    env = current_app.jinja_env
     with force_locale(locale):
-        text = render_template("mailings/email.txt", **context)
-        fragment = Markup(render_template("mailings/_email_body.html", **context))
-        html = render_template("mailings/email.html", subject=context["subject"],
-                               fragment=fragment)
-    return Rendered(parts.subject[locale], text, html, fragment)
+        text = env.get_template("mailings/email.txt").render(context)
+        fragment = Markup(env.get_template("mailings/_email_body.html").render(context))
+        html = env.get_template("mailings/email.html").render(
+            subject=context["subject"], fragment=fragment, html_lang=html_lang)
+    return Rendered(parts.subject[locale], text, html, fragment, unsubscribe_url)
 
 
 def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
-                    customer_id: int, msg_id: str, subject_prefix: str = "") -> EmailMessage:
+                    customer_id: int, msg_id: str, subject_prefix: str = "") -> Message:
+    """One customer's message: text and HTML alternatives, the PDF when asked, and the
+    one-click unsubscribe headers (RFC 8058). Built with the classic MIME classes: several times
+    cheaper than ``EmailMessage``'s header registry, which matters at hundreds a second."""
     rendered = render_for(parts, locale, person, customer_id)
-    cfg = current_app.config
-    unsubscribe_url = f"{cfg['PORTAL_BASE_URL']}/unsubscribe/{unsubscribe_token(customer_id)}"
-    message = EmailMessage()
-    message["From"] = cfg["MAIL_FROM"]
-    message["To"] = formataddr((name, to))
-    message["Subject"] = subject_prefix + rendered.subject
+    alternatives = MIMEMultipart("alternative")
+    alternatives.attach(MIMEText(rendered.text, "plain", "utf-8"))
+    alternatives.attach(MIMEText(rendered.html, "html", "utf-8"))
+    if parts.pdf:
+        message: Message = MIMEMultipart("mixed")
+        message.attach(alternatives)
+        filename, data = parts.pdf
+        attachment = MIMEApplication(data, "pdf")
+        attachment.add_header("Content-Disposition", "attachment", filename=filename)
+        message.attach(attachment)
+    else:
+        message = alternatives
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = formataddr((name, to), charset="utf-8")
+    message["Subject"] = Header(subject_prefix + rendered.subject, "utf-8")
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = msg_id
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message["X-Aftercare-Mailing"] = str(parts.mailing_id)
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    if parts.pdf:
-        filename, data = parts.pdf
-        message.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return message
 
 
