@@ -63,6 +63,7 @@ def seed_demo() -> str:
     )
     _seed_published_notice(event, users)
     _seed_customers_and_cases(event, users)
+    _seed_mailing(event, users)
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -113,6 +114,18 @@ def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
         actor=users[Role.AGENT])
     case_services.change_status(large, "start", actor=users[Role.AGENT])
     case_services.propose(large, actor=users[Role.AGENT])
+
+
+def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
+    """A draft mailing of the published notice to every affected customer, ready to preview,
+    test and send."""
+    from portal.mailings import services as mailing_services
+
+    version = event.notices[0].latest_version
+    mailing_services.create_mailing(event, mailing_services.MailingInput(
+        version.id, mailing_services.Audience(), False,
+        mailing_services.DEFAULT_GREETINGS["zh_CN"], mailing_services.DEFAULT_GREETINGS["en"]),
+        actor=users[Role.AGENT])
 
 
 @demo_cli.command("seed")
