@@ -358,6 +358,9 @@ def test_a_row_left_in_doubt_is_sent_again_with_the_same_message_id(
     [message] = read_messages(handler.directory)
     assert message["Message-ID"] == mailings.message_id(mailing.id, row.id, "127.0.0.1")
     assert recipients_received(handler.directory) == Counter({person.email: 1})
+    recovered = db.session.scalar(select(AuditEntry).where(AuditEntry.action ==
+                                                           "mailing.recover"))
+    assert recovered.subject_id == str(mailing.id) and "1 message(s) in doubt" in recovered.summary
 
 
 @pytest.mark.integration
@@ -418,8 +421,13 @@ def test_redis_down_keeps_the_mailing_queued_until_it_is_back(
 
 
 @pytest.mark.integration
-def test_pdf_is_attached(app, users, scenario, smtp, run_worker) -> None:
-    event, notice = scenario
+def test_signed_pdf_is_attached_even_before_publication(app, users, smtp, run_worker,
+                                                        tmp_path) -> None:
+    import subprocess
+
+    event = make_event()
+    notice = make_notice(users, event)
+    approve(notice, users)  # approved, not published: legal's grant stamps the PDF
     add_customers(users, event, 1)
     handler = smtp()
     mailing = draft(users, event, notice, attach_pdf=True)
@@ -431,7 +439,11 @@ def test_pdf_is_attached(app, users, scenario, smtp, run_worker) -> None:
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_filename() == f"{notice.ref}-v1.pdf"
-    assert attachment.get_content().startswith(b"%PDF")
+    path = tmp_path / "attached.pdf"
+    path.write_bytes(attachment.get_content())
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert notice.ref in text and "DRAFT" not in text and "草稿" not in text
 
 
 def test_start_refuses_until_the_pdf_is_ready(app, users, scenario) -> None:

@@ -27,6 +27,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import bindparam, func, select, update
 
 from portal import jobs
+from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db, rq
 from portal.mailings import services
@@ -360,10 +361,14 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
                 .values(status=PENDING, last_error="in doubt: the worker stopped while "
                         "sending; sent again")
                 .execution_options(synchronize_session=False)).rowcount
-            db.session.commit()
             if stale:
                 log.warning("mailing %s chunk %s: %s row(s) in doubt sent again",
                             mailing_id, chunk, stale)
+                audit.record("mailing.recover", "mailing", mailing_id,
+                             f"Mailing {mailing_id}: chunk {chunk} recovered from a stopped "
+                             f"worker; {stale} message(s) in doubt sent again",
+                             after={"chunk": chunk, "in_doubt": stale}, actor=None)
+            db.session.commit()
             if queue_chunks(mailing_id, [chunk]):
                 count += 1
         services.finish_if_done(mailing_id)

@@ -14,6 +14,7 @@ from portal.models import utcnow
 from portal.notices import pdf, services
 from portal.notices.models import NoticePdf, NoticeVersion, Publication
 from portal.public import cache
+from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
 SCHEDULE_INTERVAL_SECONDS = 30
@@ -57,7 +58,9 @@ def render_pdf_job(pdf_id: int) -> str | None:
         if row.kind == "signed":
             publication = db.session.scalar(select(Publication).where(
                 Publication.version_id == version.id).order_by(Publication.id.desc()))
-            signoff = publication.signoff if publication else None
+            # Not published yet (a mailing of an approved version): legal's grant stamps it.
+            signoff = (publication.signoff if publication
+                       else signoffs.granted(services.SUBJECT, version.id))
             emergency = bool(publication and publication.emergency)
         with force_locale("zh_CN"):
             data = pdf.render_pdf(version, pdf.stamp_for(signoff, emergency))
