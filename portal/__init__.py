@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.cases import views as case_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
+    from portal.lifecycle import views as lifecycle_views
     from portal.mailings import cli as mailing_cli
     from portal.mailings import views as mailing_views
     from portal.main import cli as main_cli
@@ -51,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import views as main_views
     from portal.notices import tasks as _notice_tasks  # noqa: F401  (jobs, cron, reconciler)
     from portal.notices import views as notice_views
+    from portal.postmortems import views as postmortem_views
     from portal.public import cache as public_cache
     from portal.public import views as public_views
     from portal.signoffs import views as signoff_views
@@ -73,6 +75,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(case_views.bp)
     app.register_blueprint(mailing_views.bp)
+    app.register_blueprint(postmortem_views.bp)
+    app.register_blueprint(lifecycle_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

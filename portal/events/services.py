@@ -9,6 +9,7 @@ from portal.auth.models import User
 from portal.errors import RuleViolation
 from portal.events.models import CAUSES, SEVERITIES, STATUSES, Event, EventKind
 from portal.extensions import db
+from portal.models import utcnow
 
 
 def create_event(
@@ -72,6 +73,7 @@ def change_status(event: Event, status: str, *, actor: User) -> None:
         raise RuleViolation(_("An event moves one phase at a time."), field="status")
     before = event.audit_state()
     event.status = status
+    event.closed_at = utcnow() if status == "closed" else None
     audit.record("event.status", "event", event.id,
                  f"Event “{event.title}” moved from {before['status']} to {status}",
                  before=before, after=event.audit_state(), actor=actor)

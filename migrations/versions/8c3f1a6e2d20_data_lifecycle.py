@@ -1,0 +1,24 @@
+"""data lifecycle
+
+Revision ID: 8c3f1a6e2d20
+Revises:  export archives, retention, erasure:5b7e2c9d4a10
+Create Date: 2026-11-22 06:45:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '8c3f1a6e2d20'
+down_revision = ' export archives, retention, erasure:5b7e2c9d4a10'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass

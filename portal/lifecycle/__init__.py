@@ -1,0 +1,1 @@
+"""Data lifecycle of a closed event: the export archive, retention and erasure."""
