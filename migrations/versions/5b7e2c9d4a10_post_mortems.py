@@ -1,7 +1,7 @@
-"""post-mortems (复盘)
+"""post-mortems (复盘): the six-step review of an event
 
 Revision ID: 5b7e2c9d4a10
-Revises:  the six-step review:2fe537ab7000
+Revises: 2fe537ab7000
 Create Date: 2026-11-22 06:45:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5b7e2c9d4a10'
-down_revision = ' the six-step review:2fe537ab7000'
+down_revision = '2fe537ab7000'
 branch_labels = None
 depends_on = None
 

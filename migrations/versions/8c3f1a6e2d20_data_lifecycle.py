@@ -1,7 +1,7 @@
-"""data lifecycle
+"""data lifecycle: export archives, retention, erasure
 
 Revision ID: 8c3f1a6e2d20
-Revises:  export archives, retention, erasure:5b7e2c9d4a10
+Revises: 5b7e2c9d4a10
 Create Date: 2026-11-22 06:45:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8c3f1a6e2d20'
-down_revision = ' export archives, retention, erasure:5b7e2c9d4a10'
+down_revision = '5b7e2c9d4a10'
 branch_labels = None
 depends_on = None
 
