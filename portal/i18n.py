@@ -4,11 +4,12 @@ only ``?lang=`` and Accept-Language."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from babel import Locale
 from flask import Flask, current_app, has_request_context, request
-from flask_babel import get_locale
+from flask_babel import get_locale, get_timezone
 from flask_login import current_user
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -66,3 +67,15 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def locale_context() -> dict[str, object]:
         return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES}
+
+
+def local_to_utc(value: datetime | None) -> datetime | None:
+    """A naive date and time typed in a form (the reader's time zone) as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=get_timezone()).astimezone(UTC)
+
+
+def utc_to_local(value: datetime | None) -> datetime | None:
+    """The naive local date and time a form field shows for a stored UTC value."""
+    return value.astimezone(get_timezone()).replace(tzinfo=None) if value else None

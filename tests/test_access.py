@@ -83,7 +83,15 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                           version_id=notice.latest_version.id, created_at=customer.created_at)
         db.session.add(mailing)
         db.session.commit()
+        from portal.events.models import ChecklistTemplateItem, EventTask
+
+        stakeholder = events.add_stakeholder(event, kind="supplier", name="Acme", contact="",
+                                             actor=users[Role.ADMIN])
+        task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
+        item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
+                   "task_id": str(task.id), "state": "done", "item_id": str(item.id),
+                   "stakeholder_id": str(stakeholder.id),
                    "mailing_id": str(mailing.id), "action": "pause",
                    "token": mailings.unsubscribe_token(customer.id),
                    "verification_id": str(verification.id), "subject_type": "user",

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.auth.models import User
@@ -81,3 +81,119 @@ class Event(db.Model):
             "title": self.title, "kind": self.kind, "severity": self.severity,
             "cause": self.cause, "status": self.status, "summary": self.summary,
         }
+
+
+# ---------------------------------------------------------------------------- command centre
+
+DEPARTMENTS = ("customer_service", "legal", "operations", "tech", "finance", "product")
+DEPARTMENT_LABELS = {
+    "customer_service": _l("Customer service"),
+    "legal": _l("Legal"),
+    "operations": _l("Operations"),
+    "tech": _l("Tech"),
+    "finance": _l("Finance"),
+    "product": _l("Product"),
+}
+# Response targets: minutes from the event opening until the first …
+TARGET_METRICS = {
+    "first_notice": _l("public notice published"),
+    "first_mailing": _l("mailing started"),
+}
+STAKEHOLDER_KINDS = {
+    "department": _l("Internal department"),
+    "supplier": _l("Supplier"),
+    "channel": _l("Channel"),
+    "partner": _l("Partner"),
+}
+
+
+class ChecklistTemplateItem(db.Model):
+    """One task of the checklist a new event of this kind starts with (admin-editable)."""
+
+    __tablename__ = "checklist_template_item"
+    __table_args__ = (CheckConstraint("kind IN ('incident', 'shutdown')", name="kind_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    department: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(200))
+    # Due this many hours after the event opens.
+    due_hours: Mapped[int] = mapped_column(Integer, default=24)
+
+    def audit_state(self) -> dict[str, object]:
+        return {"kind": self.kind, "position": self.position, "department": self.department,
+                "title": self.title, "due_hours": self.due_hours}
+
+
+class EventTask(db.Model):
+    __tablename__ = "event_task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    department: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])
+    done_by: Mapped[User | None] = relationship(foreign_keys=[done_by_id])
+
+    @property
+    def overdue(self) -> bool:
+        return self.done_at is None and self.due_at is not None and self.due_at < utcnow()
+
+    def audit_state(self) -> dict[str, object]:
+        return {"department": self.department, "title": self.title, "owner_id": self.owner_id,
+                "due_at": self.due_at.isoformat() if self.due_at else None,
+                "done": self.done_at is not None}
+
+
+class ResponseTarget(db.Model):
+    """E.g. a sev1 public notice within 30 minutes of the event opening (admin-set)."""
+
+    __tablename__ = "response_target"
+    __table_args__ = (UniqueConstraint("severity", "metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    severity: Mapped[str] = mapped_column(String(8))
+    metric: Mapped[str] = mapped_column(String(20))
+    minutes: Mapped[int] = mapped_column(Integer)
+
+
+class TimelineEntry(db.Model):
+    """What staff add to an event's timeline by hand (calls, decisions, observations)."""
+
+    __tablename__ = "event_timeline_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    author: Mapped[User | None] = relationship()
+
+
+class Stakeholder(db.Model):
+    """An internal department or an external partner to keep informed."""
+
+    __tablename__ = "event_stakeholder"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str] = mapped_column(String(300), default="")
+    informed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    informed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    informed_by: Mapped[User | None] = relationship()
+
+    def audit_state(self) -> dict[str, object]:
+        return {"kind": self.kind, "name": self.name, "contact": self.contact,
+                "informed_at": self.informed_at.isoformat() if self.informed_at else None}

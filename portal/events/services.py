@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
 from flask_babel import gettext as _
+from sqlalchemy import func, select
 
 from portal.audit import services as audit
 from portal.auth.models import User
 from portal.errors import RuleViolation
-from portal.events.models import CAUSES, SEVERITIES, STATUSES, Event, EventKind
+from portal.events.models import (
+    CAUSES,
+    DEPARTMENTS,
+    LABELS,
+    SEVERITIES,
+    STAKEHOLDER_KINDS,
+    STATUSES,
+    TARGET_METRICS,
+    ChecklistTemplateItem,
+    Event,
+    EventKind,
+    EventTask,
+    ResponseTarget,
+    Stakeholder,
+    TimelineEntry,
+)
 from portal.extensions import db
 from portal.models import utcnow
+from portal.signoffs.models import SignoffRequest
 
 
 def create_event(
     *, title: str, kind: str, severity: str, cause: str, summary: str = "",
-    actor: User | None = None,
+    actor: User | None = None, with_checklist: bool = True,
 ) -> Event:
+    """Open an event; its checklist starts from the template of its kind unless told not to."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
@@ -34,7 +56,9 @@ def create_event(
     )
     db.session.add(event)
     db.session.flush()
-    audit.record("event.create", "event", event.id, f"Event “{title}” opened",
+    tasks = _add_checklist(event) if with_checklist else 0
+    audit.record("event.create", "event", event.id, f"Event “{title}” opened"
+                 + (f" with a checklist of {tasks} tasks" if tasks else ""),
                  after=event.audit_state(), actor=actor)
     db.session.commit()
     return event
@@ -79,3 +103,388 @@ def change_status(event: Event, status: str, *, actor: User) -> None:
                  before=before, after=event.audit_state(), actor=actor)
     db.session.commit()
 
+
+
+# ---------------------------------------------------------------------------- command centre
+
+# (department, title, hours after opening) — the starting checklists DESIGN.md describes; an
+# admin edits them on the settings page (a kind left with no items gets these back).
+DEFAULT_CHECKLISTS: dict[str, list[tuple[str, str, int]]] = {
+    "incident": [
+        ("tech", "首次响应：确认影响范围 · First response: confirm the impact", 1),
+        ("customer_service", "首次报告：通报管理层与客户 · First report to management and "
+                             "customers", 1),
+        ("operations", "暂停受影响的服务 · Suspend the affected service", 2),
+        ("tech", "分级定损：范围、受影响客户、级别 · Triage: scope, customers, severity", 4),
+        ("tech", "调查原因 · Investigate the cause", 24),
+        ("tech", "设计修复方案 · Design the fix", 48),
+        ("operations", "执行修复 · Execute the fix", 72),
+        ("tech", "验证并发布 · Verify and release", 96),
+        ("customer_service", "通知客户处理结果 · Notify customers", 96),
+        ("product", "复盘 · Review (post-mortem)", 168),
+    ],
+    "shutdown": [
+        ("product", "评估关停影响 · Assess the impact", 72),
+        ("product", "制定时间表 · Set the timeline", 120),
+        ("customer_service", "通知用户 · Notify users", 168),
+        ("customer_service", "处理未完成订单 · Handle open orders", 336),
+        ("finance", "清理库存与结算 · Clear inventory and settle", 504),
+        ("tech", "备份数据 · Back up data", 504),
+        ("legal", "制定数据销毁计划 · Plan data destruction", 672),
+        ("legal", "通知合作伙伴 · Notify partners", 336),
+        ("operations", "人员与设备重新分配 · Reallocate people and equipment", 720),
+        ("product", "复盘 · Review (post-mortem)", 840),
+    ],
+}
+# Minutes from the event opening; a severity without a row here has no such target.
+DEFAULT_TARGETS = {
+    ("sev1", "first_notice"): 30, ("sev2", "first_notice"): 60,
+    ("sev3", "first_notice"): 240, ("sev4", "first_notice"): 1440,
+    ("sev1", "first_mailing"): 120, ("sev2", "first_mailing"): 240,
+    ("sev3", "first_mailing"): 1440,
+}
+
+
+def checklist_template(kind: str) -> list[ChecklistTemplateItem]:
+    """The kind's template items, the defaults written first if it has none (the caller
+    commits)."""
+    items = list(db.session.scalars(select(ChecklistTemplateItem).where(
+        ChecklistTemplateItem.kind == kind).order_by(ChecklistTemplateItem.position,
+                                                     ChecklistTemplateItem.id)))
+    if not items:
+        items = [ChecklistTemplateItem(kind=kind, position=i, department=dept, title=title,
+                                       due_hours=hours)
+                 for i, (dept, title, hours) in enumerate(DEFAULT_CHECKLISTS[kind])]
+        db.session.add_all(items)
+        db.session.flush()
+    return items
+
+
+def _add_checklist(event: Event) -> int:
+    items = checklist_template(event.kind)
+    for item in items:
+        db.session.add(EventTask(event_id=event.id, position=item.position,
+                                 department=item.department, title=item.title,
+                                 due_at=event.created_at + timedelta(hours=item.due_hours)))
+    return len(items)
+
+
+def _clean_department(department: str) -> str:
+    if department not in DEPARTMENTS:
+        raise RuleViolation(_("Choose a department."), field="department")
+    return department
+
+
+def add_task(event: Event, *, department: str, title: str, owner_id: int | None,
+             due_at: datetime | None, actor: User) -> EventTask:
+    title = title.strip()
+    if not title:
+        raise RuleViolation(_("Say what needs doing."), field="title")
+    if owner_id is not None and db.session.get(User, owner_id) is None:
+        raise RuleViolation(_("Choose a member of staff."), field="owner_id")
+    position = db.session.scalar(select(func.coalesce(func.max(EventTask.position), -1)).where(
+        EventTask.event_id == event.id)) + 1
+    task = EventTask(event_id=event.id, position=position,
+                     department=_clean_department(department), title=title[:200],
+                     owner_id=owner_id, due_at=due_at)
+    db.session.add(task)
+    db.session.flush()
+    audit.record("event.task.add", "event", event.id, f"Task added: {task.title}",
+                 after=task.audit_state(), actor=actor)
+    db.session.commit()
+    return task
+
+
+def assign_task(task: EventTask, *, owner_id: int | None, due_at: datetime | None,
+                actor: User) -> None:
+    if owner_id is not None and db.session.get(User, owner_id) is None:
+        raise RuleViolation(_("Choose a member of staff."), field="owner_id")
+    before = task.audit_state()
+    task.owner_id, task.due_at = owner_id, due_at
+    db.session.flush()
+    if task.audit_state() == before:
+        return
+    audit.record("event.task.assign", "event", task.event_id, f"Task changed: {task.title}",
+                 before=before, after=task.audit_state(), actor=actor)
+    db.session.commit()
+
+
+def set_task_done(task: EventTask, done: bool, *, actor: User) -> None:
+    if (task.done_at is not None) == done:
+        return
+    before = task.audit_state()
+    task.done_at, task.done_by_id = (utcnow(), actor.id) if done else (None, None)
+    audit.record("event.task.done" if done else "event.task.reopen", "event", task.event_id,
+                 f"Task {'done' if done else 'reopened'}: {task.title}",
+                 before=before, after=task.audit_state(), actor=actor)
+    db.session.commit()
+
+
+def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
+                       actor: User) -> TimelineEntry:
+    text = text.strip()
+    if not text:
+        raise RuleViolation(_("Write what happened."), field="text")
+    now = utcnow()
+    when = occurred_at or now
+    if when > now + timedelta(minutes=5):
+        raise RuleViolation(_("The timeline records what has happened, not plans."),
+                            field="occurred_at")
+    entry = TimelineEntry(event_id=event.id, occurred_at=when, text=text[:5000],
+                          author_id=actor.id, created_at=now)
+    db.session.add(entry)
+    db.session.flush()
+    audit.record("event.timeline", "event", event.id, f"Timeline entry: {text[:120]}",
+                 after={"occurred_at": when.isoformat(), "text": entry.text}, actor=actor)
+    db.session.commit()
+    return entry
+
+
+def add_stakeholder(event: Event, *, kind: str, name: str, contact: str,
+                    actor: User) -> Stakeholder:
+    if kind not in STAKEHOLDER_KINDS:
+        raise RuleViolation(_("Choose the kind of stakeholder."), field="kind")
+    name = name.strip()
+    if not name:
+        raise RuleViolation(_("A name is required."), field="name")
+    stakeholder = Stakeholder(event_id=event.id, kind=kind, name=name[:200],
+                              contact=contact.strip()[:300])
+    db.session.add(stakeholder)
+    db.session.flush()
+    audit.record("event.stakeholder.add", "event", event.id, f"Stakeholder added: {name}",
+                 after=stakeholder.audit_state(), actor=actor)
+    db.session.commit()
+    return stakeholder
+
+
+def mark_informed(stakeholder: Stakeholder, *, actor: User) -> None:
+    if stakeholder.informed_at is not None:
+        raise RuleViolation(_("Already recorded as informed."))
+    stakeholder.informed_at, stakeholder.informed_by_id = utcnow(), actor.id
+    audit.record("event.stakeholder.informed", "event", stakeholder.event_id,
+                 f"Stakeholder informed: {stakeholder.name}",
+                 after=stakeholder.audit_state(), actor=actor)
+    db.session.commit()
+
+
+# ---------------------------------------------------------------------------- targets
+
+@dataclass
+class TargetStatus:
+    metric: str
+    minutes: int
+    deadline: datetime
+    achieved_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        """met, missed, or pending (not reached yet, still in time)."""
+        if self.achieved_at is not None:
+            return "met" if self.achieved_at <= self.deadline else "missed"
+        return "missed" if utcnow() > self.deadline else "pending"
+
+
+def target_minutes() -> dict[tuple[str, str], int]:
+    """The admin's targets where set, the defaults elsewhere."""
+    found = dict(DEFAULT_TARGETS)
+    for row in db.session.scalars(select(ResponseTarget)):
+        if row.minutes > 0:
+            found[(row.severity, row.metric)] = row.minutes
+        else:
+            found.pop((row.severity, row.metric), None)
+    return found
+
+
+def set_target(severity: str, metric: str, minutes: int | None, *, actor: User) -> None:
+    """Set (or, with None or 0, switch off) a severity's target."""
+    if severity not in SEVERITIES or metric not in TARGET_METRICS:
+        raise RuleViolation(_("Unknown target."))
+    if minutes is not None and not 0 <= minutes <= 60 * 24 * 30:
+        raise RuleViolation(_("Between 0 and 43200 minutes (30 days)."), field="minutes")
+    row = db.session.scalar(select(ResponseTarget).where(ResponseTarget.severity == severity,
+                                                         ResponseTarget.metric == metric))
+    before = target_minutes().get((severity, metric))
+    if row is None:
+        row = ResponseTarget(severity=severity, metric=metric, minutes=minutes or 0)
+        db.session.add(row)
+    row.minutes = minutes or 0
+    db.session.flush()
+    audit.record("settings.target", "settings", 0,
+                 f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
+                 before={"minutes": before}, after={"minutes": minutes or None}, actor=actor)
+    db.session.commit()
+
+
+def _first_achievements(event_ids: list[int]) -> dict[tuple[int, str], datetime]:
+    from portal.mailings.models import Mailing
+    from portal.notices.models import Notice, Publication
+
+    found: dict[tuple[int, str], datetime] = {}
+    if not event_ids:
+        return found
+    for event_id, first in db.session.execute(
+            select(Notice.event_id, func.min(Publication.published_at))
+            .join(Publication, Publication.notice_id == Notice.id)
+            .where(Notice.event_id.in_(event_ids), Notice.audience == "public")
+            .group_by(Notice.event_id)):
+        found[(event_id, "first_notice")] = first
+    for event_id, first in db.session.execute(
+            select(Mailing.event_id, func.min(Mailing.started_at))
+            .where(Mailing.event_id.in_(event_ids), Mailing.started_at.is_not(None))
+            .group_by(Mailing.event_id)):
+        found[(event_id, "first_mailing")] = first
+    return found
+
+
+def target_statuses(events: list[Event]) -> dict[int, list[TargetStatus]]:
+    minutes = target_minutes()
+    achieved = _first_achievements([e.id for e in events])
+    return {event.id: [
+        TargetStatus(metric, limit, event.created_at + timedelta(minutes=limit),
+                     achieved.get((event.id, metric)))
+        for (severity, metric), limit in sorted(minutes.items()) if severity == event.severity
+    ] for event in events}
+
+
+def missed_targets() -> list[tuple[Event, TargetStatus]]:
+    """Open events' missed targets, for the dashboard."""
+    events = list(db.session.scalars(select(Event).where(Event.status != "closed")))
+    statuses = target_statuses(events)
+    return [(event, status) for event in events for status in statuses[event.id]
+            if status.state == "missed"]
+
+
+# ---------------------------------------------------------------------------- timeline
+
+@dataclass
+class TimelineItem:
+    at: datetime
+    kind: str  # status, notice, mailing, entry, created
+    text: str
+    by: str | None = None
+    # The page it links to, as url_for(endpoint, **args) (built by the template).
+    endpoint: str | None = None
+    args: dict[str, object] | None = None
+
+
+def timeline(event: Event) -> list[TimelineItem]:
+    """Status changes, publications, mailings and staff entries, oldest first."""
+    from portal.audit.models import AuditEntry
+    from portal.mailings.models import Mailing
+    from portal.notices.models import Notice, Publication
+
+    items = [TimelineItem(event.created_at, "created", _("Event opened"),
+                          event.created_by.name if event.created_by else None)]
+    for entry in db.session.scalars(select(AuditEntry).where(
+            AuditEntry.subject_type == "event", AuditEntry.subject_id == str(event.id),
+            AuditEntry.action == "event.status").order_by(AuditEntry.id)):
+        status = (entry.after or {}).get("status", "")
+        items.append(TimelineItem(entry.created_at, "status",
+                                  _("Moved to %(status)s", status=LABELS.get(status, status)),
+                                  entry.actor.name if entry.actor else entry.actor_label))
+    for publication, notice in db.session.execute(
+            select(Publication, Notice).join(Notice, Notice.id == Publication.notice_id)
+            .where(Notice.event_id == event.id)):
+        title = publication.version.in_locale("zh_CN")[1]["title"]
+        text = (_("Emergency publication: %(ref)s %(title)s", ref=notice.ref, title=title)
+                if publication.emergency else
+                _("Notice published: %(ref)s %(title)s", ref=notice.ref, title=title))
+        items.append(TimelineItem(publication.published_at, "notice", text,
+                                  publication.published_by.name
+                                  if publication.published_by else None,
+                                  "notices.detail", {"notice_id": notice.id}))
+    for mailing in db.session.scalars(select(Mailing).where(Mailing.event_id == event.id,
+                                                            Mailing.started_at.is_not(None))):
+        items.append(TimelineItem(mailing.started_at, "mailing",
+                                  _("Mailing %(id)d started to %(n)d customers",
+                                    id=mailing.id, n=mailing.total), None,
+                                  "mailings.detail", {"mailing_id": mailing.id}))
+    for entry in db.session.scalars(select(TimelineEntry).where(
+            TimelineEntry.event_id == event.id)):
+        items.append(TimelineItem(entry.occurred_at, "entry", entry.text,
+                                  entry.author.name if entry.author else None))
+    return sorted(items, key=lambda item: item.at)
+
+
+# ---------------------------------------------------------------------------- the page
+
+@dataclass
+class CommandCentre:
+    timeline: list[TimelineItem]
+    tasks: dict[str, list[EventTask]]  # by department, in template order
+    tasks_done: int
+    tasks_total: int
+    targets: list[TargetStatus]
+    stakeholders: list[Stakeholder]
+    open_cases: int
+    open_totals: dict[str, Decimal]  # currency → sum of the open cases' amounts
+    pending_signoffs: list[SignoffRequest]
+
+
+def event_signoffs(event: Event, status: str = "pending") -> list[SignoffRequest]:
+    """The event's sign-off requests (its notice versions and case decisions) in a status."""
+    from portal.cases.models import Case
+    from portal.notices.models import Notice, NoticeVersion
+
+    versions = select(NoticeVersion.id).join(Notice, Notice.id == NoticeVersion.notice_id).where(
+        Notice.event_id == event.id)
+    cases = select(Case.id).where(Case.event_id == event.id)
+    return list(db.session.scalars(select(SignoffRequest).where(
+        SignoffRequest.status == status,
+        ((SignoffRequest.subject_type == "notice_version")
+         & SignoffRequest.subject_id.in_(versions))
+        | ((SignoffRequest.subject_type == "case_decision")
+           & SignoffRequest.subject_id.in_(cases))).order_by(SignoffRequest.requested_at)))
+
+
+def command_centre(event: Event) -> CommandCentre:
+    from portal.cases.models import OPEN_STATUSES, Case
+
+    tasks: dict[str, list[EventTask]] = {}
+    all_tasks = list(db.session.scalars(select(EventTask).where(EventTask.event_id == event.id)
+                                        .order_by(EventTask.position, EventTask.id)))
+    for task in all_tasks:
+        tasks.setdefault(task.department, []).append(task)
+    ordered = {d: tasks[d] for d in DEPARTMENTS if d in tasks}
+    open_cases = db.session.execute(
+        select(Case.currency, func.count(Case.id), func.sum(Case.amount))
+        .where(Case.event_id == event.id, Case.status.in_(OPEN_STATUSES),
+               Case.status != "paid").group_by(Case.currency)).all()
+    return CommandCentre(
+        timeline=timeline(event), tasks=ordered,
+        tasks_done=sum(1 for t in all_tasks if t.done_at is not None),
+        tasks_total=len(all_tasks), targets=target_statuses([event])[event.id],
+        stakeholders=list(db.session.scalars(select(Stakeholder).where(
+            Stakeholder.event_id == event.id).order_by(Stakeholder.kind, Stakeholder.name))),
+        open_cases=sum(count for _c, count, _s in open_cases),
+        open_totals={currency: Decimal(total) for currency, _n, total in open_cases},
+        pending_signoffs=event_signoffs(event),
+    )
+
+
+def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
+                      actor: User) -> ChecklistTemplateItem:
+    title = title.strip()
+    if kind not in STATUSES or not title:
+        raise RuleViolation(_("Say what needs doing."), field="title")
+    items = checklist_template(kind)
+    item = ChecklistTemplateItem(kind=kind, position=max((i.position for i in items),
+                                                         default=-1) + 1,
+                                 department=_clean_department(department), title=title[:200],
+                                 due_hours=due_hours)
+    db.session.add(item)
+    db.session.flush()
+    audit.record("settings.checklist.add", "settings", 0,
+                 f"Checklist template ({kind}): added {item.title}",
+                 after=item.audit_state(), actor=actor)
+    db.session.commit()
+    return item
+
+
+def delete_template_item(item: ChecklistTemplateItem, *, actor: User) -> None:
+    """Remove a template task (events already opened keep theirs)."""
+    audit.record("settings.checklist.remove", "settings", 0,
+                 f"Checklist template ({item.kind}): removed {item.title}",
+                 before=item.audit_state(), actor=actor)
+    db.session.delete(item)
+    db.session.commit()

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from portal.audit import services as audit
-from portal.auth.models import Role
+from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.events import services
-from portal.events.forms import EventEditForm, EventForm, StatusForm
-from portal.events.models import LABELS, Event
+from portal.events.forms import (
+    AssignForm,
+    EventEditForm,
+    EventForm,
+    StakeholderForm,
+    StatusForm,
+    TaskForm,
+    TemplateItemForm,
+    TimelineForm,
+)
+from portal.events.models import (
+    DEPARTMENT_LABELS,
+    LABELS,
+    SEVERITIES,
+    STAKEHOLDER_KINDS,
+    TARGET_METRICS,
+    ChecklistTemplateItem,
+    Event,
+    EventKind,
+    EventTask,
+    Stakeholder,
+)
 from portal.extensions import db
+from portal.i18n import local_to_utc
 from portal.security import STAFF, access
-from portal.web import show_error
+from portal.users.forms import ConfirmForm
+from portal.web import show_error, wants_partial
 
 bp = Blueprint("events", __name__, url_prefix="/events")
 
@@ -41,7 +63,8 @@ def create() -> ResponseReturnValue:
         try:
             event = services.create_event(
                 title=form.title.data, kind=form.kind.data, severity=form.severity.data,
-                cause=form.cause.data, summary=form.summary.data or "", actor=current_user)
+                cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
+                with_checklist=bool(form.with_checklist.data))
         except RuleViolation as err:
             db.session.rollback()
             show_error(form, err)
@@ -52,14 +75,194 @@ def create() -> ResponseReturnValue:
         422 if form.errors else 200)
 
 
+def _staff_choices() -> list[tuple[object, str]]:
+    staff = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.name))
+    return [("", "—")] + [(u.id, u.name) for u in staff]
+
+
+def _centre(event: Event, **forms: object) -> dict[str, object]:
+    """Everything the command centre shows, and its forms (those given replace the blank
+    ones, to show their errors)."""
+    status_form = StatusForm()
+    status_form.status.choices = [(s, LABELS[s]) for s in services.next_statuses(event)]
+    task_form = forms.get("task_form") or TaskForm()
+    task_form.owner_id.choices = _staff_choices()
+    return {
+        "event": event, "status_form": status_form, "task_form": task_form,
+        "timeline_form": forms.get("timeline_form") or TimelineForm(),
+        "stakeholder_form": forms.get("stakeholder_form") or StakeholderForm(),
+        "confirm": ConfirmForm(), "centre": services.command_centre(event),
+        "history": audit.history("event", event.id),
+        "department_labels": DEPARTMENT_LABELS, "metric_labels": TARGET_METRICS,
+        "stakeholder_labels": STAKEHOLDER_KINDS,
+    }
+
+
 @bp.route("/<int:event_id>")
 @access(STAFF)
 def detail(event_id: int) -> ResponseReturnValue:
+    """The command centre: status, timeline, cases, sign-offs, checklist, targets, people."""
     event = db.get_or_404(Event, event_id)
-    status_form = StatusForm()
-    status_form.status.choices = [(s, LABELS[s]) for s in services.next_statuses(event)]
-    return render_template("events/detail.html", event=event, status_form=status_form,
-                           history=audit.history("event", event.id))
+    return render_template("events/detail.html", **_centre(event))
+
+
+def _back(event: Event, anchor: str) -> ResponseReturnValue:
+    if wants_partial(anchor):
+        return render_template(f"events/_{anchor}.html", **_centre(event))
+    return redirect(url_for("events.detail", event_id=event.id, _anchor=anchor))
+
+
+def _invalid(event: Event, **forms: object) -> ResponseReturnValue:
+    db.session.rollback()
+    return render_template("events/detail.html", **_centre(event, **forms)), 422
+
+
+@bp.route("/<int:event_id>/tasks", methods=["POST"])
+@access(STAFF)
+def add_task(event_id: int) -> ResponseReturnValue:
+    event = db.get_or_404(Event, event_id)
+    form = TaskForm()
+    form.owner_id.choices = _staff_choices()
+    if form.validate_on_submit():
+        try:
+            services.add_task(event, department=form.department.data, title=form.title.data,
+                              owner_id=form.owner_id.data,
+                              due_at=local_to_utc(form.due_at.data), actor=current_user)
+        except RuleViolation as err:
+            show_error(form, err)
+        else:
+            flash(_("Task added."), "success")
+            return _back(event, "checklist")
+    return _invalid(event, task_form=form)
+
+
+@bp.route("/tasks/<int:task_id>/<any(done, reopen):state>", methods=["POST"])
+@access(STAFF)
+def task_done(task_id: int, state: str) -> ResponseReturnValue:
+    task = db.get_or_404(EventTask, task_id)
+    if ConfirmForm().validate_on_submit():
+        services.set_task_done(task, state == "done", actor=current_user)
+    return _back(db.session.get(Event, task.event_id), "checklist")
+
+
+@bp.route("/tasks/<int:task_id>/assign", methods=["POST"])
+@access(STAFF)
+def assign_task(task_id: int) -> ResponseReturnValue:
+    task = db.get_or_404(EventTask, task_id)
+    form = AssignForm()
+    form.owner_id.choices = _staff_choices()
+    event = db.session.get(Event, task.event_id)
+    if form.validate_on_submit():
+        try:
+            services.assign_task(task, owner_id=form.owner_id.data,
+                                 due_at=local_to_utc(form.due_at.data), actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            flash(err.message, "error")
+    else:
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+    return _back(event, "checklist")
+
+
+@bp.route("/<int:event_id>/timeline", methods=["POST"])
+@access(STAFF)
+def add_timeline_entry(event_id: int) -> ResponseReturnValue:
+    event = db.get_or_404(Event, event_id)
+    form = TimelineForm()
+    if form.validate_on_submit():
+        try:
+            services.add_timeline_entry(event, occurred_at=local_to_utc(form.occurred_at.data),
+                                        text=form.text.data, actor=current_user)
+        except RuleViolation as err:
+            show_error(form, err)
+        else:
+            flash(_("Added to the timeline."), "success")
+            return _back(event, "timeline")
+    return _invalid(event, timeline_form=form)
+
+
+@bp.route("/<int:event_id>/stakeholders", methods=["POST"])
+@access(STAFF)
+def add_stakeholder(event_id: int) -> ResponseReturnValue:
+    event = db.get_or_404(Event, event_id)
+    form = StakeholderForm()
+    if form.validate_on_submit():
+        try:
+            services.add_stakeholder(event, kind=form.kind.data, name=form.name.data,
+                                     contact=form.contact.data or "", actor=current_user)
+        except RuleViolation as err:
+            show_error(form, err)
+        else:
+            flash(_("Stakeholder added."), "success")
+            return _back(event, "stakeholders")
+    return _invalid(event, stakeholder_form=form)
+
+
+@bp.route("/stakeholders/<int:stakeholder_id>/informed", methods=["POST"])
+@access(STAFF)
+def stakeholder_informed(stakeholder_id: int) -> ResponseReturnValue:
+    stakeholder = db.get_or_404(Stakeholder, stakeholder_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.mark_informed(stakeholder, actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            flash(err.message, "error")
+    return _back(db.session.get(Event, stakeholder.event_id), "stakeholders")
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def settings() -> ResponseReturnValue:
+    """Checklist templates and response targets."""
+    form = TemplateItemForm()
+    if form.validate_on_submit():
+        try:
+            services.add_template_item(kind=form.kind.data, department=form.department.data,
+                                       title=form.title.data, due_hours=form.due_hours.data,
+                                       actor=current_user)
+        except RuleViolation as err:
+            db.session.rollback()
+            show_error(form, err)
+        else:
+            flash(_("Template task added."), "success")
+            return redirect(url_for("events.settings"))
+    templates = {kind.value: services.checklist_template(kind.value) for kind in EventKind}
+    db.session.commit()  # the defaults, written on first view
+    return render_template("events/settings.html", form=form, templates=templates,
+                           targets=services.target_minutes(), confirm=ConfirmForm(),
+                           department_labels=DEPARTMENT_LABELS, metric_labels=TARGET_METRICS,
+                           severities=SEVERITIES), 422 if form.errors else 200
+
+
+@bp.route("/settings/items/<int:item_id>/delete", methods=["POST"])
+@access(Role.ADMIN)
+def delete_template_item(item_id: int) -> ResponseReturnValue:
+    item = db.get_or_404(ChecklistTemplateItem, item_id)
+    if ConfirmForm().validate_on_submit():
+        services.delete_template_item(item, actor=current_user)
+        flash(_("Template task removed."), "success")
+    return redirect(url_for("events.settings"))
+
+
+@bp.route("/settings/targets", methods=["POST"])
+@access(Role.ADMIN)
+def save_targets() -> ResponseReturnValue:
+    try:
+        for severity in SEVERITIES:
+            for metric in TARGET_METRICS:
+                raw = (request.form.get(f"{severity}-{metric}") or "").strip()
+                if not raw.isdigit() and raw:
+                    raise RuleViolation(_("Minutes must be a whole number."))
+                minutes = int(raw) if raw else None
+                if services.target_minutes().get((severity, metric)) != minutes:
+                    services.set_target(severity, metric, minutes, actor=current_user)
+    except RuleViolation as err:
+        db.session.rollback()
+        flash(err.message, "error")
+    else:
+        flash(_("Targets saved."), "success")
+    return redirect(url_for("events.settings"))
 
 
 @bp.route("/<int:event_id>/edit", methods=["GET", "POST"])

@@ -14,9 +14,11 @@ from portal.auth.models import User
 from portal.cases import services as case_services
 from portal.cases.models import Case
 from portal.config import LOCALES
-from portal.events.models import Event
+from portal.events import services as event_services
+from portal.events.models import TARGET_METRICS, Event
 from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
+from portal.main import services as dashboard_services
 from portal.notices import services as notice_services
 from portal.security import PUBLIC, STAFF, access
 from portal.signoffs import services as signoffs
@@ -49,6 +51,7 @@ def dashboard() -> ResponseReturnValue:
         select(AuditVerification).order_by(AuditVerification.id.desc())
     )
     recent = audit.history("user", current_user.id, limit=5)
+    money = dashboard_services.amounts_by_event()
     return render_template(
         "main/dashboard.html", figures=figures, events=events, latest_check=latest_check,
         recent=recent, pending_signoffs=signoffs.queue(),
@@ -58,6 +61,12 @@ def dashboard() -> ResponseReturnValue:
                                         .order_by(None)),
         overdue=signoffs.overdue_retroactive(),
         emergencies=notice_services.emergency_publications_awaiting_review(),
+        missed_targets=event_services.missed_targets(), metric_labels=TARGET_METRICS,
+        status_chart=dashboard_services.open_cases_by_status(),
+        money=money, money_scale=dashboard_services.amounts_scale(money),
+        breaches=dashboard_services.sla_breaches(),
+        signoff_ages=dashboard_services.signoff_ages(),
+        deliveries=dashboard_services.mailing_delivery(),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -17,7 +16,6 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import get_timezone
 from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
@@ -28,6 +26,7 @@ from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import local_to_utc, utc_to_local
 from portal.notices import pdf, services, tasks
 from portal.notices.content import STARTERS, fill_placeholders, render_markdown
 from portal.notices.forms import (
@@ -63,16 +62,6 @@ def markdown_filter(text: str) -> Markup:
     return Markup(render_markdown(text))  # sanitised by an allow-list
 
 
-def _local_to_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=get_timezone()).astimezone(UTC)
-
-
-def _utc_to_local(value: datetime | None) -> datetime | None:
-    return value.astimezone(get_timezone()).replace(tzinfo=None) if value else None
-
-
 def _placeholders(event: Event) -> dict[str, str]:
     cfg = current_app.config
     return {"event_title": event.title, "contact_phone": cfg["PORTAL_CONTACT_PHONE"],
@@ -95,7 +84,7 @@ def create(event_id: int) -> ResponseReturnValue:
         try:
             notice = services.create_notice(
                 event, audience=form.audience.data, content=form.content(), actor=current_user,
-                planned_publish_at=_local_to_utc(form.planned_publish_at.data))
+                planned_publish_at=local_to_utc(form.planned_publish_at.data))
         except RuleViolation as err:
             db.session.rollback()
             show_error(form, err)
@@ -131,7 +120,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
     form = NoticeForm(obj=None)
     if request.method == "GET":
         form.audience.data = notice.audience
-        form.planned_publish_at.data = _utc_to_local(notice.planned_publish_at)
+        form.planned_publish_at.data = utc_to_local(notice.planned_publish_at)
         form.based_on.data = str(latest.number)
         for locale, entry in latest.content().items():
             getattr(form, f"title_{locale}").data = entry["title"]
@@ -142,7 +131,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
             based_on = int(form.based_on.data or 0)
             version = services.save(
                 notice, content=form.content(), audience=form.audience.data,
-                planned_publish_at=_local_to_utc(form.planned_publish_at.data),
+                planned_publish_at=local_to_utc(form.planned_publish_at.data),
                 based_on=based_on, actor=current_user)
         except (RuleViolation, ValueError) as err:
             db.session.rollback()
