@@ -64,6 +64,7 @@ def seed_demo() -> str:
     _seed_published_notice(event, users)
     _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
+    _seed_command_centre(event, users)
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -114,6 +115,20 @@ def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
         actor=users[Role.AGENT])
     case_services.change_status(large, "start", actor=users[Role.AGENT])
     case_services.propose(large, actor=users[Role.AGENT])
+
+
+def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:
+    """The first response done, a partner to inform and an entry in the timeline."""
+    from portal.events.models import EventTask
+
+    for task in db.session.scalars(select(EventTask).where(EventTask.event_id == event.id)
+                                   .order_by(EventTask.position).limit(2)):
+        event_services.set_task_done(task, True, actor=users[Role.ADMIN])
+    event_services.add_stakeholder(event, kind="supplier", name="CRM 云服务商 / CRM vendor",
+                                   contact="NOC 400-800-9999", actor=users[Role.ADMIN])
+    event_services.add_timeline_entry(event, occurred_at=None,
+                                      text="供应商确认数据库故障 / Vendor confirmed a database "
+                                           "fault", actor=users[Role.AGENT])
 
 
 def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
