@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.cases import views as case_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
+    from portal.lifecycle import cli as lifecycle_cli
     from portal.lifecycle import views as lifecycle_views
     from portal.mailings import cli as mailing_cli
     from portal.mailings import views as mailing_views
@@ -84,4 +85,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(main_cli.devserver)
     app.cli.add_command(main_cli.reconcile)
     app.cli.add_command(mailing_cli.mailings_cli)
+    app.cli.add_command(lifecycle_cli.lifecycle_cli)
     return app

@@ -104,6 +104,16 @@ def init_app(app: Flask) -> None:
             return err
         return render_error(err.code or 500)
 
+    @app.after_request
+    def form_errors_reach_htmx(response: Response) -> Response:
+        """htmx swaps only 2xx answers, so a form answered 422 (its errors next to the fields)
+        would show nothing in the browser: htmx gets it as 200, with the address bar left as
+        it is; every other client still gets 422."""
+        if response.status_code == 422 and request.headers.get("HX-Request") == "true":
+            response.status_code = 200
+            response.headers["HX-Push-Url"] = "false"
+        return response
+
     @app.errorhandler(Exception)
     def server_error(err: Exception) -> ResponseReturnValue:
         log.exception("unhandled error on %s", request.path)

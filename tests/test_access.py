@@ -99,7 +99,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "notice_id": str(notice.id), "version_id": str(notice.latest_version.id),
                    "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug,
                    "customer_id": str(customer.id), "case_id": str(case.id),
-                   "batch_id": str(batch.id)}
+                   "batch_id": str(batch.id), "postmortem_id": "1",
+                   "archive_id": "1", "run_id": "1"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

@@ -122,3 +122,14 @@ def test_htmx_request_without_session_is_told_to_redirect(client) -> None:
     response = client.get("/audit/", headers={"HX-Request": "true"})
     assert response.status_code == 401
     assert response.headers["HX-Redirect"].startswith("/login")
+
+
+def test_form_errors_reach_htmx_as_200_and_others_as_422(client, auth) -> None:
+    """htmx swaps only 2xx answers; a boosted form with errors must still show them."""
+    auth.login("admin")
+    plain = client.post("/events/new", data={"title": ""})
+    assert plain.status_code == 422
+    boosted = client.post("/events/new", data={"title": ""},
+                          headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert boosted.status_code == 200 and boosted.headers["HX-Push-Url"] == "false"
+    assert "title-error" in boosted.get_data(as_text=True)

@@ -449,7 +449,8 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
     db.session.add(note)
     db.session.flush()
     audit.record("case.reply", "case", case.id, f"Reply to the customer on {case.ref} queued",
-                 after={"note_id": note.id, "to": note.to_address}, actor=actor)
+                 after={"note_id": note.id, "to": case.customer.audit_digest(note.to_address)},
+                 actor=actor)
     db.session.commit()
     return note
 

@@ -1,7 +1,21 @@
-"""Customers and their CSV import batches."""
+"""Customers and their CSV import batches.
+
+Personal data stays out of the audit trail (crypto-shredding): the trail is append-only and
+hash-chained, so nothing written there can ever be removed. ``Customer.audit_state`` therefore
+records each personal field (external ref, name, company, e-mail, phone, tags) only as a keyed
+digest, HMAC-SHA256 under ``audit_salt``, a random key of the customer's own. While the salt
+exists, a digest shows that a field changed and can be checked against a known value; erasing
+the customer deletes the salt, and from then on no digest in the trail can be linked to the
+person again. The external ref is a business identifier but often names a person (an account
+number), so it counts as personal. The locale is kept readable.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +28,13 @@ from portal.extensions import db
 from portal.models import UTCDateTime, utcnow
 
 CUSTOMER_LOCALES = ("zh_CN", "en")
+# Recorded in the audit trail only as keyed digests (see the module docstring).
+PERSONAL_FIELDS = ("external_ref", "name", "company", "email", "phone", "tags")
+ERASED = "[erased]"
+
+
+def new_audit_salt() -> str:
+    return secrets.token_hex(32)
 
 
 class Customer(db.Model):
@@ -36,15 +57,40 @@ class Customer(db.Model):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The key of the audit digests; NULL once the customer is erased (crypto-shredding).
+    # The column default covers the bulk CSV import, which inserts without the ORM.
+    audit_salt: Mapped[str | None] = mapped_column(String(64), default=new_audit_salt)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     event: Mapped[Event] = relationship()
 
+    def __init__(self, **kwargs: Any) -> None:
+        # Set at once (not at flush), so audit_state works on a customer not yet flushed.
+        kwargs.setdefault("audit_salt", new_audit_salt())
+        super().__init__(**kwargs)
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+    def audit_digest(self, value: object) -> str:
+        """A keyed digest of one personal value; "" stays "" (nothing given), and after
+        erasure every value reads "[erased]"."""
+        if value in ("", None, []):
+            return ""
+        if self.audit_salt is None:
+            return ERASED
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True,
+                                                               ensure_ascii=False)
+        mac = hmac.new(bytes.fromhex(self.audit_salt), text.encode(), hashlib.sha256)
+        return "hmac-sha256:" + mac.hexdigest()
+
     def audit_state(self) -> dict[str, Any]:
-        return {
-            "external_ref": self.external_ref, "name": self.name, "company": self.company,
-            "email": self.email, "phone": self.phone, "locale": self.locale,
-            "tags": list(self.tags or []),
-        }
+        state: dict[str, Any] = {"locale": self.locale}
+        for name in PERSONAL_FIELDS:
+            value = getattr(self, name)
+            state[name] = self.audit_digest(sorted(value or []) if name == "tags" else value)
+        return state
 
 
 class ImportBatch(db.Model):

@@ -90,13 +90,15 @@ def create_customer(event: Event, raw: dict[str, str], *, actor: User) -> Custom
     db.session.add(customer)
     db.session.flush()
     audit.record("customer.create", "customer", customer.id,
-                 f"Customer {customer.external_ref} added by hand",
+                 f"Customer #{customer.id} added by hand",
                  after=customer.audit_state(), actor=actor)
     db.session.commit()
     return customer
 
 
 def update_customer(customer: Customer, raw: dict[str, str], *, actor: User) -> bool:
+    if customer.erased:
+        raise RuleViolation(_("This customer's personal data was erased; it cannot be edited."))
     values = clean_customer(raw)
     other = _existing(customer.event_id, values["external_ref"])
     if other is not None and other.id != customer.id:
@@ -109,7 +111,7 @@ def update_customer(customer: Customer, raw: dict[str, str], *, actor: User) -> 
         return False
     customer.updated_at = utcnow()
     audit.record("customer.update", "customer", customer.id,
-                 f"Customer {customer.external_ref} edited", before=before,
+                 f"Customer #{customer.id} edited", before=before,
                  after=customer.audit_state(), actor=actor)
     db.session.commit()
     return True

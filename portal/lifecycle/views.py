@@ -1,7 +1,166 @@
-"""Staff pages of the lifecycle domain."""
+"""Staff pages of the lifecycle domain: an event's export and retention, the retention
+setting and its runs, and the erasure of one customer."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from portal.auth.models import Role
+from portal.customers.models import Customer
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.lifecycle import services, tasks
+from portal.lifecycle.forms import EraseForm, RetentionForm
+from portal.lifecycle.models import DONE, STATUS_LABELS, EventArchive, RetentionRun
+from portal.security import STAFF, access
+from portal.users.forms import ConfirmForm
+from portal.web import show_error, wants_partial
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle")
+
+
+def _queue_down() -> None:
+    flash(_("The job queue cannot be reached. The work is saved and will start when the "
+            "queue is back."), "warning")
+
+
+@bp.route("/event/<int:event_id>")
+@access(STAFF)
+def event(event_id: int) -> ResponseReturnValue:
+    item = db.get_or_404(Event, event_id)
+    archives = db.session.scalars(select(EventArchive).where(EventArchive.event_id == item.id)
+                                  .order_by(EventArchive.id.desc()).limit(20)).all()
+    return render_template("lifecycle/event.html", event=item, archives=archives,
+                           retention=services.event_retention(item), confirm=ConfirmForm(),
+                           labels=STATUS_LABELS)
+
+
+@bp.route("/event/<int:event_id>/export", methods=["POST"])
+@access(Role.ADMIN)
+def export(event_id: int) -> ResponseReturnValue:
+    item = db.get_or_404(Event, event_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        row = services.request_export(item, actor=current_user)
+    except RuleViolation as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for("lifecycle.event", event_id=item.id))
+    if not tasks.queue_archive(row.id):
+        _queue_down()
+    return redirect(url_for("lifecycle.archive", archive_id=row.id))
+
+
+@bp.route("/archives/<int:archive_id>")
+@access(STAFF)
+def archive(archive_id: int) -> ResponseReturnValue:
+    row = db.get_or_404(EventArchive, archive_id)
+    if wants_partial():
+        return render_template("lifecycle/_archive.html", archive=row, labels=STATUS_LABELS)
+    return render_template("lifecycle/archive.html", archive=row, labels=STATUS_LABELS)
+
+
+@bp.route("/archives/<int:archive_id>/download")
+@access(Role.ADMIN)
+def download(archive_id: int) -> ResponseReturnValue:
+    row = db.get_or_404(EventArchive, archive_id)
+    path = services.archive_path(row)
+    if row.status != DONE or path is None or not path.exists():
+        abort(404)
+    services.record_download(row, actor=current_user)
+    return send_file(path, mimetype="application/zip", as_attachment=True,
+                     download_name=path.name)
+
+
+@bp.route("/retention", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def retention() -> ResponseReturnValue:
+    current = services.policy()
+    form = RetentionForm(obj=current)
+    if form.validate_on_submit():
+        try:
+            if services.set_retention_days(form.days.data, actor=current_user):
+                flash(_("Retention changed to %(days)d days.", days=form.days.data), "success")
+            return redirect(url_for("lifecycle.retention"))
+        except RuleViolation as err:
+            db.session.rollback()
+            show_error(form, err)
+    db.session.commit()  # the default policy row, when this is its first use
+    runs = db.session.scalars(select(RetentionRun).order_by(RetentionRun.id.desc())
+                              .limit(20)).all()
+    return render_template("lifecycle/retention.html", form=form, policy=current, runs=runs,
+                           confirm=ConfirmForm(), labels=STATUS_LABELS)
+
+
+@bp.route("/retention/dry-run", methods=["POST"])
+@access(Role.ADMIN)
+def dry_run() -> ResponseReturnValue:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    run = services.dry_run(actor=current_user)
+    return redirect(url_for("lifecycle.run", run_id=run.id))
+
+
+@bp.route("/retention/runs/<int:run_id>")
+@access(Role.ADMIN)
+def run(run_id: int) -> ResponseReturnValue:
+    row = db.get_or_404(RetentionRun, run_id)
+    if wants_partial():
+        return render_template("lifecycle/_run_status.html", run=row, labels=STATUS_LABELS)
+    return render_template("lifecycle/run.html", run=row, confirm=ConfirmForm(),
+                           labels=STATUS_LABELS)
+
+
+@bp.route("/retention/runs/<int:run_id>/confirm", methods=["POST"])
+@access(Role.ADMIN)
+def confirm_run(run_id: int) -> ResponseReturnValue:
+    row = db.get_or_404(RetentionRun, run_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.confirm_run(row, actor=current_user)
+    except RuleViolation as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for("lifecycle.run", run_id=row.id))
+    if not tasks.queue_retention(row.id):
+        _queue_down()
+    return redirect(url_for("lifecycle.run", run_id=row.id))
+
+
+@bp.route("/retention/runs/<int:run_id>/cancel", methods=["POST"])
+@access(Role.ADMIN)
+def cancel_run(run_id: int) -> ResponseReturnValue:
+    row = db.get_or_404(RetentionRun, run_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.cancel_run(row, actor=current_user)
+        flash(_("The dry run was cancelled; nothing was erased."), "success")
+    except RuleViolation as err:
+        db.session.rollback()
+        flash(err.message, "error")
+    return redirect(url_for("lifecycle.run", run_id=row.id))
+
+
+@bp.route("/customers/<int:customer_id>/erase", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def erase_customer(customer_id: int) -> ResponseReturnValue:
+    customer = db.get_or_404(Customer, customer_id)
+    form = EraseForm()
+    if form.validate_on_submit():
+        try:
+            services.erase_on_request(customer, form.reason.data, actor=current_user)
+            flash(_("The customer's personal data was erased."), "success")
+            return redirect(url_for("customers.detail", customer_id=customer.id))
+        except RuleViolation as err:
+            db.session.rollback()
+            show_error(form, err)
+    return render_template("lifecycle/erase.html", customer=customer, form=form), (
+        400 if form.errors else 200)

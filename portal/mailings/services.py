@@ -653,7 +653,7 @@ def unsubscribe(customer: Customer, *, via: str) -> bool:
         return False
     customer.unsubscribed_at = utcnow()
     audit.record("customer.unsubscribe", "customer", customer.id,
-                 f"Customer {customer.external_ref} unsubscribed ({via})",
+                 f"Customer #{customer.id} unsubscribed ({via})",
                  after={"unsubscribed_at": customer.unsubscribed_at.isoformat()}, actor=None)
     db.session.commit()
     return True

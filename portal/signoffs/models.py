@@ -26,7 +26,8 @@ STATUS_LABELS = {
     CHANGES: _l("Changes requested"),
     VOIDED: _l("Voided"),
 }
-SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision")}
+SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision"),
+                  "postmortem": _l("Post-mortem")}
 
 
 class SignoffRequest(db.Model):

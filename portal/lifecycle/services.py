@@ -1,0 +1,631 @@
+"""The data lifecycle of a closed event: export archive, retention and erasure.
+
+Erasure pseudonymises; it never deletes rows. Cases, amounts and payments stay as they were;
+the customer keeps its id and event and gets a pseudonym; e-mail, phone, company and tags are
+emptied; the mail logs (recipient rows, reply addresses and bodies) read "[erased]"; the
+customer's name, e-mail and phone are replaced by "[erased]" in case descriptions, notes and
+case sign-off snapshots (whose ``snapshot_hash`` stays as the proof of what was approved then).
+The audit trail is not touched: it never held the plain values (see ``portal.customers.models``)
+and deleting the customer's ``audit_salt`` makes its digests unlinkable. Archives of the event
+and uploaded CSVs of its finished imports still hold the plain data, so their files are deleted.
+
+Humans stay in control of retention: nothing is erased without an admin confirming a dry-run
+report that names the events. The daily job only prepares such a report; a confirmed run
+re-checks, when it runs, that each event is still closed and past retention under the current
+policy, and skips it otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import func, or_, select, update
+
+from portal.audit import services as audit
+from portal.audit.models import AuditEntry
+from portal.auth.models import User
+from portal.cases.models import Case, CaseNote, Payment
+from portal.customers import services as customer_services
+from portal.customers.models import ERASED, Customer, ImportBatch
+from portal.errors import RuleViolation
+from portal.events.models import Event, EventTask, Stakeholder, TimelineEntry
+from portal.extensions import db
+from portal.lifecycle import archive as fmt
+from portal.lifecycle.models import (
+    CANCELLED,
+    CONFIRMED,
+    DEFAULT_RETENTION_DAYS,
+    DONE,
+    FAILED,
+    PROPOSED,
+    PURGED,
+    QUEUED,
+    RUNNING,
+    EventArchive,
+    RetentionPolicy,
+    RetentionRun,
+)
+from portal.mailings.models import PENDING, SKIPPED, Mailing, MailingRecipient, MailingTestSend
+from portal.models import utcnow
+from portal.notices import pdf
+from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
+from portal.postmortems.models import Postmortem
+from portal.signoffs.models import SignoffRequest
+
+CASE_SUBJECT = "case_decision"
+NOTICE_SUBJECT = "notice_version"
+IN_BATCH = 500  # ids per IN (...) list
+ERASE_BATCH = 200  # customers erased per transaction in a retention run
+# What erasure changes, for the dry-run report (labels in the templates).
+ERASED_FIELDS = ("customer_identity", "customer_contact", "mail_logs", "case_replies",
+                 "case_texts", "signoff_snapshots", "files")
+
+
+# --------------------------------------------------------------------------- retention policy
+
+
+def policy() -> RetentionPolicy:
+    """The single settings row (created with the default on first use; the caller commits)."""
+    row = db.session.get(RetentionPolicy, 1)
+    if row is None:
+        row = RetentionPolicy(id=1, days=DEFAULT_RETENTION_DAYS, updated_at=utcnow())
+        db.session.add(row)
+        db.session.flush()
+    return row
+
+
+def set_retention_days(days: int, *, actor: User) -> bool:
+    if not 1 <= days <= 36500:
+        raise RuleViolation(_("Between 1 and 36500 days."), field="days")
+    row = policy()
+    if row.days == days:
+        db.session.commit()
+        return False
+    before = row.days
+    row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
+    audit.record("settings.retention", "setting", "retention",
+                 f"Retention set to {days} days after an event closed",
+                 before={"days": before}, after={"days": days}, actor=actor)
+    db.session.commit()
+    return True
+
+
+def retention_due_at(event: Event, days: int | None = None) -> datetime | None:
+    if event.status != "closed" or event.closed_at is None:
+        return None
+    return event.closed_at + timedelta(days=policy().days if days is None else days)
+
+
+def _past_retention(event: Event, days: int, now: datetime) -> bool:
+    due = retention_due_at(event, days)
+    return due is not None and due <= now
+
+
+def _live_customers(event_id: int) -> Any:
+    return select(func.count(Customer.id)).where(Customer.event_id == event_id,
+                                                 Customer.erased_at.is_(None))
+
+
+@dataclass
+class EventRetention:
+    days: int
+    due_at: datetime | None
+    customers: int
+    erased: int
+
+    @property
+    def due(self) -> bool:
+        return self.due_at is not None and self.due_at <= utcnow()
+
+
+def event_retention(event: Event) -> EventRetention:
+    days = policy().days
+    total = db.session.scalar(select(func.count(Customer.id)).where(
+        Customer.event_id == event.id)) or 0
+    live = db.session.scalar(_live_customers(event.id)) or 0
+    return EventRetention(days, retention_due_at(event, days), live, total - live)
+
+
+# ------------------------------------------------------------------------- dry run and runs
+
+
+def due_events(days: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Closed events past retention that still have customers with personal data."""
+    now = now or utcnow()
+    stmt = (select(Event).where(Event.status == "closed", Event.closed_at.is_not(None),
+                                Event.closed_at <= now - timedelta(days=days))
+            .order_by(Event.closed_at, Event.id))
+    found = []
+    for event in db.session.scalars(stmt):
+        live = db.session.scalar(_live_customers(event.id)) or 0
+        if live:
+            found.append({"event_id": event.id, "title": event.title,
+                          "closed_at": event.closed_at.isoformat(),
+                          "due_at": (event.closed_at + timedelta(days=days)).isoformat(),
+                          "customers": live})
+    return found
+
+
+def dry_run(*, actor: User | None) -> RetentionRun:
+    """Write the report of what an erasure would do now; nothing is erased."""
+    days = policy().days
+    run = RetentionRun(days=days, status=PROPOSED, created_at=utcnow(),
+                       created_by_id=actor.id if actor else None,
+                       report={"events": due_events(days), "fields": list(ERASED_FIELDS)})
+    db.session.add(run)
+    db.session.flush()
+    audit.record("retention.dry_run", "retention_run", run.id,
+                 f"Retention dry run: {len(run.report['events'])} events, "
+                 f"{run.customer_total} customers past {days} days",
+                 after={"events": [e["event_id"] for e in run.report["events"]],
+                        "customers": run.customer_total, "days": days}, actor=actor)
+    db.session.commit()
+    return run
+
+
+def prepare_daily_report() -> RetentionRun | None:
+    """The daily job's part: a dry-run report when events are due and none awaits review."""
+    if db.session.scalar(select(RetentionRun.id).where(
+            RetentionRun.status.in_([PROPOSED, CONFIRMED, RUNNING])).limit(1)):
+        return None
+    if not due_events(policy().days):
+        db.session.commit()
+        return None
+    return dry_run(actor=None)
+
+
+def confirm_run(run: RetentionRun, *, actor: User) -> None:
+    if run.status != PROPOSED:
+        raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
+    if not run.report.get("events"):
+        raise RuleViolation(_("This dry run found nothing to erase."))
+    run.status, run.confirmed_at, run.confirmed_by_id = CONFIRMED, utcnow(), actor.id
+    audit.record("retention.confirm", "retention_run", run.id,
+                 f"Retention run {run.id} confirmed: erase {run.customer_total} customers of "
+                 f"{len(run.report['events'])} events",
+                 after={"events": [e["event_id"] for e in run.report["events"]]}, actor=actor)
+    db.session.commit()
+
+
+def cancel_run(run: RetentionRun, *, actor: User) -> None:
+    if run.status != PROPOSED:
+        raise RuleViolation(_("Only a dry run awaiting confirmation can be cancelled."))
+    run.status, run.finished_at = CANCELLED, utcnow()
+    audit.record("retention.cancel", "retention_run", run.id,
+                 f"Retention run {run.id} cancelled", actor=actor)
+    db.session.commit()
+
+
+def run_retention(run_id: int) -> None:
+    """Erase the customers of a confirmed run's events; safe to run twice (erased customers
+    are skipped, a finished run is left alone)."""
+    run = db.session.get(RetentionRun, run_id)
+    if run is None or run.status not in (CONFIRMED, RUNNING):
+        return
+    run.status = RUNNING
+    db.session.commit()
+    actor = db.session.get(User, run.confirmed_by_id) if run.confirmed_by_id else None
+    days, now = policy().days, utcnow()
+    try:
+        erased, skipped = run.erased_count, []
+        for item in run.report.get("events", []):
+            event = db.session.get(Event, item["event_id"])
+            if event is None or not _past_retention(event, days, now):
+                skipped.append(item["event_id"])
+                continue
+            while ids := db.session.scalars(
+                    select(Customer.id).where(Customer.event_id == event.id,
+                                              Customer.erased_at.is_(None))
+                    .order_by(Customer.id).limit(ERASE_BATCH)).all():
+                files: list[Path] = []
+                for customer in db.session.scalars(select(Customer).where(Customer.id.in_(ids))):
+                    files += erase(customer, reason=f"retention run {run.id}", actor=actor)
+                erased += len(ids)
+                db.session.get(RetentionRun, run_id).erased_count = erased
+                db.session.commit()
+                _unlink(files)
+        run = db.session.get(RetentionRun, run_id)
+        run.status, run.finished_at = DONE, utcnow()
+        audit.record("retention.done", "retention_run", run.id,
+                     f"Retention run {run.id} finished: {erased} customers erased",
+                     after={"erased": erased, "skipped_events": skipped}, actor=actor)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        run = db.session.get(RetentionRun, run_id)
+        run.status, run.error, run.finished_at = FAILED, str(exc)[:500], utcnow()
+        db.session.commit()
+        raise
+
+
+# ----------------------------------------------------------------------------------- erasure
+
+
+def pseudonym_ref(external_ref: str) -> str:
+    """Stable (for one secret key): the same old reference always gives the same pseudonym,
+    which cannot be reversed or recomputed without the portal's secret key."""
+    key = current_app.config["SECRET_KEY"].encode()
+    mac = hmac.new(key, external_ref.encode(), hashlib.sha256).hexdigest()
+    return f"erased-{mac[:12]}"
+
+
+def _scrubber(customer: Customer) -> Any:
+    needles = [n for n in {customer.name, customer.email, customer.phone} if n and len(n) >= 2]
+    if not needles:
+        return lambda text: text
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)),
+                         re.IGNORECASE)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return pattern.sub(ERASED, value)
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        return value
+
+    return scrub
+
+
+def _purge_event_files(event_id: int) -> list[Path]:
+    """Mark the event's archives purged; return the files (archives, finished import CSVs)
+    to delete once the transaction is committed."""
+    files = []
+    for row in db.session.scalars(select(EventArchive).where(EventArchive.event_id == event_id,
+                                                             EventArchive.status == DONE)):
+        if row.path:
+            files.append(Path(current_app.instance_path) / row.path)
+        row.status = PURGED
+    for batch in db.session.scalars(select(ImportBatch).where(
+            ImportBatch.event_id == event_id,
+            ImportBatch.status.in_(["imported", "discarded", "failed"]))):
+        files += [customer_services.upload_path(batch), customer_services.rejected_path(batch)]
+    return files
+
+
+def _unlink(files: Iterable[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
+
+
+def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path]:
+    """Pseudonymise one customer everywhere, with its audit entry, in the current transaction
+    (the caller commits, then deletes the returned files)."""
+    now = utcnow()
+    # Compare-and-set: of two erasures at once, only one goes on (and holds the row).
+    claimed = db.session.execute(update(Customer).where(
+        Customer.id == customer.id, Customer.erased_at.is_(None)).values(erased_at=now))
+    if claimed.rowcount != 1:
+        db.session.refresh(customer)
+        return []
+    scrub = _scrubber(customer)
+    new_ref = pseudonym_ref(customer.external_ref)
+    case_ids = list(db.session.scalars(select(Case.id).where(Case.customer_id == customer.id)))
+    counts = {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0}
+    for row in db.session.scalars(select(MailingRecipient).where(
+            MailingRecipient.customer_id == customer.id)):
+        row.email = ERASED
+        row.last_error = scrub(row.last_error)
+        if row.status == PENDING:  # not mailed yet: it never will be
+            row.status, row.chunk, row.last_error = SKIPPED, None, "customer erased"
+        counts["mailing_recipients"] += 1
+    for row in db.session.scalars(select(MailingTestSend).where(
+            MailingTestSend.customer_id == customer.id)):
+        row.customer_id = None  # sent to staff; the link to the customer is what goes
+        row.error = scrub(row.error)
+        counts["test_sends"] += 1
+    if case_ids:
+        for case in db.session.scalars(select(Case).where(Case.id.in_(case_ids))):
+            case.description = scrub(case.description)
+        for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(case_ids))):
+            if note.kind == "reply":
+                note.body, note.to_address = ERASED, ERASED
+                if note.mail_status == "queued":  # not sent yet: it never will be
+                    note.mail_status, note.error = "failed", "customer erased"
+            else:
+                note.body = scrub(note.body)
+            note.error = scrub(note.error)
+            counts["case_notes"] += 1
+        for request in db.session.scalars(select(SignoffRequest).where(
+                SignoffRequest.subject_type == CASE_SUBJECT,
+                SignoffRequest.subject_id.in_(case_ids))):
+            snapshot = json.loads(json.dumps(scrub(request.snapshot)))  # a new object
+            if isinstance(snapshot, dict) and isinstance(snapshot.get("customer"), dict):
+                snapshot["customer"] = {**snapshot["customer"], "external_ref": new_ref,
+                                        "name": ERASED}
+            request.snapshot = snapshot
+            counts["signoffs"] += 1
+    # Stored data, not interface text: the same in every language.
+    customer.name = f"Erased customer #{customer.id}"
+    customer.external_ref = new_ref
+    customer.email = customer.phone = customer.company = ""
+    customer.tags = []
+    customer.audit_salt = None
+    customer.erased_at = customer.updated_at = now
+    files = _purge_event_files(customer.event_id)
+    audit.record("customer.erase", "customer", customer.id,
+                 f"Personal data of customer #{customer.id} erased",
+                 after={"reason": reason, "pseudonym": new_ref, **counts,
+                        "files_deleted": len(files)}, actor=actor)
+    return files
+
+
+def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
+    """Erase one customer now, on the person's request (an admin gives the reason)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise RuleViolation(_("Say why: a reason is required."), field="reason")
+    if customer.erased:
+        raise RuleViolation(_("This customer's personal data was already erased."))
+    files = erase(customer, reason=reason[:500], actor=actor)
+    db.session.commit()
+    _unlink(files)
+
+
+# ---------------------------------------------------------------------------- export archive
+
+
+def archives_dir() -> Path:
+    path = Path(current_app.instance_path) / "archives"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def archive_path(row: EventArchive) -> Path | None:
+    return Path(current_app.instance_path) / row.path if row.path else None
+
+
+def request_export(event: Event, *, actor: User) -> EventArchive:
+    """The archive row first (the caller commits, then queues the job)."""
+    if event.status != "closed" or event.closed_at is None:
+        raise RuleViolation(_("Only a closed event can be exported."))
+    row = EventArchive(event_id=event.id, requested_by_id=actor.id, status=QUEUED,
+                       requested_at=utcnow())
+    db.session.add(row)
+    db.session.flush()
+    audit.record("event.export", "event", event.id,
+                 f"Export archive {row.id} of event {event.id} requested",
+                 after={"archive_id": row.id}, actor=actor)
+    db.session.commit()
+    return row
+
+
+def record_download(row: EventArchive, *, actor: User) -> None:
+    audit.record("event.export_download", "event", row.event_id,
+                 f"Export archive {row.id} of event {row.event_id} downloaded",
+                 after={"archive_id": row.id, "sha256": row.sha256}, actor=actor)
+    db.session.commit()
+
+
+def build_archive(archive_id: int) -> str | None:
+    """Write the archive of one row; a finished row whose file is intact is left alone."""
+    row = db.session.get(EventArchive, archive_id)
+    if row is None or row.status in (FAILED, PURGED):
+        return None
+    path = archive_path(row)
+    if row.status == DONE and path and path.exists() and _sha256(path) == row.sha256:
+        return row.sha256
+    row.status = RUNNING
+    db.session.commit()
+    final = archives_dir() / f"event-{row.event_id}-archive-{row.id}.zip"
+    partial = final.with_suffix(".part")
+    try:
+        with partial.open("wb") as out:
+            write_archive(db.session.get(Event, row.event_id), out)
+        os.replace(partial, final)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        db.session.rollback()
+        row = db.session.get(EventArchive, archive_id)
+        row.status, row.error, row.finished_at = FAILED, str(exc)[:500], utcnow()
+        db.session.commit()
+        raise
+    row = db.session.get(EventArchive, archive_id)
+    row.status, row.finished_at = DONE, utcnow()
+    row.path = str(final.relative_to(current_app.instance_path))
+    row.sha256, row.size = _sha256(final), final.stat().st_size
+    db.session.commit()
+    return row.sha256
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def row_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every column of a row, JSON-ready (money as a decimal string, times in ISO 8601)."""
+    return {attr.key: _plain(getattr(obj, attr.key)) for attr in obj.__mapper__.column_attrs
+            if attr.key not in skip}
+
+
+def _in_batches(ids: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(ids), IN_BATCH):
+        yield ids[start:start + IN_BATCH]
+
+
+def _all(model: Any, column: Any, ids: list[Any], order: Any) -> list[Any]:
+    found: list[Any] = []
+    for chunk in _in_batches(ids):
+        found += db.session.scalars(select(model).where(column.in_(chunk)).order_by(order))
+    return sorted(found, key=lambda r: r.id)
+
+
+def _csv(header: list[str], rows: Iterable[list[Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    for values in rows:
+        writer.writerow(["" if v is None else _plain(v) for v in values])
+    return buf.getvalue().encode("utf-8-sig")
+
+
+# The audit subject types an event's record covers, with how to find their ids.
+def _audit_subjects(event: Event, record: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        "event": [str(event.id)],
+        "notice": [str(n["id"]) for n in record["notices"]],
+        "signoff": [str(s["id"]) for s in record["signoffs"]],
+        "customer": [str(c["id"]) for c in record["customers"]],
+        "case": [str(c["id"]) for c in record["cases"]],
+        "mailing": [str(m["id"]) for m in record["mailings"]],
+        "customer_import": [str(b["id"]) for b in record["imports"]],
+        "postmortem": [str(record["postmortem"]["id"])] if record["postmortem"] else [],
+    }
+
+
+def _audit_lines(subjects: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    entry_ids: set[int] = set()
+    for subject_type, ids in subjects.items():
+        for chunk in _in_batches(ids):
+            entry_ids.update(db.session.scalars(select(AuditEntry.id).where(
+                AuditEntry.subject_type == subject_type, AuditEntry.subject_id.in_(chunk))))
+    for chunk in _in_batches(sorted(entry_ids)):
+        entries = list(db.session.scalars(select(AuditEntry).where(AuditEntry.id.in_(chunk))
+                                          .order_by(AuditEntry.id)))
+        prev_ids = dict(db.session.execute(select(AuditEntry.hash, AuditEntry.id).where(
+            AuditEntry.hash.in_([e.prev_hash for e in entries]))).all())
+        for e in entries:
+            yield {
+                "id": e.id,
+                "created_at": e.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "actor_id": e.actor_id, "actor_label": e.actor_label, "action": e.action,
+                "subject_type": e.subject_type, "subject_id": e.subject_id,
+                "summary": e.summary, "before": e.before, "after": e.after, "ip": e.ip,
+                "prev_hash": e.prev_hash, "hash": e.hash,
+                "chain_prev_id": prev_ids.get(e.prev_hash),
+            }
+        for e in entries:
+            db.session.expunge(e)
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """The event's full record as plain data (the body of event.json)."""
+    notices = list(db.session.scalars(select(Notice).where(Notice.event_id == event.id)
+                                      .order_by(Notice.id)))
+    notice_ids = [n.id for n in notices]
+    versions = _all(NoticeVersion, NoticeVersion.notice_id, notice_ids, NoticeVersion.id)
+    version_ids = [v.id for v in versions]
+    publications = _all(Publication, Publication.notice_id, notice_ids, Publication.id)
+    pdfs = _all(NoticePdf, NoticePdf.version_id, version_ids, NoticePdf.id)
+    customers = list(db.session.scalars(select(Customer).where(Customer.event_id == event.id)
+                                        .order_by(Customer.id)))
+    cases = list(db.session.scalars(select(Case).where(Case.event_id == event.id)
+                                    .order_by(Case.id)))
+    case_ids = [c.id for c in cases]
+    payments = {p.case_id: p for p in _all(Payment, Payment.case_id, case_ids, Payment.id)}
+    notes: dict[int, list[CaseNote]] = {}
+    for note in _all(CaseNote, CaseNote.case_id, case_ids, CaseNote.id):
+        notes.setdefault(note.case_id, []).append(note)
+    signoffs = [s for s in db.session.scalars(select(SignoffRequest).where(or_(
+        SignoffRequest.scope.in_([f"notice:{i}" for i in notice_ids] or [""]),
+        SignoffRequest.scope.in_([f"case:{i}" for i in case_ids] or [""]))
+    ).order_by(SignoffRequest.id))]
+    mailings = list(db.session.scalars(select(Mailing).where(Mailing.event_id == event.id)
+                                       .order_by(Mailing.id)))
+    recipients: dict[int, list[MailingRecipient]] = {}
+    for r in _all(MailingRecipient, MailingRecipient.mailing_id, [m.id for m in mailings],
+                  MailingRecipient.id):
+        recipients.setdefault(r.mailing_id, []).append(r)
+    imports = db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event.id)
+                                 .order_by(ImportBatch.id))
+    postmortem = db.session.scalar(select(Postmortem).where(Postmortem.event_id == event.id))
+    if postmortem is not None:
+        signoffs += list(db.session.scalars(select(SignoffRequest).where(
+            SignoffRequest.scope == f"postmortem:{postmortem.id}").order_by(SignoffRequest.id)))
+
+    def of_event(model: Any) -> list[dict[str, Any]]:
+        return [row_dict(row) for row in db.session.scalars(
+            select(model).where(model.event_id == event.id).order_by(model.id))]
+
+    return {
+        "event": row_dict(event),
+        "notices": [{**row_dict(n),
+                     "versions": [row_dict(v) for v in versions if v.notice_id == n.id],
+                     "publications": [row_dict(p) for p in publications if p.notice_id == n.id],
+                     "pdfs": [{**row_dict(p), "file": f"pdfs/{p.sha256}.pdf"
+                               if p.status == "done" and p.sha256 else None}
+                              for p in pdfs if p.version_id in
+                              {v.id for v in versions if v.notice_id == n.id}]}
+                    for n in notices],
+        "signoffs": [row_dict(s) for s in signoffs],
+        "customers": [row_dict(c, skip=("audit_salt",)) for c in customers],
+        "cases": [{**row_dict(c),
+                   "payment": row_dict(payments[c.id]) if c.id in payments else None,
+                   "notes": [row_dict(n) for n in notes.get(c.id, [])]} for c in cases],
+        "mailings": [{**row_dict(m),
+                      "recipients": [row_dict(r) for r in recipients.get(m.id, [])]}
+                     for m in mailings],
+        "imports": [row_dict(b) for b in imports],
+        "checklist": of_event(EventTask),
+        "timeline": of_event(TimelineEntry),
+        "stakeholders": of_event(Stakeholder),
+        "postmortem": row_dict(postmortem) if postmortem else None,
+    }
+
+
+def _columns(model: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    return [a.key for a in model.__mapper__.column_attrs if a.key not in skip]
+
+
+def write_archive(event: Event, out: Any) -> None:
+    """Write the ZIP of ``event`` to the binary stream ``out``."""
+    record = event_record(event)
+    exported_at = utcnow().isoformat()
+    writer = fmt.ArchiveWriter(out)
+    writer.add("event.json", json.dumps({"format": fmt.FORMAT, "exported_at": exported_at,
+                                         **record}, ensure_ascii=False, indent=2,
+                                        default=str).encode())
+    customer_cols = _columns(Customer, skip=("audit_salt",))
+    writer.add("customers.csv", _csv(customer_cols, (
+        [c[k] for k in customer_cols] for c in record["customers"])))
+    case_cols = _columns(Case)
+    writer.add("cases.csv", _csv(case_cols, ([c[k] for k in case_cols]
+                                             for c in record["cases"])))
+    payment_cols = _columns(Payment)
+    writer.add("payments.csv", _csv(payment_cols, (
+        [c["payment"][k] for k in payment_cols] for c in record["cases"] if c["payment"])))
+    recipient_cols = _columns(MailingRecipient)
+    writer.add("mailing_recipients.csv", _csv(recipient_cols, (
+        [r[k] for k in recipient_cols] for m in record["mailings"] for r in m["recipients"])))
+    seen: set[str] = set()
+    for notice in record["notices"]:
+        for item in notice["pdfs"]:
+            source = pdf.storage_dir() / f"{item['sha256']}.pdf" if item["file"] else None
+            if source and item["file"] not in seen and source.exists():
+                seen.add(item["file"])
+                writer.add_file(item["file"], source)
+    audit_buf = io.BytesIO()
+    count, head = 0, None
+    for line in _audit_lines(_audit_subjects(event, record)):
+        audit_buf.write(fmt.canonical_json(line).encode() + b"\n")
+        count, head = count + 1, line["hash"]
+    writer.add(fmt.AUDIT, audit_buf.getvalue())
+    writer.close({"event_id": record["event"]["id"], "exported_at": exported_at,
+                  "audit": {"entries": count, "last_hash": head}})

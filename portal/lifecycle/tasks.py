@@ -1,0 +1,71 @@
+"""RQ jobs of the data lifecycle: building archives, retention runs and the daily report.
+Jobs take row ids and call services; every job may run twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rq import cron
+from sqlalchemy import select
+
+from portal import jobs
+from portal.extensions import rq
+from portal.lifecycle import services
+from portal.lifecycle.models import CONFIRMED, QUEUED, RUNNING, EventArchive, RetentionRun
+from portal.models import utcnow
+
+ARCHIVE_TIMEOUT_SECONDS = 1800
+RETENTION_TIMEOUT_SECONDS = 3600
+DAILY_SECONDS = 24 * 3600
+
+
+def archive_job_id(archive_id: int) -> str:
+    return f"event-archive-{archive_id}"
+
+
+def retention_job_id(run_id: int) -> str:
+    return f"retention-run-{run_id}"
+
+
+@rq.job
+def build_archive_job(archive_id: int) -> str | None:
+    return services.build_archive(archive_id)
+
+
+@rq.job
+def run_retention_job(run_id: int) -> None:
+    services.run_retention(run_id)
+
+
+def queue_archive(archive_id: int) -> bool:
+    return jobs.enqueue(build_archive_job, archive_id, job_id=archive_job_id(archive_id),
+                        timeout=ARCHIVE_TIMEOUT_SECONDS)
+
+
+def queue_retention(run_id: int) -> bool:
+    return jobs.enqueue(run_retention_job, run_id, job_id=retention_job_id(run_id),
+                        timeout=RETENTION_TIMEOUT_SECONDS)
+
+
+@jobs.reconciler
+def requeue_lost_archives(min_age: timedelta) -> int:
+    stmt = select(EventArchive.id).where(EventArchive.status.in_([QUEUED, RUNNING]),
+                                         EventArchive.requested_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, archive_job_id, queue_archive)
+
+
+@jobs.reconciler
+def requeue_lost_retention_runs(min_age: timedelta) -> int:
+    stmt = select(RetentionRun.id).where(RetentionRun.status.in_([CONFIRMED, RUNNING]),
+                                         RetentionRun.confirmed_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, retention_job_id, queue_retention)
+
+
+@rq.job
+def daily_retention_report_job() -> int | None:
+    """Only prepares a dry-run report for an admin to confirm; it never erases by itself."""
+    run = services.prepare_daily_report()
+    return run.id if run else None
+
+
+cron.register(daily_retention_report_job.func, "default", interval=DAILY_SECONDS)

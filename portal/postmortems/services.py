@@ -1,0 +1,412 @@
+"""Post-mortem rules: one per event, blameless causes, optimistic locking, live facts from the
+event, legal sign-off of exactly the six texts and the facts summary, PDF rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from portal.audit import services as audit
+from portal.audit.models import AuditEntry
+from portal.auth.models import User
+from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES, Case, Payment
+from portal.customers.models import Customer
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
+from portal.models import utcnow
+from portal.notices.content import render_markdown
+from portal.notices.models import Notice
+from portal.postmortems.models import (
+    MAX_STEP_LENGTH,
+    STEP_HINTS,
+    STEP_TERMS,
+    STEP_TITLES,
+    STEPS,
+    Postmortem,
+    PostmortemPdf,
+)
+from portal.signoffs import services as signoffs
+from portal.signoffs.models import APPROVED, PENDING, SignoffRequest
+
+SUBJECT = "postmortem"
+TIMELINE_LIMIT = 500
+# Shorter names would match inside ordinary words.
+MIN_NAME_LENGTH = 2
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+class Conflict(RuleViolation):
+    """Someone else saved the post-mortem since the form was loaded."""
+
+
+def _scope(postmortem: Postmortem) -> str:
+    return f"postmortem:{postmortem.id}"
+
+
+def for_event(event: Event) -> Postmortem | None:
+    return db.session.scalar(select(Postmortem).where(Postmortem.event_id == event.id))
+
+
+def start(event: Event, *, actor: User) -> Postmortem:
+    """The event's post-mortem, created empty if it has none yet."""
+    existing = for_event(event)
+    if existing is not None:
+        return existing
+    now = utcnow()
+    postmortem = Postmortem(event_id=event.id, created_by_id=actor.id, created_at=now,
+                            updated_by_id=actor.id, updated_at=now)
+    db.session.add(postmortem)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        # Someone started it at the same moment; the unique event_id decided.
+        db.session.rollback()
+        found = for_event(event)
+        if found is None:
+            raise
+        return found
+    audit.record("postmortem.start", SUBJECT, postmortem.id,
+                 f"Post-mortem started for event “{event.title}”",
+                 after=postmortem.audit_state(), actor=actor)
+    db.session.commit()
+    return postmortem
+
+
+# --- the steps -------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    number: int
+    key: str
+    title: str
+    term: str
+    hint: str
+    text: str
+    html: str
+
+    @property
+    def heading(self) -> str:
+        """"4 分析原因 · Analyse the causes"; just the term once the title is translated to it."""
+        if self.title == self.term:
+            return f"{self.number} {self.term}"
+        return f"{self.number} {self.term} · {self.title}"
+
+
+def steps(postmortem: Postmortem | None) -> list[Step]:
+    """The six steps with their titles and sanitised HTML, for pages and the PDF."""
+    texts = postmortem.texts() if postmortem else dict.fromkeys(STEPS, "")
+    return [Step(n, key, str(STEP_TITLES[key]), STEP_TERMS[key], str(STEP_HINTS[key]),
+                 texts[key], render_markdown(texts[key]) if texts[key] else "")
+            for n, key in enumerate(STEPS, start=1)]
+
+
+def _people(event_id: int) -> Iterator[str]:
+    """Every staff name and e-mail address, then the names of the event's customers."""
+    for name, email in db.session.execute(select(User.name, User.email)):
+        yield name
+        yield email
+    yield from db.session.scalars(select(Customer.name).where(Customer.event_id == event_id)
+                                  .execution_options(yield_per=2000))
+
+
+def _mentions(folded_text: str, folded_name: str) -> bool:
+    """A whole-word mention. Chinese is written without spaces, so a CJK name counts anywhere;
+    a Latin name or address must not sit inside a longer word ("Li" in "client")."""
+    if _CJK.search(folded_name):
+        return True
+    pattern = rf"(?<![\w@.-]){re.escape(folded_name)}(?![\w@-])"
+    return re.search(pattern, folded_text) is not None
+
+
+def named_person(text: str, names: Iterable[str]) -> str | None:
+    """The first of ``names`` that ``text`` mentions, if any."""
+    folded = text.casefold()
+    for name in names:
+        candidate = (name or "").strip().casefold()
+        if (len(candidate) >= MIN_NAME_LENGTH and candidate in folded
+                and _mentions(folded, candidate)):
+            return name.strip()
+    return None
+
+
+def check_blameless(causes: str, event_id: int) -> None:
+    """Causes are about systems and processes, never people: refuse any staff member's name or
+    e-mail address and any customer name of the event."""
+    if not causes.strip():
+        return
+    found = named_person(causes, _people(event_id))
+    if found:
+        raise RuleViolation(_("Keep the causes blameless: they name a person (“%(name)s”). "
+                              "Describe what happened and why our systems allowed it, "
+                              "not who did it.", name=found), field="causes")
+
+
+def _check_version(postmortem: Postmortem, expected: int | None) -> None:
+    if expected is not None and expected != postmortem.lock_version:
+        raise Conflict(_("Someone else saved this post-mortem while you were editing. Copy "
+                         "your text, reload the page to see their change, and save again; "
+                         "yours has not been saved."))
+
+
+def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: int | None,
+           actor: User) -> bool:
+    """Save the six steps. False when nothing changed. A change voids legal's open or granted
+    sign-off: legal approved the old text, not this one."""
+    _check_version(postmortem, expected_version)
+    cleaned = {step: (texts.get(step) or "").strip() for step in STEPS}
+    for step, text in cleaned.items():
+        if len(text) > MAX_STEP_LENGTH:
+            raise RuleViolation(_("At most %(n)d characters.", n=MAX_STEP_LENGTH), field=step)
+    check_blameless(cleaned["causes"], postmortem.event_id)
+    before = postmortem.audit_state()
+    if cleaned == postmortem.texts():
+        return False
+    actor_id = actor.id  # read first: loading an expired actor would flush half the change
+    for step, text in cleaned.items():
+        setattr(postmortem, step, text)
+    postmortem.updated_by_id = actor_id
+    postmortem.updated_at = utcnow()
+    try:
+        db.session.flush()
+    except StaleDataError:
+        db.session.rollback()
+        raise Conflict(_("Someone else saved this post-mortem at the same moment. Reload the "
+                         "page; your change has not been saved.")) from None
+    signoffs.void_scope(_scope(postmortem), "post-mortem edited", actor=actor)
+    changed = [s for s in STEPS if before[s] != cleaned[s]]
+    audit.record("postmortem.edit", SUBJECT, postmortem.id,
+                 f"Post-mortem edited: {', '.join(changed)}", before=before,
+                 after=postmortem.audit_state(), actor=actor)
+    db.session.commit()
+    return True
+
+
+# --- facts from the event --------------------------------------------------------------------
+
+
+@dataclass
+class MoneyLine:
+    currency: str
+    proposed: Decimal = Decimal("0.00")
+    approved: Decimal = Decimal("0.00")
+    paid: Decimal = Decimal("0.00")
+
+
+@dataclass
+class Facts:
+    opened_at: datetime
+    timeline: list[AuditEntry]
+    notices_published: int
+    first_published_at: datetime | None
+    first_public_at: datetime | None
+    mailings: int
+    recipients_sent: int
+    recipients_failed: int
+    cases_by_status: dict[str, int]
+    money: list[MoneyLine] = field(default_factory=list)
+
+    @property
+    def cases(self) -> int:
+        return sum(self.cases_by_status.values())
+
+    @property
+    def time_to_first_public_notice(self) -> timedelta | None:
+        return self.first_public_at - self.opened_at if self.first_public_at else None
+
+    def summary(self) -> dict[str, Any]:
+        """The figures legal signs off with the text (not the timeline, which only grows)."""
+        delay = self.time_to_first_public_notice
+        return {
+            "notices_published": self.notices_published,
+            "first_published_at": _iso(self.first_published_at),
+            "first_public_notice_after_minutes": (None if delay is None
+                                                  else int(delay.total_seconds() // 60)),
+            "mailings": self.mailings,
+            "recipients_sent": self.recipients_sent,
+            "recipients_failed": self.recipients_failed,
+            "cases_by_status": dict(self.cases_by_status),
+            "money": {line.currency: {"proposed": str(line.proposed),
+                                      "approved": str(line.approved), "paid": str(line.paid)}
+                      for line in self.money},
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _cents(column: Any) -> Any:
+    """Sum money as whole cents: exact on every backend (SQLite keeps NUMERIC as REAL, and a
+    float sum of many amounts could drift by a cent)."""
+    return func.sum(cast(func.round(column * 100), BigInteger))
+
+
+def _from_cents(value: Any) -> Decimal:
+    return Decimal(int(value or 0)).scaleb(-2)
+
+
+def facts(event: Event) -> Facts:
+    """Everything the post-mortem may cite, computed now from the event's records."""
+    published = db.session.execute(
+        select(func.count(Notice.id), func.min(Notice.first_published_at))
+        .where(Notice.event_id == event.id, Notice.first_published_at.is_not(None))).one()
+    first_public = db.session.scalar(
+        select(func.min(Notice.first_published_at))
+        .where(Notice.event_id == event.id, Notice.audience == "public"))
+    mailings = db.session.scalar(
+        select(func.count(Mailing.id))
+        .where(Mailing.event_id == event.id, Mailing.started_at.is_not(None))) or 0
+    recipients = dict(db.session.execute(
+        select(MailingRecipient.status, func.count(MailingRecipient.id))
+        .join(Mailing, Mailing.id == MailingRecipient.mailing_id)
+        .where(Mailing.event_id == event.id, MailingRecipient.status.in_([SENT, FAILED]))
+        .group_by(MailingRecipient.status)).all())
+    counts = dict(db.session.execute(
+        select(Case.status, func.count(Case.id)).where(Case.event_id == event.id)
+        .group_by(Case.status)).all())
+    order = OPEN_STATUSES + CLOSED_STATUSES
+    by_status = {s: counts[s] for s in sorted(counts, key=lambda s: (
+        order.index(s) if s in order else len(order), s))}
+    return Facts(
+        opened_at=event.created_at,
+        timeline=list(reversed(audit.history("event", event.id, limit=TIMELINE_LIMIT))),
+        notices_published=published[0], first_published_at=published[1],
+        first_public_at=first_public, mailings=mailings,
+        recipients_sent=recipients.get(SENT, 0), recipients_failed=recipients.get(FAILED, 0),
+        cases_by_status=by_status, money=_money(event),
+    )
+
+
+def _money(event: Event) -> list[MoneyLine]:
+    lines: dict[str, MoneyLine] = {}
+
+    def line(currency: str) -> MoneyLine:
+        return lines.setdefault(currency, MoneyLine(currency))
+
+    for currency, proposed, approved in db.session.execute(
+            select(Case.currency, _cents(Case.amount), _cents(Case.approved_amount))
+            .where(Case.event_id == event.id).group_by(Case.currency)):
+        line(currency).proposed = _from_cents(proposed)
+        line(currency).approved = _from_cents(approved)
+    for currency, paid in db.session.execute(
+            select(Payment.currency, _cents(Payment.amount))
+            .join(Case, Case.id == Payment.case_id)
+            .where(Case.event_id == event.id).group_by(Payment.currency)):
+        line(currency).paid = _from_cents(paid)
+    return [lines[c] for c in sorted(lines)]
+
+
+# --- legal sign-off --------------------------------------------------------------------------
+
+
+def snapshot(postmortem: Postmortem, found: Facts | None = None) -> dict[str, Any]:
+    """Exactly what legal approves: the six texts and the facts summary."""
+    found = found or facts(postmortem.event)
+    return {"steps": postmortem.texts(), "facts": found.summary()}
+
+
+@dataclass
+class SignoffState:
+    request: SignoffRequest | None
+    # A pending or granted request still covers the current text and facts.
+    binding: bool
+
+    @property
+    def granted(self) -> bool:
+        return self.binding and self.request is not None and self.request.status == APPROVED
+
+    @property
+    def open(self) -> bool:
+        return self.binding and self.request is not None and self.request.status == PENDING
+
+
+def signoff_state(postmortem: Postmortem, found: Facts | None = None) -> SignoffState:
+    request = signoffs.latest(SUBJECT, postmortem.id)
+    binding = (request is not None and request.status in (PENDING, APPROVED)
+               and signoffs.check_binding(request, snapshot(postmortem, found)))
+    return SignoffState(request, binding)
+
+
+def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
+    """Ask legal to approve the current text and facts. A request the facts have moved away
+    from (a payment since, say) is voided and replaced."""
+    current = snapshot(postmortem)
+    state = signoff_state(postmortem)
+    if state.binding:
+        raise RuleViolation(_("Legal already has exactly this post-mortem (pending or "
+                              "approved)."))
+    if state.request is not None and state.request.status in (PENDING, APPROVED):
+        signoffs.void_scope(_scope(postmortem), "facts changed", actor=actor)
+    if not any(current["steps"].values()):
+        raise RuleViolation(_("Write the post-mortem before asking legal to sign it off."))
+    request = signoffs.open_request(
+        subject_type=SUBJECT, subject_id=postmortem.id, scope=_scope(postmortem),
+        title=f"复盘 · {postmortem.event.title}", snapshot=current,
+        author_id=postmortem.updated_by_id or postmortem.created_by_id, requested_by=actor)
+    audit.record("postmortem.signoff_request", SUBJECT, postmortem.id,
+                 "Legal sign-off requested for the post-mortem",
+                 after={"signoff_id": request.id, "snapshot_hash": request.snapshot_hash},
+                 actor=actor)
+    db.session.commit()
+    return request
+
+
+@signoffs.on_decision(SUBJECT)
+def _after_decision(request: SignoffRequest, actor: User) -> None:
+    postmortem = db.session.get(Postmortem, request.subject_id)
+    if postmortem is None:
+        return
+    if request.status == APPROVED and not signoffs.check_binding(request, snapshot(postmortem)):
+        raise RuleViolation(_("The post-mortem or its facts changed since the request; it "
+                              "needs a new one."))
+    audit.record(f"postmortem.signoff_{request.status}", SUBJECT, postmortem.id,
+                 f"Legal sign-off of the post-mortem: {request.status.replace('_', ' ')}",
+                 after={"signoff_id": request.id, "comment": request.comment}, actor=actor)
+
+
+# --- PDF -------------------------------------------------------------------------------------
+
+
+def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
+    """The PDF row for the current text (and legal's grant, if it covers it); an existing row
+    for the same content is reused and a failed one queued again. Commits; the caller queues."""
+    state = signoff_state(postmortem)
+    signoff_id = state.request.id if state.granted and state.request else None
+    row = db.session.scalar(select(PostmortemPdf).where(
+        PostmortemPdf.postmortem_id == postmortem.id,
+        PostmortemPdf.lock_version == postmortem.lock_version,
+        PostmortemPdf.signoff_id.is_(None) if signoff_id is None
+        else PostmortemPdf.signoff_id == signoff_id,
+    ).order_by(PostmortemPdf.id.desc()).limit(1))
+    if row is None:
+        row = PostmortemPdf(postmortem_id=postmortem.id, lock_version=postmortem.lock_version,
+                            signoff_id=signoff_id, status="queued", requested_at=utcnow(),
+                            requested_by_id=actor.id)
+        db.session.add(row)
+        db.session.flush()
+        audit.record("postmortem.pdf", SUBJECT, postmortem.id,
+                     "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
+                     after={"pdf_id": row.id, "lock_version": row.lock_version,
+                            "signoff_id": signoff_id}, actor=actor)
+    elif row.status == "failed":
+        row.status, row.error, row.requested_at = "queued", None, utcnow()
+    db.session.commit()
+    return row
+
+
+def latest_pdf(postmortem: Postmortem) -> PostmortemPdf | None:
+    return db.session.scalar(select(PostmortemPdf).where(
+        PostmortemPdf.postmortem_id == postmortem.id).order_by(PostmortemPdf.id.desc()).limit(1))

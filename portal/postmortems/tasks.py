@@ -1,0 +1,77 @@
+"""RQ jobs of the post-mortems: the PDF. Jobs take row ids; the row is the truth."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask_babel import force_locale
+from sqlalchemy import select
+
+from portal import jobs
+from portal.extensions import db, rq
+from portal.models import utcnow
+from portal.notices import pdf as notice_pdf
+from portal.postmortems import pdf, services
+from portal.postmortems.models import PostmortemPdf
+from portal.signoffs import services as signoffs
+
+PDF_TIMEOUT_SECONDS = 120
+
+
+def pdf_job_id(pdf_id: int) -> str:
+    return f"postmortem-pdf-{pdf_id}"
+
+
+def queue_pdf(pdf_id: int) -> bool:
+    return jobs.enqueue(render_postmortem_pdf_job, pdf_id, job_id=pdf_job_id(pdf_id),
+                        timeout=PDF_TIMEOUT_SECONDS)
+
+
+def _fail(pdf_id: int, message: str) -> None:
+    db.session.rollback()
+    row = db.session.get(PostmortemPdf, pdf_id)
+    row.status, row.error, row.finished_at = "failed", message[:500], utcnow()
+    db.session.commit()
+
+
+@rq.job
+def render_postmortem_pdf_job(pdf_id: int) -> str | None:
+    """Render one PDF row; a finished row whose file exists is left alone (idempotent)."""
+    row = db.session.get(PostmortemPdf, pdf_id)
+    if row is None:
+        return None
+    if row.status == "done" and row.sha256 and (
+            notice_pdf.storage_dir() / f"{row.sha256}.pdf").exists():
+        return row.sha256
+    postmortem = row.postmortem
+    if postmortem.lock_version != row.lock_version:
+        # The text asked for no longer exists; a PDF of newer text would mislabel it.
+        _fail(pdf_id, "The post-mortem was edited after the PDF was requested; request a new "
+                      "PDF.")
+        return None
+    row.status = "running"
+    db.session.commit()
+    try:
+        found = services.facts(postmortem.event)
+        signoff = row.signoff
+        # The stamp only if legal's grant still covers exactly this text and these facts.
+        if signoff is not None and not signoffs.check_binding(
+                signoff, services.snapshot(postmortem, found)):
+            signoff = None
+        with force_locale("zh_CN"):
+            data = pdf.render_pdf(row, notice_pdf.stamp_for(signoff), found)
+        digest, _path = notice_pdf.store(data)
+    except Exception as exc:
+        _fail(pdf_id, str(exc))
+        raise
+    row = db.session.get(PostmortemPdf, pdf_id)
+    row.status, row.sha256, row.size, row.finished_at = "done", digest, len(data), utcnow()
+    db.session.commit()
+    return digest
+
+
+@jobs.reconciler
+def requeue_lost_postmortem_pdfs(min_age: timedelta) -> int:
+    stmt = select(PostmortemPdf.id).where(PostmortemPdf.status.in_(["queued", "running"]),
+                                          PostmortemPdf.requested_at < utcnow() - min_age)
+    return jobs.requeue_lost(stmt, pdf_job_id, queue_pdf)
