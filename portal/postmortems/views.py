@@ -12,7 +12,7 @@ from portal.audit import services as audit
 from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.events.models import Event
-from portal.extensions import db, htmx
+from portal.extensions import db
 from portal.notices import pdf as notice_pdf
 from portal.postmortems import services, tasks
 from portal.postmortems.forms import PostmortemForm
@@ -119,12 +119,7 @@ def save(event_id: int) -> ResponseReturnValue:
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")
             return redirect(url_for("postmortems.detail", event_id=event.id))
-    page, status = _page(event, db.session.get(Postmortem, postmortem.id), form, 422)
-    if htmx.boosted:
-        # htmx swaps only 2xx answers: the boosted form gets its errors with a 200, and the
-        # address bar stays on the page.
-        return page, 200, {"HX-Push-Url": "false"}
-    return page, status
+    return _page(event, db.session.get(Postmortem, postmortem.id), form, 422)
 
 
 @bp.route("/event/<int:event_id>/request-signoff", methods=["POST"])
