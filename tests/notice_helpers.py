@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from portal.auth.models import Role, User
 from portal.events import services as events
 from portal.events.models import Event
@@ -31,3 +37,15 @@ def approve(notice: Notice, users: dict[Role, User]) -> None:
 def publish(notice: Notice, users: dict[Role, User]) -> None:
     approve(notice, users)
     notices.publish(notice, actor=users[Role.AGENT])
+
+
+def pdf_text_and_fonts(path: Path) -> tuple[str, str]:
+    """What pdftotext reads from a PDF, and the pdffonts table (embedded fonts)."""
+    for tool in ("pdftotext", "pdffonts"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run `make test`, which installs poppler-utils")
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           check=True).stdout
+    return text, fonts

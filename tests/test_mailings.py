@@ -36,7 +36,7 @@ from portal.models import utcnow
 from portal.notices import services as notices
 from portal.signoffs import services as signoffs
 from tests.mail_helpers import recipients_received, start_server, start_worker
-from tests.notice_helpers import make_event, make_notice
+from tests.notice_helpers import make_event, make_notice, pdf_text_and_fonts
 from tests.notice_helpers import publish as publish_notice
 
 
@@ -423,8 +423,6 @@ def test_redis_down_keeps_the_mailing_queued_until_it_is_back(
 @pytest.mark.integration
 def test_signed_pdf_is_attached_even_before_publication(app, users, smtp, run_worker,
                                                         tmp_path) -> None:
-    import subprocess
-
     event = make_event()
     notice = make_notice(users, event)
     approve(notice, users)  # approved, not published: legal's grant stamps the PDF
@@ -441,8 +439,7 @@ def test_signed_pdf_is_attached_even_before_publication(app, users, smtp, run_wo
     assert attachment.get_filename() == f"{notice.ref}-v1.pdf"
     path = tmp_path / "attached.pdf"
     path.write_bytes(attachment.get_content())
-    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text, _fonts = pdf_text_and_fonts(path)
     assert notice.ref in text and "DRAFT" not in text and "草稿" not in text
 
 

@@ -4,8 +4,6 @@ watermark, content-addressed and idempotent, served publicly with an ETag."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 from sqlalchemy import select
@@ -14,20 +12,10 @@ from portal.auth.models import Role
 from portal.extensions import db
 from portal.notices import pdf, tasks
 from portal.notices.models import NoticePdf
-from tests.notice_helpers import ZH, make_notice, publish
+from tests.notice_helpers import ZH, make_notice, pdf_text_and_fonts, publish
 
 pytestmark = pytest.mark.integration
 
-
-def _text_and_fonts(path) -> tuple[str, str]:
-    for tool in ("pdftotext", "pdffonts"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: run `make test`, which installs poppler-utils")
-    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
-                          check=True).stdout
-    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
-                           check=True).stdout
-    return text, fonts
 
 
 def test_published_notice_pdf_via_worker(app, client, users, run_worker, tmp_path) -> None:
@@ -43,7 +31,7 @@ def test_published_notice_pdf_via_worker(app, client, users, run_worker, tmp_pat
     row = db.session.get(NoticePdf, row_id)
     assert row.status == "done", row.error
     path = tmp_path / "pdf" / f"{row.sha256}.pdf"
-    text, fonts = _text_and_fonts(path)
+    text, fonts = pdf_text_and_fonts(path)
     assert ZH["title"] in text
     assert "Noto-Sans-CJK-SC" in fonts or "NotoSansCJK" in fonts
     assert all(line.split()[-5] == "yes" for line in fonts.splitlines()[2:])  # embedded
@@ -75,7 +63,7 @@ def test_draft_pdf_is_watermarked_and_identical_when_rendered_twice(
     assert row.kind == "draft" and row.status == "done"
     done = client.get(status_url, headers={"HX-Request": "true"})
     assert "every 1s" not in done.text and "Download PDF" in done.text
-    text, _fonts = _text_and_fonts(tmp_path / "pdf" / f"{row.sha256}.pdf")
+    text, _fonts = pdf_text_and_fonts(tmp_path / "pdf" / f"{row.sha256}.pdf")
     assert "草稿" in text or "DRAFT" in text
     with app.test_request_context():
         again = pdf.render_pdf(row.version, pdf.Stamp(False))
@@ -101,11 +89,11 @@ def test_a_document_asking_for_local_files_gets_nothing(app, tmp_path) -> None:
     html = f'<p>safe</p><link rel="stylesheet" href="{css.as_uri()}">'
     out = tmp_path / "out.pdf"
     HTML(string=html, url_fetcher=pdf.refusing_fetcher()).write_pdf(out)
-    text, _fonts = _text_and_fonts(out)
+    text, _fonts = pdf_text_and_fonts(out)
     assert "safe" in text and "LEAKED-MARKER" not in text
     # The same document with WeasyPrint's default fetcher does read it: the test can fail.
     HTML(string=html).write_pdf(out)
-    assert "LEAKED-MARKER" in _text_and_fonts(out)[0]
+    assert "LEAKED-MARKER" in pdf_text_and_fonts(out)[0]
 
 
 def test_failed_render_is_recorded_and_can_be_retried(app, users, run_worker, monkeypatch,

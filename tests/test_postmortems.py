@@ -3,8 +3,6 @@ event, optimistic locking, legal sign-off, and the PDF through a real worker."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,7 +21,7 @@ from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
 from tests.case_helpers import make_case, make_customer, second_agent
-from tests.notice_helpers import make_event, make_notice, publish
+from tests.notice_helpers import make_event, make_notice, pdf_text_and_fonts, publish
 
 TEXTS = {
     "goals": "Restore withdrawals within **4 hours** and tell every customer.",
@@ -297,16 +295,6 @@ def test_a_grant_the_facts_moved_away_from_is_replaced(app, users) -> None:
     assert services.signoff_state(postmortem).granted
 
 
-def _pdf_text(path) -> tuple[str, str]:
-    for tool in ("pdftotext", "pdffonts"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: run `make test`, which installs poppler-utils")
-    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
-                          check=True).stdout
-    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
-                           check=True).stdout
-    return text, fonts
-
 
 @pytest.mark.integration
 def test_pdf_through_the_worker_with_legal_stamp(app, client, auth, users, run_worker,
@@ -328,7 +316,7 @@ def test_pdf_through_the_worker_with_legal_stamp(app, client, auth, users, run_w
     row = db.session.scalar(select(PostmortemPdf))
     assert row.status == "done", row.error
     assert row.signoff_id == request.id and row.lock_version == postmortem.lock_version
-    text, fonts = _pdf_text(tmp_path / "pdf" / f"{row.sha256}.pdf")
+    text, fonts = pdf_text_and_fonts(tmp_path / "pdf" / f"{row.sha256}.pdf")
     assert "CRM 系统故障 六月" in text
     assert "回顾目标" in text and "分析原因" in text
     assert "Restore withdrawals" in text and "100.10" in text

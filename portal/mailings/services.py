@@ -279,7 +279,7 @@ def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
     row = mailing_pdf(mailing)
     if row is None or row.status != "done" or not row.sha256:
         raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
-    data = (pdf.storage_dir() / f"{row.sha256}.pdf").read_bytes()
+    data = (pdf.stored_path(row.sha256)).read_bytes()
     return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, render_template
+from flask import Response, current_app, render_template, send_file
 from flask_babel import force_locale
 
 from portal.notices.content import render_markdown
@@ -80,6 +80,17 @@ def storage_dir() -> Path:
     path = Path(current_app.config.get("PDF_DIR") or Path(current_app.instance_path) / "pdf")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def stored_path(sha256: str) -> Path:
+    """Where the PDF with this SHA-256 is kept."""
+    return storage_dir() / f"{sha256}.pdf"
+
+
+def send_stored(sha256: str, download_name: str) -> Response:
+    """A stored PDF for staff, with its hash as the ETag (304 on revalidation)."""
+    return send_file(stored_path(sha256), mimetype="application/pdf", etag=sha256,
+                     conditional=True, download_name=download_name)
 
 
 def store(data: bytes) -> tuple[str, Path]:

@@ -48,7 +48,7 @@ def render_pdf_job(pdf_id: int) -> str | None:
     row = db.session.get(NoticePdf, pdf_id)
     if row is None:
         return None
-    if row.status == "done" and row.sha256 and (pdf.storage_dir() / f"{row.sha256}.pdf").exists():
+    if row.status == "done" and row.sha256 and (pdf.stored_path(row.sha256)).exists():
         return row.sha256
     row.status = "running"
     db.session.commit()

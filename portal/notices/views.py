@@ -12,7 +12,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -291,6 +290,4 @@ def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(NoticePdf, pdf_id)
     if row is None or row.status != "done":
         abort(404)
-    return send_file(pdf.storage_dir() / f"{row.sha256}.pdf", mimetype="application/pdf",
-                     etag=row.sha256, conditional=True,
-                     download_name=f"{row.version.notice.ref}-v{row.version.number}.pdf")
+    return pdf.send_stored(row.sha256, f"{row.version.notice.ref}-v{row.version.number}.pdf")

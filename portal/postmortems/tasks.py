@@ -41,7 +41,7 @@ def render_postmortem_pdf_job(pdf_id: int) -> str | None:
     if row is None:
         return None
     if row.status == "done" and row.sha256 and (
-            notice_pdf.storage_dir() / f"{row.sha256}.pdf").exists():
+            notice_pdf.stored_path(row.sha256)).exists():
         return row.sha256
     postmortem = row.postmortem
     if postmortem.lock_version != row.lock_version:

@@ -3,7 +3,7 @@ legal sign-off, and the PDF."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -168,7 +168,5 @@ def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(PostmortemPdf, pdf_id)
     if row is None or row.status != "done":
         abort(404)
-    return send_file(notice_pdf.storage_dir() / f"{row.sha256}.pdf", mimetype="application/pdf",
-                     etag=row.sha256, conditional=True,
-                     download_name=f"postmortem-event-{row.postmortem.event_id}"
+    return notice_pdf.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
                                    f"-v{row.lock_version}.pdf")

@@ -98,7 +98,7 @@ def notice_pdf_file(slug: str) -> ResponseReturnValue:
         return Response("The PDF is being prepared; try again in a minute.\n", 503,
                         {"Retry-After": "30", "Cache-Control": "no-store"},
                         mimetype="text/plain")
-    path = notice_pdf.storage_dir() / f"{row.sha256}.pdf"
+    path = notice_pdf.stored_path(row.sha256)
     response = send_file(path, mimetype="application/pdf", etag=row.sha256,
                          download_name=f"{item.ref}.pdf", conditional=True, max_age=300)
     response.cache_control.public = True

@@ -20,10 +20,10 @@ from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.events import services as events
 from portal.extensions import db
+from tests.browser.helpers import PASSWORD, path_of, sign_in, url_path, wait_for_htmx
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-battery"
 
 CSV_ROWS = [
     "external_ref,name,company,email,phone,locale,tags",
@@ -38,27 +38,8 @@ APPROVED_SNAPSHOT = ("xpath=//h2[normalize-space()='Exactly what is approved']"
 PAYOUT_REF = "PAY-20240601-0042"
 
 
-def url_path(path: str) -> re.Pattern[str]:
-    """The page URL ends with ``path`` (query string allowed)."""
-    return re.compile(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$")
 
 
-def sign_in(page: Page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("E-mail", exact=True).fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    expect(page).to_have_url(url_path("/dashboard"))
-
-
-def path_of(page: Page) -> str:
-    return re.sub(r"^https?://[^/]+", "", page.url)
-
-
-def wait_for_htmx(page: Page) -> None:
-    """Let any htmx request under way finish and swap."""
-    expect(page.locator(".htmx-request")).to_have_count(0)  # (wait_for_function: CSP eval)
-    page.wait_for_timeout(100)  # the swap settles after the request class goes
 
 
 def status_badge(page: Page):

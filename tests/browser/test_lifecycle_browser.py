@@ -11,7 +11,7 @@ from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.events import services as events
 from portal.extensions import db
-from tests.browser.test_cases_browser import sign_in, url_path
+from tests.browser.helpers import sign_in, url_path
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from portal.auth.models import Role
 from portal.customers import services as customers
-from tests.browser.test_cases_browser import path_of, sign_in, url_path, wait_for_htmx
+from tests.browser.helpers import path_of, sign_in, url_path, wait_for_htmx
 from tests.conftest import make_config
 from tests.mail_helpers import recipients_received, start_server, start_worker
 from tests.notice_helpers import make_event, make_notice, publish

@@ -17,10 +17,10 @@ from portal.extensions import db
 from portal.notices import services as notices
 from portal.notices.models import Notice, NoticePdf
 from portal.signoffs.models import SignoffRequest
+from tests.browser.helpers import PASSWORD, url_path
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-battery"
 
 # From portal/translations/zh_Hans_CN/LC_MESSAGES/messages.po
 ZH = {
@@ -50,10 +50,6 @@ TITLE_ZH = "CRM 系统故障通知"
 BOLD_ZH = "400-800-1234"
 BODY_ZH = f"出金申请请致电 **{BOLD_ZH}**，我们会尽快处理。"
 
-
-def url_path(path: str) -> re.Pattern[str]:
-    """The page URL ends with ``path`` (query string allowed)."""
-    return re.compile(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$")
 
 
 def sign_in(page: Page, email: str, *, zh: bool = False) -> None:

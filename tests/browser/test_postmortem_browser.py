@@ -4,19 +4,17 @@ saves a blameless version and has the PDF made by the worker."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from portal.auth.models import Role
 from portal.events import services as events
 from portal.extensions import db
 from portal.postmortems.models import Postmortem, PostmortemPdf
+from tests.browser.helpers import sign_in, url_path
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-battery"
 STEPS = {
     "goals": "Restore withdrawals within 4 hours and tell every affected customer.",
     "narrative": "At 09:12 the CRM database ran out of connections; withdrawals failed.",
@@ -27,17 +25,6 @@ STEPS = {
 BLAMELESS_CAUSES = "The connection pool had no upper bound, and nothing alerted on it."
 
 
-def url_path(path: str) -> re.Pattern[str]:
-    """The page URL ends with ``path`` (query string allowed)."""
-    return re.compile(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$")
-
-
-def sign_in(page: Page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("E-mail", exact=True).fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    expect(page).to_have_url(url_path("/dashboard"))
 
 
 def test_postmortem_steps_blameless_check_and_pdf(new_page, users, run_worker) -> None:

@@ -9,10 +9,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.auth.models import Role
+from tests.browser.helpers import PASSWORD, url_path
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct-horse-battery"
 
 # From portal/translations/zh_Hans_CN/LC_MESSAGES/messages.po
 ZH = {
@@ -28,10 +28,6 @@ ZH = {
     "Password": "密码",
 }
 
-
-def url_path(path: str) -> re.Pattern[str]:
-    """The page URL ends with ``path`` (query string allowed)."""
-    return re.compile(rf"^https?://[^/]+{re.escape(path)}(\?.*)?$")
 
 
 def sign_in(page: Page, email: str, password: str) -> None:
