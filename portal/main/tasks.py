@@ -12,8 +12,10 @@ from portal.auth import services as auth_services
 from portal.cases import tasks as _case_tasks  # noqa: F401  (registers its reconciler)
 from portal.customers import tasks as _customer_tasks  # noqa: F401  (registers its reconciler)
 from portal.extensions import db, rq
+from portal.lifecycle import tasks as _lifecycle_tasks  # noqa: F401  (reconciler, daily report)
 from portal.mailings import tasks as _mailing_tasks  # noqa: F401  (registers its reconcilers)
 from portal.notices import tasks as _notice_tasks  # noqa: F401  (registers its reconciler)
+from portal.postmortems import tasks as _postmortem_tasks  # noqa: F401  (registers its reconciler)
 
 RECONCILE_INTERVAL_SECONDS = 60
 PRUNE_INTERVAL_SECONDS = 3600
