@@ -259,3 +259,22 @@ def test_event_page_shows_open_cases_and_pending_signoffs(app, users, client, au
     page = client.get(f"/events/{event.id}").get_data(as_text=True)
     assert re.search(r"<strong>2</strong>\s*sign-offs pending", page)
     assert "9,000.00" in page
+
+
+def test_owner_and_due_date_are_set_from_the_checklist(app, users, client, auth) -> None:
+    event = make_event()
+    task = db.session.scalars(select(EventTask).where(EventTask.event_id == event.id)).first()
+    auth.login(Role.AGENT)
+    page = client.get(f"/events/{event.id}").get_data(as_text=True)
+    assert f'id="owner-{task.id}"' in page
+    response = client.post(f"/events/tasks/{task.id}/assign",
+                           data={"owner_id": str(users[Role.LEGAL].id),
+                                 "due_at": "2026-12-01T09:30"},
+                           headers={"HX-Request": "true", "HX-Target": "checklist"})
+    assert response.status_code == 200 and users[Role.LEGAL].name in response.get_data(
+        as_text=True)
+    db.session.refresh(task)
+    # Typed in the reader's zone (tests: Asia/Shanghai, UTC+8), stored in UTC.
+    assert task.owner_id == users[Role.LEGAL].id
+    assert task.due_at.isoformat() == "2026-12-01T01:30:00+00:00"
+    assert 'value="2026-12-01T09:30"' in response.get_data(as_text=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -35,7 +37,7 @@ from portal.events.models import (
     Stakeholder,
 )
 from portal.extensions import db
-from portal.i18n import local_to_utc
+from portal.i18n import local_to_utc, utc_to_local
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
@@ -94,8 +96,14 @@ def _centre(event: Event, **forms: object) -> dict[str, object]:
         "confirm": ConfirmForm(), "centre": services.command_centre(event),
         "history": audit.history("event", event.id),
         "department_labels": DEPARTMENT_LABELS, "metric_labels": TARGET_METRICS,
-        "stakeholder_labels": STAKEHOLDER_KINDS,
+        "stakeholder_labels": STAKEHOLDER_KINDS, "local_input": _local_input,
     }
+
+
+def _local_input(value: datetime | None) -> str:
+    """A stored UTC time as a datetime-local input's value, in the reader's time zone."""
+    local = utc_to_local(value)
+    return local.strftime("%Y-%m-%dT%H:%M") if local else ""
 
 
 @bp.route("/<int:event_id>")
