@@ -14,9 +14,10 @@ Run from the checkout: ``.venv/bin/python bench/mailing.py`` (``--backend sqlite
    (aiosmtpd, one .eml file per message) and waits until every row is sent. It prints the
    messages per second over the whole run (worker start-up included) and between the first
    and the last message, with the send rate limit off (``MAILING_RATE_PER_SECOND=0``);
-3. **kill -9**: a second mailing to the same 10,000; once a third is sent it kills one worker
-   with SIGKILL, starts a replacement, and runs the reconciler every second (as the cron job
-   does; the lease is 3 s here instead of 120 s) until the mailing is done. It then counts,
+3. **kill -9**: a second mailing to the same 10,000; at 15, 35, 55 and 75 % sent it kills the
+   oldest worker with SIGKILL and starts a replacement, and it runs the reconciler every second
+   (as the cron job does; the lease is 3 s here instead of 120 s) until the mailing is done. It
+   then counts,
    from the files the SMTP server kept, the recipients who got no message (lost) and the
    extra copies (duplicates), and how many rows were "in doubt" (sent again after the kill).
 
@@ -36,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ RECIPIENTS = 10_000
 WORKERS = 2
 TARGET_RATE = 200.0
 LEASE_SECONDS = 3.0
+# When a worker is killed with SIGKILL, as shares of the recipients sent.
+KILL_POINTS = (0.15, 0.35, 0.55, 0.75)
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -202,7 +205,7 @@ class Result:
     lost: int = -1
     duplicates: int = -1
     in_doubt: int = 0
-    kill_at: int = 0
+    kill_at: list[int] = field(default_factory=list)  # messages sent when each kill came
 
 
 def run_backend(backend: str, url: str, tmp: Path) -> Result:
@@ -247,11 +250,6 @@ def run_backend(backend: str, url: str, tmp: Path) -> Result:
             app.config["SMTP_PORT"] = port
             mailing_id = start_mailing(app, event_id, version_id)
             workers = [start_worker(config, log=instance / "workers.log") for _ in range(WORKERS)]
-            before = wait_until(app, mailing_id, lambda c: c["sent"] >= RECIPIENTS // 3)
-            os.kill(workers[0].pid, signal.SIGKILL)
-            workers[0].wait()
-            result.kill_at = before["sent"]
-            workers.append(start_worker(config, log=instance / "workers.log"))
 
             def reconcile() -> None:
                 from portal import jobs
@@ -269,9 +267,18 @@ def run_backend(backend: str, url: str, tmp: Path) -> Result:
                     reconcile()
                     last[0] = time.monotonic()
 
+            for share in KILL_POINTS:  # kill the oldest worker, start a fresh one
+                before = wait_until(app, mailing_id,
+                                    lambda c, share=share: c["sent"] >= RECIPIENTS * share,
+                                    tick=tick)
+                victim = workers.pop(0)
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()
+                result.kill_at.append(before["sent"])
+                workers.append(start_worker(config, log=instance / "workers.log"))
             wait_until(app, mailing_id, lambda c: c["sent"] + c["failed"] >= RECIPIENTS,
                        tick=tick)
-            for w in workers[1:]:
+            for w in workers:
                 w.terminate()
                 w.wait(timeout=30)
             time.sleep(0.5)
@@ -306,15 +313,21 @@ def main() -> None:
     print(f"\nMailing {RECIPIENTS:,} recipients, {WORKERS} workers, chunks of 200, local aiosmtpd "
           f"(load {load:.2f})")
     print(f"{'database':<11} {'msg/s (wall)':>13} {'msg/s (send)':>13} {'seconds':>8} "
-          f"{'target':>7} {'killed at':>10} {'lost':>5} {'dups':>5} {'in doubt':>9}")
+          f"{'target':>7} {'kills':>6} {'lost':>5} {'dups':>5} {'in doubt':>9}  kill -9")
     for r in results:
         verdict = "PASS" if r.wall_rate >= TARGET_RATE else "FAIL"
-        kill = "PASS" if r.lost == 0 and r.duplicates == 0 else "FAIL"
+        target = "PASS" if r.lost == 0 and r.duplicates == 0 else "FAIL"
+        window = "within" if r.lost == 0 and r.duplicates <= r.in_doubt <= len(r.kill_at) \
+            else "OUTSIDE"
         print(f"{r.backend:<11} {r.wall_rate:>13.0f} {r.send_rate:>13.0f} {r.seconds:>8.1f} "
-              f"{verdict:>7} {r.kill_at:>10} {r.lost:>5} {r.duplicates:>5} {r.in_doubt:>9}"
-              f"  kill -9: {kill}")
+              f"{verdict:>7} {len(r.kill_at):>6} {r.lost:>5} {r.duplicates:>5} "
+              f"{r.in_doubt:>9}  0 lost/0 dups: {target}; {window} the documented window")
     print("msg/s (wall): all recipients / time from starting the workers to the last row sent "
           "(start-up included); msg/s (send): between the first and the last message.")
+    print("kill -9: one worker killed at each of "
+          f"{', '.join(f'{p:.0%}' for p in KILL_POINTS)} sent and replaced; 'in doubt' rows "
+          "were being sent when their worker died and went out again; a duplicate can only be "
+          "one of them (the documented window: at most one per kill).")
 
 
 if __name__ == "__main__":
