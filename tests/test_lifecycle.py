@@ -21,7 +21,8 @@ from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
 from portal.customers import services as customers
 from portal.customers.models import Customer
-from portal.events.models import Event
+from portal.events import services as event_services
+from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
 from portal.lifecycle import archive as fmt
 from portal.lifecycle import services as lifecycle
@@ -330,7 +331,7 @@ def test_single_erasure_needs_an_admin_and_a_reason(app, users, client, auth) ->
     page = client.get(f"/customers/{customer.id}").get_data(as_text=True)
     assert "Erase personal data" in page and "hx-confirm" in page
     response = client.post(url, data={"reason": "  "})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert 'id="reason-error"' in response.get_data(as_text=True)
     assert db.session.get(Customer, customer.id).erased_at is None
 
@@ -343,6 +344,9 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     signoff_hash = db.session.get(SignoffRequest, big.signoff_id).snapshot_hash
     for q in (NAME, "zhang.weiming"):
         assert len(db.session.scalars(cases.CaseFilter(q=q).statement()).all()) == 2
+    entry = event_services.add_timeline_entry(event, occurred_at=None,
+                                              text=f"{NAME} (K-900) called the hotline",
+                                              actor=users[Role.AGENT])
 
     auth.login(Role.ADMIN)
     response = client.post(f"/lifecycle/customers/{customer.id}/erase",
@@ -368,6 +372,7 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     assert internal.body == "Spoke to [erased] ([erased])."
     assert db.session.get(Case, small.id).description == (
         "[erased] called from [erased]; write to [erased]")
+    assert db.session.get(TimelineEntry, entry.id).text == "[erased] ([erased]) called the hotline"
     request = db.session.get(SignoffRequest, big.signoff_id)
     assert request.snapshot["customer"] == {"external_ref": customer.external_ref,
                                             "name": "[erased]"}

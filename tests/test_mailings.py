@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from portal import jobs
 from portal.audit.models import AuditEntry
@@ -471,6 +471,8 @@ def test_unsubscribe_link_asks_first_and_one_click_post_records_it(app, users, s
     assert next(e.action for e in audit.history("customer", person.id)) == "customer.unsubscribe"
     assert client.post(url).status_code == 200  # twice is harmless
     assert client.get("/unsubscribe/forged-token").status_code == 404
+    assert client.get(url + "?lang=xx-!!").status_code == 200  # unknown: the customer's own
+    assert "退订" in client.get(url + "?lang=zh_CN").get_data(as_text=True)
 
 
 # ----------------------------------------------------------------------------- staff pages
@@ -539,3 +541,33 @@ def test_recipient_rows_are_unique_per_customer(app, users, scenario) -> None:
         db.session.commit()
     db.session.rollback()
 
+
+
+def test_a_withdrawn_notice_is_not_mailed_and_its_mailings_stop(app, users, scenario) -> None:
+    event, notice = scenario
+    add_customers(users, event, 2)
+    waiting = draft(users, event, notice)
+    sending = draft(users, event, notice)
+    mailings.start(sending, actor=users[Role.AGENT])
+    notices.withdraw(notice, reason="Wrong figures", hide=True, actor=users[Role.ADMIN])
+    assert db.session.get(Mailing, waiting.id).status == "cancelled"
+    assert db.session.get(Mailing, sending.id).status == "cancelled"
+    assert mailings.progress(sending).counts["cancelled"] == 2
+    with pytest.raises(RuleViolation, match="withdrawn"):
+        draft(users, event, notice)
+
+
+def test_a_mailing_starts_once(app, users, scenario) -> None:
+    """Two requests read the draft, the first starts it: the second's conditional update
+    finds no draft and adds nothing (no duplicate recipient rows, no 500)."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    event, notice = scenario
+    add_customers(users, event, 2)
+    mailing = draft(users, event, notice)
+    mailings.start(mailing, actor=users[Role.AGENT])
+    set_committed_value(mailing, "status", "draft")  # the second request's stale view
+    with pytest.raises(RuleViolation, match="already been started"):
+        mailings.start(mailing, actor=users[Role.AGENT])
+    assert db.session.scalar(select(func.count(MailingRecipient.id))) == 2
+    assert db.session.get(Mailing, mailing.id).status == "sending"

@@ -3,6 +3,8 @@ event, optimistic locking, legal sign-off, and the PDF through a real worker."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,6 +14,7 @@ from sqlalchemy import func, select
 from portal.audit.models import AuditEntry
 from portal.auth.models import Role
 from portal.cases import services as cases
+from portal.customers import services as customers
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient
@@ -71,7 +74,9 @@ def test_six_steps_are_saved_audited_and_rendered_sanitised(app, client, auth, u
     assert postmortem.lock_version == 2 and postmortem.updated_by_id == users[Role.AGENT].id
     [entry] = _entries("postmortem.edit")
     assert entry.subject_type == "postmortem" and entry.subject_id == str(postmortem.id)
-    assert entry.after["causes"] == TEXTS["causes"] and entry.before["causes"] == ""
+    # The trail keeps each step's hash, not a second copy of the text.
+    assert entry.after["causes"] == hashlib.sha256(TEXTS["causes"].encode()).hexdigest()
+    assert entry.before["causes"] == "" and TEXTS["causes"] not in json.dumps(entry.after)
     assert entry.actor_id == users[Role.AGENT].id
     # Saving the same text again changes nothing and records nothing.
     assert client.post(f"/postmortems/event/{event.id}/save",
@@ -83,6 +88,20 @@ def test_six_steps_are_saved_audited_and_rendered_sanitised(app, client, auth, u
     assert "<strong>4 hours</strong>" in page.text and "<script>alert" not in page.text
     assert "回顾目标" in page.text and "Analyse the causes" in page.text
     assert 'name="causes"' not in page.text  # no editor for legal
+
+
+def test_no_step_may_carry_customer_data(app, users) -> None:
+    event = make_event()
+    customer = customers.create_customer(event, {"external_ref": "K-7", "name": "Zhou Min",
+                                                 "email": "zhou.min@example.com"},
+                                         actor=users[Role.AGENT])
+    postmortem = services.start(event, actor=users[Role.AGENT])
+    with pytest.raises(RuleViolation) as err:
+        services.update(postmortem, {**TEXTS, "narrative": f"We called {customer.email}."},
+                        expected_version=postmortem.lock_version, actor=users[Role.AGENT])
+    assert err.value.field == "narrative"
+    db.session.rollback()
+    assert db.session.get(Postmortem, postmortem.id).narrative == ""
 
 
 @pytest.mark.parametrize("mention", [

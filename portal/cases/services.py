@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from portal import exports
 from portal.audit import services as audit
 from portal.auth.models import Role, User
 from portal.cases import rules
@@ -580,12 +581,12 @@ def export_csv(flt: CaseFilter, batch: int = 1000) -> Any:
     stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.event),
                                    joinedload(Case.assignee), joinedload(Case.payment))
     for n, c in enumerate(db.session.scalars(stmt.execution_options(yield_per=batch)), 1):
-        writer.writerow([
+        writer.writerow(exports.row([
             c.ref, c.status, c.kind, c.event.title, c.customer.external_ref, c.customer.name,
             c.customer.company, c.customer.email, c.order_ref, str(c.amount), c.currency,
             "" if c.approved_amount is None else str(c.approved_amount), c.reason,
             c.assignee.email if c.assignee else "", c.due_at.isoformat(),
-            c.created_at.isoformat(), c.payment.payout_ref if c.payment else ""])
+            c.created_at.isoformat(), c.payment.payout_ref if c.payment else ""]))
         if n % 200 == 0:
             yield buf.getvalue()
             buf.seek(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -234,8 +235,12 @@ def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
                           author_id=actor.id, created_at=now)
     db.session.add(entry)
     db.session.flush()
-    audit.record("event.timeline", "event", event.id, f"Timeline entry: {text[:120]}",
-                 after={"occurred_at": when.isoformat(), "text": entry.text}, actor=actor)
+    # The text's hash, not the text: an entry may name a customer, and erasure scrubs the
+    # timeline but can never change the append-only trail.
+    audit.record("event.timeline", "event", event.id, f"Timeline entry #{entry.id} added",
+                 after={"entry_id": entry.id, "occurred_at": when.isoformat(),
+                        "text_sha256": hashlib.sha256(entry.text.encode()).hexdigest()},
+                 actor=actor)
     db.session.commit()
     return entry
 
@@ -295,24 +300,32 @@ def target_minutes() -> dict[tuple[str, str], int]:
     return found
 
 
-def set_target(severity: str, metric: str, minutes: int | None, *, actor: User) -> None:
-    """Set (or, with None or 0, switch off) a severity's target."""
-    if severity not in SEVERITIES or metric not in TARGET_METRICS:
-        raise RuleViolation(_("Unknown target."))
-    if minutes is not None and not 0 <= minutes <= 60 * 24 * 30:
-        raise RuleViolation(_("Between 0 and 43200 minutes (30 days)."), field="minutes")
-    row = db.session.scalar(select(ResponseTarget).where(ResponseTarget.severity == severity,
-                                                         ResponseTarget.metric == metric))
-    before = target_minutes().get((severity, metric))
-    if row is None:
-        row = ResponseTarget(severity=severity, metric=metric, minutes=minutes or 0)
-        db.session.add(row)
-    row.minutes = minutes or 0
-    db.session.flush()
-    audit.record("settings.target", "settings", 0,
-                 f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
-                 before={"minutes": before}, after={"minutes": minutes or None}, actor=actor)
+def set_targets(values: dict[tuple[str, str], int | None], *, actor: User) -> int:
+    """Set (or, with None or 0, switch off) targets, all or none, in one transaction;
+    returns how many changed."""
+    current = target_minutes()
+    changed = 0
+    for (severity, metric), minutes in values.items():
+        if severity not in SEVERITIES or metric not in TARGET_METRICS:
+            raise RuleViolation(_("Unknown target."))
+        if minutes is not None and not 0 <= minutes <= 60 * 24 * 30:
+            raise RuleViolation(_("Between 0 and 43200 minutes (30 days)."), field="minutes")
+        before = current.get((severity, metric))
+        if (minutes or None) == before:
+            continue
+        row = db.session.scalar(select(ResponseTarget).where(
+            ResponseTarget.severity == severity, ResponseTarget.metric == metric))
+        if row is None:
+            row = ResponseTarget(severity=severity, metric=metric)
+            db.session.add(row)
+        row.minutes = minutes or 0
+        audit.record("settings.target", "settings", 0,
+                     f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
+                     before={"minutes": before}, after={"minutes": minutes or None},
+                     actor=actor)
+        changed += 1
     db.session.commit()
+    return changed
 
 
 def _first_achievements(event_ids: list[int]) -> dict[tuple[int, str], datetime]:
@@ -422,19 +435,24 @@ class CommandCentre:
 
 
 def event_signoffs(event: Event, status: str = "pending") -> list[SignoffRequest]:
-    """The event's sign-off requests (its notice versions and case decisions) in a status."""
+    """The event's sign-off requests (notice versions, case decisions, its post-mortem) in a
+    status."""
     from portal.cases.models import Case
     from portal.notices.models import Notice, NoticeVersion
+    from portal.postmortems.models import Postmortem
 
     versions = select(NoticeVersion.id).join(Notice, Notice.id == NoticeVersion.notice_id).where(
         Notice.event_id == event.id)
     cases = select(Case.id).where(Case.event_id == event.id)
+    postmortems = select(Postmortem.id).where(Postmortem.event_id == event.id)
     return list(db.session.scalars(select(SignoffRequest).where(
         SignoffRequest.status == status,
         ((SignoffRequest.subject_type == "notice_version")
          & SignoffRequest.subject_id.in_(versions))
         | ((SignoffRequest.subject_type == "case_decision")
-           & SignoffRequest.subject_id.in_(cases))).order_by(SignoffRequest.requested_at)))
+           & SignoffRequest.subject_id.in_(cases))
+        | ((SignoffRequest.subject_type == "postmortem")
+           & SignoffRequest.subject_id.in_(postmortems))).order_by(SignoffRequest.requested_at)))
 
 
 def command_centre(event: Event) -> CommandCentre:

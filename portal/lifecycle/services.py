@@ -59,7 +59,14 @@ from portal.lifecycle.models import (
     RetentionPolicy,
     RetentionRun,
 )
-from portal.mailings.models import PENDING, SKIPPED, Mailing, MailingRecipient, MailingTestSend
+from portal.mailings.models import (
+    CLAIMED,
+    PENDING,
+    SKIPPED,
+    Mailing,
+    MailingRecipient,
+    MailingTestSend,
+)
 from portal.models import utcnow
 from portal.notices import pdf
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
@@ -193,7 +200,15 @@ def confirm_run(run: RetentionRun, *, actor: User) -> None:
         raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
     if not run.report.get("events"):
         raise RuleViolation(_("This dry run found nothing to erase."))
-    run.status, run.confirmed_at, run.confirmed_by_id = CONFIRMED, utcnow(), actor.id
+    # Only one of two admins confirming at once wins (one audit entry, one job).
+    confirmed = db.session.execute(
+        update(RetentionRun).where(RetentionRun.id == run.id, RetentionRun.status == PROPOSED)
+        .values(status=CONFIRMED, confirmed_at=utcnow(), confirmed_by_id=actor.id)
+        .execution_options(synchronize_session=False)).rowcount
+    if confirmed != 1:
+        db.session.rollback()
+        raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
+    db.session.refresh(run)
     audit.record("retention.confirm", "retention_run", run.id,
                  f"Retention run {run.id} confirmed: erase {run.customer_total} customers of "
                  f"{len(run.report['events'])} events",
@@ -233,8 +248,10 @@ def run_retention(run_id: int) -> None:
                     .order_by(Customer.id).limit(ERASE_BATCH)).all():
                 files: list[Path] = []
                 for customer in db.session.scalars(select(Customer).where(Customer.id.in_(ids))):
-                    files += erase(customer, reason=f"retention run {run.id}", actor=actor)
-                erased += len(ids)
+                    done = erase(customer, reason=f"retention run {run.id}", actor=actor)
+                    if done is not None:  # None: another erasure got there first
+                        files += done
+                        erased += 1
                 db.session.get(RetentionRun, run_id).erased_count = erased
                 db.session.commit()
                 _unlink(files)
@@ -264,7 +281,8 @@ def pseudonym_ref(external_ref: str) -> str:
 
 
 def _scrubber(customer: Customer) -> Any:
-    needles = [n for n in {customer.name, customer.email, customer.phone} if n and len(n) >= 2]
+    needles = [n for n in {customer.name, customer.email, customer.phone, customer.company,
+                           customer.external_ref} if n and len(n) >= 2]
     if not needles:
         return lambda text: text
     pattern = re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)),
@@ -286,15 +304,17 @@ def _purge_event_files(event_id: int) -> list[Path]:
     """Mark the event's archives purged; return the files (archives, finished import CSVs)
     to delete once the transaction is committed."""
     files = []
+    # Archives being built are purged too: they would finish with the old data.
     for row in db.session.scalars(select(EventArchive).where(EventArchive.event_id == event_id,
-                                                             EventArchive.status == DONE)):
+                                                             EventArchive.status != PURGED)):
         if row.path:
             files.append(Path(current_app.instance_path) / row.path)
         row.status = PURGED
-    for batch in db.session.scalars(select(ImportBatch).where(
-            ImportBatch.event_id == event_id,
-            ImportBatch.status.in_(["imported", "discarded", "failed"]))):
+    # Every upload of the event, whatever its state: the files and the error previews hold
+    # the rows as they were typed.
+    for batch in db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event_id)):
         files += [customer_services.upload_path(batch), customer_services.rejected_path(batch)]
+        batch.first_errors = []
     return files
 
 
@@ -303,16 +323,17 @@ def _unlink(files: Iterable[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path]:
+def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path] | None:
     """Pseudonymise one customer everywhere, with its audit entry, in the current transaction
-    (the caller commits, then deletes the returned files)."""
+    (the caller commits, then deletes the returned files). None when the customer was already
+    erased."""
     now = utcnow()
     # Compare-and-set: of two erasures at once, only one goes on (and holds the row).
     claimed = db.session.execute(update(Customer).where(
         Customer.id == customer.id, Customer.erased_at.is_(None)).values(erased_at=now))
     if claimed.rowcount != 1:
         db.session.refresh(customer)
-        return []
+        return None
     scrub = _scrubber(customer)
     new_ref = pseudonym_ref(customer.external_ref)
     case_ids = list(db.session.scalars(select(Case.id).where(Case.customer_id == customer.id)))
@@ -321,7 +342,7 @@ def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path]:
             MailingRecipient.customer_id == customer.id)):
         row.email = ERASED
         row.last_error = scrub(row.last_error)
-        if row.status == PENDING:  # not mailed yet: it never will be
+        if row.status in (PENDING, CLAIMED):  # not (surely) mailed yet: it never will be
             row.status, row.chunk, row.last_error = SKIPPED, None, "customer erased"
         counts["mailing_recipients"] += 1
     for row in db.session.scalars(select(MailingTestSend).where(
@@ -329,6 +350,9 @@ def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path]:
         row.customer_id = None  # sent to staff; the link to the customer is what goes
         row.error = scrub(row.error)
         counts["test_sends"] += 1
+    for entry in db.session.scalars(select(TimelineEntry).where(
+            TimelineEntry.event_id == customer.event_id)):
+        entry.text = scrub(entry.text)
     if case_ids:
         for case in db.session.scalars(select(Case).where(Case.id.in_(case_ids))):
             case.description = scrub(case.description)
@@ -373,6 +397,9 @@ def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
     if customer.erased:
         raise RuleViolation(_("This customer's personal data was already erased."))
     files = erase(customer, reason=reason[:500], actor=actor)
+    if files is None:
+        db.session.rollback()
+        raise RuleViolation(_("This customer's personal data was already erased."))
     db.session.commit()
     _unlink(files)
 
@@ -435,12 +462,17 @@ def build_archive(archive_id: int) -> str | None:
         row.status, row.error, row.finished_at = FAILED, str(exc)[:500], utcnow()
         db.session.commit()
         raise
-    row = db.session.get(EventArchive, archive_id)
-    row.status, row.finished_at = DONE, utcnow()
-    row.path = str(final.relative_to(current_app.instance_path))
-    row.sha256, row.size = _sha256(final), final.stat().st_size
+    digest, size = _sha256(final), final.stat().st_size
+    # Only if still running: an erasure meanwhile purged the row, and its data with it.
+    finished = db.session.execute(
+        update(EventArchive).where(EventArchive.id == archive_id, EventArchive.status == RUNNING)
+        .values(status=DONE, finished_at=utcnow(), sha256=digest, size=size,
+                path=str(final.relative_to(current_app.instance_path)))).rowcount
     db.session.commit()
-    return row.sha256
+    if finished != 1:
+        final.unlink(missing_ok=True)
+        return None
+    return digest
 
 
 def _sha256(path: Path) -> str:

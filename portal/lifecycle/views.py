@@ -163,4 +163,4 @@ def erase_customer(customer_id: int) -> ResponseReturnValue:
             db.session.rollback()
             show_error(form, err)
     return render_template("lifecycle/erase.html", customer=customer, form=form), (
-        400 if form.errors else 200)
+        422 if form.errors else 200)

@@ -29,6 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 from sqlalchemy import func, insert, select, update
 
+from portal import exports
 from portal.audit import services as audit
 from portal.auth.models import User
 from portal.cases.models import Case
@@ -56,7 +57,14 @@ from portal.mailings.models import (
 from portal.models import utcnow
 from portal.notices import services as notices
 from portal.notices.content import render_markdown
-from portal.notices.models import APPROVED, PUBLISHED, Notice, NoticePdf, NoticeVersion
+from portal.notices.models import (
+    APPROVED,
+    PUBLISHED,
+    WITHDRAWN,
+    Notice,
+    NoticePdf,
+    NoticeVersion,
+)
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
 
@@ -169,7 +177,11 @@ def summarise(event_id: int, audience: Audience, mandatory: bool) -> AudienceSum
 
 def sendable_grant(version: NoticeVersion) -> SignoffRequest:
     """Legal's approval of exactly this version's text, or RuleViolation: never send anything
-    legal has not approved (an emergency publication awaiting review included)."""
+    legal has not approved (an emergency publication awaiting review included), nor a notice
+    that was withdrawn."""
+    if version.notice.status == WITHDRAWN:
+        raise RuleViolation(_("This notice was withdrawn; it can no longer be mailed."),
+                            field="version_id")
     grant = signoffs.granted(notices.SUBJECT, version.id)
     if grant is None:
         raise RuleViolation(_("Legal has not approved this version; it cannot be mailed."),
@@ -459,6 +471,14 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
         raise RuleViolation(_("The PDF is not ready yet; wait until it is rendered, or send "
                               "without it."))
     mandatory = grant.mandatory
+    before = mailing.audit_state()
+    # Take the mailing first: of two starts at once, the second finds it no longer a draft.
+    taken = db.session.execute(
+        update(Mailing).where(Mailing.id == mailing.id, Mailing.status == DRAFT)
+        .values(status=SENDING).execution_options(synchronize_session=False)).rowcount
+    if taken != 1:
+        db.session.rollback()
+        raise RuleViolation(_("This mailing has already been started."))
     size = chunk_size()
     rows, queued, skipped = [], 0, 0
     for customer in audience_members(mailing.event_id, Audience.from_dict(mailing.audience)):
@@ -480,7 +500,6 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     if queued == 0:
         db.session.rollback()
         raise RuleViolation(_("Nobody in this audience can be e-mailed."))
-    before = mailing.audit_state()
     mailing.status, mailing.mandatory = SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
     audit.record("mailing.start", "mailing", mailing.id,
@@ -514,6 +533,7 @@ def pause(mailing: Mailing, *, actor: User) -> None:
 
 
 def resume(mailing: Mailing, *, actor: User) -> list[int]:
+    sendable_grant(mailing.version)
     _change_status(mailing, (PAUSED,), SENDING, "resume", actor=actor,
                    message=_("Only a paused mailing can be resumed."))
     db.session.commit()
@@ -522,14 +542,28 @@ def resume(mailing: Mailing, *, actor: User) -> list[int]:
 
 def cancel(mailing: Mailing, *, actor: User) -> int:
     """Cancel: nobody still waiting gets the message. Returns how many were waiting."""
-    _change_status(mailing, (DRAFT, SENDING, PAUSED), CANCELLED, "cancel", actor=actor,
-                   message=_("This mailing has already finished."))
-    dropped = db.session.execute(
-        update(MailingRecipient).where(MailingRecipient.mailing_id == mailing.id,
-                                       MailingRecipient.status == PENDING)
-        .values(status=CANCELLED, last_error="mailing cancelled")).rowcount
+    dropped = _cancel(mailing, actor=actor, reason="mailing cancelled")
     db.session.commit()
     return dropped
+
+
+def _cancel(mailing: Mailing, *, actor: User | None, reason: str) -> int:
+    _change_status(mailing, (DRAFT, SENDING, PAUSED), CANCELLED, "cancel", actor=actor,
+                   message=_("This mailing has already finished."))
+    return db.session.execute(
+        update(MailingRecipient).where(MailingRecipient.mailing_id == mailing.id,
+                                       MailingRecipient.status == PENDING)
+        .values(status=CANCELLED, last_error=reason)).rowcount
+
+
+def cancel_for_notice(notice: Notice, *, reason: str, actor: User | None) -> int:
+    """Cancel the notice's unfinished mailings (when it is withdrawn), in the caller's
+    transaction; returns how many."""
+    open_mailings = db.session.scalars(select(Mailing).where(
+        Mailing.notice_id == notice.id, Mailing.status.in_((DRAFT, SENDING, PAUSED)))).all()
+    for mailing in open_mailings:
+        _cancel(mailing, actor=actor, reason=reason)
+    return len(open_mailings)
 
 
 def open_chunks(mailing_id: int) -> list[int]:
@@ -618,9 +652,9 @@ def report_csv(mailing: Mailing) -> Iterator[str]:
             .where(MailingRecipient.mailing_id == mailing.id).order_by(MailingRecipient.id)
             .execution_options(yield_per=1000))
     for row, ref, name in db.session.execute(stmt):
-        yield line([ref, name, row.email, row.locale, row.status, row.attempts,
-                    row.sent_at.isoformat() if row.sent_at else "", row.message_id or "",
-                    row.last_error or ""])
+        yield line(exports.row([ref, name, row.email, row.locale, row.status, row.attempts,
+                                row.sent_at.isoformat() if row.sent_at else "",
+                                row.message_id or "", row.last_error or ""]))
 
 
 # ------------------------------------------------------------------------------ test sends

@@ -355,6 +355,9 @@ def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
     audit.record("notice.withdraw", "notice", notice.id,
                  f"Notice {notice.ref} withdrawn" + (" and hidden" if hide else ""),
                  before=before, after={**notice.audit_state(), "reason": reason}, actor=actor)
+    from portal.mailings import services as mailings  # mailings build on notices
+
+    mailings.cancel_for_notice(notice, reason="notice withdrawn", actor=actor)
     db.session.commit()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
@@ -77,7 +78,11 @@ class Postmortem(db.Model):
         return {step: getattr(self, step) or "" for step in STEPS}
 
     def audit_state(self) -> dict[str, object]:
-        return {"event_id": self.event_id, **self.texts()}
+        """Each step as a SHA-256, not its text: the trail proves what was saved without
+        keeping a second, unerasable copy of it."""
+        return {"event_id": self.event_id, **{
+            step: hashlib.sha256(text.encode()).hexdigest() if text else ""
+            for step, text in self.texts().items()}}
 
 
 class PostmortemPdf(db.Model):

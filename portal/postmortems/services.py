@@ -154,6 +154,21 @@ def check_blameless(causes: str, event_id: int) -> None:
                               "not who did it.", name=found), field="causes")
 
 
+def check_no_customer_data(texts: dict[str, str], event_id: int) -> None:
+    """No step may carry a customer's personal data: a post-mortem outlives the retention
+    period, and its audit entries and PDFs cannot be erased later."""
+    customers = db.session.execute(select(Customer.name, Customer.email, Customer.phone)
+                                   .where(Customer.event_id == event_id,
+                                          Customer.erased_at.is_(None))).all()
+    values = [v for row in customers for v in row if v]
+    for step, text in texts.items():
+        found = named_person(text, values) if text else None
+        if found:
+            raise RuleViolation(_("Leave customers' personal data out of the post-mortem "
+                                  "(“%(value)s”): refer to them by case reference or as a "
+                                  "group.", value=found), field=step)
+
+
 def _check_version(postmortem: Postmortem, expected: int | None) -> None:
     if expected is not None and expected != postmortem.lock_version:
         raise Conflict(_("Someone else saved this post-mortem while you were editing. Copy "
@@ -171,6 +186,7 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
         if len(text) > MAX_STEP_LENGTH:
             raise RuleViolation(_("At most %(n)d characters.", n=MAX_STEP_LENGTH), field=step)
     check_blameless(cleaned["causes"], postmortem.event_id)
+    check_no_customer_data(cleaned, postmortem.event_id)
     before = postmortem.audit_state()
     if cleaned == postmortem.texts():
         return False

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
 from sqlalchemy import select
 
+from portal.config import LOCALES
 from portal.extensions import csrf, db
 from portal.i18n import locale_code
 from portal.notices import pdf as notice_pdf
@@ -145,7 +146,8 @@ def unsubscribe(token: str) -> ResponseReturnValue:
         mailings.unsubscribe(customer, via="one-click" if request.form.get(
             "List-Unsubscribe") == "One-Click" else "unsubscribe page")
         done = True
-    with force_locale(request.args.get("lang") or customer.locale):
+    lang = request.args.get("lang", "").replace("-", "_")
+    with force_locale(lang if lang in LOCALES else customer.locale):
         html = render_template("public/unsubscribe.html", customer=customer, token=token,
                                done=done or customer.unsubscribed_at is not None)
     return Response(html, headers={"Cache-Control": "no-store"})
