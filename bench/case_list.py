@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -49,13 +48,13 @@ from flask import Flask, before_render_template, template_rendered  # noqa: E402
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.orm import joinedload  # noqa: E402
 
+from bench.databases import PG_ADMIN_URL, postgres_database  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.cases import views as case_views  # noqa: E402
 from portal.cases.models import Case  # noqa: E402
 from portal.extensions import db  # noqa: E402
 
 TARGET_P95_MS = 100.0
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PARTIAL_HEADERS = {"HX-Request": "true", "HX-Target": "case-results"}
 OPEN_NOT_PAID = "('new', 'in_progress', 'proposed', 'awaiting_signoff', 'approved')"
 
@@ -136,20 +135,6 @@ def queries_for(gen: generate_cases.Generated) -> list[QueryResult]:
 # --- databases -------------------------------------------------------------------------------
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"aftercare_bench_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].split("://", 1)[1]
-    try:
-        yield f"postgresql+psycopg://{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_app(url: str, instance: Path) -> Flask:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import resource
 import shutil
@@ -33,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.databases import PG_ADMIN_URL, migrate, postgres_database  # noqa: E402
+
 TARGET_SECONDS = 30.0
 # "flat": peak memory does not depend on the number of rows; the 90,000 extra rows of the big
 # file may cost at most this much more (allocator noise), whatever the absolute size
 FLAT_LIMIT_MB = 5.0
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIZES = (10_000, 100_000)
 HEADER = ["external_ref", "name", "company", "email", "phone", "locale", "tags"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜"
@@ -207,30 +206,8 @@ def child(url: str, csv_path: Path, instance: Path) -> dict[str, Any]:
 # --- the parent ------------------------------------------------------------------------------
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Any:
-    import psycopg
-
-    name = f"aftercare_bench_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].split("://", 1)[1]
-    try:
-        yield f"postgresql+psycopg://{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def migrate(url: str, instance: Path) -> None:
-    """Build the schema in a child process too, so the parent stays light."""
-    code = ("import sys; sys.path.insert(0, sys.argv[3]); from portal import create_app; "
-            "from flask_migrate import upgrade; app = create_app({'SECRET_KEY': 'x', "
-            "'SQLALCHEMY_DATABASE_URI': sys.argv[1], 'INSTANCE_PATH': sys.argv[2]});\n"
-            "with app.app_context(): upgrade()")
-    subprocess.run([sys.executable, "-c", code, url, str(instance), str(ROOT)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @dataclass

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.customer_import import migrate, postgres_database  # noqa: E402
+from bench.databases import PG_ADMIN_URL, migrate, postgres_database  # noqa: E402
 from tests.mail_helpers import free_port, recipients_received, start_worker  # noqa: E402
 
 RECIPIENTS = 10_000
@@ -55,7 +55,6 @@ TARGET_RATE = 200.0
 LEASE_SECONDS = 3.0
 # When a worker is killed with SIGKILL, as shares of the recipients sent.
 KILL_POINTS = (0.15, 0.35, 0.55, 0.75)
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from email.header import Header
 from email.message import Message
@@ -190,6 +190,15 @@ def sendable_grant(version: NoticeVersion) -> SignoffRequest:
         raise RuleViolation(_("The approved text differs from this version; request a new "
                               "sign-off."), field="version_id")
     return grant
+
+
+def is_mandatory(version_id: int | None) -> bool:
+    """Whether legal marked this version mandatory (False for anything not sendable)."""
+    version = db.session.get(NoticeVersion, version_id) if version_id else None
+    try:
+        return bool(version and sendable_grant(version).mandatory)
+    except RuleViolation:
+        return False
 
 
 def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
@@ -697,7 +706,3 @@ def mailings_of(event_id: int) -> list[Mailing]:
     return list(db.session.scalars(select(Mailing).where(Mailing.event_id == event_id)
                                    .order_by(Mailing.id.desc())))
 
-
-def recent_activity(mailing_id: int) -> datetime | None:
-    return db.session.scalar(select(func.max(MailingRecipient.claimed_at)).where(
-        MailingRecipient.mailing_id == mailing_id))

@@ -119,19 +119,9 @@ def audience(event_id: int) -> ResponseReturnValue:
     chosen = services.Audience.from_dict({k: request.args.getlist(k) for k in
                                           ("tags", "locales", "case_statuses")})
     version_id = request.args.get("version_id", type=int)
-    mandatory = _mandatory(version_id)
+    mandatory = services.is_mandatory(version_id)
     return render_template("mailings/_audience.html", event=event, mandatory=mandatory,
                            summary=services.summarise(event.id, chosen, mandatory))
-
-
-def _mandatory(version_id: int | None) -> bool:
-    from portal.notices.models import NoticeVersion
-
-    version = db.session.get(NoticeVersion, version_id) if version_id else None
-    try:
-        return bool(version and services.sendable_grant(version).mandatory)
-    except RuleViolation:
-        return False
 
 
 @bp.route("/<int:mailing_id>")
@@ -142,7 +132,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
     if mailing.status == "draft":
         summary = services.summarise(mailing.event_id,
                                      services.Audience.from_dict(mailing.audience),
-                                     _mandatory(mailing.version_id))
+                                     services.is_mandatory(mailing.version_id))
     tests = db.session.scalars(db.select(MailingTestSend).where(
         MailingTestSend.mailing_id == mailing.id).order_by(MailingTestSend.id.desc())
         .limit(5)).all()
@@ -151,7 +141,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdf=services.mailing_pdf(mailing) if mailing.attach_pdf else None,
         mandatory=mailing.mandatory if mailing.status != "draft"
-        else _mandatory(mailing.version_id),
+        else services.is_mandatory(mailing.version_id),
         history=audit.history("mailing", mailing.id))
 
 
