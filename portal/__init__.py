@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as config_module
 from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, rq
@@ -29,6 +30,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if "REDIS_URL" in config and "RQ_CONNECTION" not in config:
             app.config["RQ_CONNECTION"] = config["REDIS_URL"]
 
+    proxies = app.config["PORTAL_TRUSTED_PROXIES"]
+    if proxies:
+        # The client's address (sign-in limits, audit entries) and scheme as the proxies saw
+        # them; with none trusted, a client's X-Forwarded-For is ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     csrf.init_app(app)
@@ -36,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     rq.init_app(app)
     login_manager.init_app(app)
 
-    from portal import i18n, security, web
+    from portal import i18n, redirects, security, web
     from portal.audit import cli as audit_cli
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
@@ -61,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
     i18n.init_app(app)
+    redirects.init_app(app)
     security.init_app(app)
     web.init_app(app)
     public_cache.init_app(app)

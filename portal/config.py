@@ -44,6 +44,14 @@ def _secret_key(instance: Path, production: bool) -> str:
     return path.read_text().strip()
 
 
+def _trusted_proxies() -> int:
+    raw = os.environ.get("PORTAL_TRUSTED_PROXIES", "0").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError("PORTAL_TRUSTED_PROXIES must be a whole number (1 behind the shipped "
+                          "nginx, 0 when clients connect to the portal directly).")
+    return int(raw)
+
+
 def load(instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from the environment."""
     instance = Path(instance_path)
@@ -55,6 +63,8 @@ def load(instance_path: str) -> dict[str, Any]:
         raise ConfigError(f"PORTAL_DEFAULT_LOCALE must be one of {', '.join(LOCALES)}.")
     return {
         "PORTAL_ENV": env,
+        # Reverse proxies in front of the portal whose X-Forwarded-For/-Proto are believed.
+        "PORTAL_TRUSTED_PROXIES": _trusted_proxies(),
         "SECRET_KEY": _secret_key(instance, production),
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

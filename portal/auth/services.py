@@ -58,6 +58,15 @@ def _ip_is_limited(ip: str) -> bool:
     return (count or 0) >= cfg["LOGIN_IP_MAX_FAILURES"]
 
 
+def _sign_in_refused() -> SignInResult:
+    """One answer for a wrong password, an unknown e-mail and a locked account, so the
+    sign-in form never tells which accounts exist."""
+    cfg = current_app.config
+    return SignInResult(None, _(
+        "Wrong e-mail or password, or the account is locked for %(m)d minutes after %(n)d "
+        "failed sign-ins.", m=cfg["LOGIN_LOCKOUT_MINUTES"], n=cfg["LOGIN_MAX_FAILURES"]))
+
+
 def authenticate(email: str, password: str, ip: str) -> SignInResult:
     """Check credentials, applying the per-IP limit and the per-account lockout."""
     cfg = current_app.config
@@ -68,17 +77,10 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
 
     user = db.session.scalar(select(User).where(User.email == email))
     now = utcnow()
-    if user and user.locked_until and user.locked_until > now:
-        minutes = int((user.locked_until - now).total_seconds() // 60) + 1
-        return SignInResult(
-            None,
-            _("This account is locked after too many failed attempts. Try again in %(m)d minutes.",
-              m=minutes),
-            429,
-        )
-
+    locked = bool(user and user.locked_until and user.locked_until > now)
+    # Always compare a hash (the same work whether the account exists or is locked).
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
-    if user and valid and user.active:
+    if user and valid and user.active and not locked:
         if user.failed_logins or user.locked_until:
             user.failed_logins = 0
             user.locked_until = None
@@ -88,7 +90,7 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
         return SignInResult(user)
 
     db.session.add(LoginFailure(ip=ip, email=email[:254], at=now))
-    if user and user.active:
+    if user and user.active and not locked:
         user.failed_logins += 1
         if user.failed_logins >= cfg["LOGIN_MAX_FAILURES"]:
             user.locked_until = now + timedelta(minutes=cfg["LOGIN_LOCKOUT_MINUTES"])
@@ -100,10 +102,13 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
                 actor=None,
             )
     db.session.commit()
-    return SignInResult(None, _("Wrong e-mail or password."), 200)
+    return _sign_in_refused()
 
 
-def record_logout(user: User) -> None:
+def sign_out(user: User) -> None:
+    """End the session on the server too: a new session token makes every copy of the
+    session cookie worthless (it signs the account out on every device)."""
+    user.session_token = new_session_token()
     audit.record("auth.logout", "user", user.id, f"{user.email} signed out", actor=user)
     db.session.commit()
 

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from portal.auth import services
 from portal.auth.forms import ChangePasswordForm, LoginForm, ProfileForm
+from portal.auth.models import User
 from portal.errors import RuleViolation
+from portal.redirects import safe_next
 from portal.security import PUBLIC, STAFF, access
 
 bp = Blueprint("auth", __name__)
 
 
-def _safe_next(target: str | None) -> str:
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/"):
-            return target
-    return url_for("main.dashboard")
+def _start_session(user: User) -> None:
+    """Sign ``user`` in with a fresh CSRF token: one seen before sign-in (a shared computer,
+    a page an attacker prepared) is worthless after it."""
+    key = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")  # Flask-WTF's keys
+    session.pop(key, None)
+    g.pop(key, None)
+    login_user(user)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -36,8 +47,8 @@ def login() -> ResponseReturnValue:
         ip = request.remote_addr or ""
         result = services.authenticate(form.email.data, form.password.data, ip)
         if result.user:
-            login_user(result.user)
-            return redirect(_safe_next(request.args.get("next")))
+            _start_session(result.user)
+            return redirect(safe_next(request.args.get("next")))
         form.password.errors.append(result.error)
         status = result.status
     elif form.is_submitted():
@@ -48,7 +59,7 @@ def login() -> ResponseReturnValue:
 @bp.route("/logout", methods=["POST"])
 @access(STAFF)
 def logout() -> ResponseReturnValue:
-    services.record_logout(current_user)
+    services.sign_out(current_user)
     logout_user()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))
@@ -66,7 +77,7 @@ def change_password() -> ResponseReturnValue:
         except RuleViolation as err:
             getattr(form, err.field or "new_password").errors.append(err.message)
         else:
-            login_user(current_user._get_current_object())  # the session id changed
+            _start_session(current_user._get_current_object())  # the session id changed
             flash(_("Your password has been changed."), "success")
             return redirect(url_for("main.dashboard"))
     status = 422 if form.errors else 200

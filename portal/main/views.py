@@ -20,6 +20,7 @@ from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
 from portal.main import services as dashboard_services
 from portal.notices import services as notice_services
+from portal.redirects import safe_next
 from portal.security import PUBLIC, STAFF, access
 from portal.signoffs import services as signoffs
 
@@ -79,10 +80,7 @@ def set_language() -> ResponseReturnValue:
         abort(400)
     if current_user.is_authenticated:
         auth_services.update_profile(current_user, name=current_user.name, locale=locale)
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("main.index")
-    response = redirect(target)
+    response = redirect(safe_next(request.form.get("next"), "main.index"))
     response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 24 * 3600, samesite="Lax",
                         httponly=True)
     return response

@@ -158,7 +158,7 @@ def test_dismissing_deactivate_confirmation_keeps_account_active(page: Page, use
 def test_wrong_password_shows_error_next_to_field(page: Page, users, console_errors) -> None:
     sign_in(page, users[Role.AGENT].email, "not-the-password")
     error = page.locator("#password-error")
-    expect(error).to_have_text("Wrong e-mail or password.")
+    expect(error).to_contain_text("Wrong e-mail or password, or the account is locked")
     password = page.get_by_label("Password", exact=True)
     expect(password).to_have_attribute("aria-invalid", "true")
     expect(password).to_have_attribute("aria-describedby", "password-error")
