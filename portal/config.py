@@ -25,6 +25,15 @@ def _database_url(instance: Path) -> str:
     return url
 
 
+def _random_file(path: Path) -> None:
+    """Create ``path`` (mode 0600) holding 32 random bytes in hex, unless it exists."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+
+
 def _secret_key(instance: Path, production: bool) -> str:
     key = os.environ.get("SECRET_KEY", "").strip()
     if key:
@@ -36,12 +45,37 @@ def _secret_key(instance: Path, production: bool) -> str:
             'print(secrets.token_hex(32))".'
         )
     path = instance / "secret_key"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+    _random_file(path)
     return path.read_text().strip()
+
+
+def _audit_key(instance: Path, name: str, production: bool) -> str:
+    """An audit key, kept outside the database: the environment variable ``name``, else the
+    file instance/<name in lower case> (mode 0600), which development creates on first use
+    and production must be given."""
+    value = os.environ.get(name, "").strip()
+    path = instance / name.lower()
+    if not value:
+        if production and not path.exists():
+            raise ConfigError(
+                f"{name} is not set. In production Aftercare refuses to start without it: set "
+                f"{name} (or write {path}, mode 0600) to 32 random bytes in hex, e.g. python "
+                '-c "import secrets; print(secrets.token_hex(32))". Back it up: see README.')
+        _random_file(path)
+        value = path.read_text().strip()
+    return value
+
+
+def _audit_signing_key(instance: Path, production: bool) -> str:
+    key = _audit_key(instance, "AUDIT_SIGNING_KEY", production)
+    try:
+        valid = len(bytes.fromhex(key)) == 32
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError("AUDIT_SIGNING_KEY must be 32 bytes in hex (64 characters): the "
+                          "seed of the Ed25519 key that signs audit checkpoints.")
+    return key
 
 
 def _trusted_proxies() -> int:
@@ -66,6 +100,11 @@ def load(instance_path: str) -> dict[str, Any]:
         # Reverse proxies in front of the portal whose X-Forwarded-For/-Proto are believed.
         "PORTAL_TRUSTED_PROXIES": _trusted_proxies(),
         "SECRET_KEY": _secret_key(instance, production),
+        # Kept outside the database: the key of every audit entry's HMAC, and the seed of the
+        # Ed25519 key that signs checkpoints of the chain (see README, "Audit keys").
+        "AUDIT_HMAC_KEY": _audit_key(instance, "AUDIT_HMAC_KEY", production),
+        "AUDIT_SIGNING_KEY": _audit_signing_key(instance, production),
+        "AUDIT_CHECKPOINT_FILE": str(instance / "audit-checkpoints.jsonl"),
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,

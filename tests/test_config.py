@@ -16,6 +16,8 @@ def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path)
     with pytest.raises(config.ConfigError, match="SECRET_KEY is not set"):
         config.load(str(tmp_path))
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "h" * 64)
+    monkeypatch.setenv("AUDIT_SIGNING_KEY", "5" * 64)
     loaded = config.load(str(tmp_path))
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["REMEMBER_COOKIE_SECURE"] is True
@@ -60,4 +62,44 @@ def test_environment_overrides(monkeypatch, tmp_path) -> None:
 def test_unknown_default_locale_is_refused(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PORTAL_DEFAULT_LOCALE", "fr")
     with pytest.raises(config.ConfigError, match="PORTAL_DEFAULT_LOCALE"):
+        config.load(str(tmp_path))
+
+
+def test_production_refuses_to_start_without_the_audit_keys(monkeypatch, tmp_path) -> None:
+    """The keys that make tampering evident are never made up silently in production."""
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(config.ConfigError, match="AUDIT_HMAC_KEY is not set"):
+        config.load(str(tmp_path))
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "h" * 64)
+    with pytest.raises(config.ConfigError, match="AUDIT_SIGNING_KEY is not set"):
+        config.load(str(tmp_path))
+    # A key file under instance/ (mode 0600) will do as well as the environment.
+    (tmp_path / "audit_signing_key").write_text("ab" * 32)
+    assert config.load(str(tmp_path))["AUDIT_SIGNING_KEY"] == "ab" * 32
+    monkeypatch.setenv("AUDIT_SIGNING_KEY", "not hex")
+    with pytest.raises(config.ConfigError, match="32 bytes in hex"):
+        config.load(str(tmp_path))
+
+
+def test_development_audit_keys_are_created_once_outside_the_database(monkeypatch,
+                                                                      tmp_path) -> None:
+    monkeypatch.delenv("PORTAL_ENV", raising=False)
+    for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    first, second = config.load(str(tmp_path)), config.load(str(tmp_path))
+    for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
+        assert first[name] == second[name] and len(first[name]) == 64
+        assert stat.S_IMODE(os.stat(tmp_path / name.lower()).st_mode) == 0o600
+
+
+def test_trusted_proxies_default_to_none(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("PORTAL_TRUSTED_PROXIES", raising=False)
+    assert config.load(str(tmp_path))["PORTAL_TRUSTED_PROXIES"] == 0
+    monkeypatch.setenv("PORTAL_TRUSTED_PROXIES", "1")
+    assert config.load(str(tmp_path))["PORTAL_TRUSTED_PROXIES"] == 1
+    monkeypatch.setenv("PORTAL_TRUSTED_PROXIES", "yes")
+    with pytest.raises(config.ConfigError, match="PORTAL_TRUSTED_PROXIES"):
         config.load(str(tmp_path))

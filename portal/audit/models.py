@@ -1,4 +1,5 @@
-"""Audit entries: append-only rows, each carrying the hash of the one before it."""
+"""Audit entries: append-only rows, each carrying the hash of the one before it and an HMAC
+of its own hash under a key kept outside the database; signed checkpoints of the chain."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class AuditEntry(db.Model):
     # Unique: two writers can never both extend the chain from the same entry.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 of ``hash`` under AUDIT_HMAC_KEY; NULL only for entries written before
+    # entries were keyed (they verify as they always did).
+    mac: Mapped[str | None] = mapped_column(String(64))
 
     actor: Mapped[User | None] = relationship(lazy="joined")
 
@@ -58,6 +62,8 @@ class AuditVerification(db.Model):
     checked: Mapped[int] = mapped_column(Integer, default=0)
     broken_entry_id: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
+    # What the check found, as {"code": …, and its details}, described in the reader's language.
+    finding: Mapped[Any | None] = mapped_column(JSON)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     requested_by: Mapped[User | None] = relationship()
@@ -73,12 +79,33 @@ class AuditVerification(db.Model):
         return int(self.checked * 100 / self.total) if self.total else 0
 
 
+class AuditCheckpoint(db.Model):
+    """The chain's length and head at one moment, signed with the Ed25519 key kept outside the
+    database. ``payload`` is exactly the canonical JSON that was signed; the other columns
+    repeat it for display. Each checkpoint is also appended to a file under instance/."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    head_id: Mapped[int | None] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+APPEND_ONLY = (AuditEntry, AuditCheckpoint)
+
+
 @event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditCheckpoint, "before_update")
 def _refuse_update(*_: object) -> None:
     raise AppendOnlyError("audit entries are append-only; they cannot be changed")
 
 
 @event.listens_for(AuditEntry, "before_delete")
+@event.listens_for(AuditCheckpoint, "before_delete")
 def _refuse_delete(*_: object) -> None:
     raise AppendOnlyError("audit entries are append-only; they cannot be deleted")
 
@@ -86,6 +113,6 @@ def _refuse_delete(*_: object) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk(state: ORMExecuteState) -> None:
     if (state.is_update or state.is_delete) and any(
-        m.class_ is AuditEntry for m in state.all_mappers
+        m.class_ in APPEND_ONLY for m in state.all_mappers
     ):
         raise AppendOnlyError("audit entries are append-only; bulk update/delete refused")

@@ -3,34 +3,32 @@
 ``record`` is called by every domain service inside the transaction of the change it
 records; it never commits. The chain is extended under a lock (an advisory lock on
 PostgreSQL; SQLite serialises writers itself) and the unique ``prev_hash`` refuses a fork.
+Each entry also carries an HMAC of its hash under a key kept outside the database, and
+``verify_chain`` checks the chain against every signed checkpoint (``checkpoints``).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from flask import has_request_context, request
-from flask_babel import get_timezone
 from flask_login import current_user
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, select
 
+from portal.audit import checkpoints
+from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
+from portal.audit.findings import describe
 from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification
 from portal.auth.models import User
 from portal.extensions import db
+from portal.i18n import local_to_utc
 from portal.models import utcnow
-
-CHAIN_LOCK_KEY = 7_411_002  # arbitrary, constant advisory-lock key for the audit chain
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def normalise(value: Any) -> Any:
@@ -38,30 +36,8 @@ def normalise(value: Any) -> Any:
     return None if value is None else json.loads(canonical_json(value))
 
 
-def compute_hash(entry: AuditEntry) -> str:
-    payload = {
-        "created_at": entry.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "actor_id": entry.actor_id,
-        "actor_label": entry.actor_label,
-        "action": entry.action,
-        "subject_type": entry.subject_type,
-        "subject_id": entry.subject_id,
-        "summary": entry.summary,
-        "before": entry.before,
-        "after": entry.after,
-        "ip": entry.ip,
-        "prev_hash": entry.prev_hash,
-    }
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
-
-
 def client_ip() -> str | None:
     return request.remote_addr if has_request_context() else None
-
-
-def _lock_chain() -> None:
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
 
 
 def record(
@@ -77,7 +53,7 @@ def record(
     """Append an entry to the chain in the current transaction (the caller commits)."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user._get_current_object()  # type: ignore[attr-defined]
-    _lock_chain()
+    lock_chain()
     db.session.flush()
     prev = db.session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
@@ -94,6 +70,7 @@ def record(
         prev_hash=prev or GENESIS_HASH,
     )
     entry.hash = compute_hash(entry)
+    entry.mac = entry_mac(entry.hash)
     db.session.add(entry)
     db.session.flush()
     return entry
@@ -104,19 +81,67 @@ class VerifyResult:
     ok: bool
     checked: int
     broken_entry_id: int | None = None
-    reason: str | None = None
+    finding: dict[str, Any] | None = None
+    # The newest checkpoint the chain was checked against.
+    checkpoint: checkpoints.Checkpoint | None = None
+    legacy: int = 0  # entries from before keying, checked by their plain hash only
+
+    @property
+    def reason(self) -> str | None:
+        return describe(self.finding) if self.finding else None
+
+
+@dataclass
+class _Anchors:
+    """What the signed checkpoints say the chain must hold."""
+
+    by_position: dict[int, checkpoints.Checkpoint] = field(default_factory=dict)
+    longest: checkpoints.Checkpoint | None = None
+    keyed_from: int | None = None
+
+    @classmethod
+    def of(cls, found: list[checkpoints.Checkpoint]) -> _Anchors:
+        anchors = cls()
+        for checkpoint in found:
+            anchors.by_position.setdefault(checkpoint.entries, checkpoint)
+            if anchors.longest is None or checkpoint.entries >= anchors.longest.entries:
+                anchors.longest = checkpoint
+            if checkpoint.keyed_from is not None:
+                anchors.keyed_from = min(anchors.keyed_from or checkpoint.keyed_from,
+                                         checkpoint.keyed_from)
+        return anchors
+
+
+def _check_entry(entry: AuditEntry, expected_prev: str,
+                 keyed_from: int | None) -> dict[str, Any] | None:
+    if entry.prev_hash != expected_prev:
+        return {"code": "prev_mismatch", "entry": entry.id}
+    if compute_hash(entry) != entry.hash:
+        return {"code": "hash_mismatch", "entry": entry.id}
+    if entry.mac is None:
+        if keyed_from is not None and entry.id >= keyed_from:
+            return {"code": "mac_missing", "entry": entry.id, "keyed_from": keyed_from}
+    elif not mac_matches(entry.hash, entry.mac):
+        return {"code": "mac_mismatch", "entry": entry.id}
+    return None
 
 
 def verify_chain(
     progress: Callable[[int], None] | None = None, batch: int = 1000
 ) -> VerifyResult:
-    """Recompute every hash in order; report the first entry that does not match.
+    """Recompute every hash and HMAC in order, and hold the chain against every signed
+    checkpoint; report the first entry that does not match, or a truncated tail.
 
     Reads in id-ordered batches (keyset), so ``progress`` may commit between them and
     memory stays flat however long the chain is.
     """
+    found, problem = checkpoints.load_checkpoints()
+    anchors = _Anchors.of(found)
+    if problem:
+        return VerifyResult(False, 0, None, problem, anchors.longest)
     expected_prev = GENESIS_HASH
-    checked = 0
+    keyed_from = anchors.keyed_from
+    checked = legacy = 0
     last_id = 0
     while True:
         stmt = (
@@ -124,19 +149,38 @@ def verify_chain(
         )
         rows = list(db.session.scalars(stmt))
         if not rows:
-            return VerifyResult(True, checked)
+            break
         for entry in rows:
-            if entry.prev_hash != expected_prev:
-                return VerifyResult(False, checked, entry.id, "previous hash does not match")
-            if compute_hash(entry) != entry.hash:
-                return VerifyResult(False, checked, entry.id, "content does not match its hash")
+            finding = _check_entry(entry, expected_prev, keyed_from)
+            if finding:
+                return VerifyResult(False, checked, entry.id, finding, anchors.longest, legacy)
+            if entry.mac is None:
+                legacy += 1
+            elif keyed_from is None or entry.id < keyed_from:
+                keyed_from = entry.id  # from here on every entry must be keyed
             expected_prev = entry.hash
             checked += 1
+            anchor = anchors.by_position.get(checked)
+            if anchor and (entry.id != anchor.head_id or entry.hash != anchor.head_hash):
+                # This entry's HMAC is genuine, so the portal wrote it: the signed tail was
+                # cut off and the chain extended again from the cut.
+                replaced = entry.mac is not None
+                finding = {"code": "tail_replaced" if replaced else "checkpoint_mismatch",
+                           "entry": entry.id, "head_id": anchor.head_id,
+                           "at": anchor.created_at, "entries": anchor.entries}
+                return VerifyResult(False, checked, entry.id, finding, anchors.longest, legacy)
         last_id = rows[-1].id
         for entry in rows:
             db.session.expunge(entry)
         if progress:
             progress(checked)
+    longest = anchors.longest
+    if longest and checked < longest.entries:
+        finding = {"code": "truncated", "checked": checked, "entries": longest.entries,
+                   "missing": longest.entries - checked, "at": longest.created_at,
+                   "head_id": longest.head_id}
+        return VerifyResult(False, checked, None, finding, longest, legacy)
+    return VerifyResult(True, checked, None, None, longest, legacy)
 
 
 @dataclass
@@ -149,7 +193,7 @@ class AuditFilter:
     date_to: date | None = None
 
     def _local_midnight(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=get_timezone()).astimezone(UTC)
+        return local_to_utc(datetime.combine(day, time.min))
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
         if self.actor_id:
@@ -265,6 +309,6 @@ def run_verification(verification_id: int) -> None:
     verification.checked = result.checked
     verification.total = max(verification.total, result.checked)
     verification.broken_entry_id = result.broken_entry_id
-    verification.message = result.reason
+    verification.finding = result.finding
     verification.finished_at = utcnow()
     db.session.commit()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from rq import cron
 from sqlalchemy import select
 
 from portal import jobs
-from portal.audit import services
+from portal.audit import checkpoints, services
 from portal.audit.models import AuditVerification
-from portal.extensions import rq
+from portal.extensions import db, rq
 from portal.models import utcnow
+
+log = logging.getLogger(__name__)
+# How often the chain's head is signed: a tail removed after the last checkpoint is the one
+# thing a check cannot see.
+CHECKPOINT_INTERVAL_SECONDS = 600
 
 
 @rq.job
@@ -35,3 +42,20 @@ def requeue_lost_verifications(min_age: timedelta) -> int:
         AuditVerification.requested_at < cutoff,
     )
     return jobs.requeue_lost(stmt, job_id, queue_verification)
+
+
+@rq.job
+def checkpoint_job() -> bool:
+    """Sign the chain's current head (scheduled; nothing is written when nothing changed)."""
+    try:
+        written = checkpoints.write_checkpoint()
+    except checkpoints.ChainDoesNotExtend:
+        db.session.rollback()
+        log.exception("audit checkpoint refused")
+        return False
+    db.session.commit()
+    return written is not None
+
+
+# The plain function: the wrapper holds the extension, which cannot be pickled.
+cron.register(checkpoint_job.func, "default", interval=CHECKPOINT_INTERVAL_SECONDS)

@@ -18,7 +18,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from portal.audit import services, tasks
+from portal.audit import checkpoints, services, tasks
+from portal.audit.chain import public_key_hex
+from portal.audit.findings import describe
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditVerification
 from portal.auth.models import Role, User
@@ -28,6 +30,7 @@ from portal.users.forms import ConfirmForm
 from portal.web import wants_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
+bp.add_app_template_global(describe, "describe_finding")
 
 
 def _filter_form() -> AuditFilterForm:
@@ -55,7 +58,9 @@ def index() -> ResponseReturnValue:
     if wants_partial("audit-results"):
         return render_template("audit/_results.html", **context)
     latest = db.session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()))
-    return render_template("audit/index.html", latest=latest, confirm=ConfirmForm(), **context)
+    return render_template("audit/index.html", latest=latest, confirm=ConfirmForm(),
+                           recent_checkpoints=checkpoints.recent(), public_key=public_key_hex(),
+                           **context)
 
 
 @bp.route("/export.csv")
