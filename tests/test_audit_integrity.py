@@ -217,6 +217,7 @@ def test_the_verification_page_describes_the_finding_in_the_readers_language(
     english = client.get(f"/audit/verify/{vid}?lang=en")
     # The request itself was appended after the cut: another entry stands in the head's place.
     assert "Truncated: the entries up to entry" in english.text
+    assert "chain broken at entry" in english.text  # the tail replaced: its first entry
     chinese = client.get(f"/audit/verify/{vid}?lang=zh_CN")
     assert "截断" in chinese.text
 
@@ -241,3 +242,19 @@ def test_date_filter_starts_at_local_midnight_in_shanghai(app, client, auth, use
     assert "first minute of 1 December" in december and "late on 30 November" not in december
     november = client.get("/audit/?action=test.time&date_to=2026-11-30").text
     assert "late on 30 November" in november and "first minute of 1 December" not in november
+
+
+def test_the_verification_page_names_a_plain_truncation(app, client, auth, users) -> None:
+    from portal.audit import tasks
+
+    verification = audit.request_verification(users[Role.ADMIN])
+    _payments(users, 2)
+    checkpoints.write_checkpoint()
+    db.session.commit()
+    vid = verification.id
+    _sql([("DELETE FROM audit_entry WHERE id > :id", {"id": _entries()[-3].id})])
+    tasks.verify_chain_job(vid)
+    auth.login(Role.ADMIN)
+    page = client.get(f"/audit/verify/{vid}?lang=en")
+    assert "chain broken</span>" in page.text
+    assert "the last 2 entries were removed" in page.text
