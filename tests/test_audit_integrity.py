@@ -258,3 +258,12 @@ def test_the_verification_page_names_a_plain_truncation(app, client, auth, users
     page = client.get(f"/audit/verify/{vid}?lang=en")
     assert "chain broken</span>" in page.text
     assert "the last 2 entries were removed" in page.text
+
+
+def test_checkpoints_are_on_the_cron_schedule(app) -> None:
+    from portal.audit.tasks import CHECKPOINT_INTERVAL_SECONDS, checkpoint_job
+    from portal.extensions import rq
+
+    scheduled = [job for job in rq.make_cron_scheduler().get_jobs()
+                 if job.func is checkpoint_job.func]
+    assert [job.interval for job in scheduled] == [CHECKPOINT_INTERVAL_SECONDS]
