@@ -12,6 +12,7 @@ from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, SignoffThreshold, SlaPolicy
 from portal.extensions import db
+from portal.signoffs.models import SignoffRequest
 from tests.case_helpers import make_case, make_customer
 
 
@@ -48,6 +49,20 @@ def test_the_edit_page_saves_a_description_only_change(client, auth, users) -> N
     assert "Saved." in response.text and "Nothing changed." not in response.text
     db.session.expire_all()
     assert db.session.get(Case, case.id).description == "Called back on Monday"
+
+
+def test_a_description_edit_of_a_case_awaiting_signoff_voids_the_signoff(app, users) -> None:
+    """The description is part of what legal approves: once an edit keeps it, it also
+    sends the proposal back, as an amount change does."""
+    case = make_case(users, amount="8000.00")
+    cases.change_status(case, "start", actor=users[Role.AGENT])
+    cases.propose(case, actor=users[Role.AGENT])
+    request_id = case.signoff_id
+    cases.update_case(case, cases.CaseInput(
+        "refund", "O-1", "8000.00", "CNY", "service_outage", "Also refund the shipping",
+        users[Role.AGENT].id), expected_version=case.lock_version, actor=users[Role.AGENT])
+    assert case.status == "in_progress"
+    assert db.session.get(SignoffRequest, request_id).status == "voided"
 
 
 def test_an_unchanged_form_still_says_nothing_changed(app, users) -> None:

@@ -120,12 +120,11 @@ def set_sla(severity: str, hours: int, *, actor: User) -> bool:
     return True
 
 
-def set_threshold(currency: str, amount: str | Decimal, *, actor: User,
-                  field: str | None = None) -> bool:
+def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
     """Set one currency's sign-off threshold (flushed, not committed); False when it
     already was that amount."""
     currency = parse_currency(currency)
-    value = parse_amount(amount, field=field or f"threshold_{currency}")
+    value = parse_amount(amount, field=f"threshold_{currency}")
     row = db.session.get(SignoffThreshold, currency)
     if row is not None and row.amount == value:
         return False
@@ -137,7 +136,6 @@ def set_threshold(currency: str, amount: str | Decimal, *, actor: User,
     audit.record("settings.threshold", "setting", f"threshold:{currency}",
                  f"Sign-off threshold for {currency} set to {value}",
                  before={"amount": before}, after={"amount": str(value)}, actor=actor)
-    db.session.flush()
     return True
 
 
@@ -306,8 +304,9 @@ def _edit_state(case: Case) -> dict[str, Any]:
 
 def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
                 actor: User) -> bool:
-    """Edit while the case is being worked. A change to the money of a proposal sends it back
-    to in progress and voids its sign-off: legal approved the old amount, not this one."""
+    """Edit while the case is being worked. A change to what was proposed (anything in the
+    sign-off snapshot: money, kind, order, reason, description) sends a proposal back to in
+    progress and voids its sign-off: legal approved the old content, not this one."""
     _check_version(case, expected_version)
     if case.status not in ("new", "in_progress", "proposed", "awaiting_signoff"):
         raise RuleViolation(_("An approved, paid or closed case can no longer be edited."))
@@ -318,14 +317,13 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
             raise DuplicateCase(existing)
     if all(getattr(case, key) == value for key, value in values.items()):
         return False
-    before = _edit_state(case)
-    money_changed = (values["amount"], values["currency"]) != (case.amount, case.currency)
+    before, proposed = _edit_state(case), snapshot(case)
     for key, value in values.items():
         setattr(case, key, value)
-    if money_changed and case.status in ("proposed", "awaiting_signoff"):
+    if case.status in ("proposed", "awaiting_signoff") and snapshot(case) != proposed:
         case.status = "in_progress"
         case.proposed_by_id = None
-        signoffs.void_scope(_scope(case), "amount changed", actor=actor)
+        signoffs.void_scope(_scope(case), "case edited", actor=actor)
     case.updated_at = utcnow()
     _flush()
     audit.record("case.edit", "case", case.id, f"Case {case.ref} edited", before=before,
