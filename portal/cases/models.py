@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -11,26 +12,28 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.functions import FunctionElement
 
 from portal.auth.models import User
 from portal.customers.models import Customer
 from portal.events.models import Event
 from portal.extensions import db
 from portal.models import UTCDateTime, utcnow
+from portal.money import Money
 
 KINDS = ("refund", "compensation")
 REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
            "data_loss", "other")
 OPEN_STATUSES = ("new", "in_progress", "proposed", "awaiting_signoff", "approved", "paid")
 CLOSED_STATUSES = ("closed", "rejected", "withdrawn")
-Money = Numeric(14, 2)
 
 LABELS = {
     "refund": _l("Refund"), "compensation": _l("Compensation"),
@@ -49,10 +52,6 @@ class Case(db.Model):
     __table_args__ = (
         CheckConstraint("kind IN ('refund', 'compensation')", name="kind_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        # One open case per customer, kind and order: closed ones do not count.
-        Index("uq_case_open_per_order", "customer_id", "kind", "order_ref", unique=True,
-              postgresql_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')"),
-              sqlite_where=text("status NOT IN ('closed', 'rejected', 'withdrawn')")),
         Index("ix_case_status_due", "status", "due_at"),
         Index("ix_case_status_created", "status", "created_at", "id"),
         Index("ix_case_event_created", "event_id", "created_at"),
@@ -68,7 +67,7 @@ class Case(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     order_ref: Mapped[str] = mapped_column(String(64), index=True)
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     reason: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -77,7 +76,7 @@ class Case(db.Model):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    approved_amount: Mapped[Decimal | None] = mapped_column(Money)
+    approved_amount: Mapped[Decimal | None] = mapped_column(Money())
     signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -109,6 +108,38 @@ class Case(db.Model):
         }
 
 
+class _Trim(FunctionElement[str]):
+    """SQL trim(), spelt as PostgreSQL spells it back (TRIM(BOTH FROM …)) in the index it
+    reflects, so comparing the models with the database finds no difference."""
+
+    name = "trim"
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_Trim)
+def _trim(element: _Trim, compiler: Any, **kw: Any) -> str:
+    return f"trim({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Trim, "postgresql")
+def _trim_postgresql(element: _Trim, compiler: Any, **kw: Any) -> str:
+    return f"TRIM(BOTH FROM {compiler.process(element.clauses, **kw)})"
+
+
+def order_ref_key(order_ref: Any) -> Any:
+    """An order reference as duplicates are compared: trimmed and case-folded, by the
+    database (the unique index below and the service's friendly check use this one
+    expression, so they always agree). SQLite's lower() folds ASCII letters only."""
+    return func.lower(_Trim(order_ref))
+
+
+OPEN_CASE_WHERE = text("status NOT IN ('closed', 'rejected', 'withdrawn')")
+# One open case per customer, kind and order: closed ones do not count.
+Index("uq_case_open_per_order", Case.customer_id, Case.kind, order_ref_key(Case.order_ref),
+      unique=True, postgresql_where=OPEN_CASE_WHERE, sqlite_where=OPEN_CASE_WHERE)
+
+
 class Payment(db.Model):
     """A payout. ``case_id`` is unique: the database itself refuses a second payment."""
 
@@ -116,7 +147,7 @@ class Payment(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), unique=True)
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
     payout_ref: Mapped[str] = mapped_column(String(64), unique=True)
     paid_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -164,7 +195,7 @@ class SignoffThreshold(db.Model):
     __tablename__ = "signoff_threshold"
 
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money())
 
 
 class RefCounter(db.Model):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from babel.numbers import list_currencies
@@ -29,18 +29,18 @@ from portal.cases.models import (
     RefCounter,
     SignoffThreshold,
     SlaPolicy,
+    order_ref_key,
 )
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
+from portal.money import parse_amount
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import APPROVED as GRANTED
 from portal.signoffs.models import SignoffRequest
 
 SUBJECT = "case_decision"
-MAX_AMOUNT = Decimal("10000000.00")
-CENT = Decimal("0.01")
 CURRENCIES = frozenset(list_currencies())
 DEFAULT_SLA_HOURS = {"sev1": 24, "sev2": 48, "sev3": 72, "sev4": 120}
 DEFAULT_THRESHOLDS = {"CNY": Decimal("5000.00"), "USD": Decimal("1000.00"),
@@ -53,28 +53,6 @@ class Conflict(RuleViolation):
 
 
 # --- money -----------------------------------------------------------------------------------
-
-
-def parse_amount(text: str | Decimal, field: str = "amount") -> Decimal:
-    """A positive amount with at most two decimals, at most MAX_AMOUNT. Never a float, never
-    rounded silently: 10.005 is refused, not turned into 10.01."""
-    if isinstance(text, float):
-        raise RuleViolation(_("Amounts are never floats."), field=field)
-    raw = str(text).strip().replace(",", "").replace("，", "")
-    try:
-        amount = Decimal(raw)
-    except InvalidOperation:
-        raise RuleViolation(_("Enter an amount such as 1280.50."), field=field) from None
-    if not amount.is_finite():
-        raise RuleViolation(_("Enter an amount such as 1280.50."), field=field)
-    if amount != amount.quantize(CENT):
-        raise RuleViolation(_("At most two decimal places."), field=field)
-    if amount <= 0:
-        raise RuleViolation(_("The amount must be more than zero."), field=field)
-    if amount > MAX_AMOUNT:
-        raise RuleViolation(_("The amount is above the limit of %(max)s.", max=MAX_AMOUNT),
-                            field=field)
-    return amount.quantize(CENT)
 
 
 def parse_currency(code: str) -> str:
@@ -123,26 +101,33 @@ def needs_signoff(amount: Decimal, currency: str) -> bool:
     return limit is None or amount >= limit
 
 
-def set_sla(severity: str, hours: int, *, actor: User) -> None:
+def set_sla(severity: str, hours: int, *, actor: User) -> bool:
+    """Set one severity's SLA (flushed, not committed); False when it already was that."""
+    if severity not in DEFAULT_SLA_HOURS:
+        raise RuleViolation(_("Unknown severity."), field=f"sla_{severity}")
     if hours < 1 or hours > 24 * 90:
         raise RuleViolation(_("Between 1 hour and 90 days."), field=f"sla_{severity}")
     policy = db.session.get(SlaPolicy, severity)
-    before = policy.hours if policy else DEFAULT_SLA_HOURS.get(severity)
-    if before == hours and policy:
-        return
+    before = policy.hours if policy else DEFAULT_SLA_HOURS[severity]
+    if before == hours:
+        return False
     if policy is None:
         db.session.add(SlaPolicy(severity=severity, hours=hours))
     else:
         policy.hours = hours
     audit.record("settings.sla", "setting", f"sla:{severity}", f"SLA for {severity} set to "
                  f"{hours} hours", before={"hours": before}, after={"hours": hours}, actor=actor)
-    db.session.commit()
+    return True
 
 
-def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> None:
+def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
+    """Set one currency's sign-off threshold (flushed, not committed); False when it
+    already was that amount."""
     currency = parse_currency(currency)
     value = parse_amount(amount, field=f"threshold_{currency}")
     row = db.session.get(SignoffThreshold, currency)
+    if row is not None and row.amount == value:
+        return False
     before = str(row.amount) if row else None
     if row is None:
         db.session.add(SignoffThreshold(currency=currency, amount=value))
@@ -151,7 +136,65 @@ def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> None:
     audit.record("settings.threshold", "setting", f"threshold:{currency}",
                  f"Sign-off threshold for {currency} set to {value}",
                  before={"amount": before}, after={"amount": str(value)}, actor=actor)
-    db.session.commit()
+    return True
+
+
+class InvalidSettings(RuleViolation):
+    """Every bad field of the case settings form, each with its message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        field, message = next(iter(errors.items()))
+        super().__init__(message, field=field)
+        self.errors = errors
+
+
+WHOLE_HOURS = re.compile(r"[0-9]{1,5}")
+
+
+def save_settings(sla: dict[str, str], thresholds: dict[str, str], *, new_currency: str = "",
+                  new_amount: str = "", actor: User) -> int:
+    """The case settings form, all or nothing: every field is checked before anything is
+    written, and a bad one (each is named in InvalidSettings) leaves every setting as it was.
+    An empty threshold keeps its value. Returns how many settings changed; the caller
+    commits."""
+    errors: dict[str, str] = {}
+    hours: dict[str, int] = {}
+    for severity, raw in sla.items():
+        raw = raw.strip()
+        if not WHOLE_HOURS.fullmatch(raw):
+            errors[f"sla_{severity}"] = _("Enter whole hours.")
+        elif not 1 <= int(raw) <= 24 * 90:
+            errors[f"sla_{severity}"] = _("Between 1 hour and 90 days.")
+        else:
+            hours[severity] = int(raw)
+    amounts: dict[str, Decimal] = {}
+    for currency, raw in thresholds.items():
+        if raw.strip():
+            try:
+                amounts[currency] = parse_amount(raw, field=f"threshold_{currency}")
+            except RuleViolation as err:
+                errors[err.field or f"threshold_{currency}"] = err.message
+    if new_currency.strip() or new_amount.strip():
+        code = amount = None
+        try:
+            if not new_currency.strip():
+                raise RuleViolation(_("Enter an ISO 4217 currency code, such as JPY."))
+            code = parse_currency(new_currency)
+        except RuleViolation as err:
+            errors["new_currency"] = err.message
+        try:
+            amount = parse_amount(new_amount, field="new_amount")
+        except RuleViolation as err:
+            errors["new_amount"] = err.message
+        if code and amount:
+            amounts[code] = amount
+    if errors:
+        raise InvalidSettings(errors)
+    changed = sum(set_sla(severity, value, actor=actor) for severity, value in hours.items())
+    changed += sum(set_threshold(currency, value, actor=actor)
+                   for currency, value in amounts.items())
+    db.session.flush()
+    return changed
 
 
 # --- opening and editing ---------------------------------------------------------------------
@@ -189,8 +232,10 @@ def _clean(data: CaseInput) -> dict[str, Any]:
 
 
 def open_case_for(customer_id: int, kind: str, order_ref: str) -> Case | None:
+    """The open case the unique index would count as the same one, by the same expression."""
     return db.session.scalar(select(Case).where(
-        Case.customer_id == customer_id, Case.kind == kind, Case.order_ref == order_ref,
+        Case.customer_id == customer_id, Case.kind == kind,
+        order_ref_key(Case.order_ref) == order_ref_key(order_ref),
         Case.status.not_in(CLOSED_STATUSES)))
 
 
@@ -251,10 +296,17 @@ def _commit() -> None:
     db.session.commit()
 
 
+def _edit_state(case: Case) -> dict[str, Any]:
+    """Everything an edit can change; the free-text description as a keyed digest, since it
+    may name people and the trail is append-only."""
+    return {**case.audit_state(), "description": case.customer.audit_digest(case.description)}
+
+
 def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
                 actor: User) -> bool:
-    """Edit while the case is being worked. A change to the money of a proposal sends it back
-    to in progress and voids its sign-off: legal approved the old amount, not this one."""
+    """Edit while the case is being worked. A change to what was proposed (anything in the
+    sign-off snapshot: money, kind, order, reason, description) sends a proposal back to in
+    progress and voids its sign-off: legal approved the old content, not this one."""
     _check_version(case, expected_version)
     if case.status not in ("new", "in_progress", "proposed", "awaiting_signoff"):
         raise RuleViolation(_("An approved, paid or closed case can no longer be edited."))
@@ -263,20 +315,19 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
         existing = open_case_for(case.customer_id, values["kind"], values["order_ref"])
         if existing and existing.id != case.id:
             raise DuplicateCase(existing)
-    before = case.audit_state()
-    money_changed = (values["amount"], values["currency"]) != (case.amount, case.currency)
+    if all(getattr(case, key) == value for key, value in values.items()):
+        return False
+    before, proposed = _edit_state(case), snapshot(case)
     for key, value in values.items():
         setattr(case, key, value)
-    if case.audit_state() == before and values["description"] == case.description:
-        return False
-    if money_changed and case.status in ("proposed", "awaiting_signoff"):
+    if case.status in ("proposed", "awaiting_signoff") and snapshot(case) != proposed:
         case.status = "in_progress"
         case.proposed_by_id = None
-        signoffs.void_scope(_scope(case), "amount changed", actor=actor)
+        signoffs.void_scope(_scope(case), "case edited", actor=actor)
     case.updated_at = utcnow()
     _flush()
     audit.record("case.edit", "case", case.id, f"Case {case.ref} edited", before=before,
-                 after=case.audit_state(), actor=actor)
+                 after=_edit_state(case), actor=actor)
     _commit()
     return True
 

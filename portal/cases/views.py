@@ -282,30 +282,22 @@ def settings() -> ResponseReturnValue:
 
     errors: dict[str, str] = {}
     if request.method == "POST":
+        form = request.form
         try:
-            for severity in SEVERITIES:
-                value = request.form.get(f"sla_{severity}", "").strip()
-                if not value.isdigit():
-                    raise RuleViolation(_("Enter whole hours."), field=f"sla_{severity}")
-                services.set_sla(severity, int(value), actor=current_user)
-            for currency, amount in current_thresholds().items():
-                value = request.form.get(f"threshold_{currency}", "").strip()
-                if value and services.parse_amount(value, f"threshold_{currency}") != amount:
-                    services.set_threshold(currency, value, actor=current_user)
-            new_currency = request.form.get("new_currency", "").strip()
-            new_amount = request.form.get("new_amount", "").strip()
-            if new_currency or new_amount:
-                services.set_threshold(new_currency, new_amount, actor=current_user)
-        except RuleViolation as err:
+            services.save_settings(
+                {s: form.get(f"sla_{s}", "") for s in SEVERITIES},
+                {c: form.get(f"threshold_{c}", "") for c in current_thresholds()},
+                new_currency=form.get("new_currency", ""),
+                new_amount=form.get("new_amount", ""), actor=current_user)
+        except services.InvalidSettings as err:
             db.session.rollback()
-            shown = {f"sla_{s}" for s in SEVERITIES} | {"currency"} | {
-                f"threshold_{c}" for c in current_thresholds()}
-            errors[err.field if err.field in shown else "form"] = err.message
+            errors = err.errors
         else:
+            db.session.commit()
             flash(_("Settings saved."), "success")
             return redirect(url_for("cases.settings"))
     thresholds = current_thresholds()
     return render_template(
-        "cases/settings.html", errors=errors, thresholds=thresholds,
+        "cases/settings.html", errors=errors, thresholds=thresholds, form=request.form,
         sla={s: services.sla_hours(s) for s in SEVERITIES},
     ), 422 if errors else 200

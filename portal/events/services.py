@@ -475,7 +475,7 @@ def command_centre(event: Event) -> CommandCentre:
         stakeholders=list(db.session.scalars(select(Stakeholder).where(
             Stakeholder.event_id == event.id).order_by(Stakeholder.kind, Stakeholder.name))),
         open_cases=sum(count for _c, count, _s in open_cases),
-        open_totals={currency: Decimal(total) for currency, _n, total in open_cases},
+        open_totals={currency: total for currency, _n, total in open_cases},  # exact sums
         pending_signoffs=event_signoffs(event),
     )
 

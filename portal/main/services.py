@@ -101,12 +101,13 @@ def amounts_by_event() -> list[MoneyRow]:
                    func.sum(Case.approved_amount))
             .group_by(Case.event_id, Case.currency)):
         entry = row(event_id, currency)
-        entry.proposed = Decimal(proposed or 0)
-        entry.approved = Decimal(approved or 0)
+        # SQL sums of Money columns: exact Decimals on every backend, None when nothing
+        entry.proposed = proposed or entry.proposed
+        entry.approved = approved or entry.approved
     for event_id, currency, paid in db.session.execute(
             select(Case.event_id, Case.currency, func.sum(Payment.amount))
             .join(Payment, Payment.case_id == Case.id).group_by(Case.event_id, Case.currency)):
-        row(event_id, currency).paid = Decimal(paid or 0)
+        row(event_id, currency).paid = paid or Decimal("0")
     return sorted((r for r in rows.values() if r.proposed or r.approved or r.paid),
                   key=lambda r: (r.event.id, r.currency))
 

@@ -154,6 +154,8 @@ class Publication(db.Model):
     """A version going public: the first publication, each update, emergency ones."""
 
     __tablename__ = "notice_publication"
+    # A version goes public once; an update is a new version, hence a new row.
+    __table_args__ = (UniqueConstraint("notice_id", "version_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id"), index=True)

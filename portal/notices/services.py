@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.audit import services as audit
@@ -261,20 +261,30 @@ def _publish_version(
     notice: Notice, version: NoticeVersion, *, actor: User | None, now: datetime,
     signoff: SignoffRequest | None, emergency_reason: str | None = None,
 ) -> Publication:
+    """Make ``version`` the published one, in one conditional UPDATE of the notice row: of
+    several publishers at once (a double click, two tabs, the scheduler) exactly one matches
+    it; the others wait for its commit, then match nothing and are told. The unique key on
+    (notice, version) of the publications backs this up."""
     before = notice.audit_state()
     is_update = notice.published_version_id is not None
+    claimed = db.session.execute(
+        update(Notice).where(
+            Notice.id == notice.id, Notice.status != WITHDRAWN,
+            or_(Notice.published_version_id.is_(None),
+                Notice.published_version_id != version.id))
+        .values(published_version_id=version.id, status=PUBLISHED,
+                first_published_at=func.coalesce(Notice.first_published_at, now),
+                last_published_at=now, scheduled_at=None, scheduled_version_id=None)
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        raise RuleViolation(_("This version is already published."))
+    db.session.expire(notice)  # read back what the UPDATE wrote
     publication = Publication(
         notice=notice, version_id=version.id, published_at=now,
         published_by_id=actor.id if actor else None, signoff_id=signoff.id if signoff else None,
         emergency=emergency_reason is not None, emergency_reason=emergency_reason,
     )
     db.session.add(publication)
-    notice.published_version_id = version.id
-    notice.first_published_at = notice.first_published_at or now
-    notice.last_published_at = now
-    notice.status = PUBLISHED
-    notice.scheduled_at = None
-    notice.scheduled_version_id = None
     db.session.flush()
     kind = "emergency-published" if emergency_reason else ("updated" if is_update
                                                           else "published")
@@ -305,7 +315,11 @@ def publish_due(now: datetime | None = None) -> list[int]:
                          f"Scheduled publication of {notice.ref} dropped: {err.message}")
             db.session.commit()
             continue
-        _publish_version(notice, version, actor=None, signoff=grant, now=now)
+        try:
+            _publish_version(notice, version, actor=None, signoff=grant, now=now)
+        except RuleViolation:
+            db.session.rollback()  # published by someone else meanwhile
+            continue
         db.session.commit()
         published.append(notice.id)
     return published
@@ -328,11 +342,12 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
         raise RuleViolation(_("A withdrawn notice cannot be published."))
     if version.id == notice.published_version_id:
         raise RuleViolation(_("This version is already published."))
-    signoffs.void_scope(scope(notice), "published in an emergency", actor=actor,
-                        keep_subject_ids={notice.published_version_id} - {None})
+    previous = notice.published_version_id
+    # The notice row first, as in every publication: a racing publisher waits here.
     publication = _publish_version(notice, version, actor=actor, signoff=None,
                                    now=now or utcnow(), emergency_reason=reason)
-    db.session.flush()
+    signoffs.void_scope(scope(notice), "published in an emergency", actor=actor,
+                        keep_subject_ids={previous} - {None})
     request_signoff(notice, actor=actor, retroactive=True)  # commits
     return publication
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -264,14 +264,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _cents(column: Any) -> Any:
-    """Sum money as whole cents: exact on every backend (SQLite keeps NUMERIC as REAL, and a
-    float sum of many amounts could drift by a cent)."""
-    return func.sum(cast(func.round(column * 100), BigInteger))
-
-
-def _from_cents(value: Any) -> Decimal:
-    return Decimal(int(value or 0)).scaleb(-2)
+def _total(value: Decimal | None) -> Decimal:
+    """A SQL sum of money (exact: the Money type keeps it a Decimal on every backend)."""
+    return Decimal("0.00") if value is None else value
 
 
 def facts(event: Event) -> Facts:
@@ -313,15 +308,15 @@ def _money(event: Event) -> list[MoneyLine]:
         return lines.setdefault(currency, MoneyLine(currency))
 
     for currency, proposed, approved in db.session.execute(
-            select(Case.currency, _cents(Case.amount), _cents(Case.approved_amount))
+            select(Case.currency, func.sum(Case.amount), func.sum(Case.approved_amount))
             .where(Case.event_id == event.id).group_by(Case.currency)):
-        line(currency).proposed = _from_cents(proposed)
-        line(currency).approved = _from_cents(approved)
+        line(currency).proposed = _total(proposed)
+        line(currency).approved = _total(approved)
     for currency, paid in db.session.execute(
-            select(Payment.currency, _cents(Payment.amount))
+            select(Payment.currency, func.sum(Payment.amount))
             .join(Case, Case.id == Payment.case_id)
             .where(Case.event_id == event.id).group_by(Payment.currency)):
-        line(currency).paid = _from_cents(paid)
+        line(currency).paid = _total(paid)
     return [lines[c] for c in sorted(lines)]
 
 
