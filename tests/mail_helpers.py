@@ -99,10 +99,10 @@ def recipients_received(directory: Path) -> Counter[str]:
 WORKER_SCRIPT = """
 import json, os, sys
 from portal import create_app
-from portal.mailings.cli import make_worker
+from portal.mailings.cli import work
 app = create_app(json.loads(os.environ["AFTERCARE_TEST_CONFIG"]))
 with app.app_context():
-    make_worker(app).work(burst=bool(int(os.environ.get("AFTERCARE_BURST", "0"))))
+    work(app, burst=bool(int(os.environ.get("AFTERCARE_BURST", "0"))))
 """
 
 
