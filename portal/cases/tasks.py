@@ -64,7 +64,7 @@ def send_reply_job(note_id: int) -> str | None:
                                           headers={"X-Aftercare-Case": case.ref})
         with transport.Client() as client:
             client.send(message, current_app.config["MAIL_FROM"], [note.to_address])
-    except Exception as exc:
+    except Exception as exc:  # every failure is judged by the rulebook
         failure = transport.classify(exc)
         retry = (failure.temporary or failure.scope == transport.CONNECTION) \
             and note.mail_attempts < _max_attempts()

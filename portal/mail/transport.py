@@ -106,7 +106,7 @@ def build_message(to: str, subject: str, text: str, *, msg_id: str,
     """A plain-text message from the portal (case replies)."""
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = to
+    message["To"] = address("", to)
     message["Subject"] = header_name(subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = msg_id

@@ -153,6 +153,27 @@ def _next_retry_at(mailing_id: int, chunk: int) -> datetime | None:
         MailingRecipient.status == PENDING))
 
 
+def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts: int,
+                    exc: Exception, max_attempts: int) -> bool:
+    """Record, by the rulebook, why one message did not go out; True when the mailing paused
+    (a connection failure: not this row's fault, so it goes back to waiting uncounted)."""
+    failure = transport.classify(exc)
+    if failure.scope == transport.CONNECTION:
+        log.warning("mailing %s paused: %s", mailing_id, failure.reason)
+        ledger.record(recipient_id, status=PENDING, attempts=attempts, claimed_at=None)
+        ledger.flush()
+        services.pause_for_server(mailing_id, failure.reason)
+        return True
+    if not isinstance(exc, smtplib.SMTPException | OSError):
+        log.exception("mailing %s: row %s failed", mailing_id, recipient_id)
+    if failure.temporary and attempts + 1 < max_attempts:
+        ledger.record(recipient_id, status=PENDING, last_error=failure.reason[:500],
+                      next_attempt_at=utcnow() + transport.backoff(attempts + 1))
+    else:
+        ledger.record(recipient_id, status=FAILED, last_error=failure.reason[:500])
+    return False
+
+
 @rq.job(queue=QUEUE)
 def send_chunk_job(mailing_id: int, chunk: int) -> int:
     """Send one chunk's waiting recipients; returns how many messages went out. Safe to run
@@ -190,25 +211,10 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                     client.send(message, sender, [email])
                 except JobTimeoutException:
                     raise
-                except Exception as exc:
-                    failure = transport.classify(exc)
-                    if failure.scope == transport.CONNECTION:
-                        # Nothing can be sent: not this row's fault, so not counted against it.
-                        log.warning("mailing %s paused: %s", mailing_id, failure.reason)
-                        ledger.record(recipient_id, status=PENDING, attempts=attempts,
-                                      claimed_at=None)
-                        ledger.flush()
-                        services.pause_for_server(mailing_id, failure.reason)
+                except Exception as exc:  # one bad row must not stop the chunk
+                    if _record_failure(ledger, mailing_id, recipient_id, attempts, exc,
+                                       max_attempts):
                         return sent
-                    if not isinstance(exc, smtplib.SMTPException | OSError):
-                        log.exception("mailing %s: row %s failed", mailing_id, recipient_id)
-                    if failure.temporary and attempts + 1 < max_attempts:
-                        ledger.record(recipient_id, status=PENDING,
-                                      last_error=failure.reason[:500],
-                                      next_attempt_at=utcnow() + transport.backoff(attempts + 1))
-                    else:
-                        ledger.record(recipient_id, status=FAILED,
-                                      last_error=failure.reason[:500])
                     continue
                 # last_error stays: the report shows what it took (a 451, a resend in doubt)
                 ledger.record(recipient_id, status=SENT, sent_at=utcnow(), message_id=msg_id)
@@ -261,7 +267,7 @@ def send_test_job(test_id: int) -> str | None:
                                            msg_id=msg_id, subject_prefix="[TEST] ")
         with transport.Client() as client:
             client.send(message, current_app.config["MAIL_FROM"], [row.to_address])
-    except Exception as exc:
+    except Exception as exc:  # a test send is tried once; any failure is its answer
         row.status, row.error = "failed", transport.classify(exc).reason[:500]
         db.session.commit()
         return None
