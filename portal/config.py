@@ -141,6 +141,7 @@ def load(instance_path: str) -> dict[str, Any]:
         # retries of temporary SMTP failures (back-off base, 4×base, 16×base …; waits up to
         # the inline limit happen inside the job, longer ones are queued again by the
         # reconciler), and the lease after which a silent job's worker is presumed dead.
+        # Case replies use the same attempts, back-off and lease.
         "MAILING_CHUNK_SIZE": int(os.environ.get("MAILING_CHUNK_SIZE", "200")),
         "MAILING_RATE_PER_SECOND": int(os.environ.get("MAILING_RATE_PER_SECOND", "500")),
         "MAILING_MAX_ATTEMPTS": 5,

@@ -19,17 +19,28 @@ from portal.mail import devsmtp
 class ScriptedHandler(devsmtp.MaildirHandler):
     """The development server, with answers chosen per recipient: ``defer`` answers 451 that
     many times before accepting; ``refuse`` always answers 550; ``before_store`` runs on each
-    message (numbered from 1) before it is kept, and may make the server answer 451 instead."""
+    message (numbered from 1) before it is kept, and may make the server answer 451 instead;
+    ``refuse_sender`` answers 553 to every MAIL FROM."""
 
     def __init__(self, directory: Path, defer: dict[str, int] | None = None,
                  refuse: set[str] | None = None,
-                 before_store: Callable[[int], bool] | None = None) -> None:
+                 before_store: Callable[[int], bool] | None = None,
+                 refuse_sender: bool = False) -> None:
         super().__init__(directory)
+        self.refuse_sender = refuse_sender
         self.defer = dict(defer or {})
         self.refuse = set(refuse or ())
         self.before_store = before_store
         self.received = 0
         self.rcpt_answers: list[tuple[str, str]] = []
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        if self.refuse_sender:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -56,10 +67,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(directory: Path, **kw: Any) -> tuple[Any, ScriptedHandler, int]:
+def refuse_every_login(*_: Any) -> Any:
+    """An aiosmtpd authenticator that answers 535 to any user and password."""
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=False, handled=False)
+
+
+def start_server(directory: Path, *, require_login: bool = False,
+                 **kw: Any) -> tuple[Any, ScriptedHandler, int]:
+    """A scripted server; with ``require_login`` it offers AUTH (without TLS) and refuses it."""
     handler = ScriptedHandler(directory, **kw)
     port = free_port()
-    return devsmtp.start(directory, "127.0.0.1", port, handler=handler), handler, port
+    options = {"authenticator": refuse_every_login, "auth_require_tls": False} \
+        if require_login else {}
+    return devsmtp.start(directory, "127.0.0.1", port, handler=handler, **options), handler, port
 
 
 def recipients_received(directory: Path) -> Counter[str]:
@@ -77,10 +99,10 @@ def recipients_received(directory: Path) -> Counter[str]:
 WORKER_SCRIPT = """
 import json, os, sys
 from portal import create_app
-from portal.mailings.cli import make_worker
+from portal.mailings.cli import work
 app = create_app(json.loads(os.environ["AFTERCARE_TEST_CONFIG"]))
 with app.app_context():
-    make_worker(app).work(burst=bool(int(os.environ.get("AFTERCARE_BURST", "0"))))
+    work(app, burst=bool(int(os.environ.get("AFTERCARE_BURST", "0"))))
 """
 
 

@@ -169,8 +169,12 @@ class CaseNote(db.Model):
     body: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Replies only: queued → sending → sent | failed
+    # Replies only: queued → sending → sent | failed; a temporary failure goes back to queued
+    # until ``next_attempt_at``; ``claimed_at`` lets the reconciler recover a dead worker's.
     mail_status: Mapped[str | None] = mapped_column(String(8))
+    mail_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     to_address: Mapped[str | None] = mapped_column(String(254))
     message_id: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -46,8 +46,10 @@ def read_messages(directory: Path) -> list[EmailMessage]:
 
 
 def start(directory: Path, host: str = "127.0.0.1", port: int = 8025,
-          handler: MaildirHandler | None = None) -> Controller:
-    controller = Controller(handler or MaildirHandler(directory), hostname=host, port=port)
+          handler: MaildirHandler | None = None, **options: Any) -> Controller:
+    """Serve in a thread; ``options`` go to aiosmtpd (e.g. an ``authenticator``)."""
+    controller = Controller(handler or MaildirHandler(directory), hostname=host, port=port,
+                            **options)
     controller.start()
     return controller
 

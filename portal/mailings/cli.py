@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from portal.extensions import rq
+
+log = logging.getLogger(__name__)
+# Waits while Redis is away: 1 s, 2 s, 4 s … at most this long.
+MAX_RECONNECT_WAIT = 30.0
 
 mailings_cli = AppGroup("mailings", help="Mailings: the mail queue's worker.")
 
@@ -36,6 +44,42 @@ def make_worker(app: Flask, queues: tuple[str, ...] = ("mail",), **kwargs: Any) 
     return worker
 
 
+def _wait_for_redis(worker: AppWorker, wait: float) -> float:
+    """Sleep with back-off until Redis answers; returns the next wait."""
+    while True:
+        try:
+            worker.connection.ping()
+            return wait
+        except RedisError as exc:
+            log.warning("Redis cannot be reached (%s); trying again in %.0f s", exc, wait)
+        time.sleep(wait)
+        wait = min(wait * 2, MAX_RECONNECT_WAIT)
+
+
+def work(app: Flask, queues: tuple[str, ...] = ("mail",), *, burst: bool = False,
+         name: str | None = None) -> None:
+    """Work the queues until asked to stop. RQ's worker quits when Redis goes away (and its
+    last words, ``register_death``, then raise ``ConnectionError``); this waits for Redis
+    with back-off and starts a new worker, so the mail queue outlives a Redis restart."""
+    wait = 1.0
+    while True:
+        worker = make_worker(app, queues, name=name)
+        started = time.monotonic()
+        try:
+            worker.work(burst=burst)
+        except RedisError as exc:
+            log.warning("the worker lost Redis: %s", exc)
+        if burst or worker._shutdown_requested_date is not None:  # done, or asked to stop
+            return
+        # Between workers, SIGTERM and Ctrl-C end the process as usual.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if time.monotonic() - started > 60:
+            wait = 1.0  # it ran a good while: this is a new outage
+        time.sleep(wait)
+        wait = _wait_for_redis(worker, min(wait * 2, MAX_RECONNECT_WAIT))
+
+
 @mailings_cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
@@ -43,4 +87,4 @@ def make_worker(app: Flask, queues: tuple[str, ...] = ("mail",), **kwargs: Any) 
 def worker(burst: bool, name: str | None, queues: tuple[str, ...]) -> None:
     """Work the mail queue (or the QUEUES given) with jobs run in this process."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    make_worker(app, queues or ("mail",), name=name).work(burst=burst)
+    work(app, queues or ("mail",), burst=burst, name=name)

@@ -73,6 +73,8 @@ class Mailing(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why sending stopped by itself (the mail server could not be used); cleared on resume.
+    pause_reason: Mapped[str | None] = mapped_column(Text)
 
     event: Mapped[Event] = relationship()
     notice: Mapped[Notice] = relationship()

@@ -10,14 +10,13 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 from email.header import Header
 from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 from typing import Any
 
 from flask import current_app
@@ -38,6 +37,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import html_lang
+from portal.mail import transport
 from portal.mailings.models import (
     CANCELLED,
     CLAIMED,
@@ -380,7 +380,7 @@ def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, per
     else:
         message = alternatives
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = formataddr((name, to), charset="utf-8")
+    message["To"] = transport.address(name, to)
     message["Subject"] = Header(subject_prefix + rendered.subject, "utf-8")
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = msg_id
@@ -523,7 +523,8 @@ def _change_status(mailing: Mailing, allowed: tuple[str, ...], new: str, action:
                    actor: User, message: str) -> None:
     changed = db.session.execute(
         update(Mailing).where(Mailing.id == mailing.id, Mailing.status.in_(allowed))
-        .values(status=new, finished_at=utcnow() if new in (DONE, CANCELLED) else None)
+        .values(status=new, finished_at=utcnow() if new in (DONE, CANCELLED) else None,
+                pause_reason=None)
         .execution_options(synchronize_session=False)).rowcount
     if changed != 1:
         db.session.rollback()
@@ -539,6 +540,23 @@ def pause(mailing: Mailing, *, actor: User) -> None:
     _change_status(mailing, (SENDING,), PAUSED, "pause", actor=actor,
                    message=_("Only a mailing that is sending can be paused."))
     db.session.commit()
+
+
+def pause_for_server(mailing_id: int, reason: str) -> bool:
+    """Pause a sending mailing because the mail server cannot be used (unreachable, our login
+    or sender refused): every message would fail the same way. Committed; one caller wins."""
+    paused = db.session.execute(
+        update(Mailing).where(Mailing.id == mailing_id, Mailing.status == SENDING)
+        .values(status=PAUSED, pause_reason=reason[:500])
+        .execution_options(synchronize_session=False)).rowcount
+    if paused == 1:
+        audit.record("mailing.pause", "mailing", mailing_id,
+                     f"Mailing {mailing_id} paused by itself: the mail server cannot be used "
+                     f"({reason[:300]}); resume once the SMTP settings are fixed",
+                     before={"status": SENDING}, after={"status": PAUSED, "reason": reason},
+                     actor=None)
+    db.session.commit()
+    return paused == 1
 
 
 def resume(mailing: Mailing, *, actor: User) -> list[int]:
@@ -635,12 +653,6 @@ class Progress:
 
 def progress(mailing: Mailing) -> Progress:
     return Progress(progress_counts(mailing.id), mailing.total)
-
-
-def backoff(attempts: int) -> timedelta:
-    """Wait before retrying a temporary SMTP failure: base, 4×base, 16×base …"""
-    base = float(current_app.config["MAILING_RETRY_BASE_SECONDS"])
-    return timedelta(seconds=base * 4 ** max(attempts - 1, 0))
 
 
 def report_csv(mailing: Mailing) -> Iterator[str]:

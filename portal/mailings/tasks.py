@@ -15,21 +15,20 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 
 from flask import current_app
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import bindparam, func, select, update
 
 from portal import jobs
 from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db, rq
+from portal.mail import transport
 from portal.mailings import services
 from portal.mailings.models import (
     CLAIMED,
@@ -90,58 +89,6 @@ class Throttle:
             if count <= self.rate:
                 return
             time.sleep(second + 1 - now)
-
-
-class Connection:
-    """One SMTP connection, opened on first use and opened again after it breaks."""
-
-    def __init__(self) -> None:
-        self.smtp: smtplib.SMTP | None = None
-
-    def send(self, sender: str, to: str, message: Message) -> None:
-        if self.smtp is None:
-            cfg = current_app.config
-            smtp = smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30)
-            if cfg["SMTP_STARTTLS"]:
-                smtp.starttls()
-            if cfg["SMTP_USERNAME"]:
-                smtp.login(cfg["SMTP_USERNAME"], cfg["SMTP_PASSWORD"])
-            self.smtp = smtp
-        try:
-            self.smtp.send_message(message, sender, [to])  # CRLF line ends, SMTPUTF8 if needed
-        except (smtplib.SMTPServerDisconnected, OSError):
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.smtp is not None:
-            try:
-                self.smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                self.smtp.close()
-            self.smtp = None
-
-
-@contextmanager
-def smtp_connection() -> Iterator[Connection]:
-    connection = Connection()
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def classify(exc: Exception) -> tuple[bool, str]:
-    """(temporary?, message) for an SMTP failure: 4xx and broken connections are retried,
-    5xx fail the recipient."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()))
-        return 400 <= code < 500, f"{code} {text.decode(errors='replace')}"
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error
-        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-        return 400 <= exc.smtp_code < 500, f"{exc.smtp_code} {text}"
-    return True, f"{type(exc).__name__}: {exc}"
 
 
 RECIPIENTS = MailingRecipient.__table__
@@ -206,6 +153,27 @@ def _next_retry_at(mailing_id: int, chunk: int) -> datetime | None:
         MailingRecipient.status == PENDING))
 
 
+def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts: int,
+                    exc: Exception, max_attempts: int) -> bool:
+    """Record, by the rulebook, why one message did not go out; True when the mailing paused
+    (a connection failure: not this row's fault, so it goes back to waiting uncounted)."""
+    failure = transport.classify(exc)
+    if failure.scope == transport.CONNECTION:
+        log.warning("mailing %s paused: %s", mailing_id, failure.reason)
+        ledger.record(recipient_id, status=PENDING, attempts=attempts, claimed_at=None)
+        ledger.flush()
+        services.pause_for_server(mailing_id, failure.reason)
+        return True
+    if not isinstance(exc, smtplib.SMTPException | OSError):
+        log.exception("mailing %s: row %s failed", mailing_id, recipient_id)
+    if failure.temporary and attempts + 1 < max_attempts:
+        ledger.record(recipient_id, status=PENDING, last_error=failure.reason[:500],
+                      next_attempt_at=utcnow() + transport.backoff(attempts + 1))
+    else:
+        ledger.record(recipient_id, status=FAILED, last_error=failure.reason[:500])
+    return False
+
+
 @rq.job(queue=QUEUE)
 def send_chunk_job(mailing_id: int, chunk: int) -> int:
     """Send one chunk's waiting recipients; returns how many messages went out. Safe to run
@@ -221,7 +189,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     inline_wait = float(cfg["MAILING_RETRY_INLINE_SECONDS"])
     sent = 0
     ledger = Ledger(mailing_id)
-    with smtp_connection() as connection:
+    with transport.Client() as client:
         while True:
             rows = _due_rows(mailing_id, chunk)
             people = services.personal_values(db.session.scalars(
@@ -239,22 +207,14 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                     message = services.compose_message(
                         parts, to=email, name=person.name, locale=locale,
                         person=person, customer_id=customer_id, msg_id=msg_id)
+                    throttle.wait()
+                    client.send(message, sender, [email])
+                except JobTimeoutException:
+                    raise
                 except Exception as exc:  # one bad row must not stop the chunk
-                    log.exception("mailing %s: cannot compose for row %s", mailing_id,
-                                  recipient_id)
-                    ledger.record(recipient_id, status=FAILED,
-                                  last_error=f"cannot compose: {exc}"[:500])
-                    continue
-                throttle.wait()
-                try:
-                    connection.send(sender, email, message)
-                except (smtplib.SMTPException, OSError) as exc:
-                    temporary, error = classify(exc)
-                    if temporary and attempts + 1 < max_attempts:
-                        ledger.record(recipient_id, status=PENDING, last_error=error[:500],
-                                      next_attempt_at=utcnow() + services.backoff(attempts + 1))
-                    else:
-                        ledger.record(recipient_id, status=FAILED, last_error=error[:500])
+                    if _record_failure(ledger, mailing_id, recipient_id, attempts, exc,
+                                       max_attempts):
+                        return sent
                     continue
                 # last_error stays: the report shows what it took (a 451, a resend in doubt)
                 ledger.record(recipient_id, status=SENT, sent_at=utcnow(), message_id=msg_id)
@@ -301,14 +261,14 @@ def send_test_job(test_id: int) -> str | None:
         person = services.Personal(row.to_address, "")
         locale, customer_id = "zh_CN", 0
     msg_id = f"<mailing-{mailing.id}-test-{row.id}@{parts.domain}>"
-    message = services.compose_message(parts, to=row.to_address, name="", locale=locale,
-                                       person=person, customer_id=customer_id, msg_id=msg_id,
-                                       subject_prefix="[TEST] ")
     try:
-        with smtp_connection() as connection:
-            connection.send(current_app.config["MAIL_FROM"], row.to_address, message)
-    except (smtplib.SMTPException, OSError) as exc:
-        row.status, row.error = "failed", classify(exc)[1][:500]
+        message = services.compose_message(parts, to=row.to_address, name="", locale=locale,
+                                           person=person, customer_id=customer_id,
+                                           msg_id=msg_id, subject_prefix="[TEST] ")
+        with transport.Client() as client:
+            client.send(message, current_app.config["MAIL_FROM"], [row.to_address])
+    except Exception as exc:  # a test send is tried once; any failure is its answer
+        row.status, row.error = "failed", transport.classify(exc).reason[:500]
         db.session.commit()
         return None
     row.status, row.message_id, row.sent_at = "sent", msg_id, utcnow()
@@ -325,6 +285,26 @@ def _job_status(job_id: str) -> tuple[str | None, datetime | None]:
     if started is not None and started.tzinfo is None:
         started = started.replace(tzinfo=UTC)
     return job.get_status(refresh=True), started
+
+
+def _recover_claims(mailing_id: int, chunk: int, claimed_before: datetime) -> tuple[int, int]:
+    """Rows a dead worker left ``sending``: waiting again (the documented in-doubt window), or
+    failed once they used their last attempt, so a message that stops every worker that sends
+    it cannot stop the chunk forever. Returns (sent again, failed)."""
+    max_attempts = int(current_app.config["MAILING_MAX_ATTEMPTS"])
+    stale = (MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
+             MailingRecipient.status == CLAIMED, MailingRecipient.claimed_at < claimed_before)
+    given_up = db.session.execute(
+        update(MailingRecipient).where(*stale, MailingRecipient.attempts >= max_attempts)
+        .values(status=FAILED, last_error=f"the worker stopped while sending, {max_attempts} "
+                "times or more; not sent again")
+        .execution_options(synchronize_session=False)).rowcount
+    again = db.session.execute(
+        update(MailingRecipient).where(*stale)
+        .values(status=PENDING, last_error="in doubt: the worker stopped while sending; "
+                "sent again")
+        .execution_options(synchronize_session=False)).rowcount
+    return again, given_up
 
 
 @jobs.reconciler
@@ -353,21 +333,16 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
                 activity = max(filter(None, [last_claim, started_at]), default=None)
                 if activity is not None and activity > now - lease:
                     continue
-            stale = db.session.execute(
-                update(MailingRecipient)
-                .where(MailingRecipient.mailing_id == mailing_id,
-                       MailingRecipient.chunk == chunk, MailingRecipient.status == CLAIMED,
-                       MailingRecipient.claimed_at < now - lease)
-                .values(status=PENDING, last_error="in doubt: the worker stopped while "
-                        "sending; sent again")
-                .execution_options(synchronize_session=False)).rowcount
-            if stale:
-                log.warning("mailing %s chunk %s: %s row(s) in doubt sent again",
-                            mailing_id, chunk, stale)
+            stale, given_up = _recover_claims(mailing_id, chunk, now - lease)
+            if stale or given_up:
+                log.warning("mailing %s chunk %s: %s row(s) in doubt sent again, %s failed",
+                            mailing_id, chunk, stale, given_up)
                 audit.record("mailing.recover", "mailing", mailing_id,
                              f"Mailing {mailing_id}: chunk {chunk} recovered from a stopped "
-                             f"worker; {stale} message(s) in doubt sent again",
-                             after={"chunk": chunk, "in_doubt": stale}, actor=None)
+                             f"worker; {stale} message(s) in doubt sent again, {given_up} "
+                             "failed after the last attempt",
+                             after={"chunk": chunk, "in_doubt": stale, "failed": given_up},
+                             actor=None)
             db.session.commit()
             if queue_chunks(mailing_id, [chunk]):
                 count += 1

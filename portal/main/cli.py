@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -24,6 +23,7 @@ from portal.customers import services as customer_services
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
+from portal.main.supervisor import Supervisor
 from portal.notices import services as notice_services
 from portal.notices import tasks as notice_tasks
 from portal.notices.content import STARTERS, fill_placeholders
@@ -175,58 +175,47 @@ def _wait_for(path: Path, seconds: float = 10) -> None:
 def devserver(host: str, port: int) -> None:
     """Run everything for development: Redis (unless REDIS_URL is set), the local SMTP server,
     an RQ worker with its scheduler, the mail worker, the cron reconciler and the web server.
-    Ctrl-C ends all."""
+    A process that stops is started again; Ctrl-C ends all."""
     instance = Path(current_app.instance_path)
     env = dict(os.environ)
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(*argv: str) -> None:
-        procs.append(subprocess.Popen(argv, env=env, start_new_session=True))
-
-    if not os.environ.get("REDIS_URL"):
-        redis = shutil.which("redis-server")
-        if redis is None:
-            raise click.ClickException("redis-server is not installed: run `make run` as root once "
-                                       "or install Debian's redis-server.")
-        sock = instance / "redis.sock"
-        sock.unlink(missing_ok=True)
-        spawn(redis, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-              "--save", "", "--appendonly", "no", "--dir", str(instance))
-        _wait_for(sock)
-        env["REDIS_URL"] = f"unix://{sock}"
-    flask = [sys.executable, "-m", "flask", "--app", "portal"]
-    cfg = current_app.config
-    spawn(sys.executable, "-m", "portal.mail.devsmtp", "--host", cfg["SMTP_HOST"],
-          "--port", str(cfg["SMTP_PORT"]), "--dir", str(instance / "mail"))
-    spawn(*flask, "rq", "worker", "--with-scheduler", "default")
-    spawn(*flask, "mailings", "worker")
-    from portal.main import tasks  # noqa: F401  (loads every reconciler)
-
-    requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down
-    if requeued:
-        click.echo(f"Queued {requeued} job(s) saved while the queue was down.")
-    spawn(*flask, "rq", "cron")
-    spawn(*flask, "run", "--host", host, "--port", str(port))
-    click.echo(f"Aftercare is running on http://{host}:{port}/ — mail is kept in "
-               f"{instance / 'mail'}. Press Ctrl-C to stop everything.")
-
-    def stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM/SIGHUP end everything, like Ctrl-C
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
+    supervisor = Supervisor(env)
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        click.echo("A process stopped; shutting the others down.", err=True)
+        if not os.environ.get("REDIS_URL"):
+            redis = shutil.which("redis-server")
+            if redis is None:
+                raise click.ClickException("redis-server is not installed: run `make run` as "
+                                           "root once or install Debian's redis-server.")
+            sock = instance / "redis.sock"
+            supervisor.spawn("redis", redis, "--port", "0", "--unixsocket", str(sock),
+                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                             "--dir", str(instance),
+                             before_start=lambda: sock.unlink(missing_ok=True))
+            _wait_for(sock)
+            env["REDIS_URL"] = f"unix://{sock}"
+        flask = [sys.executable, "-m", "flask", "--app", "portal"]
+        cfg = current_app.config
+        supervisor.spawn("smtp", sys.executable, "-m", "portal.mail.devsmtp", "--host",
+                         cfg["SMTP_HOST"], "--port", str(cfg["SMTP_PORT"]),
+                         "--dir", str(instance / "mail"))
+        supervisor.spawn("worker", *flask, "rq", "worker", "--with-scheduler", "default")
+        supervisor.spawn("mail worker", *flask, "mailings", "worker")
+        from portal.main import tasks  # noqa: F401  (loads every reconciler)
+
+        requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down
+        if requeued:
+            click.echo(f"Queued {requeued} job(s) saved while the queue was down.")
+        supervisor.spawn("cron", *flask, "rq", "cron")
+        supervisor.spawn("web", *flask, "run", "--host", host, "--port", str(port))
+        click.echo(f"Aftercare is running on http://{host}:{port}/ — mail is kept in "
+                   f"{instance / 'mail'}. Press Ctrl-C to stop everything.")
+
+        def stop(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM/SIGHUP end everything, like Ctrl-C
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
+        supervisor.run()
     except KeyboardInterrupt:
         click.echo("\nStopping…")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        supervisor.stop()
