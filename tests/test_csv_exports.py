@@ -60,7 +60,7 @@ def test_no_module_writes_csv_but_the_core_writer() -> None:
     assert writers == []
 
 
-# --- formula injection, export by export ---------------------------------------------------------
+# --- formula injection, export by export ------------------------------------------------------
 
 
 def test_the_rejected_rows_file_escapes_formulas_even_in_its_reason(app, client, auth,
@@ -101,7 +101,7 @@ def test_the_audit_export_escapes_formulas(app, client, auth, users) -> None:
     assert row[header.index("summary")] == "'" + FORMULA
 
 
-# --- times -------------------------------------------------------------------------------------------
+# --- times ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("zone", "expected"), [

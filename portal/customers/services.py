@@ -33,6 +33,7 @@ from portal.extensions import db
 from portal.i18n import N_, Message
 from portal.imports import (
     CONTROL_CHARACTER,
+    Record,
     control_character,
     detect_encoding,
     read_records,
@@ -195,28 +196,32 @@ class Row:
     error: Message | None
 
 
-def _header(records: Iterator[Any]) -> list[str]:
+def _header(records: Iterator[Record]) -> Record:
+    """The header record, checked; its cells as in the file."""
     first = next(records, None)
     if first is None:
         raise RuleViolation(N_("The file is empty."))
     if first.error is not None:
         raise RuleViolation(first.error)
-    names = [h.strip().lstrip("\ufeff").lower() for h in first.cells]
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    missing = [c for c in REQUIRED_COLUMNS if c not in _column_names(first)]
     if missing:
         raise RuleViolation(N_("Missing column(s): %(cols)s. Expected: %(all)s.",
                                cols=", ".join(missing), all=", ".join(COLUMNS)))
-    return names
+    return first
+
+
+def _column_names(header: Record) -> list[str]:
+    return [h.strip().lstrip("\ufeff").lower() for h in header.cells]
 
 
 def read_header(path: Path, encoding: str) -> list[str]:
-    return _header(read_records(path, encoding))
+    return _header(read_records(path, encoding)).cells
 
 
 def read_rows(path: Path, encoding: str) -> Iterator[Row]:
     """Stream the records of a customer CSV, each validated; blank lines are skipped."""
     records = read_records(path, encoding)
-    names = _header(records)
+    names = _column_names(_header(records))
     for record in records:
         cells = record.cells
         if record.error is not None:
