@@ -43,7 +43,10 @@ def control_character(text: str) -> str | None:
 def _physical_lines(raw: Iterable[bytes]) -> Iterator[bytes]:
     """Lines as the CSV reader counts them: ended by LF, CRLF or a lone CR."""
     for chunk in raw:
-        yield from (part for part in _LONE_CR.split(chunk) if part)
+        if b"\r" in chunk and not (chunk.endswith(b"\r\n") and chunk.count(b"\r") == 1):
+            yield from (part for part in _LONE_CR.split(chunk) if part)
+        else:
+            yield chunk
 
 
 def _bad_encoding(line: int, encoding: str) -> RuleViolation:
@@ -53,23 +56,39 @@ def _bad_encoding(line: int, encoding: str) -> RuleViolation:
         "best) and upload it again.", line=line, encoding=encoding), field="file")
 
 
+def _wholly_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder(UTF8)()
+    with path.open("rb") as fh:
+        try:
+            while chunk := fh.read(1 << 16):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
 def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM) or GB18030 (what Chinese Excel saves; a superset of GBK),
     decided from the whole file; RuleViolation naming the first line that is not valid in it.
 
-    A non-ASCII line valid as UTF-8 counts for UTF-8, any other against it. The file is UTF-8
-    when it starts with a BOM or when at least as many lines count for UTF-8 as against it:
-    then a UTF-8 file with one line saved as GBK is refused at that line (read as GB18030,
-    its UTF-8 Chinese would decode without error, wrongly: 张三 → 寮犱笁). A GBK file has a
-    few lines that are valid UTF-8 by chance ("一" is D2 BB), never most of them.
+    A file that is not wholly UTF-8 is weighed line by line: a non-ASCII line valid as UTF-8
+    counts for UTF-8, any other against it. The file is UTF-8 when it starts with a BOM or
+    when at least as many lines count for UTF-8 as against it: then a UTF-8 file with one line
+    saved as GBK is refused at that line (read as GB18030, its UTF-8 Chinese would decode
+    without error, wrongly: 张三 → 寮犱笁). A GBK file has a few lines that are valid UTF-8 by
+    chance ("一" is D2 BB), never most of them.
     """
+    with path.open("rb") as fh:
+        bom = fh.read(3) == codecs.BOM_UTF8
+    if _wholly_utf8(path):
+        return UTF8_BOM if bom else UTF8
     for_utf8 = against_utf8 = 0
     first_bad_utf8 = first_bad_gb18030 = None
     with path.open("rb") as fh:
-        bom = fh.read(3) == codecs.BOM_UTF8
-        if not bom:
-            fh.seek(0)
         for number, line in enumerate(_physical_lines(fh), start=1):
+            if number == 1 and bom:
+                line = line[len(codecs.BOM_UTF8):]
             if line.isascii():
                 continue
             try:
@@ -84,9 +103,7 @@ def detect_encoding(path: Path) -> str:
                 except UnicodeDecodeError:
                     first_bad_gb18030 = number
     if bom or for_utf8 >= against_utf8:
-        if first_bad_utf8 is not None:
-            raise _bad_encoding(first_bad_utf8, "UTF-8")
-        return UTF8_BOM if bom else UTF8
+        raise _bad_encoding(first_bad_utf8 or 1, "UTF-8")
     if first_bad_gb18030 is not None:
         raise _bad_encoding(first_bad_gb18030, "GB18030")
     return GB18030
