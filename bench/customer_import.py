@@ -177,7 +177,7 @@ def child(url: str, csv_path: Path, instance: Path) -> dict[str, Any]:
         db.session.expire_all()
         batch = db.session.get(ImportBatch, batch_id)
         if batch.status != "validated":
-            raise SystemExit(f"validation ended as {batch.status}: {batch.message}")
+            raise SystemExit(f"validation ended as {batch.status}: {batch.failure}")
         services.confirm_import(batch, actor=actor)
         services.run_import(batch_id)
         t3 = time.perf_counter()
@@ -187,8 +187,10 @@ def child(url: str, csv_path: Path, instance: Path) -> dict[str, Any]:
         batch = db.session.get(ImportBatch, batch_id)
         in_db = db.session.scalar(select(func.count()).select_from(Customer)
                                   .where(Customer.event_id == event_id))
-        with services.rejected_path(batch).open(encoding="utf-8-sig", newline="") as fh:
-            rejected_lines = sum(1 for _ in csv.reader(fh)) - 1
+        # The CSV handed out (chunks end between rows), streamed.
+        lines = (line for chunk in services.rejected_csv(batch)
+                 for line in chunk.lstrip("\ufeff").splitlines(keepends=True))
+        rejected_lines = sum(1 for _ in csv.reader(lines)) - 1
         first_error = batch.first_errors[0] if batch.first_errors else None
         return {
             "status": batch.status, "encoding": batch.encoding, "total": batch.total_rows,

@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 LOCALES = ("zh_CN", "en")
+# The largest file an upload may carry, and the largest request (the file with its form
+# fields and multipart envelope): Flask refuses a bigger request before reading it, and the
+# shipped nginx (deploy/nginx-aftercare.conf, client_max_body_size) uses the same number.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -132,6 +137,7 @@ def load(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
         "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_LOCKOUT_MINUTES": 15,
         "LOGIN_IP_MAX_FAILURES": 30,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from portal.i18n import Message
+
 
 class RuleViolation(Exception):
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    """``text`` is a string or a ``Message``; ``message`` reads it in the current language,
+    so a reason raised in a job can be stored as its key and shown in the reader's."""
+
+    def __init__(self, text: str | Message, field: str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
         self.field = field
 
+    @property
+    def message(self) -> str:
+        return str(self.text)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from flask import Flask, current_app, has_request_context, request
-from flask_babel import get_locale, get_timezone
+from flask_babel import get_locale, get_timezone, gettext
 from flask_login import current_user
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -57,6 +58,47 @@ def from_accept_language(header: str) -> str | None:
 
 def select_timezone() -> str:
     return current_app.config["BABEL_DEFAULT_TIMEZONE"]
+
+
+class Message:
+    """A text for people kept as its msgid and parameters, so it is translated when it is
+    read, in the reader's language, not when and where it was made (a job has no reader).
+    Stored as JSON (``to_json``); mark msgids with ``N_`` so ``make messages`` finds them."""
+
+    __slots__ = ("key", "params")
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key = key
+        self.params = params
+
+    def __str__(self) -> str:
+        return gettext(self.key, **self.params)
+
+    def __repr__(self) -> str:
+        return f"Message({self.key!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.key, self.params) == (other.key,
+                                                                          other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "params": self.params}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> Message:
+        """From ``to_json``; a plain string (stored before messages were kept as keys) is
+        shown as it is."""
+        if isinstance(data, str):
+            return cls(data)
+        return cls(data["key"], **data.get("params", {}))
+
+
+def N_(key: str, **params: Any) -> Message:
+    """A Message; the name is the marker Babel extracts by default."""
+    return Message(key, **params)
 
 
 def html_lang() -> str:

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal.auth import services as auth_services
 from portal.extensions import db, htmx, login_manager
+from portal.imports import too_large
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ ERROR_TITLES = {
     403: _l("Not allowed"),
     404: _l("Page not found"),
     405: _l("Method not allowed"),
+    413: _l("File too large"),
     429: _l("Too many requests"),
     500: _l("Something went wrong"),
 }
@@ -102,6 +104,8 @@ def init_app(app: Flask) -> None:
     def http_error(err: HTTPException) -> ResponseReturnValue:
         if err.code and err.code < 400:
             return err
+        if err.code == 413:  # refused by MAX_CONTENT_LENGTH before the body is read
+            return render_error(413, too_large())
         return render_error(err.code or 500)
 
     @app.after_request

@@ -103,7 +103,7 @@ def test_detects_bom_plain_utf8_and_gb18030(tmp_path) -> None:
         assert row.values["name"] == "王芳" and row.values["company"] == "华夏银行"
 
 
-def test_quoted_commas_newlines_and_empty_lines(tmp_path) -> None:
+def test_quoted_commas_newlines_and_empty_lines(app, tmp_path) -> None:
     path = tmp_path / "shapes.csv"
     path.write_text(HEADER + '1,"Li, Lei","ACME, Inc.",l@example.com,,en,"a;b"\n'
                     "\n,,,,,,\n"
@@ -112,8 +112,11 @@ def test_quoted_commas_newlines_and_empty_lines(tmp_path) -> None:
     rows = list(services.read_rows(path, "utf-8"))
     assert [r.number for r in rows] == [2, 5, 7]  # blank lines skipped, numbers are file lines
     assert rows[0].values["name"] == "Li, Lei" and rows[0].values["company"] == "ACME, Inc."
-    assert rows[1].values["name"] == "Multi\nline"
-    assert rows[2].error == "more cells than columns"
+    # A line break is no part of a name (it would forge a header in the customer's e-mail).
+    assert rows[1].values is None and rows[1].error.params == {"field": "name",
+                                                               "code": "U+000A"}
+    assert str(rows[2].error) == "more cells than columns"
+    assert rows[2].cells == ["3", "Too", "many", "cells", "", "", "", "", "extra"]
 
 
 def test_missing_columns_are_reported(app, users) -> None:
@@ -130,11 +133,11 @@ def test_preview_counts_errors_and_rejected_rows_file(app, users) -> None:
     batch = _import(app, users, data)
     assert (batch.status, batch.total_rows, batch.valid_rows, batch.error_rows) == (
         "validated", 5, 2, 3)
-    assert [e["row"] for e in batch.first_errors] == [3, 4, 5]
-    assert "already appears in row 2" in batch.first_errors[2]["error"]
-    with services.rejected_path(batch).open(encoding="utf-8-sig") as fh:
-        rejected = list(csv.DictReader(fh))
-    assert [r["row"] for r in rejected] == ["3", "4", "5"]
+    assert [line for line, _ in batch.errors_preview] == [3, 4, 5]
+    assert "already appears on line 2" in str(batch.errors_preview[2][1])
+    rejected = list(csv.DictReader(io.StringIO("".join(services.rejected_csv(batch))
+                                              .lstrip("\ufeff"))))
+    assert [r["line"] for r in rejected] == ["3", "4", "5"]
     assert rejected[1]["email"] == "bob@bad" and "e-mail" in rejected[1]["reason"]
     assert db.session.scalar(select(func.count(Customer.id))) == 0  # a preview imports nothing
 

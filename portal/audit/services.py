@@ -9,8 +9,6 @@ Each entry also carries an HMAC of its hash under a key kept outside the databas
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Select, func, select
 
+from portal import exports
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
 from portal.audit.findings import describe
@@ -239,27 +238,13 @@ CSV_COLUMNS = [
 
 
 def export_csv(flt: AuditFilter, batch: int = 1000) -> Iterator[str]:
-    """Stream the filtered entries as CSV (UTF-8 with BOM so spreadsheet tools read Chinese)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    yield "\ufeff"
-    writer.writerow(CSV_COLUMNS)
-    stmt = entries(flt).execution_options(yield_per=batch)
-    for n, e in enumerate(db.session.scalars(stmt), start=1):
-        writer.writerow(
-            [
-                e.id, e.created_at.isoformat(), e.actor_label, e.action, e.subject_type,
-                e.subject_id, e.summary,
-                "" if e.before is None else canonical_json(e.before),
-                "" if e.after is None else canonical_json(e.after),
-                e.ip or "", e.prev_hash, e.hash,
-            ]
-        )
-        if n % 200 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+    """Stream the filtered entries as CSV."""
+    rows = ([e.id, e.created_at, e.actor_label, e.action, e.subject_type, e.subject_id,
+             e.summary, "" if e.before is None else canonical_json(e.before),
+             "" if e.after is None else canonical_json(e.after), e.ip or "", e.prev_hash,
+             e.hash]
+            for e in db.session.scalars(entries(flt).execution_options(yield_per=batch)))
+    yield from exports.stream(CSV_COLUMNS, rows)
 
 
 def request_verification(requested_by: User | None) -> AuditVerification:

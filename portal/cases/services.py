@@ -4,6 +4,7 @@ the threshold, exactly-once payment, notes and replies, optimistic locking."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -618,28 +619,15 @@ CSV_COLUMNS = ["ref", "status", "kind", "event", "customer_ref", "customer", "co
                "due_at", "created_at", "payout_ref"]
 
 
-def export_csv(flt: CaseFilter, batch: int = 1000) -> Any:
-    """Stream the filtered cases as CSV (UTF-8 with BOM for spreadsheet tools)."""
-    import csv
-    import io
-
+def export_csv(flt: CaseFilter, batch: int = 1000) -> Iterator[str]:
+    """Stream the filtered cases as CSV."""
     from sqlalchemy.orm import joinedload
 
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    yield "\ufeff"
-    writer.writerow(CSV_COLUMNS)
     stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.event),
                                    joinedload(Case.assignee), joinedload(Case.payment))
-    for n, c in enumerate(db.session.scalars(stmt.execution_options(yield_per=batch)), 1):
-        writer.writerow(exports.row([
-            c.ref, c.status, c.kind, c.event.title, c.customer.external_ref, c.customer.name,
-            c.customer.company, c.customer.email, c.order_ref, str(c.amount), c.currency,
-            "" if c.approved_amount is None else str(c.approved_amount), c.reason,
-            c.assignee.email if c.assignee else "", c.due_at.isoformat(),
-            c.created_at.isoformat(), c.payment.payout_ref if c.payment else ""]))
-        if n % 200 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+    rows = ([c.ref, c.status, c.kind, c.event.title, c.customer.external_ref, c.customer.name,
+             c.customer.company, c.customer.email, c.order_ref, c.amount, c.currency,
+             c.approved_amount, c.reason, c.assignee.email if c.assignee else "", c.due_at,
+             c.created_at, c.payment.payout_ref if c.payment else ""]
+            for c in db.session.scalars(stmt.execution_options(yield_per=batch)))
+    yield from exports.stream(CSV_COLUMNS, rows)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import Message
 from portal.models import UTCDateTime, utcnow
 
 CUSTOMER_LOCALES = ("zh_CN", "en")
@@ -124,3 +125,20 @@ class ImportBatch(db.Model):
     @property
     def busy(self) -> bool:
         return self.status in ("uploaded", "validating", "importing")
+
+    @property
+    def failure(self) -> Message | None:
+        """Why the file could not be processed: ``message`` holds a Message as JSON (or,
+        from before reasons were kept as keys, plain text)."""
+        if not self.message:
+            return None
+        try:
+            return Message.from_json(json.loads(self.message))
+        except (ValueError, TypeError, KeyError):
+            return Message(self.message)
+
+    @property
+    def errors_preview(self) -> list[tuple[int, Message]]:
+        """The first rejected rows: their line and reason, to be read in any language."""
+        return [(e.get("line", e.get("row")), Message.from_json(e.get("reason", e.get("error"))))
+                for e in self.first_errors or []]

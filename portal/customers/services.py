@@ -2,14 +2,17 @@
 
 The import reads the file twice as a stream (validate, then import), never whole, so 100,000
 rows keep memory flat. It imports every valid row in one transaction or nothing, and a known
-``external_ref`` updates its customer instead of adding a second one.
+``external_ref`` updates its customer instead of adding a second one. Reasons are kept as
+message keys (``portal.i18n.Message``) and read in the reader's language: the preview's
+first errors, the failure and the rejected rows (a JSON-lines file with every original cell,
+handed out as CSV by ``rejected_csv``).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
+import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,17 +23,28 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
+from portal import config, exports
 from portal.audit import services as audit
 from portal.auth.models import User
 from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import N_, Message
+from portal.imports import (
+    CONTROL_CHARACTER,
+    Record,
+    control_character,
+    detect_encoding,
+    read_records,
+    too_large,
+)
 from portal.models import utcnow
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("external_ref", "name", "company", "email", "phone", "locale", "tags")
 REQUIRED_COLUMNS = ("external_ref", "name")
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 FIRST_ERRORS = 20
 BATCH = 1000
 PROGRESS_EVERY = 5000
@@ -42,31 +56,37 @@ LOCALE_ALIASES = {
     "zh_hans_cn": "zh_CN", "cn": "zh_CN", "中文": "zh_CN", "简体中文": "zh_CN",
     "en": "en", "en_us": "en", "en-us": "en", "en_gb": "en", "en-gb": "en", "english": "en",
 }
+MAX_UPLOAD_BYTES = config.MAX_UPLOAD_BYTES
 LIMITS = {"external_ref": 64, "name": 200, "company": 200, "email": 254, "phone": 40}
 
 
 def clean_customer(raw: dict[str, str]) -> dict[str, Any]:
     """A valid customer's fields, or RuleViolation naming the first bad field."""
     values = {key: (raw.get(key) or "").strip() for key in COLUMNS}
+    for key, value in values.items():
+        if code := control_character(value):
+            raise RuleViolation(N_("%(field)s contains a control character (%(code)s), such "
+                                   "as a line break or a NUL byte; remove it.",
+                                   field=key, code=code), field=key)
     for key in REQUIRED_COLUMNS:
         if not values[key]:
-            raise RuleViolation(_("%(field)s is required.", field=key), field=key)
+            raise RuleViolation(N_("%(field)s is required.", field=key), field=key)
     for key, limit in LIMITS.items():
         if len(values[key]) > limit:
-            raise RuleViolation(_("%(field)s is too long (at most %(n)d characters).",
-                                  field=key, n=limit), field=key)
+            raise RuleViolation(N_("%(field)s is too long (at most %(n)d characters).",
+                                   field=key, n=limit), field=key)
     email = values["email"].lower()
     if email and not EMAIL_RE.match(email):
-        raise RuleViolation(_("%(value)s is not an e-mail address.", value=values["email"]),
+        raise RuleViolation(N_("%(value)s is not an e-mail address.", value=values["email"]),
                             field="email")
     phone = values["phone"]
     if phone and not PHONE_RE.match(phone):
-        raise RuleViolation(_("%(value)s does not look like a phone number.", value=phone),
+        raise RuleViolation(N_("%(value)s does not look like a phone number.", value=phone),
                             field="phone")
     locale = LOCALE_ALIASES.get(values["locale"].lower().replace(" ", ""))
     if locale is None:
-        raise RuleViolation(_("Unknown language %(value)s (use zh_CN or en).",
-                              value=values["locale"]), field="locale")
+        raise RuleViolation(N_("Unknown language %(value)s (use zh_CN or en).",
+                               value=values["locale"]), field="locale")
     tags = sorted({t.strip() for t in re.split(r"[;|,，；]", values["tags"]) if t.strip()})
     return {"external_ref": values["external_ref"], "name": values["name"],
             "company": values["company"], "email": email, "phone": phone, "locale": locale,
@@ -131,12 +151,13 @@ def upload_path(batch: ImportBatch) -> Path:
 
 
 def rejected_path(batch: ImportBatch) -> Path:
-    return imports_dir() / f"{batch.id}-rejected.csv"
+    return imports_dir() / f"{batch.id}-rejected.jsonl"
 
 
 def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) -> ImportBatch:
     """Keep the upload on disk (streamed, size-limited) and create its row."""
-    batch = ImportBatch(event_id=event.id, uploaded_by_id=actor.id, filename=filename[:255],
+    filename = CONTROL_CHARACTER.sub("", filename)[:255] or "upload.csv"
+    batch = ImportBatch(event_id=event.id, uploaded_by_id=actor.id, filename=filename,
                         sha256="", size=0, status="uploaded", first_errors=[])
     db.session.add(batch)
     db.session.flush()
@@ -147,8 +168,7 @@ def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) 
             while chunk := stream.read(1 << 16):
                 size += len(chunk)
                 if size > MAX_UPLOAD_BYTES:
-                    raise RuleViolation(_("The file is larger than 64 MB; split it."),
-                                        field="file")
+                    raise RuleViolation(too_large(), field="file")
                 digest.update(chunk)
                 out.write(chunk)
     except RuleViolation:
@@ -167,57 +187,60 @@ def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) 
     return batch
 
 
-def detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes as such, else GB18030 (what
-    Chinese Excel saves; a superset of GBK)."""
-    with path.open("rb") as fh:
-        if fh.read(3) == codecs.BOM_UTF8:
-            return "utf-8-sig"
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while chunk := fh.read(1 << 16):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "gb18030"
-    return "utf-8"
-
-
 @dataclass
 class Row:
     number: int  # the line in the file where the record starts
+    cells: list[str]  # as in the file, for the rejected rows
     raw: dict[str, str]
     values: dict[str, Any] | None
-    error: str | None
+    error: Message | None
+
+
+def _header(records: Iterator[Record]) -> Record:
+    """The header record, checked; its cells as in the file."""
+    first = next(records, None)
+    if first is None:
+        raise RuleViolation(N_("The file is empty."))
+    if first.error is not None:
+        raise RuleViolation(first.error)
+    missing = [c for c in REQUIRED_COLUMNS if c not in _column_names(first)]
+    if missing:
+        raise RuleViolation(N_("Missing column(s): %(cols)s. Expected: %(all)s.",
+                               cols=", ".join(missing), all=", ".join(COLUMNS)))
+    return first
+
+
+def _column_names(header: Record) -> list[str]:
+    return [h.strip().lstrip("\ufeff").lower() for h in header.cells]
+
+
+def read_header(path: Path, encoding: str) -> list[str]:
+    return _header(read_records(path, encoding)).cells
 
 
 def read_rows(path: Path, encoding: str) -> Iterator[Row]:
     """Stream the records of a customer CSV, each validated; blank lines are skipped."""
-    with path.open(newline="", encoding=encoding, errors="strict") as fh:
-        reader = csv.reader(fh)
+    records = read_records(path, encoding)
+    names = _column_names(_header(records))
+    for record in records:
+        cells = record.cells
+        if record.error is not None:
+            yield Row(record.line, cells, {}, None, record.error)
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        raw = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(names)}
+        if len(cells) > len(names):
+            yield Row(record.line, cells, raw, None, N_("more cells than columns"))
+            continue
         try:
-            header = next(reader)
-        except StopIteration:
-            raise RuleViolation(_("The file is empty.")) from None
-        names = [h.strip().lstrip("\ufeff").lower() for h in header]
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            raise RuleViolation(_("Missing column(s): %(cols)s. Expected: %(all)s.",
-                                  cols=", ".join(missing), all=", ".join(COLUMNS)))
-        line = reader.line_num + 1
-        for record in reader:
-            number, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in record):
-                continue
-            raw = {name: record[i] if i < len(record) else "" for i, name in enumerate(names)}
-            if len(record) > len(names):
-                yield Row(number, raw, None, _("more cells than columns"))
-                continue
-            try:
-                yield Row(number, raw, clean_customer(raw), None)
-            except RuleViolation as err:
-                yield Row(number, raw, None, err.message)
+            yield Row(record.line, cells, raw, clean_customer(raw), None)
+        except RuleViolation as err:
+            yield Row(record.line, cells, raw, None, _as_message(err.text))
+
+
+def _as_message(text: str | Message) -> Message:
+    return text if isinstance(text, Message) else Message(text)
 
 
 def _set_progress(batch_id: int, **values: Any) -> None:
@@ -225,43 +248,60 @@ def _set_progress(batch_id: int, **values: Any) -> None:
     db.session.commit()
 
 
+def _fail(batch_id: int, reason: Message) -> None:
+    _set_progress(batch_id, status="failed", message=json.dumps(reason.to_json()),
+                  finished_at=utcnow())
+
+
 def validate_import(batch_id: int) -> None:
-    """Check every row; keep counts, the first errors and a CSV of all rejected rows."""
+    """Check every row; keep counts, the first errors and every rejected row."""
     batch = db.session.get(ImportBatch, batch_id)
     if batch is None or batch.status not in ("uploaded", "validating"):
         return  # done already (the job may run twice)
     path = upload_path(batch)
-    batch.status, batch.encoding = "validating", detect_encoding(path)
+    batch.status = "validating"
     db.session.commit()
     seen: dict[str, int] = {}
     total = valid = errors = 0
     first: list[dict[str, Any]] = []
     try:
-        with rejected_path(batch).open("w", newline="", encoding="utf-8-sig") as out:
-            writer = csv.writer(out)
-            writer.writerow(["row", "reason", *COLUMNS])
-            for row in read_rows(path, batch.encoding):
+        encoding = detect_encoding(path)
+        _set_progress(batch_id, encoding=encoding)
+        with rejected_path(batch).open("w", encoding="utf-8") as out:
+            out.write(json.dumps({"header": read_header(path, encoding)}) + "\n")
+            for row in read_rows(path, encoding):
                 total += 1
                 error = row.error
                 if error is None and row.values["external_ref"] in seen:
-                    error = _("external_ref %(ref)s already appears in row %(row)d",
-                              ref=row.values["external_ref"], row=seen[row.values["external_ref"]])
+                    error = N_("external_ref %(ref)s already appears on line %(line)d",
+                               ref=row.values["external_ref"],
+                               line=seen[row.values["external_ref"]])
                 if error is None:
                     seen[row.values["external_ref"]] = row.number
                     valid += 1
                 else:
                     errors += 1
-                    writer.writerow([row.number, error, *(row.raw.get(c, "") for c in COLUMNS)])
+                    reason = {"line": row.number, "reason": error.to_json()}
+                    out.write(json.dumps({**reason, "cells": row.cells}) + "\n")
                     if len(first) < FIRST_ERRORS:
-                        first.append({"row": row.number, "error": error})
+                        first.append(reason)
                 if total % PROGRESS_EVERY == 0:
                     _set_progress(batch_id, processed_rows=total)
-    except (RuleViolation, UnicodeDecodeError, csv.Error) as err:
-        message = err.message if isinstance(err, RuleViolation) else str(err)[:300]
-        _set_progress(batch_id, status="failed", message=message, finished_at=utcnow())
+    except RuleViolation as err:
+        _fail(batch_id, _as_message(err.text))
         return
     _set_progress(batch_id, status="validated", processed_rows=total, total_rows=total,
                   valid_rows=valid, error_rows=errors, first_errors=first)
+
+
+def rejected_csv(batch: ImportBatch) -> Iterator[str]:
+    """The rejected rows as CSV, reasons in the reader's language: the line, the reason,
+    then every cell of the row as it was in the file."""
+    with rejected_path(batch).open(encoding="utf-8") as fh:
+        header = json.loads(next(fh))["header"]
+        rows = ([item["line"], str(Message.from_json(item["reason"])), *item["cells"]]
+                for item in map(json.loads, fh))
+        yield from exports.stream(["line", "reason", *header], rows)
 
 
 def confirm_import(batch: ImportBatch, *, actor: User) -> None:
@@ -341,7 +381,9 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
                      f"(sha256 {batch.sha256[:12]}…)",
                      after={"created": created, "updated": updated, "sha256": batch.sha256})
         db.session.commit()
-    except Exception as exc:
+    except Exception:
         db.session.rollback()
-        _set_progress(batch_id, status="failed", message=str(exc)[:300], finished_at=utcnow())
+        log.exception("customer import %s failed", batch_id)
+        _fail(batch_id, N_("The import failed and nothing was imported; the error is logged "
+                           "for the administrators. Try again, or ask an admin."))
         raise

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -170,8 +180,8 @@ def discard_import(batch_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def rejected_rows(batch_id: int) -> ResponseReturnValue:
     batch = db.get_or_404(ImportBatch, batch_id)
-    path = services.rejected_path(batch)
-    if not path.exists():
+    if not services.rejected_path(batch).exists():
         abort(404)
-    return send_file(path, mimetype="text/csv", as_attachment=True,
-                     download_name=f"rejected-rows-{batch.id}.csv")
+    return Response(stream_with_context(services.rejected_csv(batch)), mimetype="text/csv",
+                    headers={"Content-Disposition":
+                             f"attachment; filename=rejected-rows-{batch.id}.csv"})

@@ -17,7 +17,6 @@ policy, and skips it otherwise.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import io
@@ -27,7 +26,6 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
+from portal import exports
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
 from portal.auth.models import User
@@ -484,16 +483,16 @@ def _sha256(path: Path) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """For event.json: money as a decimal string, times in ISO 8601."""
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+    return str(value)
 
 
 def row_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every column of a row, JSON-ready (money as a decimal string, times in ISO 8601)."""
-    return {attr.key: _plain(getattr(obj, attr.key)) for attr in obj.__mapper__.column_attrs
+    """Every column of a row, as stored (event.json writes it through ``_plain``, the CSVs
+    through the portal's CSV writer)."""
+    return {attr.key: getattr(obj, attr.key) for attr in obj.__mapper__.column_attrs
             if attr.key not in skip}
 
 
@@ -507,15 +506,6 @@ def _all(model: Any, column: Any, ids: list[Any], order: Any) -> list[Any]:
     for chunk in _in_batches(ids):
         found += db.session.scalars(select(model).where(column.in_(chunk)).order_by(order))
     return sorted(found, key=lambda r: r.id)
-
-
-def _csv(header: list[str], rows: Iterable[list[Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    for values in rows:
-        writer.writerow(["" if v is None else _plain(v) for v in values])
-    return buf.getvalue().encode("utf-8-sig")
 
 
 # The audit subject types an event's record covers, with how to find their ids.
@@ -633,18 +623,18 @@ def write_archive(event: Event, out: Any) -> None:
     writer = fmt.ArchiveWriter(out)
     writer.add("event.json", json.dumps({"format": fmt.FORMAT, "exported_at": exported_at,
                                          **record}, ensure_ascii=False, indent=2,
-                                        default=str).encode())
+                                        default=_plain).encode())
     customer_cols = _columns(Customer, skip=("audit_salt",))
-    writer.add("customers.csv", _csv(customer_cols, (
+    writer.add("customers.csv", exports.to_bytes(customer_cols, (
         [c[k] for k in customer_cols] for c in record["customers"])))
     case_cols = _columns(Case)
-    writer.add("cases.csv", _csv(case_cols, ([c[k] for k in case_cols]
-                                             for c in record["cases"])))
+    writer.add("cases.csv", exports.to_bytes(case_cols, ([c[k] for k in case_cols]
+                                                     for c in record["cases"])))
     payment_cols = _columns(Payment)
-    writer.add("payments.csv", _csv(payment_cols, (
+    writer.add("payments.csv", exports.to_bytes(payment_cols, (
         [c["payment"][k] for k in payment_cols] for c in record["cases"] if c["payment"])))
     recipient_cols = _columns(MailingRecipient)
-    writer.add("mailing_recipients.csv", _csv(recipient_cols, (
+    writer.add("mailing_recipients.csv", exports.to_bytes(recipient_cols, (
         [r[k] for k in recipient_cols] for m in record["mailings"] for r in m["recipients"])))
     seen: set[str] = set()
     for notice in record["notices"]:

@@ -6,8 +6,6 @@ the rest. Every state change writes its audit entry in the same transaction.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -657,25 +655,14 @@ def progress(mailing: Mailing) -> Progress:
 
 def report_csv(mailing: Mailing) -> Iterator[str]:
     """The delivery report, one line per recipient, streamed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def line(values: list[Any]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(values)
-        return buffer.getvalue()
-
-    yield "\ufeff" + line(["customer_ref", "name", "email", "locale", "status", "attempts",
-                           "sent_at", "message_id", "last_error"])
     stmt = (select(MailingRecipient, Customer.external_ref, Customer.name)
             .join(Customer, Customer.id == MailingRecipient.customer_id)
             .where(MailingRecipient.mailing_id == mailing.id).order_by(MailingRecipient.id)
             .execution_options(yield_per=1000))
-    for row, ref, name in db.session.execute(stmt):
-        yield line(exports.row([ref, name, row.email, row.locale, row.status, row.attempts,
-                                row.sent_at.isoformat() if row.sent_at else "",
-                                row.message_id or "", row.last_error or ""]))
+    rows = ([ref, name, row.email, row.locale, row.status, row.attempts, row.sent_at,
+             row.message_id, row.last_error] for row, ref, name in db.session.execute(stmt))
+    yield from exports.stream(["customer_ref", "name", "email", "locale", "status", "attempts",
+                               "sent_at", "message_id", "last_error"], rows)
 
 
 # ------------------------------------------------------------------------------ test sends
