@@ -130,6 +130,13 @@ def _hx_targets(app: Flask, endpoint: str) -> list[str]:
     return re.findall(r"wants_partial\(\"([\w-]+)\"\)", source)
 
 
+def _fillable(endpoint: str, arguments: set[str]) -> bool:
+    if endpoint in COMBINED:
+        return True
+    [name, *more] = arguments
+    return not more and ((endpoint, name) in ARGUMENTS or name in ARGUMENTS)
+
+
 def _argument_sets(endpoint: str, arguments: set[str]) -> list[dict[str, str]]:
     if endpoint in COMBINED:
         return COMBINED[endpoint]()
@@ -145,9 +152,7 @@ def crawl_targets(app: Flask) -> list[Target]:
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if "GET" not in rule.methods or rule.endpoint in NOT_CRAWLED:
             continue
-        if rule.arguments and rule.endpoint not in COMBINED and (
-                len(rule.arguments) > 1 or not ({*rule.arguments, *(
-                    (rule.endpoint, a) for a in rule.arguments)} & ARGUMENTS.keys())):
+        if rule.arguments and not _fillable(rule.endpoint, rule.arguments):
             unfillable.append(rule.endpoint)
             continue
         targets = _hx_targets(app, rule.endpoint)
