@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
@@ -11,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from portal.auth import services as auth_services
 from portal.extensions import db, htmx, login_manager
@@ -35,6 +37,39 @@ ERROR_TEXTS = {
     429: _l("Too many attempts. Wait a few minutes and try again."),
     500: _l("The error has been logged and nothing was saved. Try again in a moment."),
 }
+
+
+# Row ids are INTEGER columns (PostgreSQL's int4). A larger number names no row, and handed to
+# the database it overflows (SQLite's and psycopg's 64-bit integers) into a 500.
+MAX_DATABASE_INT = 2**31 - 1
+
+
+def database_int(value: str) -> int:
+    """``type=`` for ``request.args.get`` / ``request.form.get``: a whole number from 0 to
+    MAX_DATABASE_INT; anything else raises ValueError, so ``get`` answers its default."""
+    number = int(value)
+    if not 0 <= number <= MAX_DATABASE_INT:
+        raise ValueError(f"{value!r} is out of range")
+    return number
+
+
+def database_ints(values: Iterable[str]) -> list[int]:
+    """The values that are :func:`database_int` numbers, in order; the others are dropped."""
+    found = []
+    for value in values:
+        try:
+            found.append(database_int(value))
+        except ValueError:
+            continue
+    return found
+
+
+class DatabaseIntConverter(IntegerConverter):
+    """``<int:…>`` in every route: an id beyond MAX_DATABASE_INT is a 404 (no such row)."""
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 0,
+                 max: int | None = MAX_DATABASE_INT, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
 
 
 def wants_partial(target: str | None = None) -> bool:
@@ -89,6 +124,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
+    """Before the blueprints are registered: their rules take the converter now set."""
+    app.url_map.converters["int"] = DatabaseIntConverter
     app.session_interface = SessionInterface()
     login_manager.user_loader(auth_services.load_user)
     login_manager.unauthorized_handler(_unauthorized)

@@ -43,6 +43,18 @@ def test_bad_money_is_refused_next_to_the_field(client, auth, users) -> None:
     assert db.session.scalar(select(Case)) is None
 
 
+def test_an_edit_that_leaves_out_fields_is_refused_not_a_server_error(client, auth,
+                                                                      users) -> None:
+    """A left-out field once fell back to the case's Decimal amount and failed Length (500)."""
+    case = make_case(users, "100.00")
+    auth.login(Role.AGENT)
+    response = client.post(f"/cases/{case.id}/edit", data={"description": "Only this"})
+    assert response.status_code == 422
+    assert 'id="amount-error"' in response.text
+    db.session.refresh(case)
+    assert (case.amount, case.description) == (cases.parse_amount("100.00"), "")
+
+
 def test_duplicate_case_links_the_existing_one(client, auth, users) -> None:
     case = make_case(users)
     auth.login(Role.AGENT)

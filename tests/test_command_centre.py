@@ -252,6 +252,30 @@ def test_dashboard_mailing_delivery_rate(app, users) -> None:
     assert delivery.segments()[:2] == [("sent", 3), ("failed", 1)]
 
 
+@pytest.mark.parametrize("locale", ["en", "zh_CN"])
+def test_dashboard_with_a_started_mailing_answers_in_each_language(app, users, client, auth,
+                                                                   locale) -> None:
+    """The delivery chart's legend once raised ValueError (a bare % in a gettext string)."""
+    from portal.mailings import services as mailings
+
+    event = make_event()
+    notice = make_notice(users, event)
+    publish(notice, users)
+    make_customer(users, "K-1", event)
+    mailing = mailings.create_mailing(event, mailings.MailingInput(
+        notice.latest_version.id, mailings.Audience(), False,
+        mailings.DEFAULT_GREETINGS["zh_CN"], mailings.DEFAULT_GREETINGS["en"]),
+        actor=users[Role.AGENT])
+    mailings.start(mailing, actor=users[Role.AGENT])
+    db.session.commit()
+    auth.login(Role.AGENT)
+    client.post("/language", data={"locale": locale, "next": "/dashboard"})
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    legend = "% = sent of attempted" if locale == "en" else "% = 已发送 / 已尝试发送"
+    assert legend in page.get_data(as_text=True)
+
+
 def test_event_page_shows_open_cases_and_pending_signoffs(app, users, client, auth) -> None:
     event = make_event()
     customer = make_customer(users, "K-9", event)

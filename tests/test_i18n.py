@@ -89,3 +89,30 @@ def test_placeholders_survive_translation() -> None:
         strings = m.string if isinstance(m.string, tuple) else (m.string,)
         for s in strings:
             assert set(pattern.findall(s)) == set(pattern.findall(ids[-1])), m.id
+
+
+# A conversion specifier that newstyle gettext can fill: %(name)s, %(count)d, %(rate).1f ...
+NAMED_PLACEHOLDER = r"%\(\w+\)[#0\- +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]"
+
+
+def test_catalogues_use_percent_only_in_named_placeholders_or_doubled() -> None:
+    """Newstyle gettext applies ``%`` formatting to every string, so a bare ``%`` (in the
+    English msgid or in a translation) raises ValueError on the page that shows it."""
+    import re
+
+    allowed = re.compile(rf"%%|{NAMED_PLACEHOLDER}")
+    catalogues = [ROOT / "portal/translations/messages.pot",
+                  *sorted((ROOT / "portal/translations").glob("**/messages.po"))]
+    assert PO in catalogues
+    bare = []
+    for path in catalogues:
+        with path.open("rb") as fh:
+            catalogue = read_po(fh)
+        for message in catalogue:
+            if not message.id:
+                continue
+            texts = [*(message.id if isinstance(message.id, tuple) else (message.id,)),
+                     *(message.string if isinstance(message.string, tuple)
+                       else (message.string,))]
+            bare += [(path.name, text) for text in texts if "%" in allowed.sub("", text or "")]
+    assert bare == []

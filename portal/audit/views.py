@@ -27,7 +27,7 @@ from portal.auth.models import Role, User
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
-from portal.web import wants_partial
+from portal.web import database_int, wants_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 bp.add_app_template_global(describe, "describe_finding")
@@ -50,7 +50,7 @@ def index() -> ResponseReturnValue:
     form = _filter_form()
     flt = form.to_filter() if form.validate() else services.AuditFilter()
     page = db.paginate(
-        services.entries(flt), page=request.args.get("page", 1, type=int),
+        services.entries(flt), page=request.args.get("page", 1, type=database_int),
         per_page=current_app.config["AUDIT_PAGE_SIZE"], error_out=False,
     )
     args = {k: v for k, v in request.args.items() if k != "page" and v}

@@ -31,7 +31,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import show_error, wants_partial
+from portal.web import database_int, database_ints, show_error, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 WORKERS = (Role.AGENT, Role.ADMIN)
@@ -56,7 +56,8 @@ def _filter() -> services.CaseFilter:
         q=(args.get("q") or "").strip()[:100],
         status=args.get("status") if args.get("status") in STATUSES else "",
         kind=args.get("kind") if args.get("kind") in KINDS else "",
-        event_id=args.get("event", type=int), assignee_id=args.get("assignee", type=int),
+        event_id=args.get("event", type=database_int),
+        assignee_id=args.get("assignee", type=database_int),
         overdue=args.get("overdue") == "1",
         sort=args.get("sort") if args.get("sort") in services.SORTS else "newest",
     )
@@ -67,8 +68,8 @@ def _filter() -> services.CaseFilter:
 def index() -> ResponseReturnValue:
     flt = _filter()
     stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.assignee))
-    page = db.paginate(stmt, page=request.args.get("page", 1, type=int), per_page=PAGE_SIZE,
-                       error_out=False)
+    page = db.paginate(stmt, page=request.args.get("page", 1, type=database_int),
+                       per_page=PAGE_SIZE, error_out=False)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     context = {"page": page, "flt": flt, "args": args, "assignees": _assignees()}
     if wants_partial("case-results"):
@@ -87,7 +88,7 @@ def export() -> ResponseReturnValue:
 @bp.route("/bulk", methods=["POST"])
 @access(*WORKERS)
 def bulk() -> ResponseReturnValue:
-    ids = [int(i) for i in request.form.getlist("case_ids") if i.isdigit()][:500]
+    ids = database_ints(request.form.getlist("case_ids"))[:500]
     action = request.form.get("bulk_action")
     results: list[services.ItemResult] = []
     error = None
@@ -96,8 +97,8 @@ def bulk() -> ResponseReturnValue:
     else:
         try:
             if action == "assign":
-                results = services.bulk_assign(ids, request.form.get("assignee", type=int) or 0,
-                                               actor=current_user)
+                assignee = request.form.get("assignee", type=database_int) or 0
+                results = services.bulk_assign(ids, assignee, actor=current_user)
             elif action == "close":
                 results = services.bulk_close(ids, actor=current_user)
             else:
@@ -174,7 +175,9 @@ def detail(case_id: int) -> ResponseReturnValue:
 @access(*WORKERS)
 def edit(case_id: int) -> ResponseReturnValue:
     case = db.get_or_404(Case, case_id)
-    form = CaseForm(obj=case)
+    # The case fills the form only when it is shown: a POST is read from what was sent (a
+    # field left out must not fall back to the case's Decimal amount, which fails Length).
+    form = CaseForm(obj=None if request.method == "POST" else case)
     form.assignee_id.choices = [("", _("Unassigned"))] + [(str(u.id), u.name)
                                                           for u in _assignees()]
     if request.method == "GET":

@@ -28,7 +28,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
-from portal.web import show_error, wants_partial
+from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 EDITORS = (Role.AGENT, Role.ADMIN)
@@ -46,7 +46,7 @@ def index(event_id: int) -> ResponseReturnValue:
         stmt = stmt.where(or_(Customer.external_ref.ilike(like), Customer.name.ilike(like),
                               Customer.email.ilike(like), Customer.company.ilike(like)))
     page = db.paginate(stmt.order_by(Customer.name, Customer.id),
-                       page=request.args.get("page", 1, type=int), per_page=PAGE_SIZE,
+                       page=request.args.get("page", 1, type=database_int), per_page=PAGE_SIZE,
                        error_out=False)
     args = {"q": q} if q else {}
     context = {"event": event, "page": page, "q": q, "args": args}

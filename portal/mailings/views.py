@@ -30,7 +30,7 @@ from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
-from portal.web import show_error, wants_partial
+from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")
 SENDERS = (Role.AGENT, Role.ADMIN)
@@ -118,7 +118,7 @@ def audience(event_id: int) -> ResponseReturnValue:
     event = db.get_or_404(Event, event_id)
     chosen = services.Audience.from_dict({k: request.args.getlist(k) for k in
                                           ("tags", "locales", "case_statuses")})
-    version_id = request.args.get("version_id", type=int)
+    version_id = request.args.get("version_id", type=database_int)
     mandatory = services.is_mandatory(version_id)
     return render_template("mailings/_audience.html", event=event, mandatory=mandatory,
                            summary=services.summarise(event.id, chosen, mandatory))
@@ -158,7 +158,7 @@ def progress(mailing_id: int) -> ResponseReturnValue:
 def preview(mailing_id: int) -> ResponseReturnValue:
     """The message exactly as one customer will get it (text and HTML)."""
     mailing = db.get_or_404(Mailing, mailing_id)
-    customer = db.session.get(Customer, request.args.get("customer", 0, type=int))
+    customer = db.session.get(Customer, request.args.get("customer", 0, type=database_int))
     if customer is None or customer.event_id != mailing.event_id:
         customer = next(services.audience_members(
             mailing.event_id, services.Audience.from_dict(mailing.audience)), None)
@@ -222,7 +222,7 @@ def test_send(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not ConfirmForm().validate_on_submit():
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
-    customer = db.session.get(Customer, request.form.get("customer", 0, type=int))
+    customer = db.session.get(Customer, request.form.get("customer", 0, type=database_int))
     try:
         row = services.request_test(mailing, customer, actor=current_user)
     except RuleViolation as err:

@@ -31,6 +31,7 @@ from portal.notices.content import render_markdown
 from portal.notices.models import NoticePdf, Publication
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
+from portal.web import database_int
 
 bp = Blueprint("public", __name__)
 
@@ -50,7 +51,7 @@ def _respond(page: CachedPage) -> Response:
 @access(PUBLIC)
 def index() -> ResponseReturnValue:
     locale = _locale()
-    event_id = request.args.get("event", type=int)
+    event_id = request.args.get("event", type=database_int)
 
     def render() -> tuple[str, datetime | None, str]:
         notices = services.public_notices(event_id)

@@ -1,0 +1,206 @@
+"""One of everything, built through the services: the demo data, then every state a page can
+show (mailings started and finished with sent, failed and skipped rows, a paid and a rejected
+case, a post-mortem with its PDF, an export archive, a retention run, erased customers ...).
+The slow work runs through a real RQ worker against a real SMTP server."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from rq import SimpleWorker
+from sqlalchemy import update
+
+from portal import jobs
+from portal.audit import services as audit
+from portal.auth.models import Role, User
+from portal.cases import services as cases
+from portal.customers import services as customers
+from portal.customers.models import Customer
+from portal.events import services as events
+from portal.events.models import Event
+from portal.extensions import db, rq
+from portal.lifecycle import services as lifecycle
+from portal.mailings import services as mailings
+from portal.main import cli as demo
+from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
+from portal.models import utcnow
+from portal.notices import services as notices
+from portal.notices import tasks as notice_tasks
+from portal.postmortems import services as postmortems
+from portal.signoffs import services as signoffs
+from tests.case_helpers import second_agent
+
+REFUSED = "refused@example.com"  # the SMTP server answers 550 for it
+IMPORT_CSV = (b"external_ref,name,email,locale\n"
+              b"IMP-1,Import One,imp1@example.com,en\n"
+              b"IMP-2,Import Two,not-an-email,zh_CN\n")
+
+
+def demo_credentials(text: str) -> dict[Role, tuple[str, str]]:
+    """The (e-mail, password) per role from the text `demo seed` prints."""
+    found = {}
+    for line in text.splitlines():
+        role, email, password = line.split()
+        found[Role(role)] = (email, password)
+    return found
+
+
+def run_slow_work() -> None:
+    """Queue every row waiting for a job and run the queues dry, until nothing new appears."""
+    for _round in range(5):
+        if not jobs.reconcile_all(min_age=timedelta(0)):
+            return
+        queues = list(rq.queues.values())
+        SimpleWorker(queues, connection=queues[0].connection,
+                     job_class=queues[0].job_class).work(burst=True)
+        db.session.expire_all()
+
+
+def _version_input(version_id: int, attach_pdf: bool = False) -> mailings.MailingInput:
+    return mailings.MailingInput(version_id, mailings.Audience(), attach_pdf,
+                                 mailings.DEFAULT_GREETINGS["zh_CN"],
+                                 mailings.DEFAULT_GREETINGS["en"])
+
+
+def _notices(event: Event, staff: dict[Role, User]) -> None:
+    """A draft with two versions and a draft PDF, one in review, an emergency publication
+    awaiting legal, and a withdrawn notice whose open mailing was cancelled."""
+    agent, legal, admin = staff[Role.AGENT], staff[Role.LEGAL], staff[Role.ADMIN]
+    draft = notices.create_notice(event, audience="direct", actor=agent, content={
+        "zh_CN": {"title": "草稿", "body": "第一稿"}, "en": {"title": "Draft", "body": "One"}})
+    notices.save(draft, content={"zh_CN": {"title": "草稿", "body": "第二稿 **粗体**"},
+                                 "en": {"title": "Draft", "body": "Two, *with* a [link](/x)"}},
+                 audience="direct", planned_publish_at=None, based_on=1, actor=agent)
+    notice_tasks.request_pdf(draft.latest_version, "draft")
+    notices.request_signoff(notices.create_notice(
+        event, audience="public", actor=agent,
+        content={"en": {"title": "In review", "body": "Waiting for legal"}}), actor=agent)
+    emergency = notices.create_notice(event, audience="public", actor=agent, content={
+        "zh_CN": {"title": "紧急通知", "body": "请致电 400-800-1234"}})
+    notices.emergency_publish(emergency, reason="Customers are calling", actor=admin)
+    withdrawn = notices.create_notice(event, audience="public", actor=agent, content={
+        "zh_CN": {"title": "撤回的通知", "body": "已过时"}, "en": {"title": "Gone", "body": "Old"}})
+    request = notices.request_signoff(withdrawn, actor=agent)
+    signoffs.decide(request.id, "approved", "", actor=legal)
+    notices.publish(withdrawn, actor=agent)
+    mailings.create_mailing(event, _version_input(withdrawn.latest_version.id), actor=agent)
+    notices.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
+    notice_tasks.after_publication([emergency.id, withdrawn.id])
+    db.session.commit()
+
+
+def _cases(event: Event, staff: dict[Role, User]) -> None:
+    """The demo's small proposal approved and paid (with a note and an e-mailed reply), its
+    large one still with legal, one returned by legal and one rejected."""
+    agent, legal = staff[Role.AGENT], staff[Role.LEGAL]
+    small, large = sorted(event_cases(event), key=lambda c: c.amount)
+    cases.approve(small, actor=second_agent())
+    cases.record_payment(small, amount=small.amount, payout_ref="PAY-0001", actor=agent)
+    cases.add_note(small, "Paid by bank transfer.", actor=agent)
+    cases.add_reply(small, "您的退款已支付。", actor=agent)
+    customer = large.customer
+    returned = cases.open_case(customer, cases.CaseInput(
+        "compensation", "WD-RETURNED", "9100.00", "CNY", "service_outage", "", agent.id),
+        actor=agent)
+    cases.change_status(returned, "start", actor=agent)
+    cases.propose(returned, actor=agent)
+    signoffs.decide(returned.signoff_id, "changes_requested", "Evidence missing", actor=legal)
+    rejected = cases.open_case(customer, cases.CaseInput(
+        "refund", "WD-REJECTED", "12.00", "USD", "other", "Duplicate claim", None), actor=agent)
+    cases.change_status(rejected, "reject", comment="Already refunded", actor=agent)
+
+
+def event_cases(event: Event) -> list:
+    from portal.cases.models import Case
+
+    return list(db.session.scalars(db.select(Case).join(Customer)
+                                   .where(Customer.event_id == event.id)))
+
+
+def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
+    """Customers who are skipped (no e-mail, unsubscribed) or refused by the server, and a
+    mailing with the signed PDF attached, started, with a test message."""
+    agent = staff[Role.AGENT]
+    for ref, name, email in (("CRM-NOMAIL", "No Mail", ""), ("CRM-REFUSED", "Refused", REFUSED),
+                             ("CRM-UNSUB", "Unsubscribed", "unsub@example.com")):
+        customer = customers.create_customer(event, {"external_ref": ref, "name": name,
+                                                     "email": email, "locale": "en"},
+                                             actor=agent)
+    mailings.unsubscribe(customer, via="link")
+    finished = mailings.create_mailing(event, _version_input(version_id, attach_pdf=True),
+                                       actor=agent)
+    db.session.commit()
+    run_slow_work()  # the signed PDF the mailing attaches
+    mailings.start(finished, actor=agent)
+    mailings.request_test(finished, customer_by_ref("CRM-10001"), actor=agent)
+    db.session.commit()
+
+
+def customer_by_ref(ref: str) -> Customer:
+    return db.session.scalar(db.select(Customer).where(Customer.external_ref == ref))
+
+
+def _postmortem(event: Event, staff: dict[Role, User]) -> None:
+    agent = staff[Role.AGENT]
+    postmortem = postmortems.start(event, actor=agent)
+    postmortems.update(postmortem, {
+        "goals": "Restore withdrawals.", "narrative": "The CRM database failed at 09:00.",
+        "result": "Restored at 18:00.", "causes": "A full disk on the database server.",
+        "lessons": "Alert on disk usage.", "conclusion": "Monitoring added."},
+        expected_version=postmortem.lock_version, actor=agent)
+    postmortems.request_signoff(postmortem, actor=agent)
+    postmortems.request_pdf(postmortem, actor=agent)
+
+
+def _closed_event(staff: dict[Role, User]) -> Event:
+    """A shutdown walked to closed, long enough ago to be past retention, with a customer
+    and an export archive."""
+    admin, agent = staff[Role.ADMIN], staff[Role.AGENT]
+    event = events.create_event(title="旧业务关停 / Old line shut down", kind="shutdown",
+                                severity="sev3", cause="business", actor=admin)
+    customers.create_customer(event, {"external_ref": "OLD-1", "name": "Old Customer",
+                                      "email": "old@example.com"}, actor=agent)
+    while event.status != "closed":
+        events.change_status(event, events.next_statuses(event)[0], actor=admin)
+    lifecycle.request_export(event, actor=admin)
+    days = lifecycle.policy().days
+    db.session.execute(update(Event).where(Event.id == event.id).values(
+        closed_at=utcnow() - timedelta(days=days + 1)))
+    db.session.commit()
+    return event
+
+
+def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]:
+    """Fill an empty database; returns the demo accounts' (e-mail, password) per role."""
+    credentials = demo_credentials(instance_credentials or demo.seed_demo())
+    staff = {role: db.session.scalar(db.select(User).where(User.email == email))
+             for role, (email, _password) in credentials.items()}
+    event = db.session.scalar(db.select(Event).order_by(Event.id))
+    [started_draft] = mailings.mailings_of(event.id)  # the demo's draft
+    _notices(event, staff)
+    _cases(event, staff)
+    _mailings(event, started_draft.version_id, staff)
+    _postmortem(event, staff)
+    closed = _closed_event(staff)
+    batch = customers.start_import(event, io.BytesIO(IMPORT_CSV), "customers.csv",
+                                   actor=staff[Role.AGENT])
+    audit.request_verification(staff[Role.ADMIN])
+    db.session.commit()
+    run_slow_work()  # PDFs, the archive, the import check, the reply, mail, the verification
+    customers.confirm_import(batch, actor=staff[Role.AGENT])
+    lifecycle.confirm_run(lifecycle.dry_run(actor=staff[Role.ADMIN]), actor=staff[Role.ADMIN])
+    lifecycle.erase_on_request(customer_by_ref("CRM-10002"), "Asked to be forgotten",
+                               actor=staff[Role.ADMIN])
+    run_slow_work()  # the import, the retention run (which purges the archive)
+    lifecycle.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
+    # Checked and awaiting confirmation (the erasure above removed the first one's files).
+    customers.start_import(event, io.BytesIO(IMPORT_CSV), "again.csv", actor=staff[Role.AGENT])
+    run_slow_work()
+    lifecycle.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
+    # Started last, so its recipients stay waiting: the demo's draft mailing.
+    mailings.start(started_draft, actor=staff[Role.AGENT])
+    mailings.create_mailing(event, _version_input(started_draft.version_id),
+                            actor=staff[Role.AGENT])
+    db.session.commit()
+    return credentials
