@@ -25,17 +25,19 @@ def _database_url(instance: Path) -> str:
     return url
 
 
-def _secret_key(instance: Path, production: bool) -> str:
-    key = os.environ.get("SECRET_KEY", "").strip()
+def _secret(name: str, instance: Path, production: bool) -> str:
+    """A key from the environment variable ``name``; in development, when unset, one made
+    once into ``instance/<name in lower case>`` (mode 0600); in production it is required."""
+    key = os.environ.get(name, "").strip()
     if key:
         return key
     if production:
         raise ConfigError(
-            "SECRET_KEY is not set. In production Aftercare refuses to start without it: "
-            'set SECRET_KEY to a long random value, e.g. python -c "import secrets; '
+            f"{name} is not set. In production Aftercare refuses to start without it: "
+            f'set {name} to a long random value, e.g. python -c "import secrets; '
             'print(secrets.token_hex(32))".'
         )
-    path = instance / "secret_key"
+    path = instance / name.lower()
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -55,7 +57,15 @@ def load(instance_path: str) -> dict[str, Any]:
         raise ConfigError(f"PORTAL_DEFAULT_LOCALE must be one of {', '.join(LOCALES)}.")
     return {
         "PORTAL_ENV": env,
-        "SECRET_KEY": _secret_key(instance, production),
+        "SECRET_KEY": _secret("SECRET_KEY", instance, production),
+        # Former SECRET_KEYs, still accepted (signed links already sent, sessions) after a
+        # rotation; comma separated, oldest first.
+        "SECRET_KEY_FALLBACKS": [key.strip() for key in
+                                 os.environ.get("SECRET_KEY_FALLBACKS", "").split(",")
+                                 if key.strip()],
+        # Keys the pseudonyms of erased customers: never rotated with SECRET_KEY, so the same
+        # erased reference keeps the same pseudonym.
+        "ERASURE_KEY": _secret("ERASURE_KEY", instance, production),
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
@@ -99,4 +109,6 @@ def load(instance_path: str) -> dict[str, Any]:
         "MAILING_RETRY_INLINE_SECONDS": 10.0,
         "MAILING_LEASE_SECONDS": float(os.environ.get("MAILING_LEASE_SECONDS", "120")),
         "MAILING_JOB_TIMEOUT": 3600,
+        # The most time one recipient's greeting may take to fill in (see mailings/greeting.py).
+        "MAILING_GREETING_SECONDS": 0.5,
     }
