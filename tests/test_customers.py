@@ -112,8 +112,25 @@ def test_quoted_commas_newlines_and_empty_lines(tmp_path) -> None:
     rows = list(services.read_rows(path, "utf-8"))
     assert [r.number for r in rows] == [2, 5, 7]  # blank lines skipped, numbers are file lines
     assert rows[0].values["name"] == "Li, Lei" and rows[0].values["company"] == "ACME, Inc."
-    assert rows[1].values["name"] == "Multi\nline"
+    assert rows[1].values["external_ref"] == "2"  # the quoted line break stays in its record
     assert rows[2].error == "more cells than columns"
+
+
+@pytest.mark.parametrize("value", ["Multi\nline", "CR\rhere", "Tab\there", "NUL\x00byte",
+                                   "C1\x85next", "LS\u2028next"])
+def test_the_customer_form_refuses_a_line_break_or_control_character(
+        app, users, client, auth, value: str) -> None:
+    event = make_event()
+    auth.login(Role.AGENT)
+    url = f"/customers/event/{event.id}/new"
+    for field in ("name", "company"):
+        data = {"external_ref": "K1", "name": "Wang Fang", "locale": "en", field: value}
+        response = client.post(url, data=data)
+        assert response.status_code == 422 and f'id="{field}-error"' in response.text
+        assert "control characters are not allowed" in response.text
+    zh = client.post(f"{url}?lang=zh_CN", data={"external_ref": "K1", "name": value})
+    assert "不能包含换行" in zh.text
+    assert db.session.scalar(select(func.count(Customer.id))) == 0
 
 
 def test_missing_columns_are_reported(app, users) -> None:
