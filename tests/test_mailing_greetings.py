@@ -34,6 +34,7 @@ def refusal(source: str) -> str:
     "{% filter upper %}x{% endfilter %}", "{{ {'a': name} }}",
     "{% for c in name recursive %}{{ loop(c) }}{% endfor %}",
     "{{ 9**(9**7) }}", "{{ 10**5000 }}", "{{ 99999999999999999999 }}", "{{ 1e999 }}",
+    "{{ " + "(" * 300 + "name" + ")" * 300 + " }}",
 ])
 def test_nothing_outside_the_declared_fields_passes_in_any_branch(app, inner: str) -> None:
     refusal(HIDDEN % inner)

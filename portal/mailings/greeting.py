@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import StrictUndefined, TemplateError, meta, nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -75,8 +75,8 @@ _budget: ContextVar[_Budget | None] = ContextVar("greeting_budget", default=None
 
 def _current_budget() -> _Budget:
     budget = _budget.get()
-    if budget is None:  # only Greeting.render sets it; never render a greeting without one
-        raise GreetingError(_("The greeting took too long to fill in."))
+    if budget is None:
+        raise RuntimeError("greetings are filled in only through Greeting.render")
     return budget
 
 
@@ -108,7 +108,8 @@ class _Sandbox(SandboxedEnvironment):
         return result
 
 
-def _capped_loop(items: Iterable[Any]) -> Iterator[Any]:
+@pass_context  # never folded into a constant while compiling
+def _capped_loop(context: Context, items: Iterable[Any]) -> Iterator[Any]:
     """Wrapped around every ``for``: all loops of one render share one budget of rounds."""
     budget = _current_budget()
     for item in items:
@@ -179,14 +180,18 @@ class Greeting:
     def __init__(self, source: str) -> None:
         try:
             tree = _env.parse(source)
+            _check(tree)
+            for loop in tree.find_all(nodes.For):
+                loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None,
+                                         lineno=loop.lineno)
+            self._template = _env.from_string(tree)
+        except GreetingError:
+            raise
         except TemplateError as err:
             raise GreetingError(_("This greeting cannot be used: %(error)s",
                                   error=err.message or type(err).__name__)) from None
-        _check(tree)
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None,
-                                     lineno=loop.lineno)
-        self._template = _env.from_string(tree)
+        except RecursionError:  # ((((…)))) nested hundreds deep: Jinja's parser recurses
+            raise GreetingError(_("The greeting is nested too deeply.")) from None
 
     def render(self, values: dict[str, str]) -> str:
         """The filled-in greeting, or GreetingError saying why it cannot be."""
