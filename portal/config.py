@@ -39,40 +39,25 @@ def _random_file(path: Path) -> None:
             fh.write(secrets.token_hex(32))
 
 
-def _secret_key(instance: Path, production: bool) -> str:
-    key = os.environ.get("SECRET_KEY", "").strip()
-    if key:
-        return key
-    if production:
+def _secret(name: str, instance: Path, production: bool) -> str:
+    """A key kept outside the database: the environment variable ``name``, else the file
+    instance/<name in lower case> (mode 0600), which development creates on first use and
+    production must be given."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    path = instance / name.lower()
+    if production and not path.exists():
         raise ConfigError(
-            "SECRET_KEY is not set. In production Aftercare refuses to start without it: "
-            'set SECRET_KEY to a long random value, e.g. python -c "import secrets; '
-            'print(secrets.token_hex(32))".'
-        )
-    path = instance / "secret_key"
+            f"{name} is not set. In production Aftercare refuses to start without it: set "
+            f"{name} (or write {path}, mode 0600) to a long random value, e.g. python "
+            '-c "import secrets; print(secrets.token_hex(32))". Back it up: see README.')
     _random_file(path)
     return path.read_text().strip()
 
 
-def _audit_key(instance: Path, name: str, production: bool) -> str:
-    """An audit key, kept outside the database: the environment variable ``name``, else the
-    file instance/<name in lower case> (mode 0600), which development creates on first use
-    and production must be given."""
-    value = os.environ.get(name, "").strip()
-    path = instance / name.lower()
-    if not value:
-        if production and not path.exists():
-            raise ConfigError(
-                f"{name} is not set. In production Aftercare refuses to start without it: set "
-                f"{name} (or write {path}, mode 0600) to 32 random bytes in hex, e.g. python "
-                '-c "import secrets; print(secrets.token_hex(32))". Back it up: see README.')
-        _random_file(path)
-        value = path.read_text().strip()
-    return value
-
-
 def _audit_signing_key(instance: Path, production: bool) -> str:
-    key = _audit_key(instance, "AUDIT_SIGNING_KEY", production)
+    key = _secret("AUDIT_SIGNING_KEY", instance, production)
     try:
         valid = len(bytes.fromhex(key)) == 32
     except ValueError:
@@ -104,10 +89,18 @@ def load(instance_path: str) -> dict[str, Any]:
         "PORTAL_ENV": env,
         # Reverse proxies in front of the portal whose X-Forwarded-For/-Proto are believed.
         "PORTAL_TRUSTED_PROXIES": _trusted_proxies(),
-        "SECRET_KEY": _secret_key(instance, production),
+        "SECRET_KEY": _secret("SECRET_KEY", instance, production),
+        # Former SECRET_KEYs, still accepted (signed links already sent, sessions) after a
+        # rotation; comma separated, oldest first.
+        "SECRET_KEY_FALLBACKS": [key.strip() for key in
+                                 os.environ.get("SECRET_KEY_FALLBACKS", "").split(",")
+                                 if key.strip()],
+        # Keys the pseudonyms of erased customers: never rotated with SECRET_KEY, so the same
+        # erased reference keeps the same pseudonym.
+        "ERASURE_KEY": _secret("ERASURE_KEY", instance, production),
         # Kept outside the database: the key of every audit entry's HMAC, and the seed of the
         # Ed25519 key that signs checkpoints of the chain (see README, "Audit keys").
-        "AUDIT_HMAC_KEY": _audit_key(instance, "AUDIT_HMAC_KEY", production),
+        "AUDIT_HMAC_KEY": _secret("AUDIT_HMAC_KEY", instance, production),
         "AUDIT_SIGNING_KEY": _audit_signing_key(instance, production),
         "AUDIT_CHECKPOINT_FILE": str(instance / "audit-checkpoints.jsonl"),
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
@@ -138,6 +131,7 @@ def load(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_SECURE": production,
         "WTF_CSRF_TIME_LIMIT": None,
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
+        "PASSWORD_METHOD": "scrypt",
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_LOCKOUT_MINUTES": 15,
         "LOGIN_IP_MAX_FAILURES": 30,
@@ -155,4 +149,6 @@ def load(instance_path: str) -> dict[str, Any]:
         "MAILING_RETRY_INLINE_SECONDS": 10.0,
         "MAILING_LEASE_SECONDS": float(os.environ.get("MAILING_LEASE_SECONDS", "120")),
         "MAILING_JOB_TIMEOUT": 3600,
+        # The most time one recipient's greeting may take to fill in (see mailings/greeting.py).
+        "MAILING_GREETING_SECONDS": 0.5,
     }

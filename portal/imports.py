@@ -24,7 +24,8 @@ from portal.i18n import N_, Message
 UTF8, UTF8_BOM, GB18030 = "utf-8", "utf-8-sig", "gb18030"
 # C0 controls (NUL, TAB, CR, LF …), DEL and C1 controls: never part of a name, an e-mail
 # address or any other one-line value (a CR/LF there can forge an e-mail header).
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL and C1, and the Unicode line and paragraph separators.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
 

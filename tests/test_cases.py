@@ -112,12 +112,14 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
         customer_id = customer.id
     refs: list[str] = []
     errors: list[BaseException] = []
+    together = threading.Barrier(2)
 
     def worker(offset: int) -> None:
         with app.app_context():
             try:
                 from portal.customers.models import Customer
 
+                together.wait(timeout=10)
                 for n in range(8):
                     c = db.session.get(Customer, customer_id)
                     case = cases.open_case(c, cases.CaseInput(
@@ -134,12 +136,10 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
         t.start()
     for t in threads:
         t.join()
-    if errors and db.engine.dialect.name == "sqlite":
-        pytest.skip(f"SQLite serialises writers and may time out: {errors[0]}")
-    assert not errors
-    assert len(refs) == 16 and len(set(refs)) == 16
+    assert not errors, errors  # on SQLite too: writers wait their turn, none may fail
     year = utcnow().year
     assert all(r.startswith(f"C-{year}-") and len(r) == len(f"C-{year}-00001") for r in refs)
+    assert sorted(int(r.rsplit("-", 1)[1]) for r in refs) == list(range(1, 17))  # no gap
 
 
 def test_due_date_from_the_severity_sla(app, users) -> None:

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from portal import config
+from portal.auth.models import Role
 
 
 def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path) -> None:
@@ -18,19 +19,56 @@ def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path)
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
     monkeypatch.setenv("AUDIT_HMAC_KEY", "h" * 64)
     monkeypatch.setenv("AUDIT_SIGNING_KEY", "5" * 64)
+    monkeypatch.setenv("ERASURE_KEY", "y" * 40)
     loaded = config.load(str(tmp_path))
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["REMEMBER_COOKIE_SECURE"] is True
 
 
+def test_production_refuses_to_start_without_an_erasure_key(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.delenv("ERASURE_KEY", raising=False)
+    with pytest.raises(config.ConfigError, match="ERASURE_KEY is not set"):
+        config.load(str(tmp_path))
+    assert not (tmp_path / "erasure_key").exists()
+
+
 def test_development_key_is_generated_once_with_mode_0600(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("PORTAL_ENV", raising=False)
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    first = config.load(str(tmp_path))["SECRET_KEY"]
-    second = config.load(str(tmp_path))["SECRET_KEY"]
-    assert first == second and len(first) >= 64
-    mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
-    assert mode == 0o600
+    monkeypatch.delenv("ERASURE_KEY", raising=False)
+    first = config.load(str(tmp_path))
+    second = config.load(str(tmp_path))
+    for name in ("SECRET_KEY", "ERASURE_KEY"):
+        assert first[name] == second[name] and len(first[name]) >= 64
+        mode = stat.S_IMODE(os.stat(tmp_path / name.lower()).st_mode)
+        assert mode == 0o600
+    assert first["SECRET_KEY"] != first["ERASURE_KEY"]
+
+
+def test_secret_key_fallbacks_come_from_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("SECRET_KEY_FALLBACKS", raising=False)
+    assert config.load(str(tmp_path))["SECRET_KEY_FALLBACKS"] == []
+    monkeypatch.setenv("SECRET_KEY_FALLBACKS", " oldest-key, older-key ,")
+    assert config.load(str(tmp_path))["SECRET_KEY_FALLBACKS"] == ["oldest-key", "older-key"]
+
+
+def test_a_session_signed_with_a_former_key_still_works(monkeypatch, app_factory,
+                                                        users) -> None:
+    from tests.conftest import PASSWORD
+
+    monkeypatch.delenv("SECRET_KEY_FALLBACKS", raising=False)
+    before = app_factory().test_client()
+    before.post("/login", data={"email": users[Role.AGENT].email, "password": PASSWORD})
+    cookie = before.get_cookie("session").value
+    monkeypatch.setenv("SECRET_KEY_FALLBACKS", "test-secret")  # the tests' key, now retired
+    after = app_factory(SECRET_KEY="the-new-key").test_client()
+    after.set_cookie("session", cookie)
+    assert after.get("/dashboard").status_code == 200
+    retired = app_factory(SECRET_KEY="the-new-key", SECRET_KEY_FALLBACKS=[]).test_client()
+    retired.set_cookie("session", cookie)
+    assert retired.get("/dashboard").status_code == 302  # without the fallback: signed out
 
 
 def test_defaults_are_embedded(monkeypatch, tmp_path) -> None:

@@ -119,6 +119,23 @@ def test_quoted_commas_newlines_and_empty_lines(app, tmp_path) -> None:
     assert rows[2].cells == ["3", "Too", "many", "cells", "", "", "", "", "extra"]
 
 
+@pytest.mark.parametrize("value", ["Multi\nline", "CR\rhere", "Tab\there", "NUL\x00byte",
+                                   "C1\x85next", "LS\u2028next"])
+def test_the_customer_form_refuses_a_line_break_or_control_character(
+        app, users, client, auth, value: str) -> None:
+    event = make_event()
+    auth.login(Role.AGENT)
+    url = f"/customers/event/{event.id}/new"
+    for field in ("name", "company"):
+        data = {"external_ref": "K1", "name": "Wang Fang", "locale": "en", field: value}
+        response = client.post(url, data=data)
+        assert response.status_code == 422 and f'id="{field}-error"' in response.text
+        assert "contains a control character" in response.text
+    zh = client.post(f"{url}?lang=zh_CN", data={"external_ref": "K1", "name": value})
+    assert "含有控制字符" in zh.text
+    assert db.session.scalar(select(func.count(Customer.id))) == 0
+
+
 def test_missing_columns_are_reported(app, users) -> None:
     batch = _import(app, users, b"ref,name\n1,A\n")
     assert batch.status == "failed" and "external_ref" in batch.message

@@ -441,3 +441,11 @@ def test_erasure_of_an_imported_customer(app, users) -> None:
     wu = db.session.scalar(select(Customer).where(Customer.name == "Wu Lei"))
     lifecycle.erase_on_request(wu, "asked by phone", actor=users[Role.ADMIN])
     assert not customers.upload_path(batch).exists()  # the uploaded CSV named them
+
+
+def test_erasure_pseudonyms_do_not_change_when_the_secret_key_is_rotated(app) -> None:
+    before = lifecycle.pseudonym_ref("K-900")
+    app.config.update(SECRET_KEY="the-new-key", SECRET_KEY_FALLBACKS=["test-secret"])
+    assert lifecycle.pseudonym_ref("K-900") == before
+    app.config["ERASURE_KEY"] = "another erasure key"  # the pseudonyms' own key decides
+    assert lifecycle.pseudonym_ref("K-900") != before

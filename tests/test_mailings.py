@@ -3,11 +3,14 @@ mails nobody twice, against a real SMTP server, real Redis and real RQ workers."
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import signal
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from redis import Redis
@@ -27,6 +30,7 @@ from portal.mailings import tasks
 from portal.mailings.models import (
     CLAIMED,
     DONE,
+    FAILED,
     PENDING,
     SENT,
     Mailing,
@@ -132,6 +136,70 @@ def test_greetings_are_sandboxed_and_checked_when_saved(app, users, scenario) ->
         with pytest.raises(RuleViolation) as err:
             draft(users, event, notice, greeting_zh=bad)
         assert err.value.field == "greeting_zh"
+    assert db.session.scalar(select(Mailing.id)) is None
+
+
+def _recipient_rows(mailing_id: int) -> dict[int, MailingRecipient]:
+    return {r.customer_id: r for r in db.session.scalars(select(MailingRecipient).where(
+        MailingRecipient.mailing_id == mailing_id))}
+
+
+@pytest.mark.integration
+def test_a_greeting_that_fails_for_one_customer_fails_that_row_with_the_reason(
+        app, users, scenario, smtp, run_worker, client, auth) -> None:
+    event, notice = scenario
+    handler = smtp()
+    people = add_customers(users, event, 3, locale="zh_CN")
+    # Passes when saved (as the sample customer); for 客户1 it makes 1,000 loop rounds.
+    rounds = "{% for a in 'abcdefghij' %}" * 3 + "{% endfor %}" * 3
+    mailing = draft(users, event, notice,
+                    greeting_zh="{% if name == '客户1' %}" + rounds + "{% endif %}您好 {{ name }}")
+    auth.login(Role.AGENT)
+    preview = client.get(f"/mailings/{mailing.id}/preview?customer={people[1].id}")
+    assert preview.status_code == 200 and "at most 200 loop rounds" in preview.text
+    start(users, mailing)
+    run_worker()
+    rows = _recipient_rows(mailing.id)
+    failed = rows[people[1].id]
+    assert failed.status == FAILED and "at most 200 loop rounds" in failed.last_error
+    assert {rows[p.id].status for p in (people[0], people[2])} == {SENT}
+    assert recipients_received(handler.directory) == Counter(
+        {people[0].email: 1, people[2].email: 1})
+    assert db.session.get(Mailing, mailing.id).status == DONE
+
+
+@pytest.mark.integration
+def test_a_stored_greeting_that_breaks_the_rules_fails_every_row_never_the_chunk(
+        app, users, scenario, smtp, run_worker) -> None:
+    event, notice = scenario
+    handler = smtp()
+    add_customers(users, event, 3, locale="zh_CN")
+    mailing = draft(users, event, notice)
+    start(users, mailing)
+    # Saved before today's rules, say: compiling it used to take the job down (or hang it).
+    db.session.execute(update(Mailing).where(Mailing.id == mailing.id)
+                       .values(greeting_zh="{{ 9**(9**7) }}"))
+    db.session.commit()
+    run_worker()
+    rows = _recipient_rows(mailing.id).values()
+    assert {r.status for r in rows} == {FAILED}
+    assert all("Powers (**) are not allowed" in r.last_error for r in rows)
+    assert recipients_received(handler.directory) == Counter()
+    assert db.session.get(Mailing, mailing.id).status == DONE
+
+
+def test_a_greeting_refused_when_saved_shows_why_next_to_the_field(
+        app, users, scenario, client, auth) -> None:
+    event, notice = scenario
+    auth.login(Role.AGENT)
+    url = f"/mailings/event/{event.id}/new"
+    for lang, expected in (("en", "Powers (**) are not allowed"), ("zh_CN", "不能使用乘方")):
+        response = client.post(f"{url}?lang={lang}", data={
+            "version_id": notice.latest_version.id, "greeting_en": "",
+            "greeting_zh": "{% if name != '王芳' %}{{ 10**5000 }}{% endif %}"})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422 and "greeting_zh-error" in page
+        assert expected in page
     assert db.session.scalar(select(Mailing.id)) is None
 
 
@@ -473,6 +541,76 @@ def test_unsubscribe_link_asks_first_and_one_click_post_records_it(app, users, s
     assert client.get("/unsubscribe/forged-token").status_code == 404
     assert client.get(url + "?lang=xx-!!").status_code == 200  # unknown: the customer's own
     assert "退订" in client.get(url + "?lang=zh_CN").get_data(as_text=True)
+
+
+def _unsubscribe_paths(text: str) -> set[str]:
+    return {urlsplit(html.unescape(url)).path
+            for url in re.findall(r"https?://[^\s\"'<>]*/unsubscribe/[^\s\"'<>]*", text)}
+
+
+def _unsubscribed_anyone() -> bool:
+    return db.session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action == "customer.unsubscribe")) > 0
+
+
+def test_the_staff_preview_carries_an_inert_unsubscribe_link(app, users, scenario, client,
+                                                             auth) -> None:
+    event, notice = scenario
+    [person] = add_customers(users, event, 1)
+    mailing = draft(users, event, notice)
+    auth.login(Role.AGENT)
+    page = client.get(f"/mailings/{mailing.id}/preview?customer={person.id}").get_data(
+        as_text=True)
+    paths = _unsubscribe_paths(page)  # the HTML link and the one in the plain-text part
+    assert paths and mailings.unsubscribe_token(person.id) not in page
+    anonymous = app.test_client()  # what a click from the preview does
+    for path in paths:
+        assert "This is a preview" in anonymous.get(path).get_data(as_text=True)
+        response = anonymous.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200 and "Nobody was unsubscribed" in response.text
+    db.session.expire_all()
+    assert db.session.get(Customer, person.id).unsubscribed_at is None
+    assert not _unsubscribed_anyone()
+
+
+@pytest.mark.integration
+def test_a_test_send_carries_an_inert_one_click_unsubscribe(app, users, scenario, client, auth,
+                                                            smtp, run_worker) -> None:
+    event, notice = scenario
+    [person] = add_customers(users, event, 1)
+    mailing = draft(users, event, notice)
+    handler = smtp()
+    auth.login(Role.AGENT)
+    client.post(f"/mailings/{mailing.id}/test", data={"customer": person.id})
+    run_worker()
+    [message] = read_messages(handler.directory)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    header = _unsubscribe_paths(str(message["List-Unsubscribe"]))
+    bodies = "".join(message.get_body((kind,)).get_content() for kind in ("plain", "html"))
+    assert header and mailings.unsubscribe_token(person.id) not in bodies
+    mail_client = app.test_client()  # a mail client's automatic one-click unsubscribe
+    for path in header | _unsubscribe_paths(bodies):
+        response = mail_client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200 and "Nobody was unsubscribed" in response.text
+    db.session.expire_all()
+    assert db.session.get(Customer, person.id).unsubscribed_at is None
+    assert not _unsubscribed_anyone()
+
+
+def test_unsubscribe_links_survive_a_secret_key_rotation(app, users, scenario, client) -> None:
+    event, _notice = scenario
+    [person] = add_customers(users, event, 1)
+    sent_before = mailings.unsubscribe_token(person.id)
+    app.config.update(SECRET_KEY="the-new-key", SECRET_KEY_FALLBACKS=["test-secret"])
+    assert mailings.customer_for_token(sent_before).id == person.id
+    assert client.post(f"/unsubscribe/{sent_before}").status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Customer, person.id).unsubscribed_at is not None
+    new = mailings.unsubscribe_token(person.id)
+    assert new != sent_before  # signed with the new key…
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert mailings.customer_for_token(new).id == person.id
+    assert mailings.customer_for_token(sent_before) is None  # …and a retired key is refused
 
 
 # ----------------------------------------------------------------------------- staff pages

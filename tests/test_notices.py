@@ -170,22 +170,60 @@ def test_comment_required_to_reject_or_request_changes(app, users) -> None:
     assert db.session.get(SignoffRequest, request.id).comment == "Add the hotline hours."
 
 
-def test_one_decision_only_even_when_two_reviewers_race(app, users, monkeypatch) -> None:
-    from portal.auth import services as auth
+def test_one_decision_only_even_when_two_reviewers_race(app, users) -> None:
+    """Two legal reviewers post their decisions at the same moment, as real requests in two
+    threads. Both pass every check before either writes (they wait for each other right
+    before the UPDATE), so only the conditional UPDATE can keep the second one out."""
+    import threading
 
-    legal2, _ = auth.create_user("legal2@example.com", "L2", Role.LEGAL, "x" * 12)
+    from sqlalchemy import event
+
+    from portal.auth import services as auth
+    from tests.conftest import PASSWORD
+
+    auth.create_user("legal2@example.com", "L2", Role.LEGAL, PASSWORD,
+                     must_change_password=False)
     notice = make_notice(users)
-    request = notices.request_signoff(notice, actor=users[Role.AGENT])
-    signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
-    # The second reviewer loaded the page while it was still pending: their check passes,
-    # but the conditional UPDATE finds nothing pending and refuses.
-    monkeypatch.setattr(signoffs, "may_decide", lambda *a: None)
-    with pytest.raises(RuleViolation, match="already been decided"):
-        signoffs.decide(request.id, "rejected", "Too late", actor=legal2)
-    row = db.session.get(SignoffRequest, request.id)
-    assert row.status == "approved" and row.decided_by_id == users[Role.LEGAL].id
+    request_id = notices.request_signoff(notice, actor=users[Role.AGENT]).id
+    reviewers = []
+    for email in (users[Role.LEGAL].email, "legal2@example.com"):
+        reviewer = app.test_client()
+        assert reviewer.post("/login", data={"email": email, "password": PASSWORD}
+                             ).status_code == 302
+        reviewers.append(reviewer)
+    both_checked = threading.Barrier(2)
+
+    def before_update(conn, cursor, statement: str, *args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SIGNOFF_REQUEST"):
+            both_checked.wait(timeout=20)
+
+    answers: list[int] = []
+    errors: list[BaseException] = []
+
+    def decide(reviewer, decision: str) -> None:
+        try:
+            answers.append(reviewer.post(f"/signoffs/{request_id}/decide", data={
+                "decision": decision, "comment": "At the same time"}).status_code)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decide, args=(reviewer, decision))
+               for reviewer, decision in zip(reviewers, ("approved", "rejected"), strict=True)]
+    event.listen(db.engine, "before_cursor_execute", before_update)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before_update)
+    assert not errors and not both_checked.broken
+    assert sorted(answers) == [302, 422]  # one decision recorded, one told it is too late
+    db.session.expire_all()
+    row = db.session.get(SignoffRequest, request_id)
+    assert row.status in ("approved", "rejected")
     assert db.session.scalar(select(func.count(AuditEntry.id)).where(
-        AuditEntry.action.like("signoff.%"), AuditEntry.subject_id == str(request.id),
+        AuditEntry.action.like("signoff.%"), AuditEntry.subject_id == str(request_id),
         AuditEntry.action != "signoff.request")) == 1
 
 

@@ -27,8 +27,7 @@ def normalise_email(email: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    method = current_app.config.get("PASSWORD_METHOD", "scrypt")
-    return generate_password_hash(password, method=method)
+    return generate_password_hash(password, method=current_app.config["PASSWORD_METHOD"])
 
 
 def generate_password() -> str:

@@ -10,14 +10,15 @@ from wtforms.validators import DataRequired, Length, Optional
 
 
 class CustomerForm(FlaskForm):
-    external_ref = StringField(_l("Customer reference"), validators=[DataRequired(),
-                                                                       Length(max=64)])
+    external_ref = StringField(_l("Customer reference"), validators=[
+        DataRequired(), Length(max=64)])
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     company = StringField(_l("Company"), validators=[Optional(), Length(max=200)])
     email = EmailField(_l("E-mail"), validators=[Optional(), Length(max=254)])
     phone = StringField(_l("Phone"), validators=[Optional(), Length(max=40)])
     locale = SelectField(_l("Language"), choices=[("zh_CN", "简体中文"), ("en", "English")])
-    tags = StringField(_l("Tags (separated by ;)"), validators=[Optional(), Length(max=500)])
+    tags = StringField(_l("Tags (separated by ;)"), validators=[
+        Optional(), Length(max=500)])
 
     def raw(self) -> dict[str, str]:
         return {name: self[name].data or "" for name in

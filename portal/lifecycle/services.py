@@ -272,9 +272,10 @@ def run_retention(run_id: int) -> None:
 
 
 def pseudonym_ref(external_ref: str) -> str:
-    """Stable (for one secret key): the same old reference always gives the same pseudonym,
-    which cannot be reversed or recomputed without the portal's secret key."""
-    key = current_app.config["SECRET_KEY"].encode()
+    """Stable: the same old reference always gives the same pseudonym, which cannot be
+    reversed or recomputed without ERASURE_KEY (a key of its own, so rotating SECRET_KEY
+    changes no pseudonym)."""
+    key = current_app.config["ERASURE_KEY"].encode()
     mac = hmac.new(key, external_ref.encode(), hashlib.sha256).hexdigest()
     return f"erased-{mac[:12]}"
 

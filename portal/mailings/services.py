@@ -21,8 +21,6 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 from sqlalchemy import func, insert, select, update
 
@@ -36,6 +34,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import html_lang
 from portal.mail import transport
+from portal.mailings import greeting as greetings
 from portal.mailings.models import (
     CANCELLED,
     CLAIMED,
@@ -75,9 +74,6 @@ DEFAULT_GREETINGS = {
     "en": "Dear {{ name }}{% if company %} ({{ company }}){% endif %},\n"
           "{% if case_ref %}\nYour case {{ case_ref }} covers {{ case_amount }}.\n{% endif %}",
 }
-# What a greeting may use; anything else is refused when the mailing is saved.
-GREETING_FIELDS = ("name", "company", "case_ref", "case_amount")
-_sandbox = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 # ---------------------------------------------------------------------------------- audience
@@ -216,16 +212,12 @@ def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
 # ---------------------------------------------------------------------------- personalisation
 
 def check_greeting(source: str, fieldname: str) -> str:
-    """Compile and try a greeting with sample values, so a typo is caught when it is saved."""
-    source = source.strip()
+    """The greeting as stored, or RuleViolation next to its field: checked in every branch
+    and tried with sample values (see ``greeting.py``), so a mistake is caught when saved."""
     try:
-        template = _sandbox.from_string(source)
-        template.render(name="王芳", company="", case_ref="C-2026-00001",
-                        case_amount="CNY 1.00")
-    except TemplateError as exc:
-        raise RuleViolation(_("This greeting cannot be used: %(error)s", error=str(exc)),
-                            field=fieldname) from None
-    return source
+        return greetings.check(source)
+    except greetings.GreetingError as err:
+        raise RuleViolation(err.message or "", field=fieldname) from None
 
 
 @dataclass
@@ -267,7 +259,7 @@ class MessageParts:
     subject: dict[str, str]
     body_text: dict[str, str]
     body_html: dict[str, Markup]
-    greeting: dict[str, Any]
+    greeting: dict[str, greetings.Greeting | greetings.BrokenGreeting]
     notice_url: str | None
     pdf: tuple[str, bytes] | None
     domain: str
@@ -283,7 +275,7 @@ class MessageParts:
             text[locale] = entry["body"]
             html[locale] = Markup(render_markdown(entry["body"]))
             source = mailing.greeting_zh if locale == "zh_CN" else mailing.greeting_en
-            greeting[locale] = _sandbox.from_string(source or "")
+            greeting[locale] = greetings.compile_for_sending(source or "")
         base = current_app.config["PORTAL_BASE_URL"]
         notice = mailing.notice
         notice_url = (f"{base}/notices/{notice.slug}" if notice.publicly_visible else None)
@@ -307,18 +299,37 @@ def mailing_pdf(mailing: Mailing) -> NoticePdf | None:
                                                      NoticePdf.kind == "signed"))
 
 
+# The unsubscribe token of previews and test sends: its page says so and records nothing.
+# A real token is ``<payload>.<signature>`` and never equals it.
+PREVIEW_TOKEN = "preview"
+
+
+def _unsubscribe_signer() -> URLSafeSerializer:
+    """Signs with SECRET_KEY and still accepts SECRET_KEY_FALLBACKS, so links already sent
+    keep working after the key is rotated (itsdangerous verifies with every key, newest
+    last, and signs with the newest)."""
+    config = current_app.config
+    keys = [*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]]
+    return URLSafeSerializer(keys, salt="unsubscribe")
+
+
 def unsubscribe_token(customer_id: int) -> str:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="unsubscribe").dumps(
-        customer_id)
+    return _unsubscribe_signer().dumps(customer_id)
 
 
 def customer_for_token(token: str) -> Customer | None:
     try:
-        customer_id = URLSafeSerializer(current_app.config["SECRET_KEY"],
-                                        salt="unsubscribe").loads(token)
+        customer_id = _unsubscribe_signer().loads(token)
     except BadSignature:
         return None
     return db.session.get(Customer, customer_id) if isinstance(customer_id, int) else None
+
+
+def unsubscribe_url(customer_id: int | None) -> str:
+    """The customer's own unsubscribe link, or (None) the inert one for staff previews and
+    test sends: those must never unsubscribe the customer they are shown as."""
+    token = PREVIEW_TOKEN if customer_id is None else unsubscribe_token(customer_id)
+    return f"{current_app.config['PORTAL_BASE_URL']}/unsubscribe/{token}"
 
 
 def message_id(mailing_id: int, recipient_id: int, domain: str) -> str:
@@ -336,15 +347,17 @@ class Rendered:
     unsubscribe_url: str
 
 
-def render_for(parts: MessageParts, locale: str, person: Personal, customer_id: int) -> Rendered:
-    """Subject, plain text and HTML of one customer's message, in their locale."""
+def render_for(parts: MessageParts, locale: str, person: Personal,
+               customer_id: int | None) -> Rendered:
+    """Subject, plain text and HTML of one customer's message, in their locale.
+    ``customer_id`` is the recipient whose unsubscribe link it carries; None for a preview or
+    a test send (an inert link). A greeting that fails raises ``greeting.GreetingError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
-    greeting = parts.greeting[locale].render(**person.values()).strip()
-    unsubscribe_url = (f"{current_app.config['PORTAL_BASE_URL']}/unsubscribe/"
-                       f"{unsubscribe_token(customer_id)}")
+    greeting = parts.greeting[locale].render(person.values())
+    link = unsubscribe_url(customer_id)
     context = {"subject": parts.subject[locale], "greeting": greeting,
                "body_text": parts.body_text[locale], "body_html": parts.body_html[locale],
-               "notice_url": parts.notice_url, "unsubscribe_url": unsubscribe_url,
+               "notice_url": parts.notice_url, "unsubscribe_url": link,
                "company": current_app.config["PORTAL_COMPANY_NAME"],
                "greeting_html": Markup("<br>").join(escape(line) for line in
                                                     greeting.splitlines())}
@@ -356,13 +369,14 @@ def render_for(parts: MessageParts, locale: str, person: Personal, customer_id: 
         fragment = Markup(env.get_template("mailings/_email_body.html").render(context))
         html = env.get_template("mailings/email.html").render(
             subject=context["subject"], fragment=fragment, html_lang=html_lang)
-    return Rendered(parts.subject[locale], text, html, fragment, unsubscribe_url)
+    return Rendered(parts.subject[locale], text, html, fragment, link)
 
 
 def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
-                    customer_id: int, msg_id: str, subject_prefix: str = "") -> Message:
+                    customer_id: int | None, msg_id: str, subject_prefix: str = "") -> Message:
     """One customer's message: text and HTML alternatives, the PDF when asked, and the
-    one-click unsubscribe headers (RFC 8058). Built with the classic MIME classes: several times
+    one-click unsubscribe headers (RFC 8058), inert for ``customer_id=None`` (test sends, see
+    :func:`render_for`). Built with the classic MIME classes: several times
     cheaper than ``EmailMessage``'s header registry, which matters at hundreds a second."""
     rendered = render_for(parts, locale, person, customer_id)
     alternatives = MIMEMultipart("alternative")
@@ -477,6 +491,9 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     if mailing.attach_pdf and not pdf_ready(mailing):
         raise RuleViolation(_("The PDF is not ready yet; wait until it is rendered, or send "
                               "without it."))
+    # Saved before today's rules, a greeting may no longer pass them: edit it first.
+    check_greeting(mailing.greeting_zh or "", "greeting_zh")
+    check_greeting(mailing.greeting_en or "", "greeting_en")
     mandatory = grant.mandatory
     before = mailing.audit_state()
     # Take the mailing first: of two starts at once, the second finds it no longer a draft.

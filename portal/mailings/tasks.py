@@ -256,14 +256,15 @@ def send_test_job(test_id: int) -> str | None:
     customer = row.customer
     if customer is not None:
         person = services.personal_values([customer])[customer.id]
-        locale, customer_id = customer.locale, customer.id
+        locale = customer.locale
     else:
         person = services.Personal(row.to_address, "")
-        locale, customer_id = "zh_CN", 0
+        locale = "zh_CN"
     msg_id = f"<mailing-{mailing.id}-test-{row.id}@{parts.domain}>"
     try:
+        # customer_id=None: the test carries an inert unsubscribe link, never the customer's.
         message = services.compose_message(parts, to=row.to_address, name="", locale=locale,
-                                           person=person, customer_id=customer_id,
+                                           person=person, customer_id=None,
                                            msg_id=msg_id, subject_prefix="[TEST] ")
         with transport.Client() as client:
             client.send(message, current_app.config["MAIL_FROM"], [row.to_address])

@@ -26,6 +26,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings import services, tasks
 from portal.mailings.forms import MailingForm
+from portal.mailings.greeting import GreetingError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
@@ -162,13 +163,17 @@ def preview(mailing_id: int) -> ResponseReturnValue:
     if customer is None or customer.event_id != mailing.event_id:
         customer = next(services.audience_members(
             mailing.event_id, services.Audience.from_dict(mailing.audience)), None)
-    rendered = None
+    rendered, greeting_error = None, None
     if customer is not None:
         person = services.personal_values([customer])[customer.id]
-        rendered = services.render_for(services.MessageParts.for_mailing(mailing),
-                                       customer.locale, person, customer.id)
+        try:  # customer_id=None: the preview's unsubscribe link is inert
+            rendered = services.render_for(services.MessageParts.for_mailing(mailing),
+                                           customer.locale, person, None)
+        except GreetingError as err:
+            greeting_error = err.message
     template = "mailings/_preview.html" if wants_partial("preview") else "mailings/preview.html"
-    return render_template(template, mailing=mailing, customer=customer, rendered=rendered)
+    return render_template(template, mailing=mailing, customer=customer, rendered=rendered,
+                           greeting_error=greeting_error)
 
 
 def _action_done(mailing: Mailing, chunks: list[int] | None, message: str) -> Response:

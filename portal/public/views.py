@@ -139,6 +139,9 @@ def unsubscribe(token: str) -> ResponseReturnValue:
     from the page or a mail client's one-click (RFC 8058), records it."""
     from portal.mailings import services as mailings
 
+    if token == mailings.PREVIEW_TOKEN:  # from a staff preview or a test send: record nothing
+        html = render_template("public/unsubscribe.html", preview=True)
+        return Response(html, headers={"Cache-Control": "no-store"})
     customer = mailings.customer_for_token(token)
     if customer is None:
         abort(404)
