@@ -25,7 +25,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
 from portal.models import utcnow
-from portal.notices.content import render_markdown
+from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import Notice
 from portal.postmortems.models import (
     MAX_STEP_LENGTH,
@@ -185,6 +185,7 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
     for step, text in cleaned.items():
         if len(text) > MAX_STEP_LENGTH:
             raise RuleViolation(_("At most %(n)d characters.", n=MAX_STEP_LENGTH), field=step)
+        check_renderable(text, field=step)
     check_blameless(cleaned["causes"], postmortem.event_id)
     check_no_customer_data(cleaned, postmortem.event_id)
     before = postmortem.audit_state()
