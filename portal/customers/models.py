@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 
 CUSTOMER_LOCALES = ("zh_CN", "en")
@@ -93,7 +94,7 @@ class Customer(db.Model):
         return state
 
 
-class ImportBatch(db.Model):
+class ImportBatch(Claimable, db.Model):
     """One uploaded CSV: validated by a job (preview), then imported whole or discarded."""
 
     __tablename__ = "customer_import"

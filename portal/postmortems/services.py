@@ -418,8 +418,8 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                      "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
-    elif row.status == "failed":
-        row.status, row.error, row.requested_at = "queued", None, utcnow()
+    elif row.status == "failed":  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
     db.session.commit()
     return row
 
