@@ -181,3 +181,13 @@ def test_limits_leave_ordinary_notices_alone(app) -> None:
     for text in (nested_list, "> > quoted **twice** with *emphasis*",
                  "| a | b |\n|---|---|\n" + "| 1 | 2 |\n" * 200):
         check_renderable(text, field="body")
+
+
+def test_the_live_preview_warns_of_what_saving_would_refuse(client, auth, users) -> None:
+    auth.login(Role.AGENT)
+    client.post("/language", data={"locale": "en", "next": "/"})
+    warned = client.post("/staff/notices/preview?locale=en", data={"body_en": IMAGE})
+    assert warned.status_code == 200 and 'role="alert"' in warned.text
+    assert "Images are not shown" in warned.text
+    fine = client.post("/staff/notices/preview?locale=en", data={"body_en": "**Call** 400."})
+    assert 'role="alert"' not in fine.text and "<strong>Call</strong>" in fine.text
