@@ -1,21 +1,110 @@
 """Queueing slow work. The database row is the truth; a job only carries its id.
 
-``enqueue`` uses a deterministic job id, so queueing the same row twice (a retry, the
-reconciler) replaces the job rather than running the work twice at once.
+``enqueue`` uses a deterministic job id, but that does not stop the same work from running
+twice at once: RQ queues a second job under an id that is already queued or running
+(rq/rq#1701), and the reconciler queues again a job whose worker died. So every job first
+claims its row (``claimed``): one conditional UPDATE, committed before any work, moves the row
+to its running status and stamps ``claimed_at``; a second copy finds it taken and does
+nothing. A claim is a lease: a row still running when its lease (the job's timeout) is over
+was left by a dead worker, and the next job the reconciler queues takes it over. ``attempts``
+counts the claims, so work that kills its worker every time (a renderer crash) fails with its
+reason after ``max_attempts`` instead of being retried forever.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import Integer, and_, or_, update
+from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.extensions import rq
+from portal.extensions import db, rq
+from portal.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class Claimable:
+    """Columns of a row that a job claims before working on it (a model mixin)."""
+
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """How a job claims rows of ``model``: from one of the ``waiting`` statuses, or from
+    ``running`` once the last claim's ``lease`` is over, into ``running``. With
+    ``max_attempts``, a row claimed that often is set to ``failed`` instead, with the reason in
+    ``error_column``."""
+
+    model: Any
+    waiting: tuple[str, ...]
+    running: str
+    lease: timedelta
+    max_attempts: int | None = None
+    failed: str = "failed"
+    error_column: str = "error"
+
+
+def _claimable(claim: Claim, row_id: int, now: datetime) -> Any:
+    model = claim.model
+    expired = or_(model.claimed_at.is_(None), model.claimed_at < now - claim.lease)
+    return and_(model.id == row_id, or_(model.status.in_(claim.waiting),
+                                        and_(model.status == claim.running, expired)))
+
+
+def take(claim: Claim, row_id: int) -> datetime | None:
+    """Claim the row (committed at once); its claim time, or None when it is not free."""
+    now, model = utcnow(), claim.model
+    free = _claimable(claim, row_id, now)
+    if claim.max_attempts is not None:
+        free = and_(free, model.attempts < claim.max_attempts)
+    taken = db.session.execute(
+        update(model).where(free)
+        .values(status=claim.running, claimed_at=now, attempts=model.attempts + 1)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    if not taken and claim.max_attempts is not None:
+        db.session.execute(
+            update(model).where(_claimable(claim, row_id, now),
+                                model.attempts >= claim.max_attempts)
+            .values(status=claim.failed, claimed_at=None, finished_at=now,
+                    **{claim.error_column: f"Gave up after {claim.max_attempts} attempts: the "
+                                           "worker stopped each time before finishing."})
+            .execution_options(synchronize_session=False))
+    db.session.commit()
+    return now if taken else None
+
+
+def release(claim: Claim, row_id: int, claimed_at: datetime) -> None:
+    """End this job's claim (committed), unless another job has taken the row over since."""
+    model = claim.model
+    db.session.execute(update(model).where(model.id == row_id, model.claimed_at == claimed_at)
+                       .values(claimed_at=None).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+@contextmanager
+def claimed(claim: Claim, row_id: int) -> Iterator[bool]:
+    """``with claimed(CLAIM, row_id) as mine:`` work only if ``mine``. The claim ends when the
+    block does, also on an error; a worker that dies (or exits) keeps it until its lease ends."""
+    claimed_at = take(claim, row_id)
+    if claimed_at is None:
+        yield False
+        return
+    try:
+        yield True
+    except Exception:
+        db.session.rollback()
+        release(claim, row_id, claimed_at)
+        raise
+    release(claim, row_id, claimed_at)
 
 
 def enqueue(job: Any, *args: Any, job_id: str, timeout: int = 600) -> bool:

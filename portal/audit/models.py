@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, rela
 
 from portal.auth.models import User
 from portal.extensions import db
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -48,7 +49,7 @@ class AuditEntry(db.Model):
     )
 
 
-class AuditVerification(db.Model):
+class AuditVerification(Claimable, db.Model):
     """A request to re-check the whole chain; an RQ job does the work and reports here."""
 
     __tablename__ = "audit_verification"

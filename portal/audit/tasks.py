@@ -18,11 +18,16 @@ log = logging.getLogger(__name__)
 # How often the chain's head is signed: a tail removed after the last checkpoint is the one
 # thing a check cannot see.
 CHECKPOINT_INTERVAL_SECONDS = 600
+VERIFY_TIMEOUT_SECONDS = 600
+VERIFY_CLAIM = jobs.Claim(AuditVerification, waiting=("queued",), running="running",
+                          lease=timedelta(seconds=VERIFY_TIMEOUT_SECONDS), error_column="message")
 
 
 @rq.job
 def verify_chain_job(verification_id: int) -> None:
-    services.run_verification(verification_id)
+    with jobs.claimed(VERIFY_CLAIM, verification_id) as mine:
+        if mine:
+            services.run_verification(verification_id)
 
 
 def job_id(verification_id: int) -> str:
@@ -30,7 +35,8 @@ def job_id(verification_id: int) -> str:
 
 
 def queue_verification(verification_id: int) -> bool:
-    return jobs.enqueue(verify_chain_job, verification_id, job_id=job_id(verification_id))
+    return jobs.enqueue(verify_chain_job, verification_id, job_id=job_id(verification_id),
+                        timeout=VERIFY_TIMEOUT_SECONDS)
 
 
 @jobs.reconciler

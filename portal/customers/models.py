@@ -26,6 +26,7 @@ from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import Message
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 
 CUSTOMER_LOCALES = ("zh_CN", "en")
@@ -94,7 +95,7 @@ class Customer(db.Model):
         return state
 
 
-class ImportBatch(db.Model):
+class ImportBatch(Claimable, db.Model):
     """One uploaded CSV: validated by a job (preview), then imported whole or discarded."""
 
     __tablename__ = "customer_import"

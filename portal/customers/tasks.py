@@ -13,16 +13,26 @@ from portal.extensions import rq
 from portal.models import utcnow
 
 IMPORT_TIMEOUT_SECONDS = 900
+_LEASE = timedelta(seconds=IMPORT_TIMEOUT_SECONDS)
+VALIDATE_CLAIM = jobs.Claim(ImportBatch, waiting=("uploaded",), running="validating",
+                            lease=_LEASE, error_column="message")
+# A confirmed batch is "importing" before and while it is imported: its claim tells them apart.
+IMPORT_CLAIM = jobs.Claim(ImportBatch, waiting=(), running="importing", lease=_LEASE,
+                          error_column="message")
 
 
 @rq.job
 def validate_import_job(batch_id: int) -> None:
-    services.validate_import(batch_id)
+    with jobs.claimed(VALIDATE_CLAIM, batch_id) as mine:
+        if mine:
+            services.validate_import(batch_id)
 
 
 @rq.job
 def run_import_job(batch_id: int) -> None:
-    services.run_import(batch_id)
+    with jobs.claimed(IMPORT_CLAIM, batch_id) as mine:
+        if mine:
+            services.run_import(batch_id)
 
 
 def job_id(batch_id: int) -> str:

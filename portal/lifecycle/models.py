@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 
 DEFAULT_RETENTION_DAYS = 365
@@ -35,7 +36,7 @@ STATUS_LABELS = {
 }
 
 
-class EventArchive(db.Model):
+class EventArchive(Claimable, db.Model):
     """One export of a closed event: the row comes first, an RQ job writes the ZIP."""
 
     __tablename__ = "event_archive"
@@ -73,7 +74,7 @@ class RetentionPolicy(db.Model):
     updated_by: Mapped[User | None] = relationship()
 
 
-class RetentionRun(db.Model):
+class RetentionRun(Claimable, db.Model):
     """A dry-run report an admin reviewed; once confirmed, the erasure of exactly its events.
 
     ``report`` is ``{"events": [{"event_id", "title", "closed_at", "due_at", "customers"}],

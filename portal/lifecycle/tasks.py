@@ -1,5 +1,6 @@
 """RQ jobs of the data lifecycle: building archives, retention runs and the daily report.
-Jobs take row ids and call services; every job may run twice."""
+Jobs take row ids, claim their row and call services; a job may be queued twice, and a
+second copy finds the row claimed."""
 
 from __future__ import annotations
 
@@ -27,14 +28,24 @@ def retention_job_id(run_id: int) -> str:
     return f"retention-run-{run_id}"
 
 
+ARCHIVE_CLAIM = jobs.Claim(EventArchive, waiting=(QUEUED,), running=RUNNING,
+                           lease=timedelta(seconds=ARCHIVE_TIMEOUT_SECONDS))
+RETENTION_CLAIM = jobs.Claim(RetentionRun, waiting=(CONFIRMED,), running=RUNNING,
+                             lease=timedelta(seconds=RETENTION_TIMEOUT_SECONDS))
+
+
 @rq.job
 def build_archive_job(archive_id: int) -> str | None:
-    return services.build_archive(archive_id)
+    with jobs.claimed(ARCHIVE_CLAIM, archive_id) as mine:
+        return services.build_archive(archive_id) if mine else None
 
 
 @rq.job
 def run_retention_job(run_id: int) -> None:
-    services.run_retention(run_id)
+    """One run at a time per row: its erased count and its audit entry are written once."""
+    with jobs.claimed(RETENTION_CLAIM, run_id) as mine:
+        if mine:
+            services.run_retention(run_id)
 
 
 def queue_archive(archive_id: int) -> bool:

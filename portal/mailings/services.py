@@ -53,7 +53,7 @@ from portal.mailings.models import (
 )
 from portal.models import utcnow
 from portal.notices import services as notices
-from portal.notices.content import render_markdown
+from portal.notices.content import plain_text, render_markdown
 from portal.notices.models import (
     APPROVED,
     PUBLISHED,
@@ -272,8 +272,10 @@ class MessageParts:
             # A customer whose language the notice lacks gets the other one, greeting included.
             shown[locale], entry = version.in_locale(locale)
             subject[locale] = entry["title"]
-            text[locale] = entry["body"]
             html[locale] = Markup(render_markdown(entry["body"]))
+            # From the sanitised HTML legal approved, never the Markdown: the renderer may
+            # drop what the source holds, and the text part must not say more.
+            text[locale] = plain_text(html[locale])
             source = mailing.greeting_zh if locale == "zh_CN" else mailing.greeting_en
             greeting[locale] = greetings.compile_for_sending(source or "")
         base = current_app.config["PORTAL_BASE_URL"]

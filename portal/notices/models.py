@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
@@ -172,7 +173,7 @@ class Publication(db.Model):
     signoff: Mapped[SignoffRequest | None] = relationship()
 
 
-class NoticePdf(db.Model):
+class NoticePdf(Claimable, db.Model):
     """A PDF of one version: the row comes first, the RQ job fills it in."""
 
     __tablename__ = "notice_pdf"

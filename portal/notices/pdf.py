@@ -20,6 +20,9 @@ from portal.notices.content import render_markdown
 from portal.notices.models import NoticeVersion
 from portal.signoffs.models import SignoffRequest
 
+# Renders of one PDF row a worker may start; one that kills its worker each time (deep
+# recursion, memory) then fails with the reason instead of being retried forever.
+MAX_ATTEMPTS = 3
 STYLESHEET = Path(__file__).resolve().parent.parent.parent / "static" / "css" / "pdf.css"
 
 

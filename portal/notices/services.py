@@ -23,7 +23,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.models import utcnow
-from portal.notices.content import render_markdown
+from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import (
     APPROVED,
     AUDIENCES,
@@ -66,6 +66,7 @@ def clean_content(content: Content) -> Content:
             raise RuleViolation(_("The title is too long."), field=f"title_{locale}")
         if len(body) > MAX_BODY:
             raise RuleViolation(_("The text is too long."), field=f"body_{locale}")
+        check_renderable(body, field=f"body_{locale}")
         cleaned[locale] = {"title": title, "body": body}
     if not cleaned:
         raise RuleViolation(_("Write the notice in at least one language."), field="title_zh_CN")

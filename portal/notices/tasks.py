@@ -17,6 +17,10 @@ from portal.public import cache
 from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
+# From "done" too: a finished row whose file is gone is rendered again.
+PDF_CLAIM = jobs.Claim(NoticePdf, waiting=("queued", "done"), running="running",
+                       lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
+                       max_attempts=pdf.MAX_ATTEMPTS)
 SCHEDULE_INTERVAL_SECONDS = 30
 
 
@@ -32,8 +36,8 @@ def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
         row = NoticePdf(version_id=version.id, kind=kind, status="queued", requested_at=utcnow())
         db.session.add(row)
         db.session.flush()
-    elif row.status == "failed":
-        row.status, row.error, row.requested_at = "queued", None, utcnow()
+    elif row.status == "failed":  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
     return row
 
 
@@ -50,8 +54,12 @@ def render_pdf_job(pdf_id: int) -> str | None:
         return None
     if row.status == "done" and row.sha256 and (pdf.stored_path(row.sha256)).exists():
         return row.sha256
-    row.status = "running"
-    db.session.commit()
+    with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
+        return _render(pdf_id) if mine else None
+
+
+def _render(pdf_id: int) -> str:
+    row = db.session.get(NoticePdf, pdf_id)
     try:
         version = row.version
         signoff, emergency = None, False

@@ -27,7 +27,12 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import local_to_utc, utc_to_local
 from portal.notices import pdf, services, tasks
-from portal.notices.content import STARTERS, fill_placeholders, render_markdown
+from portal.notices.content import (
+    STARTERS,
+    check_renderable,
+    fill_placeholders,
+    render_markdown,
+)
 from portal.notices.forms import (
     DiffForm,
     NoticeForm,
@@ -154,9 +159,15 @@ def preview() -> ResponseReturnValue:
     locale = request.args.get("locale", "")
     if locale not in CONTENT_LOCALES:
         abort(400)
-    return render_template("notices/_preview.html", locale=locale,
+    body = request.form.get(f"body_{locale}", "")
+    try:  # what saving would refuse, said while the author types
+        check_renderable(body, field=f"body_{locale}")
+        problem = None
+    except RuleViolation as err:
+        problem = err.message
+    return render_template("notices/_preview.html", locale=locale, problem=problem,
                            title=request.form.get(f"title_{locale}", ""),
-                           body_html=render_markdown(request.form.get(f"body_{locale}", "")))
+                           body_html=render_markdown(body))
 
 
 @bp.route("/<int:notice_id>/diff")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.auth.models import User
 from portal.events.models import Event
 from portal.extensions import db
+from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
@@ -85,7 +86,7 @@ class Postmortem(db.Model):
             for step, text in self.texts().items()}}
 
 
-class PostmortemPdf(db.Model):
+class PostmortemPdf(Claimable, db.Model):
     """A PDF of one saved state of a post-mortem: the row comes first, the RQ job fills it."""
 
     __tablename__ = "postmortem_pdf"

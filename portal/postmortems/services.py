@@ -25,7 +25,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
 from portal.models import utcnow
-from portal.notices.content import render_markdown
+from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import Notice
 from portal.postmortems.models import (
     MAX_STEP_LENGTH,
@@ -185,6 +185,7 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
     for step, text in cleaned.items():
         if len(text) > MAX_STEP_LENGTH:
             raise RuleViolation(_("At most %(n)d characters.", n=MAX_STEP_LENGTH), field=step)
+        check_renderable(text, field=step)
     check_blameless(cleaned["causes"], postmortem.event_id)
     check_no_customer_data(cleaned, postmortem.event_id)
     before = postmortem.audit_state()
@@ -412,8 +413,8 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                      "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
-    elif row.status == "failed":
-        row.status, row.error, row.requested_at = "queued", None, utcnow()
+    elif row.status == "failed":  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
     db.session.commit()
     return row
 

@@ -16,6 +16,9 @@ from portal.postmortems.models import PostmortemPdf
 from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
+PDF_CLAIM = jobs.Claim(PostmortemPdf, waiting=("queued", "done"), running="running",
+                       lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
+                       max_attempts=notice_pdf.MAX_ATTEMPTS)
 
 
 def pdf_job_id(pdf_id: int) -> str:
@@ -43,14 +46,18 @@ def render_postmortem_pdf_job(pdf_id: int) -> str | None:
     if row.status == "done" and row.sha256 and (
             notice_pdf.stored_path(row.sha256)).exists():
         return row.sha256
+    with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
+        return _render(pdf_id) if mine else None
+
+
+def _render(pdf_id: int) -> str | None:
+    row = db.session.get(PostmortemPdf, pdf_id)
     postmortem = row.postmortem
     if postmortem.lock_version != row.lock_version:
         # The text asked for no longer exists; a PDF of newer text would mislabel it.
         _fail(pdf_id, "The post-mortem was edited after the PDF was requested; request a new "
                       "PDF.")
         return None
-    row.status = "running"
-    db.session.commit()
     try:
         found = services.facts(postmortem.event)
         signoff = row.signoff

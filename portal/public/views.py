@@ -20,6 +20,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.config import LOCALES
@@ -96,6 +97,10 @@ def notice_pdf_file(slug: str) -> ResponseReturnValue:
         abort(404)
     row = db.session.scalar(select(NoticePdf).where(
         NoticePdf.version_id == item.published_version_id, NoticePdf.kind == "signed"))
+    if row is not None and row.status == "failed":  # no retry to wait for: say so
+        return Response(_("The PDF of this notice could not be made; read the notice on its "
+                          "page.") + "\n", 503, {"Cache-Control": "no-store"},
+                        mimetype="text/plain")
     if row is None or row.status != "done":
         return Response("The PDF is being prepared; try again in a minute.\n", 503,
                         {"Retry-After": "30", "Cache-Control": "no-store"},
