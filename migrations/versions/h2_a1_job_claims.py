@@ -1,7 +1,7 @@
 """job claims: claimed_at (a lease) and attempts on every row an RQ job works on
 
 Revision ID: h2_a1
-Revises: 8c3f1a6e2d20
+Revises: h5_a1
 Create Date: 2026-12-01 21:45:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h2_a1'
-down_revision = '8c3f1a6e2d20'
+down_revision = 'h5_a1'
 branch_labels = None
 depends_on = None
 

@@ -5,7 +5,7 @@ and a manual publish) used to add a row each. The duplicates such a race left ar
 (the first publication of each version stays), then a unique key keeps it so.
 
 Revision ID: h3_a1
-Revises: 8c3f1a6e2d20
+Revises: h2_a1
 Create Date: 2026-12-01 21:40:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h3_a1'
-down_revision = '8c3f1a6e2d20'
+down_revision = 'h2_a1'
 branch_labels = None
 depends_on = None
 

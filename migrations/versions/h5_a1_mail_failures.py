@@ -1,7 +1,7 @@
 """mail failures: a mailing's pause reason; case replies retried with back-off and recovered
 
 Revision ID: h5_a1
-Revises: 8c3f1a6e2d20
+Revises: h6_a1
 Create Date: 2026-12-01 21:40:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h5_a1'
-down_revision = '8c3f1a6e2d20'
+down_revision = 'h6_a1'
 branch_labels = None
 depends_on = None
 
