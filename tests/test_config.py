@@ -107,6 +107,7 @@ def test_production_refuses_to_start_without_the_audit_keys(monkeypatch, tmp_pat
     """The keys that make tampering evident are never made up silently in production."""
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("ERASURE_KEY", "y" * 40)
     for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(config.ConfigError, match="AUDIT_HMAC_KEY is not set"):
