@@ -77,8 +77,10 @@ def record(
     """Append an entry to the chain in the current transaction (the caller commits)."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user._get_current_object()  # type: ignore[attr-defined]
-    _lock_chain()
+    # The caller's pending changes go out first, outside the lock: the lock (held until the
+    # transaction ends) then covers only reading the head and appending this entry.
     db.session.flush()
+    _lock_chain()
     prev = db.session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         created_at=utcnow(),
