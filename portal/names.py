@@ -9,7 +9,7 @@ script, written without spaces) counts anywhere. Matching ignores case.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -17,25 +17,51 @@ from typing import Any
 MIN_LENGTH = 2
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_CHAR = re.compile(f"[{CJK}]")
-# A letter or digit of a word a Latin value could sit inside; a CJK character is not one
-# ("联系Li Na" names Li Na), nor is punctuation, except the characters of an address.
-_WORD = rf"[^\W{CJK}]"
-_BEFORE = rf"(?<!{_WORD})(?<![@.\-])"
-_AFTER = rf"(?!{_WORD})(?![@\-])"
 
 
-def _fragment(value: str) -> str:
-    """The regular expression of one value, with word boundaries unless it is CJK."""
-    if _CJK_CHAR.search(value):
-        return re.escape(value)
-    return _BEFORE + re.escape(value) + _AFTER
+def _is_cjk(value: str) -> bool:
+    return _CJK_CHAR.search(value) is not None
+
+
+def _in_word(char: str) -> bool:
+    """A letter or digit of a word a Latin value could sit inside; a CJK character is not one
+    ("联系Li Na" names Li Na)."""
+    return (char.isalnum() or char == "_") and not _is_cjk(char)
+
+
+def _whole_word(text: str, start: int, end: int) -> bool:
+    """Nothing of a word, or of an address ("jimbob@x", "x.li@y"), continues the match.
+    (Checked here, not in the expression: a CJK class makes each compile cost ~10 ms.)"""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return not (_in_word(before) or before in "@.-" or _in_word(after) or after in "@-")
 
 
 @lru_cache(maxsize=256)
 def _pattern(values: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first, so a full name wins over a part of it.
     ordered = sorted(values, key=len, reverse=True)
-    return re.compile("|".join(_fragment(v) for v in ordered), re.IGNORECASE)
+    return re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+
+
+def _spans(text: str, values: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+    """Where ``text`` mentions one of ``values``: whole words, or anywhere for CJK values."""
+    pattern, pos = _pattern(values), 0
+    while found := pattern.search(text, pos):
+        start, end = found.span()
+        if _is_cjk(found.group()) or _whole_word(text, start, end):
+            yield start, end
+            pos = end
+            continue
+        # A shorter value may still be a whole word here ("Li" in "Li Nax" next to "Li Na").
+        shorter = next((start + len(v) for v in sorted(values, key=len, reverse=True)
+                        if len(v) < end - start and text[start:start + len(v)].casefold()
+                        == v.casefold() and _whole_word(text, start, start + len(v))), None)
+        if shorter is not None:
+            yield start, shorter
+            pos = shorter
+        else:
+            pos = start + 1
 
 
 def _candidates(values: Iterable[str | None]) -> list[str]:
@@ -48,7 +74,7 @@ def mentions(text: str, value: str) -> bool:
     value = value.strip()
     if len(value) < MIN_LENGTH or value.casefold() not in text.casefold():
         return False
-    return _pattern((value,)).search(text) is not None
+    return next(_spans(text, (value,)), None) is not None
 
 
 def first_mentioned(text: str, values: Iterable[str | None]) -> str | None:
@@ -73,7 +99,11 @@ class Scrubber:
         present = tuple(v for v, f in self.folded if f in folded)
         if not present:
             return value
-        return _pattern(present).sub(lambda _m: self.replacement, value)
+        parts, last = [], 0
+        for start, end in _spans(value, present):
+            parts += [value[last:start], self.replacement]
+            last = end
+        return "".join(parts) + value[last:] if parts else value
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):

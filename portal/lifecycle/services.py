@@ -359,8 +359,9 @@ def erase_customers(customer_ids: list[int], *, reason: str,
 
     The texts of each customer's own rows are scrubbed with that customer's values; the
     event-wide texts (timeline, summary, sign-off comments) and files once per call for all of
-    them. The audit entries come last, just before the caller commits: the chain's lock is then
-    held only for writing them, not for the scrubbing (sign-ins append to the chain too)."""
+    them. The audit entries come last, in one INSERT, just before the caller commits: the
+    chain's lock is then held only for writing them, not for the scrubbing (sign-ins append
+    to the chain too)."""
     now = utcnow()
     claimed = _claim(customer_ids, now)
     if not claimed:
@@ -437,11 +438,9 @@ def erase_customers(customer_ids: list[int], *, reason: str,
             "pseudonym": new_ref, **counts[customer.id],
             # the event's files, counted on the first of its customers erased here
             "files_deleted": purged.pop(customer.event_id, 0)}))
-    db.session.flush()
-    for customer_id, after in entries:
-        audit.record("customer.erase", "customer", customer_id,
-                     f"Personal data of customer #{customer_id} erased", after=after,
-                     actor=actor)
+    audit.record_many("customer.erase", "customer", [
+        (customer_id, f"Personal data of customer #{customer_id} erased", after)
+        for customer_id, after in entries], actor=actor)
     return claimed, files
 
 
