@@ -397,6 +397,7 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     # The pseudonym shows on the customer page; the audit entry is there; the chain holds.
     page = client.get(f"/customers/{customer.id}").get_data(as_text=True)
     assert f"Erased customer #{customer.id}" in page and NAME not in page
+    assert "Erasure request, ticket 77" in page  # the reason, shown from the customer's row
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "customer.erase"))
     assert customer.erasure_reason == "Erasure request, ticket 77"  # on the row, not the trail
     assert entry.subject_id == str(customer.id) and "reason" not in entry.after

@@ -6,7 +6,8 @@ emptied; the mail logs (recipient rows, reply addresses and bodies) read "[erase
 customer's name, e-mail, phone, company and external ref are replaced by "[erased]" (whole
 words, see ``portal.names``) in case descriptions, notes, case sign-off snapshots (whose
 ``snapshot_hash`` stays as the proof of what was approved then) and comments, the erasure
-reason, and the event's summary, timeline, withdrawal reasons and sign-off comments.
+reason, and the event's summary, timeline, withdrawal and emergency reasons and sign-off
+comments.
 The audit trail is not touched: it never held the plain values. Personal fields are keyed
 digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
 them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
@@ -328,6 +329,9 @@ def _scrub_event(event_id: int, scrub: Scrubber) -> list[Path]:
     notices = list(db.session.scalars(select(Notice).where(Notice.event_id == event_id)))
     for notice in notices:
         _scrub_attr(notice, "withdrawn_reason", scrub)
+    for publication in db.session.scalars(select(Publication).where(
+            Publication.notice_id.in_([n.id for n in notices] or [0]))):
+        _scrub_attr(publication, "emergency_reason", scrub)
     scopes = [f"notice:{n.id}" for n in notices] + [
         f"postmortem:{pid}" for pid in db.session.scalars(
             select(Postmortem.id).where(Postmortem.event_id == event_id))]
@@ -361,13 +365,35 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     event-wide texts (timeline, summary, sign-off comments) and files once per call for all of
     them. The audit entries come last, in one INSERT, just before the caller commits: the
     chain's lock is then held only for writing them, not for the scrubbing (sign-ins append
-    to the chain too)."""
+    to the chain too). On a race with another erasure the transaction is rolled back and the
+    call starts again without the customers the other one took."""
     now = utcnow()
-    claimed = _claim(customer_ids, now)
-    if not claimed:
-        return [], []
-    people = list(db.session.scalars(select(Customer).where(Customer.id.in_(claimed))
-                                     .order_by(Customer.id)))
+    # Read and change in memory first, write after: on SQLite the write lock is then held
+    # only for the flush, the audit entries and the commit.
+    with db.session.no_autoflush:
+        people = list(db.session.scalars(select(Customer).where(
+            Customer.id.in_(customer_ids), Customer.erased_at.is_(None)).order_by(Customer.id)))
+        if not people:
+            return [], []
+        entries, files = _scrub_customers(people, reason, now)
+    claimed = _claim([c.id for c in people], now)
+    if len(claimed) != len(people):
+        # Another erasure took some of them meanwhile: start again without those.
+        db.session.rollback()
+        return erase_customers(customer_ids, reason=reason, actor=actor)
+    for customer in people:
+        customer.erased_at = now
+    audit.record_many("customer.erase", "customer", [
+        (customer_id, f"Personal data of customer #{customer_id} erased", after)
+        for customer_id, after in entries], actor=actor)
+    return claimed, files
+
+
+def _scrub_customers(people: list[Customer], reason: str,
+                     now: datetime) -> tuple[list[tuple[int, dict[str, Any]]], list[Path]]:
+    """The in-memory changes of an erasure: each customer's audit entry data, and the files
+    to delete."""
+    ids = [c.id for c in people]
     scrubbers = {c.id: Scrubber(_needles(c), ERASED) for c in people}
     counts = {c.id: {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0}
               for c in people}
@@ -375,19 +401,19 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     for row in db.session.scalars(select(MailingRecipient).where(
             MailingRecipient.mailing_id.in_(select(Mailing.id).where(
                 Mailing.event_id.in_(event_ids))),
-            MailingRecipient.customer_id.in_(claimed))):
+            MailingRecipient.customer_id.in_(ids))):
         row.email = ERASED
         _scrub_attr(row, "last_error", scrubbers[row.customer_id])
         if row.status in (PENDING, CLAIMED):  # not (surely) mailed yet: it never will be
             row.status, row.chunk, row.last_error = SKIPPED, None, "customer erased"
         counts[row.customer_id]["mailing_recipients"] += 1
     for row in db.session.scalars(select(MailingTestSend).where(
-            MailingTestSend.customer_id.in_(claimed))):
+            MailingTestSend.customer_id.in_(ids))):
         _scrub_attr(row, "error", scrubbers[row.customer_id])
         counts[row.customer_id]["test_sends"] += 1
         row.customer_id = None  # sent to staff; the link to the customer is what goes
     owner = dict(db.session.execute(select(Case.id, Case.customer_id).where(
-        Case.customer_id.in_(claimed))).all())
+        Case.customer_id.in_(ids))).all())
     if owner:
         for case in db.session.scalars(select(Case).where(Case.id.in_(owner))):
             _scrub_attr(case, "description", scrubbers[case.customer_id])
@@ -432,16 +458,13 @@ def erase_customers(customer_ids: list[int], *, reason: str,
         customer.tags = []
         customer.audit_salt = None
         customer.erasure_reason = stored_reason
-        customer.erased_at = customer.updated_at = now
+        customer.updated_at = now  # erased_at: set by the claim
         entries.append((customer.id, {
             "reason_sha256": hashlib.sha256(stored_reason.encode()).hexdigest(),
             "pseudonym": new_ref, **counts[customer.id],
             # the event's files, counted on the first of its customers erased here
             "files_deleted": purged.pop(customer.event_id, 0)}))
-    audit.record_many("customer.erase", "customer", [
-        (customer_id, f"Personal data of customer #{customer_id} erased", after)
-        for customer_id, after in entries], actor=actor)
-    return claimed, files
+    return entries, files
 
 
 def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
