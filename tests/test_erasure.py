@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from datetime import timedelta
 
 from sqlalchemy import String, Text, func, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.types import JSON
 
 from portal.audit import services as audit
@@ -22,6 +24,7 @@ from portal.events import services as event_services
 from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
 from portal.lifecycle import services as lifecycle
+from portal.models import utcnow
 from portal.names import Scrubber, first_mentioned, mentions
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
@@ -204,3 +207,38 @@ def test_a_batch_erasure_scrubs_the_event_once_for_all_its_customers(app, users)
     assert again == []  # already erased: nothing, and no second entry
     assert db.session.get(Customer, people["K-3"].id).erased_at is None
     assert audit.verify_chain().ok
+
+
+def test_a_retention_run_scans_the_event_once_per_batch_and_writes_audit_entries_last(
+        app, users) -> None:
+    """The timeline and the archives are read once per batch, not once per customer; the
+    batch's audit entries (which take the chain's lock, sign-ins wait for it) come after
+    every other write of the batch, in one INSERT."""
+    event = make_event()
+    _import(users, event, "".join(f"K-{i},Person {i},p{i}@example.com,\n" for i in range(6)))
+    event_services.add_timeline_entry(event, occurred_at=None, text="Person 3 called",
+                                      actor=users[Role.AGENT])
+    event.status, event.closed_at = "closed", utcnow() - timedelta(days=400)
+    db.session.commit()
+    run = lifecycle.dry_run(actor=users[Role.ADMIN])
+    lifecycle.confirm_run(run, actor=users[Role.ADMIN])
+    statements: list[str] = []
+
+    def log(_conn, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    sa_event.listen(db.engine, "before_cursor_execute", log)
+    try:
+        lifecycle.run_retention(run.id)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", log)
+    assert db.session.scalar(select(func.count(Customer.id)).where(
+        Customer.erased_at.is_not(None))) == 6
+    assert sum("FROM EVENT_TIMELINE_ENTRY" in s for s in statements) == 1
+    assert sum("FROM EVENT_ARCHIVE" in s for s in statements) == 1
+    audit_inserts = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO AUDIT_ENTRY")]
+    erase_batch = audit_inserts[0]  # the retention.done entry is the second
+    assert len(audit_inserts) == 2
+    writes = [i for i, s in enumerate(statements) if s.startswith(("UPDATE", "INSERT"))
+              and "RETENTION_RUN" not in s]
+    assert max(i for i in writes if i < audit_inserts[1]) == erase_batch

@@ -19,7 +19,7 @@ from typing import Any
 from flask import has_request_context, request
 from flask_babel import get_timezone
 from flask_login import current_user
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, insert, select, text
 
 from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification
 from portal.auth.models import User
@@ -102,7 +102,7 @@ def record(
 
 
 def record_many(action: str, subject_type: str, items: Iterable[tuple[object, str, Any]], *,
-                actor: User | None = None) -> list[AuditEntry]:
+                actor: User | None = None) -> int:
     """Append one entry per ``(subject_id, summary, after)`` like :func:`record`, with one
     head read and one INSERT: for bulk work (a batch of erasures), so that the chain's lock
     is held for milliseconds, not for one ORM round trip per entry."""
@@ -111,7 +111,7 @@ def record_many(action: str, subject_type: str, items: Iterable[tuple[object, st
     db.session.flush()
     _lock_chain()
     prev = db.session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
-    added = []
+    rows = []
     for subject_id, summary, after in items:
         entry = AuditEntry(
             created_at=utcnow(), actor_id=actor.id if actor else None,
@@ -120,10 +120,11 @@ def record_many(action: str, subject_type: str, items: Iterable[tuple[object, st
             before=None, after=normalise(after), ip=client_ip(), prev_hash=prev or GENESIS_HASH,
         )
         entry.hash = prev = compute_hash(entry)
-        added.append(entry)
-    db.session.add_all(added)
-    db.session.flush()
-    return added
+        rows.append({c.key: getattr(entry, c.key) for c in AuditEntry.__mapper__.column_attrs
+                     if c.key != "id"})
+    if rows:
+        db.session.execute(insert(AuditEntry), rows)  # one executemany
+    return len(rows)
 
 
 @dataclass
