@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime
@@ -10,6 +11,12 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def text_digest(text: str | None) -> str | None:
+    """What the audit trail keeps of a free text that may name a person: its SHA-256. The text
+    itself stays on its own row, where erasure can scrub it; the trail cannot be changed."""
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
 
 
 class UTCDateTime(TypeDecorator[datetime]):

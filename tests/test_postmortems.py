@@ -19,6 +19,7 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient
 from portal.models import utcnow
+from portal.names import first_mentioned
 from portal.postmortems import services, tasks
 from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.signoffs import services as signoffs
@@ -141,11 +142,11 @@ def test_blameless_check_refuses_people_and_changes_nothing(app, client, auth, u
 
 
 def test_blameless_check_matches_whole_names_only(app, users) -> None:
-    assert services.named_person("The client library retried.", ["Li"]) is None
-    assert services.named_person("Li restarted it.", ["Li"]) == "Li"
-    assert services.named_person("mail to bob@example.com.", ["bob@example.com"])
-    assert services.named_person("mail to jimbob@example.com", ["bob@example.com"]) is None
-    assert services.named_person("王芳的订单", ["王芳"]) == "王芳"
+    assert first_mentioned("The client library retried.", ["Li"]) is None
+    assert first_mentioned("Li restarted it.", ["Li"]) == "Li"
+    assert first_mentioned("mail to bob@example.com.", ["bob@example.com"])
+    assert first_mentioned("mail to jimbob@example.com", ["bob@example.com"]) is None
+    assert first_mentioned("王芳的订单", ["王芳"]) == "王芳"
     event = make_event()
     make_customer(users, event=event)  # another event's customers do not count
     other = make_event(title="Other")

@@ -346,11 +346,17 @@ def _move(case: Case, target: str, actor: User | None, summary: str,
     case.status = target
     case.updated_at = utcnow()
     _flush()
+    # The comment is kept as an internal note (which erasure scrubs); the trail holds the
+    # note's id and a digest keyed with the customer's salt, never the text.
+    note_ref = None
     if comment:
-        db.session.add(CaseNote(case_id=case.id, kind="internal", body=comment,
-                                author_id=actor.id if actor else None))
+        note = CaseNote(case_id=case.id, kind="internal", body=comment,
+                        author_id=actor.id if actor else None)
+        db.session.add(note)
+        db.session.flush()
+        note_ref = {"note_id": note.id, "digest": case.customer.audit_digest(comment)}
     audit.record(f"case.{target}", "case", case.id, summary, before=before,
-                 after={**case.audit_state(), "comment": comment}, actor=actor)
+                 after={**case.audit_state(), "comment": note_ref}, actor=actor)
 
 
 def change_status(case: Case, action: str, *, comment: str = "", actor: User,

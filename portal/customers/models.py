@@ -63,6 +63,9 @@ class Customer(db.Model):
     # The column default covers the bulk CSV import, which inserts without the ORM.
     audit_salt: Mapped[str | None] = mapped_column(String(64), default=new_audit_salt)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why it was erased, here and not in the audit trail (which holds its SHA-256): the reason
+    # may name the person, and erasure scrubs it like every other text.
+    erasure_reason: Mapped[str | None] = mapped_column(Text)
 
     event: Mapped[Event] = relationship()
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.auth.models import User
 from portal.extensions import db
-from portal.models import UTCDateTime, utcnow
+from portal.models import UTCDateTime, text_digest, utcnow
 
 
 class EventKind(StrEnum):
@@ -79,7 +79,8 @@ class Event(db.Model):
     def audit_state(self) -> dict[str, object]:
         return {
             "title": self.title, "kind": self.kind, "severity": self.severity,
-            "cause": self.cause, "status": self.status, "summary": self.summary,
+            "cause": self.cause, "status": self.status,
+            "summary_sha256": text_digest(self.summary),  # the text may name a customer
         }
 
 

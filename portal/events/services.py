@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,7 +29,7 @@ from portal.events.models import (
     TimelineEntry,
 )
 from portal.extensions import db
-from portal.models import utcnow
+from portal.models import text_digest, utcnow
 from portal.signoffs.models import SignoffRequest
 
 
@@ -239,7 +238,7 @@ def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
     # timeline but can never change the append-only trail.
     audit.record("event.timeline", "event", event.id, f"Timeline entry #{entry.id} added",
                  after={"entry_id": entry.id, "occurred_at": when.isoformat(),
-                        "text_sha256": hashlib.sha256(entry.text.encode()).hexdigest()},
+                        "text_sha256": text_digest(entry.text)},
                  actor=actor)
     db.session.commit()
     return entry

@@ -3,11 +3,16 @@
 Erasure pseudonymises; it never deletes rows. Cases, amounts and payments stay as they were;
 the customer keeps its id and event and gets a pseudonym; e-mail, phone, company and tags are
 emptied; the mail logs (recipient rows, reply addresses and bodies) read "[erased]"; the
-customer's name, e-mail and phone are replaced by "[erased]" in case descriptions, notes and
-case sign-off snapshots (whose ``snapshot_hash`` stays as the proof of what was approved then).
-The audit trail is not touched: it never held the plain values (see ``portal.customers.models``)
-and deleting the customer's ``audit_salt`` makes its digests unlinkable. Archives of the event
-and uploaded CSVs of its finished imports still hold the plain data, so their files are deleted.
+customer's name, e-mail, phone, company and external ref are replaced by "[erased]" (whole
+words, see ``portal.names``) in case descriptions, notes, case sign-off snapshots (whose
+``snapshot_hash`` stays as the proof of what was approved then) and comments, the erasure
+reason, and the event's summary, timeline, withdrawal and emergency reasons and sign-off
+comments.
+The audit trail is not touched: it never held the plain values. Personal fields are keyed
+digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
+them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
+references to the rows above, which erasure scrubs. Archives of the event and uploaded CSVs of
+its imports still hold the plain data, so their files are deleted.
 
 Humans stay in control of retention: nothing is erased without an admin confirming a dry-run
 report that names the events. The daily job only prepares such a report; a confirmed run
@@ -22,7 +27,6 @@ import hmac
 import io
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -67,6 +71,7 @@ from portal.mailings.models import (
     MailingTestSend,
 )
 from portal.models import utcnow
+from portal.names import Scrubber
 from portal.notices import pdf
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
 from portal.postmortems.models import Postmortem
@@ -241,16 +246,17 @@ def run_retention(run_id: int) -> None:
             if event is None or not _past_retention(event, days, now):
                 skipped.append(item["event_id"])
                 continue
+            last_id = 0
             while ids := db.session.scalars(
                     select(Customer.id).where(Customer.event_id == event.id,
-                                              Customer.erased_at.is_(None))
+                                              Customer.erased_at.is_(None),
+                                              Customer.id > last_id)
                     .order_by(Customer.id).limit(ERASE_BATCH)).all():
-                files: list[Path] = []
-                for customer in db.session.scalars(select(Customer).where(Customer.id.in_(ids))):
-                    done = erase(customer, reason=f"retention run {run.id}", actor=actor)
-                    if done is not None:  # None: another erasure got there first
-                        files += done
-                        erased += 1
+                last_id = ids[-1]
+                # Those another erasure got to first are not in ``done``.
+                done, files = erase_customers(list(ids), reason=f"retention run {run_id}",
+                                              actor=actor)
+                erased += len(done)
                 db.session.get(RetentionRun, run_id).erased_count = erased
                 db.session.commit()
                 _unlink(files)
@@ -280,24 +286,9 @@ def pseudonym_ref(external_ref: str) -> str:
     return f"erased-{mac[:12]}"
 
 
-def _scrubber(customer: Customer) -> Any:
-    needles = [n for n in {customer.name, customer.email, customer.phone, customer.company,
-                           customer.external_ref} if n and len(n) >= 2]
-    if not needles:
-        return lambda text: text
-    pattern = re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)),
-                         re.IGNORECASE)
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, str):
-            return pattern.sub(ERASED, value)
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        if isinstance(value, dict):
-            return {k: scrub(v) for k, v in value.items()}
-        return value
-
-    return scrub
+def _needles(customer: Customer) -> list[str]:
+    return [customer.name, customer.email, customer.phone, customer.company,
+            customer.external_ref]
 
 
 def _purge_event_files(event_id: int) -> list[Path]:
@@ -314,8 +305,40 @@ def _purge_event_files(event_id: int) -> list[Path]:
     # the rows as they were typed.
     for batch in db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event_id)):
         files += [customer_services.upload_path(batch), customer_services.rejected_path(batch)]
-        batch.first_errors = []
+        if batch.first_errors:
+            batch.first_errors = []
     return files
+
+
+def _scrub_attr(row: Any, attr: str, scrub: Scrubber) -> None:
+    """Assign only a changed value: an unchanged row costs no UPDATE."""
+    value = getattr(row, attr)
+    cleaned = scrub(value)
+    if cleaned != value:
+        setattr(row, attr, cleaned)
+
+
+def _scrub_event(event_id: int, scrub: Scrubber) -> list[Path]:
+    """The event-wide texts that may name any of its customers: done once per batch of
+    erased customers, with one scrubber for all of them."""
+    event = db.session.get(Event, event_id)
+    _scrub_attr(event, "summary", scrub)
+    for entry in db.session.scalars(select(TimelineEntry).where(
+            TimelineEntry.event_id == event_id)):
+        _scrub_attr(entry, "text", scrub)
+    notices = list(db.session.scalars(select(Notice).where(Notice.event_id == event_id)))
+    for notice in notices:
+        _scrub_attr(notice, "withdrawn_reason", scrub)
+    for publication in db.session.scalars(select(Publication).where(
+            Publication.notice_id.in_([n.id for n in notices] or [0]))):
+        _scrub_attr(publication, "emergency_reason", scrub)
+    scopes = [f"notice:{n.id}" for n in notices] + [
+        f"postmortem:{pid}" for pid in db.session.scalars(
+            select(Postmortem.id).where(Postmortem.event_id == event_id))]
+    for request in db.session.scalars(select(SignoffRequest).where(
+            SignoffRequest.scope.in_(scopes or [""]))):
+        _scrub_attr(request, "comment", scrub)
+    return _purge_event_files(event_id)
 
 
 def _unlink(files: Iterable[Path]) -> None:
@@ -323,70 +346,125 @@ def _unlink(files: Iterable[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def erase(customer: Customer, *, reason: str, actor: User | None) -> list[Path] | None:
-    """Pseudonymise one customer everywhere, with its audit entry, in the current transaction
-    (the caller commits, then deletes the returned files). None when the customer was already
-    erased."""
+def _claim(customer_ids: list[int], now: datetime) -> list[int]:
+    """Compare-and-set: of two erasures at once, only one goes on with each customer (and
+    holds its row)."""
+    table = Customer.__table__
+    return sorted(db.session.execute(
+        table.update().where(table.c.id.in_(customer_ids), table.c.erased_at.is_(None))
+        .values(erased_at=now).returning(table.c.id)).scalars())
+
+
+def erase_customers(customer_ids: list[int], *, reason: str,
+                    actor: User | None) -> tuple[list[int], list[Path]]:
+    """Pseudonymise these customers everywhere, with one audit entry each, in the current
+    transaction; the caller commits, then deletes the returned files. Returns the ids erased
+    now (not those already erased) and the files.
+
+    The texts of each customer's own rows are scrubbed with that customer's values; the
+    event-wide texts (timeline, summary, sign-off comments) and files once per call for all of
+    them. The audit entries come last, in one INSERT, just before the caller commits: the
+    chain's lock is then held only for writing them, not for the scrubbing (sign-ins append
+    to the chain too). On a race with another erasure the transaction is rolled back and the
+    call starts again without the customers the other one took."""
     now = utcnow()
-    # Compare-and-set: of two erasures at once, only one goes on (and holds the row).
-    claimed = db.session.execute(update(Customer).where(
-        Customer.id == customer.id, Customer.erased_at.is_(None)).values(erased_at=now))
-    if claimed.rowcount != 1:
-        db.session.refresh(customer)
-        return None
-    scrub = _scrubber(customer)
-    new_ref = pseudonym_ref(customer.external_ref)
-    case_ids = list(db.session.scalars(select(Case.id).where(Case.customer_id == customer.id)))
-    counts = {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0}
+    # Read and change in memory first, write after: on SQLite the write lock is then held
+    # only for the flush, the audit entries and the commit.
+    with db.session.no_autoflush:
+        people = list(db.session.scalars(select(Customer).where(
+            Customer.id.in_(customer_ids), Customer.erased_at.is_(None)).order_by(Customer.id)))
+        if not people:
+            return [], []
+        entries, files = _scrub_customers(people, reason, now)
+    claimed = _claim([c.id for c in people], now)
+    if len(claimed) != len(people):
+        # Another erasure took some of them meanwhile: start again without those.
+        db.session.rollback()
+        return erase_customers(customer_ids, reason=reason, actor=actor)
+    for customer in people:
+        customer.erased_at = now
+    audit.record_many("customer.erase", "customer", [
+        (customer_id, f"Personal data of customer #{customer_id} erased", after)
+        for customer_id, after in entries], actor=actor)
+    return claimed, files
+
+
+def _scrub_customers(people: list[Customer], reason: str,
+                     now: datetime) -> tuple[list[tuple[int, dict[str, Any]]], list[Path]]:
+    """The in-memory changes of an erasure: each customer's audit entry data, and the files
+    to delete."""
+    ids = [c.id for c in people]
+    scrubbers = {c.id: Scrubber(_needles(c), ERASED) for c in people}
+    counts = {c.id: {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0}
+              for c in people}
+    event_ids = sorted({c.event_id for c in people})
     for row in db.session.scalars(select(MailingRecipient).where(
-            MailingRecipient.customer_id == customer.id)):
+            MailingRecipient.mailing_id.in_(select(Mailing.id).where(
+                Mailing.event_id.in_(event_ids))),
+            MailingRecipient.customer_id.in_(ids))):
         row.email = ERASED
-        row.last_error = scrub(row.last_error)
+        _scrub_attr(row, "last_error", scrubbers[row.customer_id])
         if row.status in (PENDING, CLAIMED):  # not (surely) mailed yet: it never will be
             row.status, row.chunk, row.last_error = SKIPPED, None, "customer erased"
-        counts["mailing_recipients"] += 1
+        counts[row.customer_id]["mailing_recipients"] += 1
     for row in db.session.scalars(select(MailingTestSend).where(
-            MailingTestSend.customer_id == customer.id)):
+            MailingTestSend.customer_id.in_(ids))):
+        _scrub_attr(row, "error", scrubbers[row.customer_id])
+        counts[row.customer_id]["test_sends"] += 1
         row.customer_id = None  # sent to staff; the link to the customer is what goes
-        row.error = scrub(row.error)
-        counts["test_sends"] += 1
-    for entry in db.session.scalars(select(TimelineEntry).where(
-            TimelineEntry.event_id == customer.event_id)):
-        entry.text = scrub(entry.text)
-    if case_ids:
-        for case in db.session.scalars(select(Case).where(Case.id.in_(case_ids))):
-            case.description = scrub(case.description)
-        for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(case_ids))):
+    owner = dict(db.session.execute(select(Case.id, Case.customer_id).where(
+        Case.customer_id.in_(ids))).all())
+    if owner:
+        for case in db.session.scalars(select(Case).where(Case.id.in_(owner))):
+            _scrub_attr(case, "description", scrubbers[case.customer_id])
+        for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(owner))):
+            scrub = scrubbers[owner[note.case_id]]
             if note.kind == "reply":
                 note.body, note.to_address = ERASED, ERASED
                 if note.mail_status == "queued":  # not sent yet: it never will be
                     note.mail_status, note.error = "failed", "customer erased"
             else:
-                note.body = scrub(note.body)
-            note.error = scrub(note.error)
-            counts["case_notes"] += 1
+                _scrub_attr(note, "body", scrub)
+            _scrub_attr(note, "error", scrub)
+            counts[owner[note.case_id]]["case_notes"] += 1
+        pseudonyms = {c.id: pseudonym_ref(c.external_ref) for c in people}
         for request in db.session.scalars(select(SignoffRequest).where(
                 SignoffRequest.subject_type == CASE_SUBJECT,
-                SignoffRequest.subject_id.in_(case_ids))):
-            snapshot = json.loads(json.dumps(scrub(request.snapshot)))  # a new object
+                SignoffRequest.subject_id.in_(owner))):
+            customer_id = owner[request.subject_id]
+            snapshot = json.loads(json.dumps(scrubbers[customer_id](request.snapshot)))
             if isinstance(snapshot, dict) and isinstance(snapshot.get("customer"), dict):
-                snapshot["customer"] = {**snapshot["customer"], "external_ref": new_ref,
-                                        "name": ERASED}
-            request.snapshot = snapshot
-            counts["signoffs"] += 1
-    # Stored data, not interface text: the same in every language.
-    customer.name = f"Erased customer #{customer.id}"
-    customer.external_ref = new_ref
-    customer.email = customer.phone = customer.company = ""
-    customer.tags = []
-    customer.audit_salt = None
-    customer.erased_at = customer.updated_at = now
-    files = _purge_event_files(customer.event_id)
-    audit.record("customer.erase", "customer", customer.id,
-                 f"Personal data of customer #{customer.id} erased",
-                 after={"reason": reason, "pseudonym": new_ref, **counts,
-                        "files_deleted": len(files)}, actor=actor)
-    return files
+                snapshot["customer"] = {**snapshot["customer"], "name": ERASED,
+                                        "external_ref": pseudonyms[customer_id]}
+            request.snapshot = snapshot  # a new object; snapshot_hash stays as the proof
+            _scrub_attr(request, "comment", scrubbers[customer_id])
+            counts[customer_id]["signoffs"] += 1
+    files: list[Path] = []
+    purged: dict[int, int] = {}
+    for event_id in event_ids:
+        batch = Scrubber([v for c in people if c.event_id == event_id for v in _needles(c)],
+                         ERASED)
+        found = _scrub_event(event_id, batch)
+        purged[event_id] = len(found)
+        files += found
+    entries = []
+    for customer in people:
+        stored_reason = scrubbers[customer.id](reason)
+        new_ref = pseudonym_ref(customer.external_ref)
+        # Stored data, not interface text: the same in every language.
+        customer.name = f"Erased customer #{customer.id}"
+        customer.external_ref = new_ref
+        customer.email = customer.phone = customer.company = ""
+        customer.tags = []
+        customer.audit_salt = None
+        customer.erasure_reason = stored_reason
+        customer.updated_at = now  # erased_at: set by the claim
+        entries.append((customer.id, {
+            "reason_sha256": hashlib.sha256(stored_reason.encode()).hexdigest(),
+            "pseudonym": new_ref, **counts[customer.id],
+            # the event's files, counted on the first of its customers erased here
+            "files_deleted": purged.pop(customer.event_id, 0)}))
+    return entries, files
 
 
 def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
@@ -396,8 +474,8 @@ def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
         raise RuleViolation(_("Say why: a reason is required."), field="reason")
     if customer.erased:
         raise RuleViolation(_("This customer's personal data was already erased."))
-    files = erase(customer, reason=reason[:500], actor=actor)
-    if files is None:
+    erased, files = erase_customers([customer.id], reason=reason[:500], actor=actor)
+    if not erased:
         db.session.rollback()
         raise RuleViolation(_("This customer's personal data was already erased."))
     db.session.commit()

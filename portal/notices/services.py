@@ -22,7 +22,7 @@ from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.models import utcnow
+from portal.models import text_digest, utcnow
 from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import (
     APPROVED,
@@ -291,7 +291,8 @@ def _publish_version(
                                                           else "published")
     audit.record("notice.emergency_publish" if emergency_reason else "notice.publish",
                  "notice", notice.id, f"Notice {notice.ref} v{version.number} {kind}",
-                 before=before, after={**notice.audit_state(), "reason": emergency_reason},
+                 before=before, after={**notice.audit_state(),
+                                       "reason_sha256": text_digest(emergency_reason)},
                  actor=actor)
     return publication
 
@@ -370,7 +371,8 @@ def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
                         keep_subject_ids={notice.published_version_id} - {None})
     audit.record("notice.withdraw", "notice", notice.id,
                  f"Notice {notice.ref} withdrawn" + (" and hidden" if hide else ""),
-                 before=before, after={**notice.audit_state(), "reason": reason}, actor=actor)
+                 before=before, after={**notice.audit_state(),
+                                       "reason_sha256": text_digest(reason)}, actor=actor)
     from portal.mailings import services as mailings  # mailings build on notices
 
     mailings.cancel_for_notice(notice, reason="notice withdrawn", actor=actor)

@@ -3,8 +3,7 @@ event, legal sign-off of exactly the six texts and the facts summary, PDF rows."
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,7 +23,8 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
-from portal.models import utcnow
+from portal.models import text_digest, utcnow
+from portal.names import first_mentioned
 from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import Notice
 from portal.postmortems.models import (
@@ -41,9 +41,6 @@ from portal.signoffs.models import APPROVED, PENDING, SignoffRequest
 
 SUBJECT = "postmortem"
 TIMELINE_LIMIT = 500
-# Shorter names would match inside ordinary words.
-MIN_NAME_LENGTH = 2
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 class Conflict(RuleViolation):
@@ -122,32 +119,12 @@ def _people(event_id: int) -> Iterator[str]:
                                   .execution_options(yield_per=2000))
 
 
-def _mentions(folded_text: str, folded_name: str) -> bool:
-    """A whole-word mention. Chinese is written without spaces, so a CJK name counts anywhere;
-    a Latin name or address must not sit inside a longer word ("Li" in "client")."""
-    if _CJK.search(folded_name):
-        return True
-    pattern = rf"(?<![\w@.-]){re.escape(folded_name)}(?![\w@-])"
-    return re.search(pattern, folded_text) is not None
-
-
-def named_person(text: str, names: Iterable[str]) -> str | None:
-    """The first of ``names`` that ``text`` mentions, if any."""
-    folded = text.casefold()
-    for name in names:
-        candidate = (name or "").strip().casefold()
-        if (len(candidate) >= MIN_NAME_LENGTH and candidate in folded
-                and _mentions(folded, candidate)):
-            return name.strip()
-    return None
-
-
 def check_blameless(causes: str, event_id: int) -> None:
     """Causes are about systems and processes, never people: refuse any staff member's name or
     e-mail address and any customer name of the event."""
     if not causes.strip():
         return
-    found = named_person(causes, _people(event_id))
+    found = first_mentioned(causes, _people(event_id))
     if found:
         raise RuleViolation(_("Keep the causes blameless: they name a person (“%(name)s”). "
                               "Describe what happened and why our systems allowed it, "
@@ -162,7 +139,7 @@ def check_no_customer_data(texts: dict[str, str], event_id: int) -> None:
                                           Customer.erased_at.is_(None))).all()
     values = [v for row in customers for v in row if v]
     for step, text in texts.items():
-        found = named_person(text, values) if text else None
+        found = first_mentioned(text, values) if text else None
         if found:
             raise RuleViolation(_("Leave customers' personal data out of the post-mortem "
                                   "(“%(value)s”): refer to them by case reference or as a "
@@ -386,7 +363,8 @@ def _after_decision(request: SignoffRequest, actor: User) -> None:
                               "needs a new one."))
     audit.record(f"postmortem.signoff_{request.status}", SUBJECT, postmortem.id,
                  f"Legal sign-off of the post-mortem: {request.status.replace('_', ' ')}",
-                 after={"signoff_id": request.id, "comment": request.comment}, actor=actor)
+                 after={"signoff_id": request.id,
+                        "comment_sha256": text_digest(request.comment)}, actor=actor)
 
 
 # --- PDF -------------------------------------------------------------------------------------

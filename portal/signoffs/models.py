@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.auth.models import User
 from portal.extensions import db
-from portal.models import UTCDateTime, utcnow
+from portal.models import UTCDateTime, text_digest, utcnow
 
 PENDING, APPROVED, REJECTED, CHANGES, VOIDED = (
     "pending", "approved", "rejected", "changes_requested", "voided"
@@ -75,6 +75,7 @@ class SignoffRequest(db.Model):
     def audit_state(self) -> dict[str, object]:
         return {
             "subject": f"{self.subject_type}:{self.subject_id}", "status": self.status,
-            "snapshot_hash": self.snapshot_hash, "comment": self.comment,
+            # legal's comment stays on this row; the trail holds its digest
+            "snapshot_hash": self.snapshot_hash, "comment_sha256": text_digest(self.comment),
             "retroactive": self.retroactive, "mandatory": self.mandatory,
         }
