@@ -61,15 +61,15 @@ def test_a_retention_run_started_twice_at_once_erases_and_audits_once(app, users
     run_id = _confirmed_run(users, count=3)
     # The first erasure, by whichever copy gets there, waits until the other copy is done:
     # without a claim both copies work on the run, with one the second does nothing.
-    real_erase, first = lifecycle.erase, threading.Lock()
+    real_erase, first = lifecycle.erase_customers, threading.Lock()
     other_copy_done, start = threading.Event(), threading.Barrier(2)
 
-    def erase_after_the_other_copy(customer, **kw):
+    def erase_after_the_other_copy(customer_ids, **kw):
         if first.acquire(blocking=False):
             other_copy_done.wait(timeout=10)
-        return real_erase(customer, **kw)
+        return real_erase(customer_ids, **kw)
 
-    monkeypatch.setattr(lifecycle, "erase", erase_after_the_other_copy)
+    monkeypatch.setattr(lifecycle, "erase_customers", erase_after_the_other_copy)
     errors: list[BaseException] = []
 
     def copy_of_the_job() -> None:

@@ -75,7 +75,13 @@ def public_key_hex() -> str:
 
 
 def lock_chain() -> None:
-    """Serialise writers of the chain until the transaction ends (PostgreSQL; SQLite
-    serialises writers itself)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    """Serialise writers of the chain until the transaction ends, so that reading the head
+    and appending after it cannot interleave with another writer. PostgreSQL: an advisory
+    lock. SQLite has one writer at a time: make sure this connection is it (a connection
+    with nothing written yet reads outside a transaction, and would append after a head
+    that another writer may move before this one writes)."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    elif not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
