@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
-from flask import has_request_context, request
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_login import LoginManager
@@ -52,35 +48,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
-
-
-# In WAL mode a transaction that has read and then writes cannot wait for the lock: when
-# another writer committed in between, SQLite refuses at once ("database is locked"), whatever
-# the busy timeout. So a unit of work that is going to write takes the lock when it begins
-# (BEGIN IMMEDIATE) and waits its turn: every request but GET/HEAD/OPTIONS, and jobs inside
-# ``writing()``. Everything else is left to the driver, which runs reads outside a transaction
-# (so they see the newest commit and never wait) and begins one before the first write.
-_writing: ContextVar[bool] = ContextVar("writing", default=False)
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@contextmanager
-def writing() -> Iterator[None]:
-    """Transactions begun inside this block are writers (on SQLite: BEGIN IMMEDIATE)."""
-    token = _writing.set(True)
-    try:
-        yield
-    finally:
-        _writing.reset(token)
-
-
-def _begins_writing() -> bool:
-    if _writing.get():
-        return True
-    return has_request_context() and request.method not in READ_METHODS
-
-
-@event.listens_for(Engine, "begin")
-def _sqlite_begin(conn: Any) -> None:
-    if conn.dialect.name == "sqlite" and _begins_writing():
-        conn.exec_driver_sql("BEGIN IMMEDIATE")

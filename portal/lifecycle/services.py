@@ -46,7 +46,7 @@ from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event, EventTask, Stakeholder, TimelineEntry
-from portal.extensions import db, writing
+from portal.extensions import db
 from portal.lifecycle import archive as fmt
 from portal.lifecycle.models import (
     CANCELLED,
@@ -231,13 +231,7 @@ def cancel_run(run: RetentionRun, *, actor: User) -> None:
 
 def run_retention(run_id: int) -> None:
     """Erase the customers of a confirmed run's events; safe to run twice (erased customers
-    are skipped, a finished run is left alone). Each batch is a writer from its start, so
-    sign-ins wait for it briefly instead of failing (see ``extensions.writing``)."""
-    with writing():
-        _run_retention(run_id)
-
-
-def _run_retention(run_id: int) -> None:
+    are skipped, a finished run is left alone)."""
     run = db.session.get(RetentionRun, run_id)
     if run is None or run.status not in (CONFIRMED, RUNNING):
         return
