@@ -120,17 +120,26 @@ class Record:
 def read_records(path: Path, encoding: str) -> Iterator[Record]:
     """Every record of the file (blank lines as records without cells), in a strict CSV
     dialect: a quote left open, or text after a closing quote, makes that record an error
-    running to the line where the reader noticed it, and reading goes on after that line."""
+    running to the line where the reader noticed it, with the text of those lines as its one
+    cell (so nothing it swallowed is lost), and reading goes on after that line."""
     with path.open(newline="", encoding=encoding, errors="strict") as fh:
-        reader = csv.reader(fh, strict=True)
+        consumed: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                consumed.append(line)
+                yield line
+
+        reader = csv.reader(lines(), strict=True)
         start = 1
         while True:
+            consumed.clear()
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error:
-                yield Record(start, [], N_(
+                yield Record(start, ["".join(consumed).rstrip("\r\n")], N_(
                     "The quotes of this record are broken (a quoted cell is not closed, or "
                     "text follows its closing quote), so it runs to line %(end)d. Check its "
                     "quotes.", end=reader.line_num))

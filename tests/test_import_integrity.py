@@ -90,6 +90,15 @@ def test_a_quote_closed_rows_later_is_a_row_error_and_reading_goes_on(app, clien
     assert batch.valid_rows == 1  # only 4,Dan; nothing swallowed silently
 
 
+def test_the_rejected_rows_file_keeps_the_lines_a_broken_quote_swallowed(app, client, auth,
+                                                                         users) -> None:
+    batch = _import(app, users, (HEADER + '1,Ann,,,,,\n2,"Bob,,,,,\n3,Cai,,,,,\n4,Dan,,,,,\n')
+                    .encode())
+    auth.login(Role.AGENT)
+    body = client.get(f"/customers/imports/{batch.id}/rejected.csv").get_data(as_text=True)
+    assert "3,Cai" in body and "4,Dan" in body and '2,""Bob' in body
+
+
 def test_rows_are_numbered_by_the_line_where_their_record_starts(app, client, auth,
                                                                  users) -> None:
     # Line 2 holds a two-line cell, line 4 a quote closed on line 5 (its record ends there).

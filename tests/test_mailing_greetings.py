@@ -73,3 +73,13 @@ def test_filling_in_a_greeting_has_a_time_limit(app) -> None:
     assert "too long" in refusal("Dear {{ name }}")
     app.config["MAILING_GREETING_SECONDS"] = 0.5
     assert mailings.check_greeting("Dear {{ name }}", "greeting_zh") == "Dear {{ name }}"
+
+
+@pytest.mark.parametrize("source", [
+    "{{ name|truncate(-5) }}",  # a filter's own assertion (AssertionError), not a 500
+    "Dear {{ name }}{% if company %}{{ company|round }}{% endif %}",  # only with a company
+    "Dear {{ name }}{% if not case_ref %}{{ name|truncate(-1) }}{% endif %}",  # without a case
+])
+def test_a_greeting_that_fails_for_some_customers_is_refused_when_saved(app,
+                                                                        source: str) -> None:
+    assert "fails" in refusal(source)
