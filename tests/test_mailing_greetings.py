@@ -83,3 +83,13 @@ def test_filling_in_a_greeting_has_a_time_limit(app) -> None:
 def test_a_greeting_that_fails_for_some_customers_is_refused_when_saved(app,
                                                                         source: str) -> None:
     assert "fails" in refusal(source)
+
+
+def test_a_broken_greeting_is_explained_in_the_readers_language(app) -> None:
+    from flask_babel import force_locale
+
+    with app.test_request_context(), force_locale("zh_CN"):
+        syntax = refusal("Dear {% if name %}{{ name }}")
+        filling = refusal("Dear {{ name }}{% if company %}{{ company|round }}{% endif %}")
+    assert "问候语第 1 行的写法无效" in syntax and "{% endif %}" in syntax
+    assert "问候语对部分客户无法填写" in filling

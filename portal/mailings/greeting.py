@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from jinja2 import StrictUndefined, TemplateError, meta, nodes, pass_context
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -191,6 +191,12 @@ class Greeting:
             self._template = _env.from_string(tree)
         except GreetingError:
             raise
+        except TemplateSyntaxError as err:
+            raise GreetingError(_(
+                "The greeting is not valid on line %(line)d: check that every {{ }} and "
+                "{%% %%} is closed and that every {%% if %%} has its {%% endif %%}. (Details: "
+                "%(error)s)", line=err.lineno, error=err.message or type(err).__name__)
+            ) from None
         except TemplateError as err:
             raise GreetingError(_("This greeting cannot be used: %(error)s",
                                   error=err.message or type(err).__name__)) from None
@@ -215,8 +221,10 @@ class Greeting:
         except GreetingError:
             raise
         except Exception as err:  # any failure of the author's template is its failure
-            raise GreetingError(_("The greeting fails: %(error)s",
-                                  error=str(err) or type(err).__name__)) from None
+            raise GreetingError(_(
+                "The greeting fails for some customers (for example one without a company or "
+                "a case): change it so that it works for everyone. (Details: %(error)s)",
+                error=str(err) or type(err).__name__)) from None
         finally:
             _budget.reset(token)
         return "".join(pieces).strip()
