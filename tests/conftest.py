@@ -26,6 +26,9 @@ from portal import create_app
 from portal.auth import services as auth_services
 from portal.auth.models import Role, User
 from portal.extensions import db
+from tests.mail_helpers import start_server
+from tests.notice_helpers import make_event, make_notice
+from tests.notice_helpers import publish as publish_notice
 
 PASSWORD = "correct-horse-battery"
 
@@ -237,3 +240,29 @@ def live_server(app_factory):
     yield app
     server.shutdown()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def scenario(app, users):
+    """An event with a published notice (the mailing tests' starting point)."""
+    event = make_event()
+    notice = make_notice(users, event)
+    publish_notice(notice, users)
+    return event, notice
+
+
+@pytest.fixture
+def smtp(app, tmp_path: Path):
+    """A scripted real SMTP server the app sends to; ``smtp(...)`` restarts it with a script."""
+    servers = []
+
+    def serve(**script):
+        controller, handler, port = start_server(tmp_path / f"mail{len(servers)}", **script)
+        servers.append(controller)
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_USERNAME="",
+                          MAILING_RETRY_BASE_SECONDS=0.05, MAILING_RETRY_INLINE_SECONDS=5)
+        return handler
+
+    yield serve
+    for controller in servers:
+        controller.stop()

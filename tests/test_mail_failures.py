@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from datetime import timedelta
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -27,37 +26,10 @@ from portal.mailings import services as mailings
 from portal.mailings.models import CLAIMED, DONE, FAILED, PAUSED, PENDING, Mailing, MailingRecipient
 from portal.models import utcnow
 from tests.case_helpers import make_case
-from tests.mail_helpers import free_port, recipients_received, start_server
-from tests.notice_helpers import make_event, make_notice
-from tests.notice_helpers import publish as publish_notice
+from tests.mail_helpers import free_port, recipients_received
 from tests.test_mailings import add_customers, draft, start
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def scenario(app, users):
-    event = make_event()
-    notice = make_notice(users, event)
-    publish_notice(notice, users)
-    return event, notice
-
-
-@pytest.fixture
-def smtp(app, tmp_path: Path):
-    """``smtp(...)`` starts a scripted real SMTP server and points the app at it."""
-    servers = []
-
-    def serve(**script):
-        controller, handler, port = start_server(tmp_path / f"mail{len(servers)}", **script)
-        servers.append(controller)
-        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_USERNAME="",
-                          MAILING_RETRY_BASE_SECONDS=0.05, MAILING_RETRY_INLINE_SECONDS=5)
-        return handler
-
-    yield serve
-    for controller in servers:
-        controller.stop()
 
 
 def rows_by_customer() -> dict[int, MailingRecipient]:

@@ -9,7 +9,6 @@ import re
 import signal
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,32 +73,6 @@ def start(users, mailing: Mailing) -> list[int]:
     chunks = mailings.start(mailing, actor=users[Role.AGENT])
     assert tasks.queue_chunks(mailing.id, chunks)
     return chunks
-
-
-@pytest.fixture
-def scenario(app, users):
-    """An event with a published notice and customers in both languages."""
-    event = make_event()
-    notice = make_notice(users, event)
-    publish_notice(notice, users)
-    return event, notice
-
-
-@pytest.fixture
-def smtp(app, tmp_path: Path):
-    """A scripted real SMTP server the app sends to; ``smtp(...)`` restarts it with a script."""
-    servers = []
-
-    def serve(**script):
-        controller, handler, port = start_server(tmp_path / f"mail{len(servers)}", **script)
-        servers.append(controller)
-        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port,
-                          MAILING_RETRY_BASE_SECONDS=0.05, MAILING_RETRY_INLINE_SECONDS=5)
-        return handler
-
-    yield serve
-    for controller in servers:
-        controller.stop()
 
 
 # ----------------------------------------------------------------------------- what is sent

@@ -37,3 +37,13 @@ def test_demo_seed_signs_in_each_role(app, runner) -> None:
     assert db.session.scalar(select(func.count(User.id))) == 3
     assert db.session.scalar(select(func.count(Event.id))) == 1
     assert db.session.scalar(select(Event.severity)) == "sev1"
+
+
+def test_demo_data_shows_a_signed_audit_checkpoint(app, runner) -> None:
+    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    from sqlalchemy import func, select
+
+    from portal.audit.models import AuditCheckpoint
+    from portal.extensions import db
+
+    assert db.session.scalar(select(func.count(AuditCheckpoint.id))) == 1

@@ -16,6 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from portal import jobs
+from portal.audit import checkpoints as audit_checkpoints
 from portal.auth import services as auth_services
 from portal.auth.models import Role, User
 from portal.cases import services as case_services
@@ -65,6 +66,9 @@ def seed_demo() -> str:
     _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
     _seed_command_centre(event, users)
+    # The audit page shows a signed checkpoint of the chain from the start.
+    audit_checkpoints.write_checkpoint()
+    db.session.commit()
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
