@@ -70,7 +70,7 @@ from portal.mailings.models import (
     MailingRecipient,
     MailingTestSend,
 )
-from portal.models import utcnow
+from portal.models import text_digest, utcnow
 from portal.names import Scrubber
 from portal.notices import pdf
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
@@ -460,7 +460,7 @@ def _scrub_customers(people: list[Customer], reason: str,
         customer.erasure_reason = stored_reason
         customer.updated_at = now  # erased_at: set by the claim
         entries.append((customer.id, {
-            "reason_sha256": hashlib.sha256(stored_reason.encode()).hexdigest(),
+            "reason_sha256": text_digest(stored_reason),
             "pseudonym": new_ref, **counts[customer.id],
             # the event's files, counted on the first of its customers erased here
             "files_deleted": purged.pop(customer.event_id, 0)}))
