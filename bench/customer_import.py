@@ -138,8 +138,8 @@ def child(url: str, csv_path: Path, instance: Path) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from portal import create_app
+    from portal.accounts import Role, User
     from portal.auth import services as auth_services
-    from portal.auth.models import Role, User
     from portal.customers import services
     from portal.customers.models import Customer, ImportBatch
     from portal.events.models import Event

@@ -89,8 +89,8 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
 
     from sqlalchemy import select
 
+    from portal.accounts import Role
     from portal.auth import services as auth
-    from portal.auth.models import Role
     from portal.cases import services as cases
     from portal.customers import services as customers
     from portal.customers.models import Customer, ImportBatch
@@ -197,9 +197,9 @@ def logins(url: str, instance: Path, stop_file: Path) -> dict[str, Any]:
 def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from portal.accounts import User
     from portal.audit import services as audit
     from portal.audit.models import AuditEntry
-    from portal.auth.models import User
     from portal.customers.models import Customer
     from portal.events.models import TimelineEntry
     from portal.extensions import db

@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
+from portal.accounts import Role, User  # noqa: E402
 from portal.auth import services as auth_services  # noqa: E402
-from portal.auth.models import Role, User  # noqa: E402
 from portal.cases.models import REASONS, Case, RefCounter  # noqa: E402
 from portal.customers.models import Customer  # noqa: E402
 from portal.events.models import Event  # noqa: E402

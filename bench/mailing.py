@@ -94,8 +94,8 @@ def seed(app: Any) -> tuple[int, int]:
     """An event, an approved notice and the customers (bulk-inserted); (event id, version id)."""
     from sqlalchemy import insert
 
+    from portal.accounts import Role
     from portal.auth import services as auth
-    from portal.auth.models import Role
     from portal.cases.models import Case
     from portal.customers.models import Customer
     from portal.events import services as events
@@ -138,7 +138,7 @@ def seed(app: Any) -> tuple[int, int]:
 
 
 def start_mailing(app: Any, event_id: int, version_id: int) -> int:
-    from portal.auth.models import User
+    from portal.accounts import User
     from portal.events.models import Event
     from portal.extensions import db
     from portal.mailings import services, tasks

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from flask import Flask, abort, redirect, request, url_for
 from flask_login import current_user
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.extensions import htmx, login_manager
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from portal.auth import services as auth_services
+from portal import accounts
 from portal.extensions import db, htmx, login_manager
 from portal.imports import too_large
 
@@ -127,7 +127,7 @@ def init_app(app: Flask) -> None:
     """Before the blueprints are registered: their rules take the converter now set."""
     app.url_map.converters["int"] = DatabaseIntConverter
     app.session_interface = SessionInterface()
-    login_manager.user_loader(auth_services.load_user)
+    login_manager.user_loader(accounts.load_user)
     login_manager.unauthorized_handler(_unauthorized)
     login_manager.session_protection = "basic"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from portal.accounts import Role, User
 from portal.auth import services as auth
-from portal.auth.models import Role, User
 from portal.cases import services as cases
 from portal.cases.models import Case
 from portal.customers import services as customers

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from portal import create_app
+from portal.accounts import Role, User
 from portal.auth import services as auth_services
-from portal.auth.models import Role, User
 from portal.extensions import db
 from tests.mail_helpers import start_server
 from tests.notice_helpers import make_event, make_notice

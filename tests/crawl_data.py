@@ -12,8 +12,8 @@ from rq import SimpleWorker
 from sqlalchemy import update
 
 from portal import jobs
+from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.auth.models import Role, User
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.customers.models import Customer

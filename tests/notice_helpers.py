@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.auth.models import Role, User
+from portal.accounts import Role, User
 from portal.events import services as events
 from portal.events.models import Event
 from portal.notices import services as notices

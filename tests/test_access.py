@@ -7,7 +7,7 @@ import io
 import pytest
 from flask import Flask
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.security import access, rule_for
 
 ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]

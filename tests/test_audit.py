@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import GENESIS_HASH, AppendOnlyError, AuditEntry, AuditVerification
 from portal.auth import services as auth_services
-from portal.auth.models import Role
 from portal.extensions import db
 
 

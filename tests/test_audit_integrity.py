@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from portal.accounts import Role
 from portal.audit import checkpoints
 from portal.audit import services as audit
 from portal.audit.chain import MAC_CONTEXT
 from portal.audit.models import AuditCheckpoint, AuditEntry
-from portal.auth.models import Role
 from portal.extensions import db
 from portal.lifecycle import archive as plain
 

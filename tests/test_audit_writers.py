@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.extensions import db
 from tests.conftest import PASSWORD
 

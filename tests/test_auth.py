@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from portal.accounts import Role, User
 from portal.audit.models import AuditEntry
 from portal.auth import services
-from portal.auth.models import LoginFailure, Role, User
+from portal.auth.models import LoginFailure
 from portal.extensions import db
 from portal.models import utcnow
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, SignoffThreshold, SlaPolicy
 from portal.extensions import db

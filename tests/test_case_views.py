@@ -7,7 +7,7 @@ import io
 
 from sqlalchemy import select
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.cases import services as cases
 from portal.cases.models import Case
 from portal.extensions import db

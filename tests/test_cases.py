@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.cases import rules
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case
 from portal.errors import RuleViolation

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from portal import config
-from portal.auth.models import Role
+from portal.accounts import Role
 
 
 def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path) -> None:

@@ -25,8 +25,8 @@ from sqlalchemy import func, select, update
 from wtforms.fields.core import UnboundField
 
 from portal import create_app
+from portal.accounts import Role, User
 from portal.audit.models import AuditEntry, AuditVerification
-from portal.auth.models import Role, User
 from portal.cases.models import Case
 from portal.customers.models import Customer, ImportBatch
 from portal.events.models import Event

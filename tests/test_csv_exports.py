@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select, update
 
 from portal import exports
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.cases.models import Case
 from portal.customers import services as customers
 from portal.customers.models import Customer

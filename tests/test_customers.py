@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.customers import services
 from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation

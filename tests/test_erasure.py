@@ -13,9 +13,9 @@ from sqlalchemy import String, Text, func, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.types import JSON
 
+from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote
 from portal.customers import services as customers

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from portal.auth.models import Role, User
+from portal.accounts import Role, User
 from portal.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from flask_babel import refresh
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.customers import services
 from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from portal import jobs
+from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
 from portal.audit.models import AuditEntry, AuditVerification
-from portal.auth.models import Role
 from portal.customers import services as customers
 from portal.customers import tasks as customer_tasks
 from portal.customers.models import Customer, ImportBatch

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
 from portal.customers import services as customers

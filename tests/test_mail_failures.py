@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select, update
 
 from portal import jobs
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases import tasks as case_tasks
 from portal.cases.models import CaseNote

@@ -16,8 +16,8 @@ from redis import Redis
 from sqlalchemy import func, select, update
 
 from portal import jobs
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.customers.models import Customer

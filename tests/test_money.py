@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import StatementError
 
 from portal import money
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, Payment, SignoffThreshold
 from portal.errors import RuleViolation

@@ -8,7 +8,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.auth.models import Role
+from portal import documents
+from portal.accounts import Role
 from portal.extensions import db
 from portal.notices import pdf, tasks
 from portal.notices.models import NoticePdf
@@ -67,7 +68,7 @@ def test_draft_pdf_is_watermarked_and_identical_when_rendered_twice(
     assert "草稿" in text or "DRAFT" in text
     with app.test_request_context():
         again = pdf.render_pdf(row.version, pdf.Stamp(False))
-    assert pdf.store(again)[0] == row.sha256  # deterministic: same version, same file
+    assert documents.store(again)[0] == row.sha256  # deterministic: same version, same file
     file = client.get(f"/staff/notices/pdfs/{row.id}/file")
     assert file.status_code == 200 and file.data == again
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.events.models import Event
 from portal.extensions import db
 from portal.notices import services as notices

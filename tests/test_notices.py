@@ -9,13 +9,14 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import func, select, text
 
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.markdown import ALLOWED_TAGS, render_markdown
 from portal.models import utcnow
 from portal.notices import services as notices
-from portal.notices.content import ALLOWED_TAGS, fill_placeholders, render_markdown
+from portal.notices.content import fill_placeholders
 from portal.notices.models import ImmutableError, NoticeVersion, Publication
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.errors import RuleViolation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.extensions import db
 from portal.notices import services as notices
 from portal.notices.models import NoticeVersion

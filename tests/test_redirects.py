@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.redirects import local_target
 from tests.case_helpers import make_case
 

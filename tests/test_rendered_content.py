@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import update
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mailings import services as mailings
+from portal.markdown import MAX_NESTING, MAX_TABLE_CELLS, check_renderable
 from portal.notices import services as notices
-from portal.notices.content import MAX_NESTING, MAX_TABLE_CELLS, check_renderable
 from portal.notices.models import NoticeVersion
 from portal.postmortems import services as postmortems
 from portal.signoffs import services as signoffs
@@ -111,7 +111,7 @@ def test_every_word_of_the_text_part_is_in_the_snapshot_legal_approved(app, user
 
 
 def test_the_text_part_keeps_structure_links_and_tables(app, users) -> None:
-    from portal.notices.content import render_plain_text
+    from portal.markdown import render_plain_text
 
     text = render_plain_text("Call **400-800-1234** or see [the page](https://example.com/x)."
                              "\n\n- one\n- two\n\n> quoted\n\n| a | b |\n|---|---|\n| 1 | 2 |")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.security import CONTENT_SECURITY_POLICY
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -113,7 +113,7 @@ def test_unexpected_error_gives_500_page_and_rolls_back(app_factory, users) -> N
     assert response.status_code == 500
     assert "Something went wrong" in response.text
     with app.app_context():
-        from portal.auth.models import User
+        from portal.accounts import User
 
         assert db.session.get(User, users[Role.AGENT].id).name != "half-done change"
 

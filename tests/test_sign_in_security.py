@@ -7,8 +7,9 @@ import re
 
 from sqlalchemy import select
 
+from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.auth.models import LoginFailure, Role
+from portal.auth.models import LoginFailure
 from portal.extensions import db
 from tests.conftest import PASSWORD
 

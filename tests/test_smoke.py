@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.auth.models import Role
+from portal.accounts import Role
 
 
 def test_login_page_renders_with_assets(client) -> None:
@@ -30,7 +30,7 @@ def test_demo_seed_signs_in_each_role(app, runner) -> None:
     assert again.exit_code == 0
     from sqlalchemy import func, select
 
-    from portal.auth.models import User
+    from portal.accounts import User
     from portal.events.models import Event
     from portal.extensions import db
 

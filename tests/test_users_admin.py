@@ -6,8 +6,8 @@ import re
 
 from sqlalchemy import select
 
+from portal.accounts import Role, User
 from portal.audit.models import AuditEntry
-from portal.auth.models import Role, User
 from portal.extensions import db
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.extensions import db
 from portal.mailings import services as mailings
 from portal.mailings import tasks

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
-from portal.auth.models import User
+from portal.accounts import User
 from portal.extensions import db
 from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow

@@ -20,11 +20,11 @@ from flask_login import current_user
 from sqlalchemy import Select, func, insert, select
 
 from portal import exports
+from portal.accounts import User
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
 from portal.audit.findings import describe
 from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification
-from portal.auth.models import User
 from portal.extensions import db
 from portal.i18n import local_to_utc
 from portal.models import utcnow

@@ -18,15 +18,15 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal.accounts import Role, User
 from portal.audit import checkpoints, services, tasks
 from portal.audit.chain import public_key_hex
 from portal.audit.findings import describe
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditVerification
-from portal.auth.models import Role, User
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import database_int, wants_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")

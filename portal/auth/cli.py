@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from portal.accounts import Role
 from portal.auth import services
-from portal.auth.models import Role
 from portal.errors import RuleViolation
 
 users_cli = AppGroup("users", help="Manage staff accounts.")

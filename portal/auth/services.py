@@ -11,8 +11,9 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.accounts import Role, User, new_session_token
 from portal.audit import services as audit
-from portal.auth.models import LoginFailure, Role, User, new_session_token
+from portal.auth.models import LoginFailure
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
@@ -241,14 +242,3 @@ def update_profile(user: User, *, name: str, locale: str | None) -> None:
         audit.record("user.profile", "user", user.id, f"{user.email} updated their profile",
                      before=before, after=user.audit_state(), actor=user)
     db.session.commit()
-
-
-def load_user(session_id: str) -> User | None:
-    """Flask-Login loader: ``id:token``; a changed token or inactive account signs out."""
-    user_id, _sep, token = session_id.partition(":")
-    if not user_id.isdigit():
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or not user.active or not secrets.compare_digest(user.session_token, token):
-        return None
-    return user

@@ -17,9 +17,9 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from portal.accounts import User
 from portal.auth import services
 from portal.auth.forms import ChangePasswordForm, LoginForm, ProfileForm
-from portal.auth.models import User
 from portal.errors import RuleViolation
 from portal.redirects import safe_next
 from portal.security import PUBLIC, STAFF, access

@@ -22,7 +22,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.functions import FunctionElement
 
-from portal.auth.models import User
+from portal.accounts import User
 from portal.customers.models import Customer
 from portal.events.models import Event
 from portal.extensions import db

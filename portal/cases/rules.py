@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 
-from portal.auth.models import Role
+from portal.accounts import Role
 
 AGENTS = frozenset({Role.AGENT, Role.ADMIN})
 LEGAL = frozenset({Role.LEGAL})

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal import exports
+from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.auth.models import Role, User
 from portal.cases import rules
 from portal.cases.models import (
     CLOSED_STATUSES,

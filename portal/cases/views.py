@@ -20,8 +20,8 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.auth.models import Role, User
 from portal.cases import rules, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import KINDS, LABELS, OPEN_STATUSES, Case

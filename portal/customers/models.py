@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.auth.models import User
+from portal.accounts import User
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import Message

@@ -24,8 +24,8 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from portal import config, exports
+from portal.accounts import User
 from portal.audit import services as audit
-from portal.auth.models import User
 from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event

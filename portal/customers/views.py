@@ -18,16 +18,16 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.customers import services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
 from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")

@@ -10,7 +10,7 @@ from flask_babel import lazy_pgettext
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.auth.models import User
+from portal.accounts import User
 from portal.extensions import db
 from portal.models import UTCDateTime, text_digest, utcnow
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from portal.accounts import User
 from portal.audit import services as audit
-from portal.auth.models import User
 from portal.errors import RuleViolation
 from portal.events.models import (
     CAUSES,

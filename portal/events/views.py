@@ -10,8 +10,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.events import services
 from portal.events.forms import (
@@ -37,9 +37,9 @@ from portal.events.models import (
     Stakeholder,
 )
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("events", __name__, url_prefix="/events")

@@ -37,10 +37,10 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
-from portal import exports
+from portal import documents, exports
+from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
-from portal.auth.models import User
 from portal.cases.models import Case, CaseNote, Payment
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
@@ -72,7 +72,6 @@ from portal.mailings.models import (
 )
 from portal.models import text_digest, utcnow
 from portal.names import Scrubber
-from portal.notices import pdf
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
 from portal.postmortems.models import Postmortem
 from portal.signoffs.models import SignoffRequest
@@ -718,7 +717,7 @@ def write_archive(event: Event, out: Any) -> None:
     seen: set[str] = set()
     for notice in record["notices"]:
         for item in notice["pdfs"]:
-            source = pdf.storage_dir() / f"{item['sha256']}.pdf" if item["file"] else None
+            source = documents.storage_dir() / f"{item['sha256']}.pdf" if item["file"] else None
             if source and item["file"] not in seen and source.exists():
                 seen.add(item["file"])
                 writer.add_file(item["file"], source)

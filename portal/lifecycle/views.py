@@ -9,16 +9,16 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.lifecycle import services, tasks
 from portal.lifecycle.forms import EraseForm, RetentionForm
 from portal.lifecycle.models import DONE, STATUS_LABELS, EventArchive, RetentionRun
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle")

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.auth.models import User
+from portal.accounts import User
 from portal.customers.models import Customer
 from portal.events.models import Event
 from portal.extensions import db

@@ -24,9 +24,9 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from markupsafe import Markup, escape
 from sqlalchemy import func, insert, select, update
 
-from portal import exports
+from portal import documents, exports
+from portal.accounts import User
 from portal.audit import services as audit
-from portal.auth.models import User
 from portal.cases.models import Case
 from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
@@ -51,9 +51,9 @@ from portal.mailings.models import (
     MailingRecipient,
     MailingTestSend,
 )
+from portal.markdown import plain_text, render_markdown
 from portal.models import utcnow
 from portal.notices import services as notices
-from portal.notices.content import plain_text, render_markdown
 from portal.notices.models import (
     APPROVED,
     PUBLISHED,
@@ -287,12 +287,10 @@ class MessageParts:
 
 
 def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
-    from portal.notices import pdf
-
     row = mailing_pdf(mailing)
     if row is None or row.status != "done" or not row.sha256:
         raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
-    data = (pdf.stored_path(row.sha256)).read_bytes()
+    data = (documents.stored_path(row.sha256)).read_bytes()
     return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
 
 

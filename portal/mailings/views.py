@@ -16,21 +16,21 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES
 from portal.cases.models import LABELS as CASE_LABELS
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.mailings import services, tasks
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")

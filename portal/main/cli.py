@@ -16,9 +16,9 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from portal import jobs
+from portal.accounts import Role, User
 from portal.audit import checkpoints as audit_checkpoints
 from portal.auth import services as auth_services
-from portal.auth.models import Role, User
 from portal.cases import services as case_services
 from portal.customers import services as customer_services
 from portal.events import services as event_services

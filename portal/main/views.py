@@ -7,10 +7,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry, AuditVerification
 from portal.auth import services as auth_services
-from portal.auth.models import User
 from portal.cases import services as case_services
 from portal.cases.models import Case
 from portal.config import LOCALES

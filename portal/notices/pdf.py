@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Response, current_app, render_template, send_file
+from flask import current_app, render_template
 from flask_babel import force_locale
 
-from portal.notices.content import render_markdown
+from portal.markdown import render_markdown
 from portal.notices.models import NoticeVersion
 from portal.signoffs.models import SignoffRequest
 
@@ -77,31 +77,3 @@ def render_pdf(version: NoticeVersion, stamp: Stamp, locale: str = "zh_CN") -> b
         stylesheets=[CSS(string=STYLESHEET.read_text(), url_fetcher=fetcher)],
         pdf_identifier=identifier, uncompressed_pdf=False,
     )
-
-
-def storage_dir() -> Path:
-    path = Path(current_app.config.get("PDF_DIR") or Path(current_app.instance_path) / "pdf")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def stored_path(sha256: str) -> Path:
-    """Where the PDF with this SHA-256 is kept."""
-    return storage_dir() / f"{sha256}.pdf"
-
-
-def send_stored(sha256: str, download_name: str) -> Response:
-    """A stored PDF for staff, with its hash as the ETag (304 on revalidation)."""
-    return send_file(stored_path(sha256), mimetype="application/pdf", etag=sha256,
-                     conditional=True, download_name=download_name)
-
-
-def store(data: bytes) -> tuple[str, Path]:
-    """Content-addressed: the file is named by its SHA-256, so storing twice is harmless."""
-    digest = hashlib.sha256(data).hexdigest()
-    path = storage_dir() / f"{digest}.pdf"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.rename(path)
-    return digest, path

@@ -16,14 +16,14 @@ from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
-from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.markdown import check_renderable, render_markdown
 from portal.models import text_digest, utcnow
-from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import (
     APPROVED,
     AUDIENCES,

@@ -8,7 +8,7 @@ from flask_babel import force_locale
 from rq import cron
 from sqlalchemy import select
 
-from portal import jobs
+from portal import documents, jobs
 from portal.extensions import db, rq
 from portal.models import utcnow
 from portal.notices import pdf, services
@@ -52,7 +52,7 @@ def render_pdf_job(pdf_id: int) -> str | None:
     row = db.session.get(NoticePdf, pdf_id)
     if row is None:
         return None
-    if row.status == "done" and row.sha256 and (pdf.stored_path(row.sha256)).exists():
+    if row.status == "done" and row.sha256 and (documents.stored_path(row.sha256)).exists():
         return row.sha256
     with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
         return _render(pdf_id) if mine else None
@@ -72,7 +72,7 @@ def _render(pdf_id: int) -> str:
             emergency = bool(publication and publication.emergency)
         with force_locale("zh_CN"):
             data = pdf.render_pdf(version, pdf.stamp_for(signoff, emergency))
-        digest, _path = pdf.store(data)
+        digest, _path = documents.store(data)
     except Exception as exc:
         db.session.rollback()
         row = db.session.get(NoticePdf, pdf_id)

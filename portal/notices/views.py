@@ -20,19 +20,17 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
+from portal import documents
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
-from portal.notices import pdf, services, tasks
-from portal.notices.content import (
-    STARTERS,
-    check_renderable,
-    fill_placeholders,
-    render_markdown,
-)
+from portal.markdown import check_renderable, render_markdown
+from portal.notices import services, tasks
+from portal.notices.content import STARTERS, fill_placeholders
 from portal.notices.forms import (
     DiffForm,
     NoticeForm,
@@ -49,7 +47,6 @@ from portal.notices.models import (
 )
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
@@ -301,4 +298,4 @@ def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(NoticePdf, pdf_id)
     if row is None or row.status != "done":
         abort(404)
-    return pdf.send_stored(row.sha256, f"{row.version.notice.ref}-v{row.version.number}.pdf")
+    return documents.send_stored(row.sha256, f"{row.version.notice.ref}-v{row.version.number}.pdf")

@@ -14,18 +14,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
-from portal.auth.models import User
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES, Case, Payment
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
+from portal.markdown import check_renderable, render_markdown
 from portal.models import text_digest, utcnow
 from portal.names import first_mentioned
-from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import Notice
 from portal.postmortems.models import (
     MAX_STEP_LENGTH,

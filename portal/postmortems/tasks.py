@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from portal import jobs
+from portal import documents, jobs
 from portal.extensions import db, rq
 from portal.models import utcnow
 from portal.notices import pdf as notice_pdf
@@ -44,7 +44,7 @@ def render_postmortem_pdf_job(pdf_id: int) -> str | None:
     if row is None:
         return None
     if row.status == "done" and row.sha256 and (
-            notice_pdf.stored_path(row.sha256)).exists():
+            documents.stored_path(row.sha256)).exists():
         return row.sha256
     with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
         return _render(pdf_id) if mine else None
@@ -67,7 +67,7 @@ def _render(pdf_id: int) -> str | None:
             signoff = None
         with force_locale("zh_CN"):
             data = pdf.render_pdf(row, notice_pdf.stamp_for(signoff), found)
-        digest, _path = notice_pdf.store(data)
+        digest, _path = documents.store(data)
     except Exception as exc:
         _fail(pdf_id, str(exc))
         raise

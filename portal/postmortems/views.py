@@ -8,12 +8,13 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal import documents
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.notices import pdf as notice_pdf
+from portal.forms import ConfirmForm
 from portal.postmortems import services, tasks
 from portal.postmortems.forms import PostmortemForm
 from portal.postmortems.models import (
@@ -25,7 +26,6 @@ from portal.postmortems.models import (
     PostmortemPdf,
 )
 from portal.security import STAFF, access
-from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("postmortems", __name__, url_prefix="/postmortems")
@@ -168,5 +168,5 @@ def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(PostmortemPdf, pdf_id)
     if row is None or row.status != "done":
         abort(404)
-    return notice_pdf.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
-                                   f"-v{row.lock_version}.pdf")
+    return documents.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
+                                  f"-v{row.lock_version}.pdf")

@@ -23,12 +23,12 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from portal import documents
 from portal.config import LOCALES
 from portal.extensions import csrf, db
 from portal.i18n import locale_code
-from portal.notices import pdf as notice_pdf
+from portal.markdown import render_markdown
 from portal.notices import services
-from portal.notices.content import render_markdown
 from portal.notices.models import NoticePdf, Publication
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
@@ -105,7 +105,7 @@ def notice_pdf_file(slug: str) -> ResponseReturnValue:
         return Response("The PDF is being prepared; try again in a minute.\n", 503,
                         {"Retry-After": "30", "Cache-Control": "no-store"},
                         mimetype="text/plain")
-    path = notice_pdf.stored_path(row.sha256)
+    path = documents.stored_path(row.sha256)
     response = send_file(path, mimetype="application/pdf", etag=row.sha256,
                          download_name=f"{item.ref}.pdf", conditional=True, max_age=300)
     response.cache_control.public = True

@@ -14,9 +14,9 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
+from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
-from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow

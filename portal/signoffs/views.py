@@ -7,8 +7,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.accounts import Role
 from portal.audit import services as audit
-from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.security import STAFF, access

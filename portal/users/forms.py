@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length
 
-from portal.auth.models import ROLE_LABELS, Role
+from portal.accounts import ROLE_LABELS, Role
 
 
 def role_choices() -> list[tuple[str, object]]:
@@ -23,7 +23,3 @@ class UserCreateForm(FlaskForm):
 class UserEditForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
     role = SelectField(_l("Role"), choices=role_choices, validators=[DataRequired()])
-
-
-class ConfirmForm(FlaskForm):
-    """A bare form: CSRF token only, for buttons that change state."""

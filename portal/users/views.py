@@ -8,13 +8,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.auth import services
-from portal.auth.models import Role, User
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.forms import ConfirmForm
 from portal.security import access
-from portal.users.forms import ConfirmForm, UserCreateForm, UserEditForm
+from portal.users.forms import UserCreateForm, UserEditForm
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
+from portal.accounts import Role
 from portal.auth import services as auth_services
-from portal.auth.models import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, Payment
 from portal.customers import services as customers

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from tests.browser.helpers import path_of, sign_in, url_path
 from tests.case_helpers import make_case, make_customer
 from tests.notice_helpers import make_event

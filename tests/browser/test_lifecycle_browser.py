@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.events import services as events

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.customers import services as customers
 from tests.browser.helpers import path_of, sign_in, url_path, wait_for_htmx
 from tests.conftest import make_config

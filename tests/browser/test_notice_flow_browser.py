@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
+from portal.accounts import Role
 from portal.auth import services as auth_services
-from portal.auth.models import Role
 from portal.events import services as events
 from portal.extensions import db
 from portal.notices import services as notices

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from portal.events import services as events
 from portal.extensions import db
 from portal.postmortems.models import Postmortem, PostmortemPdf

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from portal.auth.models import Role
+from portal.accounts import Role
 from tests.browser.helpers import PASSWORD, url_path
 
 pytestmark = pytest.mark.browser
