@@ -43,12 +43,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     rq.init_app(app)
     login_manager.init_app(app)
 
-    from portal import i18n, redirects, security, web
+    from portal import i18n, redirects, security, web, wiring
     from portal.audit import cli as audit_cli
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
     from portal.cases import views as case_views
+    from portal.centre import views as centre_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
     from portal.lifecycle import cli as lifecycle_cli
@@ -56,9 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.mailings import cli as mailing_cli
     from portal.mailings import views as mailing_views
     from portal.main import cli as main_cli
-    from portal.main import tasks as _main_tasks  # noqa: F401  (jobs and their cron entry)
     from portal.main import views as main_views
-    from portal.notices import tasks as _notice_tasks  # noqa: F401  (jobs, cron, reconciler)
     from portal.notices import views as notice_views
     from portal.postmortems import views as postmortem_views
     from portal.public import cache as public_cache
@@ -72,12 +71,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     web.init_app(app)
     public_cache.init_app(app)
+    wiring.connect()
 
     app.register_blueprint(main_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(user_views.bp)
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(event_views.bp)
+    app.register_blueprint(centre_views.bp)
     app.register_blueprint(notice_views.bp)
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
+from rq import cron
 from sqlalchemy import Integer, and_, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -136,11 +137,25 @@ Reconciler = Callable[[timedelta], int]
 RECONCILERS: list[Reconciler] = []
 # Younger rows may simply not have reached the queue yet.
 DEFAULT_MIN_AGE = timedelta(seconds=30)
+# The plain functions given to ``rq cron`` in this process.
+_SCHEDULED: set[Callable[..., Any]] = set()
 
 
-def reconciler(func: Reconciler) -> Reconciler:
-    RECONCILERS.append(func)
-    return func
+def add_reconcilers(*funcs: Reconciler) -> None:
+    """Have :func:`reconcile_all` run these (done by ``portal.wiring``; each is added once,
+    however many apps a process creates)."""
+    for func in funcs:
+        if func not in RECONCILERS:
+            RECONCILERS.append(func)
+
+
+def schedule(job: Any, *, every_seconds: int) -> None:
+    """Have ``rq cron`` queue ``job`` (a Flask-RQ job wrapper) every ``every_seconds`` (done by
+    ``portal.wiring``; once per process, however many apps it creates)."""
+    func = job.func  # the plain function: the wrapper holds the extension, which cannot be pickled
+    if func not in _SCHEDULED:
+        _SCHEDULED.add(func)
+        cron.register(func, "default", interval=every_seconds)
 
 
 def reconcile_all(min_age: timedelta = DEFAULT_MIN_AGE) -> int:

@@ -14,6 +14,7 @@ from portal.accounts import Role
 from portal.audit import services as audit
 from portal.cases import services as cases
 from portal.cases.models import Case
+from portal.centre import services as read_model
 from portal.errors import RuleViolation
 from portal.events import services as events
 from portal.events.models import ChecklistTemplateItem, Event, EventTask
@@ -106,22 +107,22 @@ def test_targets_met_missed_and_pending(app, users) -> None:
     backdate(late, 45)
     waiting = make_event("sev2", title="Waiting")
     backdate(waiting, 20)
-    statuses = events.target_statuses([on_time, late, waiting])
+    statuses = read_model.target_statuses([on_time, late, waiting])
     first = {e: {t.metric: t.state for t in statuses[e.id]} for e in (on_time, late, waiting)}
     assert first[on_time]["first_notice"] == "met"
     assert first[late]["first_notice"] == "missed"  # 45 min, nothing published, limit 30
     assert first[waiting]["first_notice"] == "pending"  # sev2: 60 minutes
-    missed = [(e.title, t.metric) for e, t in events.missed_targets()]
+    missed = [(e.title, t.metric) for e, t in read_model.missed_targets()]
     assert missed == [("Late", "first_notice")]
     events.set_targets({("sev1", "first_notice"): 60}, actor=users[Role.ADMIN])
-    assert events.missed_targets() == []
+    assert read_model.missed_targets() == []
     with pytest.raises(RuleViolation):  # all or nothing: the valid first value is not kept
         events.set_targets({("sev3", "first_notice"): 10, ("sev4", "first_notice"): 99999},
                            actor=users[Role.ADMIN])
     db.session.rollback()
     assert events.target_minutes()[("sev3", "first_notice")] == 240
     events.set_targets({("sev2", "first_notice"): None}, actor=users[Role.ADMIN])  # off
-    assert [t.metric for t in events.target_statuses([waiting])[waiting.id]] == [
+    assert [t.metric for t in read_model.target_statuses([waiting])[waiting.id]] == [
         "first_mailing"]
 
 
@@ -149,9 +150,9 @@ def test_timeline_merges_status_publications_and_entries(app, users) -> None:
         events.add_timeline_entry(event, occurred_at=utcnow() + timedelta(days=1), text="x",
                                   actor=users[Role.AGENT])
     db.session.rollback()
-    kinds = [item.kind for item in events.timeline(event)]
+    kinds = [item.kind for item in read_model.timeline(event)]
     assert kinds[0] == "created" and set(kinds) == {"created", "status", "notice", "entry"}
-    items = events.timeline(event)
+    items = read_model.timeline(event)
     assert [i.at for i in items] == sorted(i.at for i in items)
     assert any("Vendor confirmed" in i.text for i in items)
 
@@ -284,7 +285,7 @@ def test_event_page_shows_open_cases_and_pending_signoffs(app, users, client, au
     cases.propose(big, actor=users[Role.AGENT])  # over the CNY threshold: legal sign-off
     notice = make_notice(users, event)
     notices.request_signoff(notice, actor=users[Role.AGENT])
-    centre = events.command_centre(event)
+    centre = read_model.command_centre(event)
     assert centre.open_cases == 1 and centre.open_totals == {"CNY": Decimal("9000.00")}
     assert {r.subject_type for r in centre.pending_signoffs} == {"case_decision",
                                                                  "notice_version"}

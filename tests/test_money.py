@@ -14,8 +14,8 @@ from portal import money
 from portal.accounts import Role
 from portal.cases import services as cases
 from portal.cases.models import Case, Payment, SignoffThreshold
+from portal.centre import services as read_model
 from portal.errors import RuleViolation
-from portal.events import services as events
 from portal.extensions import db
 from portal.main import services as dashboard
 from portal.models import utcnow
@@ -174,7 +174,7 @@ def test_sql_sums_of_money_are_exact(app, users, amount, count, open_total) -> N
     from portal.events.models import Event
 
     event = db.session.get(Event, event_id)
-    exact(events.command_centre(event).open_totals["CNY"], expected)
+    exact(read_model.command_centre(event).open_totals["CNY"], expected)
     (row,) = dashboard.amounts_by_event()
     exact(row.proposed, everything)
     exact(row.approved, everything)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from rq import cron
 from sqlalchemy import select
 
 from portal import jobs
@@ -39,7 +38,6 @@ def queue_verification(verification_id: int) -> bool:
                         timeout=VERIFY_TIMEOUT_SECONDS)
 
 
-@jobs.reconciler
 def requeue_lost_verifications(min_age: timedelta) -> int:
     """Queue again the verifications still waiting whose job Redis no longer has."""
     cutoff = utcnow() - min_age
@@ -61,7 +59,3 @@ def checkpoint_job() -> bool:
         return False
     db.session.commit()
     return written is not None
-
-
-# The plain function: the wrapper holds the extension, which cannot be pickled.
-cron.register(checkpoint_job.func, "default", interval=CHECKPOINT_INTERVAL_SECONDS)

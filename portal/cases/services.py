@@ -429,8 +429,7 @@ def approve(case: Case, *, actor: User, expected_version: int | None = None) -> 
     _commit()
 
 
-@signoffs.on_decision(SUBJECT)
-def _after_decision(request: SignoffRequest, actor: User) -> None:
+def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     case = db.session.get(Case, request.subject_id)
     if case is None or case.status != "awaiting_signoff":
         return

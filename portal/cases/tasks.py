@@ -110,7 +110,6 @@ def _recover_stalled(now: datetime) -> list[int]:
     return again
 
 
-@jobs.reconciler
 def requeue_lost_replies(min_age: timedelta) -> int:
     now = utcnow()
     # A dead worker's job may still look "started" in Redis: queue these whatever it says.

@@ -56,7 +56,6 @@ def _queue_for(batch_id: int) -> bool:
     return queue_import(batch_id) if status == "importing" else queue_validation(batch_id)
 
 
-@jobs.reconciler
 def requeue_lost_imports(min_age: timedelta) -> int:
     stmt = select(ImportBatch.id).where(
         ImportBatch.status.in_(["uploaded", "validating", "importing"]),

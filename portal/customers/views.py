@@ -82,16 +82,10 @@ def create(event_id: int) -> ResponseReturnValue:
 @bp.route("/<int:customer_id>")
 @access(STAFF)
 def detail(customer_id: int) -> ResponseReturnValue:
-    from portal.cases.models import Case, CaseNote
-
     customer = db.get_or_404(Customer, customer_id)
-    cases = db.session.scalars(select(Case).where(Case.customer_id == customer.id)
-                               .order_by(Case.id.desc())).all()
-    messages = db.session.scalars(select(CaseNote).join(Case).where(
-        Case.customer_id == customer.id, CaseNote.kind == "reply")
-        .order_by(CaseNote.id.desc())).all()
-    return render_template("customers/detail.html", customer=customer, cases=cases,
-                           messages=messages, history=audit.history("customer", customer.id))
+    return render_template("customers/detail.html", customer=customer, cases=customer.cases,
+                           messages=customer.case_replies,
+                           history=audit.history("customer", customer.id))
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rq import cron
 from sqlalchemy import select
 
 from portal import jobs
@@ -58,14 +57,12 @@ def queue_retention(run_id: int) -> bool:
                         timeout=RETENTION_TIMEOUT_SECONDS)
 
 
-@jobs.reconciler
 def requeue_lost_archives(min_age: timedelta) -> int:
     stmt = select(EventArchive.id).where(EventArchive.status.in_([QUEUED, RUNNING]),
                                          EventArchive.requested_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, archive_job_id, queue_archive)
 
 
-@jobs.reconciler
 def requeue_lost_retention_runs(min_age: timedelta) -> int:
     stmt = select(RetentionRun.id).where(RetentionRun.status.in_([CONFIRMED, RUNNING]),
                                          RetentionRun.confirmed_at < utcnow() - min_age)
@@ -77,6 +74,3 @@ def daily_retention_report_job() -> int | None:
     """Only prepares a dry-run report for an admin to confirm; it never erases by itself."""
     run = services.prepare_daily_report()
     return run.id if run else None
-
-
-cron.register(daily_retention_report_job.func, "default", interval=DAILY_SECONDS)

@@ -198,7 +198,7 @@ def is_mandatory(version_id: int | None) -> bool:
 def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
     """Per notice of the event, the newest version legal approved (published or not)."""
     found = []
-    for notice in sorted(event.notices, key=lambda n: n.id, reverse=True):
+    for notice in sorted(notices.event_notices(event), key=lambda n: n.id, reverse=True):
         if notice.status not in (APPROVED, PUBLISHED):
             continue
         for version in reversed(notice.versions):

@@ -308,7 +308,6 @@ def _recover_claims(mailing_id: int, chunk: int, claimed_before: datetime) -> tu
     return again, given_up
 
 
-@jobs.reconciler
 def requeue_lost_chunks(min_age: timedelta) -> int:
     """Queue again every chunk with due work whose job vanished (Redis emptied) or whose worker
     died (a started job with no claim for longer than the lease); rows a dead worker left
@@ -351,7 +350,6 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
     return count
 
 
-@jobs.reconciler
 def requeue_lost_tests(min_age: timedelta) -> int:
     stmt = select(MailingTestSend.id).where(MailingTestSend.status == "queued",
                                             MailingTestSend.created_at < utcnow() - min_age)

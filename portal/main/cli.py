@@ -140,7 +140,7 @@ def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
     test and send."""
     from portal.mailings import services as mailing_services
 
-    version = event.notices[0].latest_version
+    version = notice_services.event_notices(event)[0].latest_version
     mailing_services.create_mailing(event, mailing_services.MailingInput(
         version.id, mailing_services.Audience(), False,
         mailing_services.DEFAULT_GREETINGS["zh_CN"], mailing_services.DEFAULT_GREETINGS["en"]),
@@ -159,8 +159,6 @@ def seed() -> None:
 @with_appcontext
 def reconcile() -> None:
     """Re-queue slow work whose job vanished from Redis (worker killed, Redis emptied)."""
-    from portal.main import tasks  # noqa: F401  (loads every reconciler)
-
     click.echo(f"Re-queued {jobs.reconcile_all()} job(s).")
 
 
@@ -203,8 +201,6 @@ def devserver(host: str, port: int) -> None:
                          "--dir", str(instance / "mail"))
         supervisor.spawn("worker", *flask, "rq", "worker", "--with-scheduler", "default")
         supervisor.spawn("mail worker", *flask, "mailings", "worker")
-        from portal.main import tasks  # noqa: F401  (loads every reconciler)
-
         requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down
         if requeued:
             click.echo(f"Queued {requeued} job(s) saved while the queue was down.")

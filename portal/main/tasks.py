@@ -3,19 +3,11 @@ vanished) and the pruning of old failed sign-ins."""
 
 from __future__ import annotations
 
-from rq import cron
 from sqlalchemy import text
 
 from portal import jobs
-from portal.audit import tasks as _audit_tasks  # noqa: F401  (registers its reconciler)
 from portal.auth import services as auth_services
-from portal.cases import tasks as _case_tasks  # noqa: F401  (registers its reconciler)
-from portal.customers import tasks as _customer_tasks  # noqa: F401  (registers its reconciler)
 from portal.extensions import db, rq
-from portal.lifecycle import tasks as _lifecycle_tasks  # noqa: F401  (reconciler, daily report)
-from portal.mailings import tasks as _mailing_tasks  # noqa: F401  (registers its reconcilers)
-from portal.notices import tasks as _notice_tasks  # noqa: F401  (registers its reconciler)
-from portal.postmortems import tasks as _postmortem_tasks  # noqa: F401  (registers its reconciler)
 
 RECONCILE_INTERVAL_SECONDS = 60
 PRUNE_INTERVAL_SECONDS = 3600
@@ -27,10 +19,6 @@ def reconcile_job() -> int:
     return jobs.reconcile_all()
 
 
-# The plain function: the wrapper holds the extension, which cannot be pickled.
-cron.register(reconcile_job.func, "default", interval=RECONCILE_INTERVAL_SECONDS)
-
-
 @rq.job
 def optimize_database_job() -> None:
     """SQLite keeps no planner statistics unless asked (PostgreSQL's autovacuum analyzes by
@@ -40,12 +28,6 @@ def optimize_database_job() -> None:
         db.session.commit()
 
 
-cron.register(optimize_database_job.func, "default", interval=OPTIMIZE_INTERVAL_SECONDS)
-
-
 @rq.job
 def prune_login_failures_job() -> int:
     return auth_services.prune_login_failures()
-
-
-cron.register(prune_login_failures_job.func, "default", interval=PRUNE_INTERVAL_SECONDS)

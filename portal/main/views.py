@@ -13,8 +13,8 @@ from portal.audit.models import AuditEntry, AuditVerification
 from portal.auth import services as auth_services
 from portal.cases import services as case_services
 from portal.cases.models import Case
+from portal.centre import services as command_centre
 from portal.config import LOCALES
-from portal.events import services as event_services
 from portal.events.models import TARGET_METRICS, Event
 from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
@@ -62,7 +62,7 @@ def dashboard() -> ResponseReturnValue:
                                         .order_by(None)),
         overdue=signoffs.overdue_retroactive(),
         emergencies=notice_services.emergency_publications_awaiting_review(),
-        missed_targets=event_services.missed_targets(), metric_labels=TARGET_METRICS,
+        missed_targets=command_centre.missed_targets(), metric_labels=TARGET_METRICS,
         status_chart=dashboard_services.open_cases_by_status(),
         money=money, money_scale=dashboard_services.amounts_scale(money),
         breaches=dashboard_services.sla_breaches(),

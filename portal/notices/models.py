@@ -78,7 +78,7 @@ class Notice(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    event: Mapped[Event] = relationship(backref="notices")
+    event: Mapped[Event] = relationship()
     created_by: Mapped[User | None] = relationship()
     versions: Mapped[list[NoticeVersion]] = relationship(
         back_populates="notice", order_by="NoticeVersion.number",

@@ -24,6 +24,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.markdown import check_renderable, render_markdown
 from portal.models import text_digest, utcnow
+from portal.notices import signals
 from portal.notices.models import (
     APPROVED,
     AUDIENCES,
@@ -215,8 +216,7 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
     return request
 
 
-@signoffs.on_decision(SUBJECT)
-def _after_decision(request: SignoffRequest, actor: User) -> None:
+def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     version = db.session.get(NoticeVersion, request.subject_id)
     notice = version.notice
     if request.retroactive or notice.status != IN_REVIEW:
@@ -373,9 +373,7 @@ def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
                  f"Notice {notice.ref} withdrawn" + (" and hidden" if hide else ""),
                  before=before, after={**notice.audit_state(),
                                        "reason_sha256": text_digest(reason)}, actor=actor)
-    from portal.mailings import services as mailings  # mailings build on notices
-
-    mailings.cancel_for_notice(notice, reason="notice withdrawn", actor=actor)
+    signals.withdrawn.send(notice, reason="notice withdrawn", actor=actor)
     db.session.commit()
 
 
@@ -387,6 +385,12 @@ def emergency_publications_awaiting_review() -> list[Publication]:
     return list(db.session.scalars(select(Publication).where(
         Publication.emergency.is_(True), Publication.version_id.in_(pending_versions)
     ).order_by(Publication.published_at)))
+
+
+def event_notices(event: Event) -> list[Notice]:
+    """The event's notices, oldest first."""
+    return list(db.session.scalars(select(Notice).where(Notice.event_id == event.id)
+                                   .order_by(Notice.id)))
 
 
 def public_notices(event_id: int | None = None) -> list[Notice]:

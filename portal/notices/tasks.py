@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask_babel import force_locale
-from rq import cron
 from sqlalchemy import select
 
 from portal import documents, jobs
 from portal.extensions import db, rq
 from portal.models import utcnow
-from portal.notices import pdf, services
+from portal.notices import pdf, services, signals
 from portal.notices.models import NoticePdf, NoticeVersion, Publication
-from portal.public import cache
 from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
@@ -81,11 +79,10 @@ def _render(pdf_id: int) -> str:
         raise
     row.status, row.sha256, row.size, row.finished_at = "done", digest, len(data), utcnow()
     db.session.commit()
-    cache.invalidate()
+    signals.public_content_changed.send()
     return digest
 
 
-@jobs.reconciler
 def requeue_lost_pdfs(min_age: timedelta) -> int:
     stmt = select(NoticePdf.id).where(NoticePdf.status.in_(["queued", "running"]),
                                       NoticePdf.requested_at < utcnow() - min_age)
@@ -96,7 +93,7 @@ def after_publication(notice_ids: list[int]) -> None:
     """What follows a publication, after its commit: the signed PDF and a fresh public cache."""
     from portal.notices.models import Notice
 
-    cache.invalidate()
+    signals.public_content_changed.send()
     for notice_id in notice_ids:
         notice = db.session.get(Notice, notice_id)
         row = request_pdf(notice.published_version, "signed")
@@ -110,6 +107,3 @@ def publish_due_job() -> list[int]:
     if published:
         after_publication(published)
     return published
-
-
-cron.register(publish_due_job.func, "default", interval=SCHEDULE_INTERVAL_SECONDS)

@@ -29,7 +29,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.markdown import check_renderable, render_markdown
-from portal.notices import services, tasks
+from portal.notices import services, signals, tasks
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.notices.forms import (
     DiffForm,
@@ -263,9 +263,7 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> None:
         services.withdraw(notice, reason=form.reason.data or "", hide=bool(form.hide.data),
                           actor=current_user)
-        from portal.public import cache
-
-        cache.invalidate()
+        signals.public_content_changed.send()
 
     return _act(notice_id, action, _("Withdrawn."))
 

@@ -353,8 +353,7 @@ def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
     return request
 
 
-@signoffs.on_decision(SUBJECT)
-def _after_decision(request: SignoffRequest, actor: User) -> None:
+def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     postmortem = db.session.get(Postmortem, request.subject_id)
     if postmortem is None:
         return

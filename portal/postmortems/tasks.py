@@ -77,7 +77,6 @@ def _render(pdf_id: int) -> str | None:
     return digest
 
 
-@jobs.reconciler
 def requeue_lost_postmortem_pdfs(min_age: timedelta) -> int:
     stmt = select(PostmortemPdf.id).where(PostmortemPdf.status.in_(["queued", "running"]),
                                           PostmortemPdf.requested_at < utcnow() - min_age)

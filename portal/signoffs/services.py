@@ -36,14 +36,10 @@ DecisionHandler = Callable[[SignoffRequest, User], None]
 _HANDLERS: dict[str, DecisionHandler] = {}
 
 
-def on_decision(subject_type: str) -> Callable[[DecisionHandler], DecisionHandler]:
-    """Register what a domain does when legal decides on one of its subjects."""
-
-    def register(func: DecisionHandler) -> DecisionHandler:
-        _HANDLERS[subject_type] = func
-        return func
-
-    return register
+def handle_decisions(subject_type: str, handler: DecisionHandler) -> None:
+    """Register what a domain does when legal decides on one of its subjects (done by
+    ``portal.wiring``)."""
+    _HANDLERS[subject_type] = handler
 
 
 def snapshot_hash(snapshot: Any) -> str:

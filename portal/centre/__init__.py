@@ -1,0 +1,1 @@
+"""The command centre: one event's page, reading every domain that works on the event."""
