@@ -1,5 +1,6 @@
 # Aftercare: `make run` installs what is missing and runs the portal with demo data;
-# `make test` runs ruff and the whole test suite (DATABASE_URL switches it to PostgreSQL).
+# `make test` runs ruff, the import layers check (lint-imports) and the whole test suite
+# (DATABASE_URL switches it to PostgreSQL).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -18,6 +19,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: system-packages $(VENV)/.installed translations
@@ -53,4 +55,4 @@ messages: $(VENV)/.installed
 		--no-fuzzy-matching
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
