@@ -1,8 +1,9 @@
 """The sign-off rules, for every kind of subject.
 
 A subject's domain opens a request with a snapshot; legal decides once; the domain is told of
-the decision through the handler it registered. Before acting on a grant, the domain calls
-:func:`check_binding` with a fresh snapshot: if the content moved, the grant does not cover it.
+the decision through its handler (registered by ``portal.wiring``). Before acting on a grant,
+the domain calls :func:`check_binding` with a fresh snapshot: if the content moved, the grant
+does not cover it.
 """
 
 from __future__ import annotations
