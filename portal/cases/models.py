@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -32,8 +33,27 @@ from portal.money import Money
 KINDS = ("refund", "compensation")
 REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
            "data_loss", "other")
-OPEN_STATUSES = ("new", "in_progress", "proposed", "awaiting_signoff", "approved", "paid")
-CLOSED_STATUSES = ("closed", "rejected", "withdrawn")
+
+
+class CaseStatus(StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    PROPOSED = "proposed"
+    AWAITING_SIGNOFF = "awaiting_signoff"
+    APPROVED = "approved"
+    PAID = "paid"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
+                 CaseStatus.AWAITING_SIGNOFF, CaseStatus.APPROVED, CaseStatus.PAID)
+CLOSED_STATUSES = (CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.WITHDRAWN)
+# While a case is worked it can be edited; an edit to a proposal sends it back.
+EDITABLE_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
+                     CaseStatus.AWAITING_SIGNOFF)
+UNDER_PROPOSAL = (CaseStatus.PROPOSED, CaseStatus.AWAITING_SIGNOFF)
 
 LABELS = {
     "refund": _l("Refund"), "compensation": _l("Compensation"),
@@ -72,7 +92,7 @@ class Case(db.Model):
     reason: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    status: Mapped[str] = mapped_column(String(20), default="new")
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.NEW)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -97,7 +117,13 @@ class Case(db.Model):
 
     @property
     def overdue(self) -> bool:
-        return self.status in OPEN_STATUSES and self.status != "paid" and self.due_at < utcnow()
+        return (self.status in OPEN_STATUSES and self.status != CaseStatus.PAID
+                and self.due_at < utcnow())
+
+    @property
+    def under_proposal(self) -> bool:
+        """A proposal awaits its approval: an edit of its content sends it back."""
+        return self.status in UNDER_PROPOSAL
 
     def audit_state(self) -> dict[str, object]:
         return {

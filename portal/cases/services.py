@@ -26,6 +26,7 @@ from portal.cases.models import (
     REASONS,
     Case,
     CaseNote,
+    CaseStatus,
     Payment,
     RefCounter,
     SignoffThreshold,
@@ -38,8 +39,7 @@ from portal.extensions import db
 from portal.models import utcnow
 from portal.money import parse_amount
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED as GRANTED
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 SUBJECT = "case_decision"
 CURRENCIES = frozenset(list_currencies())
@@ -254,7 +254,7 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
     if existing:
         raise DuplicateCase(existing)
     now = utcnow()
-    case = Case(event_id=customer.event_id, customer_id=customer.id, status="new",
+    case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
                 ref=next_ref(), due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
                 created_by_id=actor.id, created_at=now, updated_at=now, **values)
     db.session.add(case)
@@ -309,7 +309,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     sign-off snapshot: money, kind, order, reason, description) sends a proposal back to in
     progress and voids its sign-off: legal approved the old content, not this one."""
     _check_version(case, expected_version)
-    if case.status not in ("new", "in_progress", "proposed", "awaiting_signoff"):
+    if not rules.editable(actor, case):
         raise RuleViolation(_("An approved, paid or closed case can no longer be edited."))
     values = _clean(data)
     if (values["kind"], values["order_ref"]) != (case.kind, case.order_ref):
@@ -321,8 +321,8 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     before, proposed = _edit_state(case), snapshot(case)
     for key, value in values.items():
         setattr(case, key, value)
-    if case.status in ("proposed", "awaiting_signoff") and snapshot(case) != proposed:
-        case.status = "in_progress"
+    if case.under_proposal and snapshot(case) != proposed:
+        case.status = CaseStatus.IN_PROGRESS
         case.proposed_by_id = None
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
     case.updated_at = utcnow()
@@ -392,7 +392,7 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
     """Propose the amount. At or above the threshold legal must sign off; below it a second
     agent approves."""
     _check_version(case, expected_version)
-    if case.status != "in_progress":
+    if case.status != CaseStatus.IN_PROGRESS:
         raise RuleViolation(_("Only a case in progress can be proposed."))
     if actor.role not in rules.AGENTS:
         raise RuleViolation(_("Your role cannot take this step."))
@@ -403,10 +403,10 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
             title=f"{case.ref} — {case.kind} {case.amount} {case.currency}",
             snapshot=snapshot(case), author_id=actor.id, requested_by=actor)
         case.signoff_id = request.id
-        _move(case, "awaiting_signoff", actor,
+        _move(case, CaseStatus.AWAITING_SIGNOFF, actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; legal sign-off needed")
     else:
-        _move(case, "proposed", actor,
+        _move(case, CaseStatus.PROPOSED, actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; a second agent approves")
     _commit()
 
@@ -414,36 +414,37 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
 def approve(case: Case, *, actor: User, expected_version: int | None = None) -> None:
     """The second agent's approval of a proposal below the threshold (four eyes)."""
     _check_version(case, expected_version)
-    if case.status != "proposed":
+    if case.status != CaseStatus.PROPOSED:
         raise RuleViolation(_("Only a proposed case can be approved here."))
     if actor.role not in rules.AGENTS:
         raise RuleViolation(_("Your role cannot take this step."))
-    if actor.id == case.proposed_by_id:
+    if rules.own_proposal(case, actor):
         raise RuleViolation(_("You proposed this amount; another agent must approve it."))
     if needs_signoff(case.amount, case.currency):  # the threshold may have dropped meanwhile
         raise RuleViolation(_("This amount now needs legal sign-off; send it back and propose "
                               "again."))
     case.approved_by_id = actor.id
     case.approved_amount = case.amount
-    _move(case, "approved", actor, f"Case {case.ref} approved at {case.amount} {case.currency}")
+    _move(case, CaseStatus.APPROVED, actor,
+          f"Case {case.ref} approved at {case.amount} {case.currency}")
     _commit()
 
 
 @signoffs.on_decision(SUBJECT)
 def _after_decision(request: SignoffRequest, actor: User) -> None:
     case = db.session.get(Case, request.subject_id)
-    if case is None or case.status != "awaiting_signoff":
+    if case is None or case.status != CaseStatus.AWAITING_SIGNOFF:
         return
-    if request.status == GRANTED:
+    if request.status == SignoffStatus.APPROVED:
         if not signoffs.check_binding(request, snapshot(case)):
             raise RuleViolation(_("The case changed since the request; it needs a new one."))
         case.approved_by_id = actor.id
         case.approved_amount = case.amount
-        _move(case, "approved", actor,
+        _move(case, CaseStatus.APPROVED, actor,
               f"Case {case.ref} approved by legal at {case.amount} {case.currency}")
     else:
         case.proposed_by_id = None
-        _move(case, "in_progress", actor, f"Case {case.ref} returned by legal",
+        _move(case, CaseStatus.IN_PROGRESS, actor, f"Case {case.ref} returned by legal",
               request.comment)
 
 
@@ -457,9 +458,9 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
     if not PAYOUT_REF_RE.match(payout_ref):
         raise RuleViolation(_("Enter the payout reference from the payment system."),
                             field="payout_ref")
-    if case.payment is not None or case.status == "paid":
+    if case.payment is not None or case.status == CaseStatus.PAID:
         raise RuleViolation(_("This case has already been paid."))
-    if case.status != "approved" or case.approved_amount is None:
+    if case.status != CaseStatus.APPROVED or case.approved_amount is None:
         raise RuleViolation(_("Only an approved case can be paid."))
     if value != case.approved_amount:
         raise RuleViolation(_("Pay exactly the approved amount: %(amount)s %(currency)s.",
@@ -475,7 +476,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         db.session.rollback()
         raise RuleViolation(_("This case has already been paid, or the payout reference was "
                               "used before.")) from None
-    _move(case, "paid", actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
+    _move(case, CaseStatus.PAID, actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
           f"{payout_ref}")
     _commit()
     return payment
@@ -550,7 +551,7 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
         if rules.find(case.status, "close") is None:
             results.append(ItemResult(case.ref, False, _("only paid cases can be closed")))
             continue
-        _move(case, "closed", actor, f"Case {case.ref}: close → closed (bulk)")
+        _move(case, CaseStatus.CLOSED, actor, f"Case {case.ref}: close → closed (bulk)")
         results.append(ItemResult(case.ref, True, _("closed")))
     _commit()
     return results
@@ -614,8 +615,7 @@ class CaseFilter:
         if self.assignee_id:
             stmt = stmt.where(Case.assignee_id == self.assignee_id)
         if self.overdue:
-            stmt = stmt.where(Case.status.in_(("new", "in_progress", "proposed",
-                                               "awaiting_signoff", "approved")),
+            stmt = stmt.where(Case.status.in_(rules.OPEN_BEFORE_PAYMENT),
                               Case.due_at < utcnow())
         return stmt.order_by(*SORTS.get(self.sort, SORTS["newest"]))
 

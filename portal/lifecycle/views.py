@@ -16,7 +16,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.lifecycle import services, tasks
 from portal.lifecycle.forms import EraseForm, RetentionForm
-from portal.lifecycle.models import DONE, STATUS_LABELS, EventArchive, RetentionRun
+from portal.lifecycle.models import STATUS_LABELS, ArchiveStatus, EventArchive, RetentionRun
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
@@ -71,7 +71,7 @@ def archive(archive_id: int) -> ResponseReturnValue:
 def download(archive_id: int) -> ResponseReturnValue:
     row = db.get_or_404(EventArchive, archive_id)
     path = services.archive_path(row)
-    if row.status != DONE or path is None or not path.exists():
+    if row.status != ArchiveStatus.DONE or path is None or not path.exists():
         abort(404)
     services.record_download(row, actor=current_user)
     return send_file(path, mimetype="application/zip", as_attachment=True,

@@ -28,6 +28,7 @@ from portal.mailings import services, tasks
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
+from portal.models import PdfStatus
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
@@ -57,7 +58,7 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
 
 def _queue_pdf(mailing: Mailing) -> None:
     row = services.mailing_pdf(mailing) if mailing.attach_pdf else None
-    if row is not None and row.status == "queued":
+    if row is not None and row.status == PdfStatus.QUEUED:
         notice_tasks.queue_pdf(row.id)
 
 
@@ -130,7 +131,7 @@ def audience(event_id: int) -> ResponseReturnValue:
 def detail(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     summary = None
-    if mailing.status == "draft":
+    if mailing.editable:
         summary = services.summarise(mailing.event_id,
                                      services.Audience.from_dict(mailing.audience),
                                      services.is_mandatory(mailing.version_id))
@@ -141,7 +142,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
         "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdf=services.mailing_pdf(mailing) if mailing.attach_pdf else None,
-        mandatory=mailing.mandatory if mailing.status != "draft"
+        mandatory=mailing.mandatory if not mailing.editable
         else services.is_mandatory(mailing.version_id),
         history=audit.history("mailing", mailing.id))
 

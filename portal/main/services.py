@@ -17,11 +17,10 @@ from portal.cases.models import LABELS as CASE_LABELS
 from portal.cases.models import OPEN_STATUSES, Case, Payment
 from portal.events.models import Event
 from portal.extensions import db
-from portal.mailings.models import CANCELLED, CLAIMED, FAILED, PENDING, SENT, SKIPPED, Mailing
+from portal.mailings.models import Mailing, RecipientStatus
 from portal.mailings.services import progress_counts
 from portal.models import utcnow
-from portal.signoffs.models import PENDING as SIGNOFF_PENDING
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 # Sign-off queue age buckets: (upper bound, label); the last has no bound.
 AGE_BUCKETS = (
@@ -131,7 +130,7 @@ def signoff_ages() -> Chart:
     now = utcnow()
     counts = [0] * len(AGE_BUCKETS)
     for requested_at in db.session.scalars(select(SignoffRequest.requested_at).where(
-            SignoffRequest.status == SIGNOFF_PENDING)):
+            SignoffRequest.status == SignoffStatus.PENDING)):
         age = now - requested_at
         index = next(i for i, (bound, _label) in enumerate(AGE_BUCKETS)
                      if bound is None or age < bound)
@@ -148,14 +147,15 @@ class Delivery:
 
     @property
     def delivered_percent(self) -> int:
-        attempted = self.counts[SENT] + self.counts[FAILED]
-        return round(100 * self.counts[SENT] / attempted) if attempted else 0
+        attempted = self.counts[RecipientStatus.SENT] + self.counts[RecipientStatus.FAILED]
+        return round(100 * self.counts[RecipientStatus.SENT] / attempted) if attempted else 0
 
     def segments(self) -> list[tuple[str, int]]:
         """(css class, count) in drawing order."""
-        return [("sent", self.counts[SENT]), ("failed", self.counts[FAILED]),
-                ("skipped", self.counts[SKIPPED] + self.counts[CANCELLED]),
-                ("waiting", self.counts[PENDING] + self.counts[CLAIMED])]
+        counts, s = self.counts, RecipientStatus
+        return [("sent", counts[s.SENT]), ("failed", counts[s.FAILED]),
+                ("skipped", counts[s.SKIPPED] + counts[s.CANCELLED]),
+                ("waiting", counts[s.PENDING] + counts[s.SENDING])]
 
 
 def mailing_delivery(limit: int = 8) -> list[Delivery]:

@@ -25,20 +25,15 @@ from portal.extensions import db
 from portal.models import text_digest, utcnow
 from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import (
-    APPROVED,
     AUDIENCES,
     CONTENT_LOCALES,
-    DRAFT,
-    IN_REVIEW,
-    PUBLISHED,
-    WITHDRAWN,
     Notice,
+    NoticeStatus,
     NoticeVersion,
     Publication,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED as GRANTED
-from portal.signoffs.models import PENDING, SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 SUBJECT = "notice_version"
 MAX_TITLE = 300
@@ -116,7 +111,8 @@ def create_notice(
         slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
         notice = Notice(
             event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
-            status=DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
+            status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at,
+            created_by_id=actor.id,
         )
         db.session.add(notice)
         try:
@@ -145,7 +141,7 @@ def save(
     """Save an edit. Changed content makes a new immutable version; any change voids the
     notice's open and granted sign-offs. ``based_on`` is the version the editor started from:
     if someone saved a newer one meanwhile, nothing is overwritten."""
-    if notice.status == WITHDRAWN:
+    if notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("A withdrawn notice cannot be edited."))
     if audience not in AUDIENCES:
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
@@ -165,8 +161,8 @@ def save(
     notice.planned_publish_at = planned_publish_at
     notice.scheduled_at = None
     notice.scheduled_version_id = None
-    if notice.status in (IN_REVIEW, APPROVED):
-        notice.status = DRAFT
+    if notice.under_review:
+        notice.status = NoticeStatus.DRAFT
     db.session.flush()
     keep = {notice.published_version_id} if notice.published_version_id else set()
     voided = signoffs.void_scope(scope(notice), "content changed", actor=actor,
@@ -198,7 +194,7 @@ def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
 
 def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -> SignoffRequest:
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("There is nothing to review."))
     if version.id == notice.published_version_id and not retroactive:
         raise RuleViolation(_("This version is already published; edit the notice to "
@@ -209,8 +205,8 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
         snapshot=snapshot(notice, version), author_id=version.author_id, requested_by=actor,
         retroactive=retroactive,
     )
-    if notice.status == DRAFT:
-        notice.status = IN_REVIEW
+    if notice.status == NoticeStatus.DRAFT:
+        notice.status = NoticeStatus.IN_REVIEW
     db.session.commit()
     return request
 
@@ -219,9 +215,10 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
 def _after_decision(request: SignoffRequest, actor: User) -> None:
     version = db.session.get(NoticeVersion, request.subject_id)
     notice = version.notice
-    if request.retroactive or notice.status != IN_REVIEW:
+    if request.retroactive or notice.status != NoticeStatus.IN_REVIEW:
         return  # a published notice keeps its state; the decision is on its record
-    notice.status = APPROVED if request.status == GRANTED else DRAFT
+    granted = request.status == SignoffStatus.APPROVED
+    notice.status = NoticeStatus.APPROVED if granted else NoticeStatus.DRAFT
 
 
 def _check_grant(notice: Notice, version: NoticeVersion) -> SignoffRequest:
@@ -239,7 +236,7 @@ def publish(notice: Notice, *, actor: User, now: datetime | None = None) -> Publ
     Returns the publication, or None when it was scheduled."""
     now = now or utcnow()
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("A withdrawn notice cannot be published."))
     if version.id == notice.published_version_id:
         raise RuleViolation(_("This version is already published."))
@@ -270,10 +267,10 @@ def _publish_version(
     is_update = notice.published_version_id is not None
     claimed = db.session.execute(
         update(Notice).where(
-            Notice.id == notice.id, Notice.status != WITHDRAWN,
+            Notice.id == notice.id, Notice.status != NoticeStatus.WITHDRAWN,
             or_(Notice.published_version_id.is_(None),
                 Notice.published_version_id != version.id))
-        .values(published_version_id=version.id, status=PUBLISHED,
+        .values(published_version_id=version.id, status=NoticeStatus.PUBLISHED,
                 first_published_at=func.coalesce(Notice.first_published_at, now),
                 last_published_at=now, scheduled_at=None, scheduled_version_id=None)
         .execution_options(synchronize_session=False))
@@ -340,7 +337,7 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
         raise RuleViolation(_("Give the reason for publishing before legal review."),
                             field="reason")
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("A withdrawn notice cannot be published."))
     if version.id == notice.published_version_id:
         raise RuleViolation(_("This version is already published."))
@@ -355,13 +352,13 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
 
 
 def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
-    if notice.status != PUBLISHED:
+    if notice.status != NoticeStatus.PUBLISHED:
         raise RuleViolation(_("Only a published notice can be withdrawn."))
     reason = reason.strip()
     if not reason:
         raise RuleViolation(_("Give the reason for withdrawing the notice."), field="reason")
     before = notice.audit_state()
-    notice.status = WITHDRAWN
+    notice.status = NoticeStatus.WITHDRAWN
     notice.withdrawn_at = utcnow()
     notice.withdrawn_reason = reason
     notice.hidden = hide
@@ -383,7 +380,7 @@ def emergency_publications_awaiting_review() -> list[Publication]:
     """Emergency publications whose retroactive sign-off is still pending."""
     pending_versions = select(SignoffRequest.subject_id).where(
         SignoffRequest.subject_type == SUBJECT, SignoffRequest.retroactive.is_(True),
-        SignoffRequest.status == PENDING)
+        SignoffRequest.status == SignoffStatus.PENDING)
     return list(db.session.scalars(select(Publication).where(
         Publication.emergency.is_(True), Publication.version_id.in_(pending_versions)
     ).order_by(Publication.published_at)))

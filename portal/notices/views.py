@@ -280,7 +280,7 @@ def request_pdf(version_id: int) -> ResponseReturnValue:
     kind = "signed" if version.id == version.notice.published_version_id else "draft"
     row = tasks.request_pdf(version, kind)
     db.session.commit()
-    if not row.done and not tasks.queue_pdf(row.id):
+    if not row.finished and not tasks.queue_pdf(row.id):
         flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
                 "made when the queue is back."), "warning")
     return redirect(url_for("notices.pdf_status", pdf_id=row.id))

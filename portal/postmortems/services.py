@@ -22,7 +22,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
+from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
 from portal.models import text_digest, utcnow
 from portal.names import first_mentioned
 from portal.notices.content import check_renderable, render_markdown
@@ -37,7 +37,7 @@ from portal.postmortems.models import (
     PostmortemPdf,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED, PENDING, SignoffRequest
+from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "postmortem"
 TIMELINE_LIMIT = 500
@@ -261,7 +261,8 @@ def facts(event: Event) -> Facts:
     recipients = dict(db.session.execute(
         select(MailingRecipient.status, func.count(MailingRecipient.id))
         .join(Mailing, Mailing.id == MailingRecipient.mailing_id)
-        .where(Mailing.event_id == event.id, MailingRecipient.status.in_([SENT, FAILED]))
+        .where(Mailing.event_id == event.id,
+               MailingRecipient.status.in_([RecipientStatus.SENT, RecipientStatus.FAILED]))
         .group_by(MailingRecipient.status)).all())
     counts = dict(db.session.execute(
         select(Case.status, func.count(Case.id)).where(Case.event_id == event.id)
@@ -274,7 +275,8 @@ def facts(event: Event) -> Facts:
         timeline=list(reversed(audit.history("event", event.id, limit=TIMELINE_LIMIT))),
         notices_published=published[0], first_published_at=published[1],
         first_public_at=first_public, mailings=mailings,
-        recipients_sent=recipients.get(SENT, 0), recipients_failed=recipients.get(FAILED, 0),
+        recipients_sent=recipients.get(RecipientStatus.SENT, 0),
+        recipients_failed=recipients.get(RecipientStatus.FAILED, 0),
         cases_by_status=by_status, money=_money(event),
     )
 
@@ -315,16 +317,18 @@ class SignoffState:
 
     @property
     def granted(self) -> bool:
-        return self.binding and self.request is not None and self.request.status == APPROVED
+        return (self.binding and self.request is not None
+                and self.request.status == SignoffStatus.APPROVED)
 
     @property
     def open(self) -> bool:
-        return self.binding and self.request is not None and self.request.status == PENDING
+        return (self.binding and self.request is not None
+                and self.request.status == SignoffStatus.PENDING)
 
 
 def signoff_state(postmortem: Postmortem, found: Facts | None = None) -> SignoffState:
     request = signoffs.latest(SUBJECT, postmortem.id)
-    binding = (request is not None and request.status in (PENDING, APPROVED)
+    binding = (request is not None and request.status in STANDING
                and signoffs.check_binding(request, snapshot(postmortem, found)))
     return SignoffState(request, binding)
 
@@ -337,7 +341,7 @@ def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
     if state.binding:
         raise RuleViolation(_("Legal already has exactly this post-mortem (pending or "
                               "approved)."))
-    if state.request is not None and state.request.status in (PENDING, APPROVED):
+    if state.request is not None and state.request.status in STANDING:
         signoffs.void_scope(_scope(postmortem), "facts changed", actor=actor)
     if not any(current["steps"].values()):
         raise RuleViolation(_("Write the post-mortem before asking legal to sign it off."))
@@ -358,7 +362,8 @@ def _after_decision(request: SignoffRequest, actor: User) -> None:
     postmortem = db.session.get(Postmortem, request.subject_id)
     if postmortem is None:
         return
-    if request.status == APPROVED and not signoffs.check_binding(request, snapshot(postmortem)):
+    if (request.status == SignoffStatus.APPROVED
+            and not signoffs.check_binding(request, snapshot(postmortem))):
         raise RuleViolation(_("The post-mortem or its facts changed since the request; it "
                               "needs a new one."))
     audit.record(f"postmortem.signoff_{request.status}", SUBJECT, postmortem.id,

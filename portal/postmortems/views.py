@@ -147,7 +147,7 @@ def request_pdf(event_id: int) -> ResponseReturnValue:
     if postmortem is None or not ConfirmForm().validate_on_submit():
         abort(404 if postmortem is None else 400)
     row = services.request_pdf(postmortem, actor=current_user)
-    if not row.done and not tasks.queue_pdf(row.id):
+    if not row.finished and not tasks.queue_pdf(row.id):
         flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
                 "made when the queue is back."), "warning")
     return redirect(url_for("postmortems.pdf_status", pdf_id=row.id))
