@@ -23,7 +23,7 @@ from portal import exports
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
 from portal.audit.findings import describe
-from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification
+from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification, VerificationStatus
 from portal.auth.models import User
 from portal.extensions import db
 from portal.i18n import local_to_utc
@@ -303,7 +303,7 @@ def run_verification(verification_id: int) -> None:
     verification = db.session.get(AuditVerification, verification_id)
     if verification is None or verification.done:
         return
-    verification.status = "running"
+    verification.status = VerificationStatus.RUNNING
     verification.checked = 0
     db.session.commit()
 
@@ -320,13 +320,13 @@ def run_verification(verification_id: int) -> None:
     except Exception as exc:
         db.session.rollback()
         verification = db.session.get(AuditVerification, verification_id)
-        verification.status = "failed"
+        verification.status = VerificationStatus.FAILED
         verification.message = str(exc)[:500]
         verification.finished_at = utcnow()
         db.session.commit()
         raise
     verification = db.session.get(AuditVerification, verification_id)
-    verification.status = "ok" if result.ok else "broken"
+    verification.status = VerificationStatus.OK if result.ok else VerificationStatus.BROKEN
     verification.checked = result.checked
     verification.total = max(verification.total, result.checked)
     verification.broken_entry_id = result.broken_entry_id

@@ -67,6 +67,15 @@ LABELS = {
 }
 
 
+class ReplyStatus(StrEnum):
+    """A reply to the customer: queued → sending (claimed by a job) → sent | failed."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class Case(db.Model):
     __tablename__ = "case_file"
     __table_args__ = (

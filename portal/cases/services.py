@@ -29,6 +29,7 @@ from portal.cases.models import (
     CaseStatus,
     Payment,
     RefCounter,
+    ReplyStatus,
     SignoffThreshold,
     SlaPolicy,
     order_ref_key,
@@ -505,7 +506,7 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
     if not case.customer.email:
         raise RuleViolation(_("The customer has no e-mail address."), field="body")
     note = CaseNote(case_id=case.id, kind="reply", body=body[:20000], author_id=actor.id,
-                    mail_status="queued", to_address=case.customer.email)
+                    mail_status=ReplyStatus.QUEUED, to_address=case.customer.email)
     db.session.add(note)
     db.session.flush()
     audit.record("case.reply", "case", case.id, f"Reply to the customer on {case.ref} queued",
@@ -555,11 +556,6 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
         results.append(ItemResult(case.ref, True, _("closed")))
     _commit()
     return results
-
-
-def open_counts_by_status() -> dict[str, int]:
-    rows = db.session.execute(select(Case.status, func.count(Case.id)).group_by(Case.status))
-    return dict(rows.all())
 
 
 # --- the searchable list --------------------------------------------------------------------

@@ -24,7 +24,14 @@ from portal.audit import services as audit
 from portal.auth.models import Role, User
 from portal.cases import rules, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
-from portal.cases.models import CLOSED_STATUSES, KINDS, LABELS, OPEN_STATUSES, Case
+from portal.cases.models import (
+    CLOSED_STATUSES,
+    KINDS,
+    LABELS,
+    OPEN_STATUSES,
+    Case,
+    ReplyStatus,
+)
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
@@ -34,6 +41,7 @@ from portal.signoffs import services as signoffs
 from portal.web import database_int, database_ints, show_error, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
+bp.add_app_template_global(ReplyStatus, "ReplyStatus")
 WORKERS = (Role.AGENT, Role.ADMIN)
 PAGE_SIZE = 50
 STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)

@@ -23,6 +23,7 @@ from portal.events.models import (
     ChecklistTemplateItem,
     Event,
     EventKind,
+    EventStatus,
     EventTask,
     ResponseTarget,
     Stakeholder,
@@ -30,7 +31,7 @@ from portal.events.models import (
 )
 from portal.extensions import db
 from portal.models import text_digest, utcnow
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 
 def create_event(
@@ -92,12 +93,17 @@ def next_statuses(event: Event) -> list[str]:
     return [order[j] for j in (i + 1, i - 1) if 0 <= j < len(order)]
 
 
+def may_change_status(_user: User, event: Event) -> bool:
+    """The event has a phase to move to (the status form has choices)."""
+    return bool(next_statuses(event))
+
+
 def change_status(event: Event, status: str, *, actor: User) -> None:
     if status not in next_statuses(event):
         raise RuleViolation(_("An event moves one phase at a time."), field="status")
     before = event.audit_state()
     event.status = status
-    event.closed_at = utcnow() if status == "closed" else None
+    event.closed_at = utcnow() if status == EventStatus.CLOSED else None
     audit.record("event.status", "event", event.id,
                  f"Event “{event.title}” moved from {before['status']} to {status}",
                  before=before, after=event.audit_state(), actor=actor)
@@ -360,7 +366,7 @@ def target_statuses(events: list[Event]) -> dict[int, list[TargetStatus]]:
 
 def missed_targets() -> list[tuple[Event, TargetStatus]]:
     """Open events' missed targets, for the dashboard."""
-    events = list(db.session.scalars(select(Event).where(Event.status != "closed")))
+    events = list(db.session.scalars(select(Event).where(Event.status != EventStatus.CLOSED)))
     statuses = target_statuses(events)
     return [(event, status) for event in events for status in statuses[event.id]
             if status.state == "missed"]
@@ -433,7 +439,7 @@ class CommandCentre:
     pending_signoffs: list[SignoffRequest]
 
 
-def event_signoffs(event: Event, status: str = "pending") -> list[SignoffRequest]:
+def event_signoffs(event: Event, status: str = SignoffStatus.PENDING) -> list[SignoffRequest]:
     """The event's sign-off requests (notice versions, case decisions, its post-mortem) in a
     status."""
     from portal.cases.models import Case
@@ -455,7 +461,7 @@ def event_signoffs(event: Event, status: str = "pending") -> list[SignoffRequest
 
 
 def command_centre(event: Event) -> CommandCentre:
-    from portal.cases.models import OPEN_STATUSES, Case
+    from portal.cases.models import OPEN_STATUSES, Case, CaseStatus
 
     tasks: dict[str, list[EventTask]] = {}
     all_tasks = list(db.session.scalars(select(EventTask).where(EventTask.event_id == event.id)
@@ -466,7 +472,7 @@ def command_centre(event: Event) -> CommandCentre:
     open_cases = db.session.execute(
         select(Case.currency, func.count(Case.id), func.sum(Case.amount))
         .where(Case.event_id == event.id, Case.status.in_(OPEN_STATUSES),
-               Case.status != "paid").group_by(Case.currency)).all()
+               Case.status != CaseStatus.PAID).group_by(Case.currency)).all()
     return CommandCentre(
         timeline=timeline(event), tasks=ordered,
         tasks_done=sum(1 for t in all_tasks if t.done_at is not None),

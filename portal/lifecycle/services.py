@@ -41,11 +41,11 @@ from portal import exports
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
 from portal.auth.models import User
-from portal.cases.models import Case, CaseNote, Payment
+from portal.cases.models import Case, CaseNote, Payment, ReplyStatus
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
-from portal.events.models import Event, EventTask, Stakeholder, TimelineEntry
+from portal.events.models import Event, EventStatus, EventTask, Stakeholder, TimelineEntry
 from portal.extensions import db
 from portal.lifecycle import archive as fmt
 from portal.lifecycle.models import (
@@ -63,7 +63,7 @@ from portal.mailings.models import (
     MailingTestSend,
     RecipientStatus,
 )
-from portal.models import text_digest, utcnow
+from portal.models import PdfStatus, text_digest, utcnow
 from portal.names import Scrubber
 from portal.notices import pdf
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
@@ -109,7 +109,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
 
 
 def retention_due_at(event: Event, days: int | None = None) -> datetime | None:
-    if event.status != "closed" or event.closed_at is None:
+    if not event.closed:
         return None
     return event.closed_at + timedelta(days=policy().days if days is None else days)
 
@@ -150,7 +150,7 @@ def event_retention(event: Event) -> EventRetention:
 def due_events(days: int, now: datetime | None = None) -> list[dict[str, Any]]:
     """Closed events past retention that still have customers with personal data."""
     now = now or utcnow()
-    stmt = (select(Event).where(Event.status == "closed", Event.closed_at.is_not(None),
+    stmt = (select(Event).where(Event.status == EventStatus.CLOSED, Event.closed_at.is_not(None),
                                 Event.closed_at <= now - timedelta(days=days))
             .order_by(Event.closed_at, Event.id))
     found = []
@@ -193,8 +193,13 @@ def prepare_daily_report() -> RetentionRun | None:
     return dry_run(actor=None)
 
 
+def awaiting_confirmation(_user: User, run: RetentionRun) -> bool:
+    """A dry run an admin may still confirm or cancel."""
+    return run.status == RetentionRunStatus.PROPOSED
+
+
 def confirm_run(run: RetentionRun, *, actor: User) -> None:
-    if run.status != RetentionRunStatus.PROPOSED:
+    if not awaiting_confirmation(actor, run):
         raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
     if not run.report.get("events"):
         raise RuleViolation(_("This dry run found nothing to erase."))
@@ -217,7 +222,7 @@ def confirm_run(run: RetentionRun, *, actor: User) -> None:
 
 
 def cancel_run(run: RetentionRun, *, actor: User) -> None:
-    if run.status != RetentionRunStatus.PROPOSED:
+    if not awaiting_confirmation(actor, run):
         raise RuleViolation(_("Only a dry run awaiting confirmation can be cancelled."))
     run.status, run.finished_at = RetentionRunStatus.CANCELLED, utcnow()
     audit.record("retention.cancel", "retention_run", run.id,
@@ -417,8 +422,8 @@ def _scrub_customers(people: list[Customer], reason: str,
             scrub = scrubbers[owner[note.case_id]]
             if note.kind == "reply":
                 note.body, note.to_address = ERASED, ERASED
-                if note.mail_status == "queued":  # not sent yet: it never will be
-                    note.mail_status, note.error = "failed", "customer erased"
+                if note.mail_status == ReplyStatus.QUEUED:  # not sent yet: it never will be
+                    note.mail_status, note.error = ReplyStatus.FAILED, "customer erased"
             else:
                 _scrub_attr(note, "body", scrub)
             _scrub_attr(note, "error", scrub)
@@ -493,7 +498,7 @@ def archive_path(row: EventArchive) -> Path | None:
 
 def request_export(event: Event, *, actor: User) -> EventArchive:
     """The archive row first (the caller commits, then queues the job)."""
-    if event.status != "closed" or event.closed_at is None:
+    if not event.closed:
         raise RuleViolation(_("Only a closed event can be exported."))
     row = EventArchive(event_id=event.id, requested_by_id=actor.id, status=ArchiveStatus.QUEUED,
                        requested_at=utcnow())
@@ -668,7 +673,7 @@ def event_record(event: Event) -> dict[str, Any]:
                      "versions": [row_dict(v) for v in versions if v.notice_id == n.id],
                      "publications": [row_dict(p) for p in publications if p.notice_id == n.id],
                      "pdfs": [{**row_dict(p), "file": f"pdfs/{p.sha256}.pdf"
-                               if p.status == "done" and p.sha256 else None}
+                               if p.status == PdfStatus.DONE and p.sha256 else None}
                               for p in pdfs if p.version_id in
                               {v.id for v in versions if v.notice_id == n.id}]}
                     for n in notices],

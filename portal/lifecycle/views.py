@@ -16,12 +16,20 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.lifecycle import services, tasks
 from portal.lifecycle.forms import EraseForm, RetentionForm
-from portal.lifecycle.models import STATUS_LABELS, ArchiveStatus, EventArchive, RetentionRun
+from portal.lifecycle.models import (
+    STATUS_LABELS,
+    ArchiveStatus,
+    EventArchive,
+    RetentionRun,
+    RetentionRunStatus,
+)
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle")
+bp.add_app_template_global(ArchiveStatus, "ArchiveStatus")
+bp.add_app_template_global(RetentionRunStatus, "RetentionRunStatus")
 
 
 def _queue_down() -> None:
@@ -118,7 +126,7 @@ def run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/confirm", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.awaiting_confirmation)
 def confirm_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():
@@ -135,7 +143,7 @@ def confirm_run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/cancel", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.awaiting_confirmation)
 def cancel_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():

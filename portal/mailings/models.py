@@ -112,6 +112,11 @@ class Mailing(db.Model):
     def editable(self) -> bool:
         return self.status == MailingStatus.DRAFT
 
+    @property
+    def under_way(self) -> bool:
+        """Started and not finished: it can be paused, resumed or cancelled."""
+        return self.status in (MailingStatus.SENDING, MailingStatus.PAUSED)
+
     def audit_state(self) -> dict[str, Any]:
         return {
             "status": self.status, "notice": self.notice.ref if self.notice else None,

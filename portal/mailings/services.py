@@ -44,7 +44,7 @@ from portal.mailings.models import (
     MailingTestSend,
     RecipientStatus,
 )
-from portal.models import utcnow
+from portal.models import PdfStatus, utcnow
 from portal.notices import services as notices
 from portal.notices.content import plain_text, render_markdown
 from portal.notices.models import (
@@ -281,7 +281,7 @@ def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
     from portal.notices import pdf
 
     row = mailing_pdf(mailing)
-    if row is None or row.status != "done" or not row.sha256:
+    if row is None or row.status != PdfStatus.DONE or not row.sha256:
         raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
     data = (pdf.stored_path(row.sha256)).read_bytes()
     return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
@@ -467,7 +467,7 @@ def _request_pdf(mailing: Mailing) -> None:
 
 def pdf_ready(mailing: Mailing) -> bool:
     row = mailing_pdf(mailing)
-    return row is not None and row.status == "done"
+    return row is not None and row.status == PdfStatus.DONE
 
 
 # ---------------------------------------------------------------------------------- sending
@@ -687,9 +687,17 @@ def report_csv(mailing: Mailing) -> Iterator[str]:
 
 # ------------------------------------------------------------------------------ test sends
 
+def editable(_user: User, mailing: Mailing) -> bool:
+    return mailing.editable
+
+
+def testable(_user: User, mailing: Mailing) -> bool:
+    return mailing.status != MailingStatus.CANCELLED
+
+
 def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) -> MailingTestSend:
     """A test message to the requester's own address, personalised as ``customer``."""
-    if mailing.status == MailingStatus.CANCELLED:
+    if not testable(actor, mailing):
         raise RuleViolation(_("This mailing was cancelled."))
     if customer is not None and customer.event_id != mailing.event_id:
         raise RuleViolation(_("Choose a customer of this event."), field="customer")

@@ -27,7 +27,7 @@ from portal.extensions import db
 from portal.mailings import services, tasks
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
-from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
+from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
@@ -35,6 +35,7 @@ from portal.users.forms import ConfirmForm
 from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")
+bp.add_app_template_global(MailingStatus, "MailingStatus")
 SENDERS = (Role.AGENT, Role.ADMIN)
 
 
@@ -92,7 +93,7 @@ def create(event_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:mailing_id>/edit", methods=["GET", "POST"])
-@access(*SENDERS)
+@access(*SENDERS, when=services.editable)
 def edit(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not mailing.editable:
@@ -223,7 +224,7 @@ def change(mailing_id: int, action: str) -> ResponseReturnValue:
 
 
 @bp.route("/<int:mailing_id>/test", methods=["POST"])
-@access(*SENDERS)
+@access(*SENDERS, when=services.testable)
 def test_send(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not ConfirmForm().validate_on_submit():

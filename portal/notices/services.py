@@ -33,7 +33,7 @@ from portal.notices.models import (
     Publication,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import SignoffRequest, SignoffStatus
+from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "notice_version"
 MAX_TITLE = 300
@@ -141,7 +141,7 @@ def save(
     """Save an edit. Changed content makes a new immutable version; any change voids the
     notice's open and granted sign-offs. ``based_on`` is the version the editor started from:
     if someone saved a newer one meanwhile, nothing is overwritten."""
-    if notice.status == NoticeStatus.WITHDRAWN:
+    if not editable(actor, notice):
         raise RuleViolation(_("A withdrawn notice cannot be edited."))
     if audience not in AUDIENCES:
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
@@ -175,6 +175,54 @@ def save(
                                        "version": (version or latest).number}, actor=actor)
     db.session.commit()
     return version
+
+
+# --- what a user may do with a notice now (asked by can() for the buttons) ------------------
+
+
+def editable(_user: User, notice: Notice) -> bool:
+    return notice.status != NoticeStatus.WITHDRAWN
+
+
+def _unpublished_latest(notice: Notice) -> NoticeVersion | None:
+    """The latest version, when it is not the published one and the notice is not withdrawn."""
+    version = notice.latest_version
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
+        return None
+    return None if version.id == notice.published_version_id else version
+
+
+def may_request_signoff(_user: User, notice: Notice) -> bool:
+    """Nothing asked for or granted yet for the latest, unpublished version."""
+    version = _unpublished_latest(notice)
+    if version is None:
+        return False
+    request = signoffs.latest(SUBJECT, version.id)
+    return request is None or request.status not in STANDING
+
+
+def may_publish(_user: User, notice: Notice) -> bool:
+    """Legal granted the latest, unpublished version (not retroactively); not scheduled."""
+    version = _unpublished_latest(notice)
+    if version is None or notice.scheduled_at:
+        return False
+    request = signoffs.latest(SUBJECT, version.id)
+    return (request is not None and request.status == SignoffStatus.APPROVED
+            and not request.retroactive)
+
+
+def may_emergency_publish(_user: User, notice: Notice) -> bool:
+    return _unpublished_latest(notice) is not None and notice.event.urgent
+
+
+def may_withdraw(_user: User, notice: Notice) -> bool:
+    return notice.status == NoticeStatus.PUBLISHED
+
+
+def pdf_kind(version: NoticeVersion) -> str:
+    """The published version's PDF carries legal's stamp ("signed"); any other version's is a
+    watermarked "draft"."""
+    return "signed" if version.id == version.notice.published_version_id else "draft"
 
 
 def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
@@ -330,7 +378,7 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
     sign-off request is opened for legal to review afterwards."""
     if actor.role != Role.ADMIN:
         raise RuleViolation(_("Only the incident lead (admin) can publish before review."))
-    if notice.event.severity not in ("sev1", "sev2"):
+    if not notice.event.urgent:
         raise RuleViolation(_("Emergency publishing is only for sev1 and sev2 events."))
     reason = reason.strip()
     if not reason:
@@ -352,7 +400,7 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
 
 
 def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
-    if notice.status != NoticeStatus.PUBLISHED:
+    if not may_withdraw(actor, notice):
         raise RuleViolation(_("Only a published notice can be withdrawn."))
     reason = reason.strip()
     if not reason:

@@ -23,7 +23,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
-from portal.models import text_digest, utcnow
+from portal.models import PdfStatus, text_digest, utcnow
 from portal.names import first_mentioned
 from portal.notices.content import check_renderable, render_markdown
 from portal.notices.models import Notice
@@ -325,6 +325,12 @@ class SignoffState:
         return (self.binding and self.request is not None
                 and self.request.status == SignoffStatus.PENDING)
 
+    @property
+    def outdated(self) -> bool:
+        """Pending or granted, but for facts or text that have changed since."""
+        return (not self.binding and self.request is not None
+                and self.request.status in STANDING)
+
 
 def signoff_state(postmortem: Postmortem, found: Facts | None = None) -> SignoffState:
     request = signoffs.latest(SUBJECT, postmortem.id)
@@ -388,7 +394,7 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
     ).order_by(PostmortemPdf.id.desc()).limit(1))
     if row is None:
         row = PostmortemPdf(postmortem_id=postmortem.id, lock_version=postmortem.lock_version,
-                            signoff_id=signoff_id, status="queued", requested_at=utcnow(),
+                            signoff_id=signoff_id, status=PdfStatus.QUEUED, requested_at=utcnow(),
                             requested_by_id=actor.id)
         db.session.add(row)
         db.session.flush()
@@ -396,8 +402,8 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                      "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
-    elif row.status == "failed":  # asked for again: a new set of attempts
-        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
+    elif row.status == PdfStatus.FAILED:  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = PdfStatus.QUEUED, None, utcnow(), 0
     db.session.commit()
     return row
 

@@ -13,6 +13,7 @@ from portal.auth.models import Role
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.models import PdfStatus
 from portal.notices import pdf as notice_pdf
 from portal.postmortems import services, tasks
 from portal.postmortems.forms import PostmortemForm
@@ -24,7 +25,7 @@ from portal.postmortems.models import (
     Postmortem,
     PostmortemPdf,
 )
-from portal.security import STAFF, access
+from portal.security import STAFF, access, can
 from portal.users.forms import ConfirmForm
 from portal.web import show_error, wants_partial
 
@@ -40,7 +41,7 @@ def postmortem_labels() -> dict[str, object]:
 
 def _page(event: Event, postmortem: Postmortem | None, form: PostmortemForm | None = None,
           status: int = 200) -> tuple[str, int]:
-    can_edit = current_user.role in EDITORS
+    can_edit = can("postmortems.save")
     if postmortem is not None and form is None and can_edit:
         form = PostmortemForm(data={**postmortem.texts(),
                                     "lock_version": str(postmortem.lock_version)})
@@ -166,7 +167,7 @@ def pdf_status(pdf_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(PostmortemPdf, pdf_id)
-    if row is None or row.status != "done":
+    if row is None or row.status != PdfStatus.DONE:
         abort(404)
     return notice_pdf.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
                                    f"-v{row.lock_version}.pdf")
