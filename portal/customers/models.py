@@ -147,6 +147,11 @@ class ImportBatch(Claimable, db.Model):
         return self.status in BUSY_IMPORT_STATUSES
 
     @property
+    def validating(self) -> bool:
+        """Uploaded and not checked yet: the validation job has it (or will)."""
+        return self.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING)
+
+    @property
     def failure(self) -> Message | None:
         """Why the file could not be processed: ``message`` holds a Message as JSON (or,
         from before reasons were kept as keys, plain text)."""

@@ -256,7 +256,7 @@ def _fail(batch_id: int, reason: Message) -> None:
 def validate_import(batch_id: int) -> None:
     """Check every row; keep counts, the first errors and every rejected row."""
     batch = db.session.get(ImportBatch, batch_id)
-    if batch is None or batch.status not in (ImportStatus.UPLOADED, ImportStatus.VALIDATING):
+    if batch is None or not batch.validating:
         return  # done already (the job may run twice)
     path = upload_path(batch)
     batch.status = ImportStatus.VALIDATING

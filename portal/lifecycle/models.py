@@ -122,5 +122,10 @@ class RetentionRun(Claimable, db.Model):
         return self.status in (RetentionRunStatus.CONFIRMED, RetentionRunStatus.RUNNING)
 
     @property
+    def erasure_started(self) -> bool:
+        """The worker erases or has erased: ``erased_count`` says how far it got."""
+        return self.status in (RetentionRunStatus.RUNNING, RetentionRunStatus.DONE)
+
+    @property
     def customer_total(self) -> int:
         return sum(e["customers"] for e in (self.report or {}).get("events", []))
