@@ -34,6 +34,18 @@ def normalise(value: Any) -> Any:
     """What is stored must be exactly what is hashed: round-trip through canonical JSON."""
     return None if value is None else json.loads(canonical_json(value))
 
+# The subject of an admin setting (SLA, thresholds, targets, checklists, retention).
+SETTING = "setting"
+# Subject types written under another name before: those entries are chained and stay as they
+# are, so the readers (filter, history, subject list) take both names as one.
+FORMER_SUBJECT_TYPES = {"settings": SETTING}
+
+
+def subject_type_names(subject_type: str) -> list[str]:
+    """``subject_type`` and the names it was written under before."""
+    return [subject_type, *(old for old, new in FORMER_SUBJECT_TYPES.items()
+                            if new == subject_type)]
+
 
 def client_ip() -> str | None:
     return request.remote_addr if has_request_context() else None
@@ -236,7 +248,7 @@ class AuditFilter:
         if self.action:
             stmt = stmt.where(AuditEntry.action == self.action)
         if self.subject_type:
-            stmt = stmt.where(AuditEntry.subject_type == self.subject_type)
+            stmt = stmt.where(AuditEntry.subject_type.in_(subject_type_names(self.subject_type)))
         if self.subject_id:
             stmt = stmt.where(AuditEntry.subject_id == self.subject_id)
         if self.date_from:
@@ -263,8 +275,8 @@ def known_actions() -> list[str]:
 
 
 def known_subject_types() -> list[str]:
-    stmt = select(AuditEntry.subject_type).distinct().order_by(AuditEntry.subject_type)
-    return list(db.session.scalars(stmt))
+    stmt = select(AuditEntry.subject_type).distinct()
+    return sorted({FORMER_SUBJECT_TYPES.get(name, name) for name in db.session.scalars(stmt)})
 
 
 CSV_COLUMNS = [

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -235,14 +234,3 @@ class SignoffThreshold(db.Model):
 
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(Money())
-
-
-class RefCounter(db.Model):
-    """Human references: one row per series, incremented atomically."""
-
-    __tablename__ = "ref_counter"
-    __table_args__ = (UniqueConstraint("name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(32))
-    value: Mapped[int] = mapped_column(Integer, default=0)

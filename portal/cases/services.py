@@ -12,11 +12,11 @@ from typing import Any
 
 from babel.numbers import list_currencies
 from flask_babel import gettext as _
-from sqlalchemy import func, insert, or_, select, union, update
+from sqlalchemy import func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from portal import exports
+from portal import exports, refs
 from portal.audit import services as audit
 from portal.auth.models import Role, User
 from portal.cases import rules
@@ -28,14 +28,13 @@ from portal.cases.models import (
     CaseNote,
     CaseStatus,
     Payment,
-    RefCounter,
     ReplyStatus,
     SignoffThreshold,
     SlaPolicy,
     order_ref_key,
 )
 from portal.customers.models import Customer
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
 from portal.money import parse_amount
@@ -50,10 +49,6 @@ DEFAULT_THRESHOLDS = {"CNY": Decimal("5000.00"), "USD": Decimal("1000.00"),
 PAYOUT_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{2,63}$")
 
 
-class Conflict(RuleViolation):
-    """Someone else changed the case since the form was loaded."""
-
-
 # --- money -----------------------------------------------------------------------------------
 
 
@@ -66,25 +61,6 @@ def parse_currency(code: str) -> str:
 
 
 # --- references, SLA, thresholds ---------------------------------------------------------------
-
-
-def next_ref(prefix: str = "C") -> str:
-    """``C-YYYY-NNNNN``: an atomic counter row per year, so two agents creating cases at the
-    same moment can never get the same number."""
-    name = f"{prefix}-{utcnow().year}"
-    for _attempt in range(5):
-        value = db.session.execute(
-            update(RefCounter).where(RefCounter.name == name)
-            .values(value=RefCounter.value + 1).returning(RefCounter.value)
-        ).scalar()
-        if value is not None:
-            return f"{name}-{value:05d}"
-        try:
-            with db.session.begin_nested():
-                db.session.execute(insert(RefCounter).values(name=name, value=0))
-        except IntegrityError:
-            continue  # someone else created the series first
-    raise RuleViolation(_("Could not number the case; try again."))
 
 
 def sla_hours(severity: str) -> int:
@@ -117,7 +93,7 @@ def set_sla(severity: str, hours: int, *, actor: User) -> bool:
         db.session.add(SlaPolicy(severity=severity, hours=hours))
     else:
         policy.hours = hours
-    audit.record("settings.sla", "setting", f"sla:{severity}", f"SLA for {severity} set to "
+    audit.record("settings.sla", audit.SETTING, f"sla:{severity}", f"SLA for {severity} set to "
                  f"{hours} hours", before={"hours": before}, after={"hours": hours}, actor=actor)
     return True
 
@@ -135,7 +111,7 @@ def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
         db.session.add(SignoffThreshold(currency=currency, amount=value))
     else:
         row.amount = value
-    audit.record("settings.threshold", "setting", f"threshold:{currency}",
+    audit.record("settings.threshold", audit.SETTING, f"threshold:{currency}",
                  f"Sign-off threshold for {currency} set to {value}",
                  before={"amount": before}, after={"amount": str(value)}, actor=actor)
     return True
@@ -256,7 +232,8 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
         raise DuplicateCase(existing)
     now = utcnow()
     case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
-                ref=next_ref(), due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
+                ref=refs.next_ref("C", 5, failure=_("Could not number the case; try again.")),
+                due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
                 created_by_id=actor.id, created_at=now, updated_at=now, **values)
     db.session.add(case)
     try:

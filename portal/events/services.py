@@ -324,7 +324,7 @@ def set_targets(values: dict[tuple[str, str], int | None], *, actor: User) -> in
             row = ResponseTarget(severity=severity, metric=metric)
             db.session.add(row)
         row.minutes = minutes or 0
-        audit.record("settings.target", "settings", 0,
+        audit.record("settings.target", audit.SETTING, 0,
                      f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
                      before={"minutes": before}, after={"minutes": minutes or None},
                      actor=actor)
@@ -497,7 +497,7 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
                                  due_hours=due_hours)
     db.session.add(item)
     db.session.flush()
-    audit.record("settings.checklist.add", "settings", 0,
+    audit.record("settings.checklist.add", audit.SETTING, 0,
                  f"Checklist template ({kind}): added {item.title}",
                  after=item.audit_state(), actor=actor)
     db.session.commit()
@@ -506,7 +506,7 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
 
 def delete_template_item(item: ChecklistTemplateItem, *, actor: User) -> None:
     """Remove a template task (events already opened keep theirs)."""
-    audit.record("settings.checklist.remove", "settings", 0,
+    audit.record("settings.checklist.remove", audit.SETTING, 0,
                  f"Checklist template ({item.kind}): removed {item.title}",
                  before=item.audit_state(), actor=actor)
     db.session.delete(item)

@@ -101,7 +101,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
         return False
     before = row.days
     row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
-    audit.record("settings.retention", "setting", "retention",
+    audit.record("settings.retention", audit.SETTING, "retention",
                  f"Retention set to {days} days after an event closed",
                  before={"days": before}, after={"days": days}, actor=actor)
     db.session.commit()

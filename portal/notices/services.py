@@ -14,8 +14,8 @@ from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
+from portal import refs
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
 from portal.auth.models import Role, User
@@ -77,13 +77,6 @@ def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60]
 
 
-def _next_ref() -> str:
-    year = utcnow().year
-    prefix = f"N-{year}-"
-    count = db.session.scalar(select(func.count(Notice.id)).where(Notice.ref.like(prefix + "%")))
-    return f"{prefix}{(count or 0) + 1:04d}"
-
-
 def _new_version(notice: Notice, content: Content, author: User | None) -> NoticeVersion:
     number = (notice.latest_version.number + 1) if notice.latest_version else 1
     version = NoticeVersion(
@@ -106,24 +99,14 @@ def create_notice(
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
     content = clean_content(content)
     first_title = next(iter(content.values()))["title"]
-    for _attempt in range(5):  # two drafters at the same moment: the unique ref decides
-        ref = _next_ref()
-        slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
-        notice = Notice(
-            event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
-            status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at,
-            created_by_id=actor.id,
-        )
-        db.session.add(notice)
-        try:
-            with db.session.begin_nested():
-                db.session.flush()
-        except IntegrityError:
-            db.session.expunge(notice)
-            continue
-        break
-    else:
-        raise RuleViolation(_("Could not number the notice; try again."))
+    # The counter row numbers it: two drafters at the same moment get two numbers.
+    ref = refs.next_ref("N", 4, failure=_("Could not number the notice; try again."))
+    slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
+    notice = Notice(
+        event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
+        status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
+    )
+    db.session.add(notice)
     version = _new_version(notice, content, actor)
     db.session.flush()
     audit.record("notice.create", "notice", notice.id,

@@ -19,7 +19,7 @@ from portal.audit.models import AuditEntry
 from portal.auth.models import User
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES, Case, Payment
 from portal.customers.models import Customer
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
@@ -41,10 +41,6 @@ from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "postmortem"
 TIMELINE_LIMIT = 500
-
-
-class Conflict(RuleViolation):
-    """Someone else saved the post-mortem since the form was loaded."""
 
 
 def _scope(postmortem: Postmortem) -> str:
