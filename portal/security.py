@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from portal.auth.models import Role
@@ -97,8 +97,6 @@ def rule_for(app: Flask, endpoint: str) -> AccessRule | None:
 def can(endpoint: str, obj: Any = None) -> bool:
     """Whether the current user may use ``endpoint`` (and, given ``obj``, act on it now):
     the declaration of :func:`access` on the view, never a role list of its own."""
-    from flask import current_app
-
     rule = rule_for(current_app, endpoint)
     if rule is None:
         return False
