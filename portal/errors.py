@@ -17,3 +17,7 @@ class RuleViolation(Exception):
     @property
     def message(self) -> str:
         return str(self.text)
+
+
+class Conflict(RuleViolation):
+    """Someone else changed the record since the form was loaded (optimistic locking)."""

@@ -1,7 +1,10 @@
 """Who may reach which endpoint, and the HTTP headers every response carries.
 
 Every view declares its audience with :func:`access`. An endpoint without a declaration is
-refused (deny by default) and fails the test that walks ``app.url_map``.
+refused (deny by default) and fails the test that walks ``app.url_map``. Templates and
+services ask :func:`can` instead of comparing roles, so a button shows exactly when the
+request behind it would be let in; ``access(..., when=…)`` adds the object-level rule (a
+status, four eyes) that the endpoint's service also checks.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from portal.accounts import Role
 from portal.extensions import htmx, login_manager
 
 F = TypeVar("F", bound=Callable[..., Any])
+# An object-level rule: may this user act on this object now (its status, who made it)?
+ObjectRule = Callable[[Any, Any], bool]
 
 PUBLIC = "public"
 STAFF = "staff"
@@ -47,6 +52,7 @@ class AccessRule:
 
     public: bool = False
     roles: frozenset[Role] | None = None
+    when: ObjectRule | None = None
 
     def allows(self, role: Role | None) -> bool:
         if self.public:
@@ -63,17 +69,18 @@ class AccessRule:
         return ",".join(sorted(r.value for r in self.roles))
 
 
-def access(*audience: str | Role) -> Callable[[F], F]:
+def access(*audience: str | Role, when: ObjectRule | None = None) -> Callable[[F], F]:
     """Declare who may reach a view: ``access(PUBLIC)``, ``access(STAFF)`` or
-    ``access(Role.ADMIN, Role.LEGAL)``."""
+    ``access(Role.ADMIN, Role.LEGAL)``; ``when(user, obj)`` is the rule on the object the
+    view acts on, asked by :func:`can` (the view's service enforces the same rule)."""
     if not audience:
         raise ValueError("access() needs PUBLIC, STAFF or at least one role")
     if audience == (PUBLIC,):
-        rule = AccessRule(public=True)
+        rule = AccessRule(public=True, when=when)
     elif audience == (STAFF,):
-        rule = AccessRule()
+        rule = AccessRule(when=when)
     else:
-        rule = AccessRule(roles=frozenset(Role(a) for a in audience))
+        rule = AccessRule(roles=frozenset(Role(a) for a in audience), when=when)
 
     def decorate(view: F) -> F:
         view.access_rule = rule  # type: ignore[attr-defined]
@@ -85,6 +92,20 @@ def access(*audience: str | Role) -> Callable[[F], F]:
 def rule_for(app: Flask, endpoint: str) -> AccessRule | None:
     view = app.view_functions.get(endpoint)
     return getattr(view, "access_rule", None)
+
+
+def can(endpoint: str, obj: Any = None) -> bool:
+    """Whether the current user may use ``endpoint`` (and, given ``obj``, act on it now):
+    the declaration of :func:`access` on the view, never a role list of its own."""
+    rule = rule_for(current_app, endpoint)
+    if rule is None:
+        return False
+    if not rule.public and not (current_user.is_authenticated
+                                and rule.allows(current_user.role)):
+        return False
+    if obj is not None and rule.when is not None:
+        return rule.when(current_user, obj)
+    return True
 
 
 def _enforce_access() -> Any:
@@ -141,5 +162,6 @@ def init_app(app: Flask) -> None:
         return static_view(filename=filename)
 
     app.view_functions["static"] = static
+    app.jinja_env.globals["can"] = can
     app.before_request(_enforce_access)
     app.after_request(_security_headers)

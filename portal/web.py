@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter, Map
 from portal import accounts
 from portal.extensions import db, htmx, login_manager
 from portal.imports import too_large
+from portal.models import PdfStatus
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class SessionInterface(SecureCookieSessionInterface):
 def init_app(app: Flask) -> None:
     """Before the blueprints are registered: their rules take the converter now set."""
     app.url_map.converters["int"] = DatabaseIntConverter
+    app.jinja_env.globals["PdfStatus"] = PdfStatus
     app.session_interface = SessionInterface()
     login_manager.user_loader(accounts.load_user)
     login_manager.unauthorized_handler(_unauthorized)

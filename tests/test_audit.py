@@ -253,3 +253,16 @@ def test_boosted_navigation_gets_the_full_page(app, client, auth, users) -> None
     boosted_list = client.get("/audit/", headers={"HX-Request": "true", "HX-Boosted": "true",
                                                   "HX-Target": "audit-results"})
     assert "<html" in boosted_list.text
+
+
+def test_settings_entries_written_under_the_former_name_read_as_settings(app, users) -> None:
+    """Older entries say "settings"; they stay as chained, and read with the new ones."""
+    audit.record("settings.target", "settings", 0, "old name", actor=users[Role.ADMIN])
+    audit.record("settings.retention", audit.SETTING, "retention", "new name",
+                 actor=users[Role.ADMIN])
+    db.session.commit()
+    assert "settings" not in audit.known_subject_types()
+    assert audit.SETTING in audit.known_subject_types()
+    found = db.session.scalars(audit.entries(audit.AuditFilter(subject_type=audit.SETTING)))
+    assert [e.summary for e in found] == ["new name", "old name"]
+    assert [e.subject_type for e in _entries()[-2:]] == ["settings", audit.SETTING]

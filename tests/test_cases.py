@@ -15,7 +15,7 @@ from portal.accounts import Role
 from portal.cases import rules
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
 from portal.signoffs import services as signoffs
@@ -293,7 +293,7 @@ def test_a_stale_form_overwrites_nothing(app, users) -> None:
     cases.update_case(case, cases.CaseInput("refund", "O-1", "120.00", "CNY", "other", "first",
                                             None), expected_version=loaded_version,
                       actor=users[Role.AGENT])
-    with pytest.raises(cases.Conflict):
+    with pytest.raises(Conflict):
         cases.update_case(case, cases.CaseInput("refund", "O-1", "150.00", "CNY", "other",
                                                 "second", None),
                           expected_version=loaded_version, actor=users[Role.ADMIN])
@@ -311,7 +311,7 @@ def test_concurrent_writers_are_caught_by_the_version_column(app_factory, users)
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE case_file SET description = 'theirs', "
                               "lock_version = lock_version + 1 WHERE id = :id"), {"id": case_id})
-        with pytest.raises(cases.Conflict):
+        with pytest.raises(Conflict):
             cases.update_case(mine, cases.CaseInput("refund", "O-1", "999.00", "CNY", "other",
                                                     "mine", None),
                               expected_version=None, actor=users[Role.AGENT])

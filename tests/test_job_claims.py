@@ -24,7 +24,7 @@ from portal.customers.models import Customer, ImportBatch
 from portal.extensions import db
 from portal.lifecycle import services as lifecycle
 from portal.lifecycle import tasks as lifecycle_tasks
-from portal.lifecycle.models import DONE, EventArchive, RetentionRun
+from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.models import utcnow
 from portal.notices import pdf
 from portal.notices import tasks as notice_tasks
@@ -92,7 +92,7 @@ def test_a_retention_run_started_twice_at_once_erases_and_audits_once(app, users
     db.session.expire_all()
     run = db.session.get(RetentionRun, run_id)
     done = _entries("retention.done")
-    assert run.status == DONE and run.erased_count == 3
+    assert run.status == RetentionRunStatus.DONE and run.erased_count == 3
     assert len(done) == 1 and done[0].after["erased"] == 3
     assert len(_entries("customer.erase")) == 3
     assert db.session.scalar(select(func.count(Customer.id))
@@ -142,7 +142,7 @@ def _notice_pdf(app, users):
 ROWS = {"audit verification": _verification, "import validation": _validation,
         "import": _import, "archive": _archive, "retention run": _retention,
         "notice pdf": _notice_pdf}
-FINISHED = {"ok", "validated", "imported", DONE}
+FINISHED = {"ok", "validated", "imported", ArchiveStatus.DONE}
 
 
 @pytest.mark.parametrize("kind", list(ROWS))

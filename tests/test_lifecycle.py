@@ -28,7 +28,7 @@ from portal.extensions import db
 from portal.lifecycle import archive as fmt
 from portal.lifecycle import services as lifecycle
 from portal.lifecycle.cli import lifecycle_cli
-from portal.lifecycle.models import DONE, PURGED, EventArchive, RetentionRun
+from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.mailings import services as mailings
 from portal.mailings.models import MailingRecipient
 from portal.models import utcnow
@@ -160,7 +160,7 @@ def test_export_round_trip_through_the_worker(app, users, scene, client, auth, r
 
     run_worker()
     row = db.session.get(EventArchive, row.id)
-    assert row.status == DONE, row.error
+    assert row.status == ArchiveStatus.DONE, row.error
     done = client.get(f"/lifecycle/archives/{row.id}", headers={"HX-Request": "true"})
     assert "every 1s" not in done.get_data(as_text=True)
     full = client.get(f"/lifecycle/archives/{row.id}").get_data(as_text=True)
@@ -235,7 +235,7 @@ def test_export_round_trip_through_the_worker(app, users, scene, client, auth, r
     # Erasing a customer of the event deletes the archive, which still holds their data.
     lifecycle.erase_on_request(scene["customer"], "request #1", actor=users[Role.ADMIN])
     row = db.session.get(EventArchive, row.id)
-    assert row.status == PURGED
+    assert row.status == ArchiveStatus.PURGED
     assert not (Path(app.instance_path) / row.path).exists()
     assert client.get(f"/lifecycle/archives/{row.id}/download").status_code == 404
 
@@ -296,7 +296,7 @@ def test_retention_dry_run_then_confirmed_erasure(app, users, client, auth, run_
     assert client.post(f"/lifecycle/retention/runs/{run.id}/confirm").status_code == 302
     run_worker()
     run = db.session.get(RetentionRun, run.id)
-    assert run.status == DONE and run.erased_count == 2
+    assert run.status == RetentionRunStatus.DONE and run.erased_count == 2
     erased = db.session.scalars(select(Customer).where(Customer.erased_at.is_not(None))).all()
     assert {c.event_id for c in erased} == {old.id}
     assert all(c.name == f"Erased customer #{c.id}" and c.email == "" for c in erased)

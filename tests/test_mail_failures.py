@@ -23,7 +23,7 @@ from portal.customers.models import Customer
 from portal.extensions import db
 from portal.mail import transport
 from portal.mailings import services as mailings
-from portal.mailings.models import CLAIMED, DONE, FAILED, PAUSED, PENDING, Mailing, MailingRecipient
+from portal.mailings.models import Mailing, MailingRecipient, MailingStatus, RecipientStatus
 from portal.models import utcnow
 from tests.case_helpers import make_case
 from tests.mail_helpers import free_port, recipients_received
@@ -60,7 +60,7 @@ def test_a_newline_in_a_name_gives_a_well_formed_to_header_and_the_chunk_goes_on
     assert f"To: Anna Schmidt: VIP <{people[1].email}>" in headers or \
         f'To: "Anna Schmidt: VIP" <{people[1].email}>' in headers
     assert "\nSchmidt" not in headers
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 def test_any_exception_sending_one_message_fails_that_row_only_with_its_reason(
@@ -77,8 +77,9 @@ def test_any_exception_sending_one_message_fails_that_row_only_with_its_reason(
     received = recipients_received(handler.directory)
     assert received == Counter({c.email: 1 for c in people if c is not people[1]})
     bad = rows_by_customer()[people[1].id]
-    assert bad.status == FAILED and "control character" in bad.last_error and bad.attempts == 1
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert (bad.status == RecipientStatus.FAILED and "control character" in bad.last_error
+            and bad.attempts == 1)
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
     report = "".join(mailings.report_csv(db.session.get(Mailing, mailing.id)))
     assert "control character" in report
 
@@ -93,15 +94,16 @@ def test_a_row_left_sending_too_often_is_failed_with_a_reason_not_sent_forever(
     mailings.start(mailing, actor=users[Role.AGENT])  # not queued: as if the job was lost
     db.session.execute(update(MailingRecipient).where(
         MailingRecipient.customer_id == people[0].id).values(
-        status=CLAIMED, claimed_at=utcnow() - timedelta(minutes=10), attempts=3))
+        status=RecipientStatus.SENDING, claimed_at=utcnow() - timedelta(minutes=10), attempts=3))
     db.session.commit()
     assert jobs.reconcile_all(timedelta(0)) == 1
     run_worker()
     assert recipients_received(handler.directory) == Counter({people[1].email: 1})
     stuck = rows_by_customer()[people[0].id]
-    assert stuck.status == FAILED and "worker stopped while sending" in stuck.last_error
+    assert (stuck.status == RecipientStatus.FAILED
+            and "worker stopped while sending" in stuck.last_error)
     assert "worker stopped while sending" in "".join(mailings.report_csv(mailing))
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
     recovered = db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "mailing.recover"))
     assert "1 failed after the last attempt" in recovered.summary
@@ -132,9 +134,10 @@ def test_a_bad_smtp_setting_pauses_the_mailing_and_resume_sends_everyone(
     start(users, mailing)
     run_worker()
     mailing = db.session.get(Mailing, mailing.id)
-    assert mailing.status == PAUSED and reason in mailing.pause_reason
+    assert mailing.status == MailingStatus.PAUSED and reason in mailing.pause_reason
     rows = rows_by_customer().values()
-    assert {(r.status, r.attempts) for r in rows} == {(PENDING, 0)}  # nobody counted
+    # nobody counted
+    assert {(r.status, r.attempts) for r in rows} == {(RecipientStatus.PENDING, 0)}
     [paused] = db.session.scalars(select(AuditEntry).where(
         AuditEntry.action == "mailing.pause")).all()
     assert paused.actor_label == "system" and reason in paused.summary
@@ -154,7 +157,7 @@ def test_a_bad_smtp_setting_pauses_the_mailing_and_resume_sends_everyone(
     assert tasks.queue_chunks(mailing.id, chunks)
     run_worker()
     assert recipients_received(handler.directory) == Counter({c.email: 1 for c in people})
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 # --------------------------------------------------------------- one client, one rulebook

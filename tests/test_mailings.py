@@ -27,13 +27,10 @@ from portal.mail.devsmtp import read_messages
 from portal.mailings import services as mailings
 from portal.mailings import tasks
 from portal.mailings.models import (
-    CLAIMED,
-    DONE,
-    FAILED,
-    PENDING,
-    SENT,
     Mailing,
     MailingRecipient,
+    MailingStatus,
+    RecipientStatus,
 )
 from portal.models import utcnow
 from portal.notices import services as notices
@@ -134,11 +131,12 @@ def test_a_greeting_that_fails_for_one_customer_fails_that_row_with_the_reason(
     run_worker()
     rows = _recipient_rows(mailing.id)
     failed = rows[people[1].id]
-    assert failed.status == FAILED and "at most 200 loop rounds" in failed.last_error
-    assert {rows[p.id].status for p in (people[0], people[2])} == {SENT}
+    assert (failed.status == RecipientStatus.FAILED
+            and "at most 200 loop rounds" in failed.last_error)
+    assert {rows[p.id].status for p in (people[0], people[2])} == {RecipientStatus.SENT}
     assert recipients_received(handler.directory) == Counter(
         {people[0].email: 1, people[2].email: 1})
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 @pytest.mark.integration
@@ -155,10 +153,10 @@ def test_a_stored_greeting_that_breaks_the_rules_fails_every_row_never_the_chunk
     db.session.commit()
     run_worker()
     rows = _recipient_rows(mailing.id).values()
-    assert {r.status for r in rows} == {FAILED}
+    assert {r.status for r in rows} == {RecipientStatus.FAILED}
     assert all("Powers (**) are not allowed" in r.last_error for r in rows)
     assert recipients_received(handler.directory) == Counter()
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 def test_a_greeting_refused_when_saved_shows_why_next_to_the_field(
@@ -218,8 +216,8 @@ def test_every_recipient_gets_exactly_one_personalised_message(app, users, scena
     received = recipients_received(handler.directory)
     assert received == Counter({c.email: 1 for c in people})
     mailing = db.session.get(Mailing, mailing.id)
-    assert mailing.status == DONE and mailing.finished_at is not None
-    assert mailings.progress(mailing).counts[SENT] == 25
+    assert mailing.status == MailingStatus.DONE and mailing.finished_at is not None
+    assert mailings.progress(mailing).counts[RecipientStatus.SENT] == 25
     by_to = {m["X-Envelope-To"]: m for m in read_messages(handler.directory)}
     zh = by_to[people[1].email]
     assert zh["Subject"] == "CRM 系统故障通知"
@@ -293,11 +291,11 @@ def test_temporary_failure_is_retried_and_permanent_failure_fails_one_address(
     assert received == Counter({c.email: 1 for c in people if c is not people[3]})
     assert (people[1].email, "451") in handler.rcpt_answers
     rows = {r.customer_id: r for r in db.session.scalars(select(MailingRecipient))}
-    assert rows[people[1].id].status == SENT and rows[people[1].id].attempts == 2
+    assert rows[people[1].id].status == RecipientStatus.SENT and rows[people[1].id].attempts == 2
     failed = rows[people[3].id]
     assert failed.status == "failed" and failed.last_error.startswith("550") \
         and failed.attempts == 1
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 @pytest.mark.integration
@@ -335,7 +333,7 @@ def test_flushall_mid_batch_then_the_reconciler_completes_it(app, users, scenari
     assert jobs.reconcile_all(timedelta(0)) == 3
     run_worker()
     assert recipients_received(handler.directory) == Counter({c.email: 1 for c in people})
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
 
 @pytest.mark.integration
@@ -366,7 +364,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_with_no_duplicate(
     assert worker.wait(timeout=60) == -signal.SIGKILL
     db.session.expire_all()
     in_doubt = db.session.scalars(select(MailingRecipient).where(
-        MailingRecipient.status == CLAIMED)).all()
+        MailingRecipient.status == RecipientStatus.SENDING)).all()
     assert len(in_doubt) == 1
     assert sum(recipients_received(handler.directory).values()) == 11
     app.config["MAILING_LEASE_SECONDS"] = 0  # the dead worker's lease has run out
@@ -375,7 +373,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_with_no_duplicate(
     assert restarted.wait(timeout=60) == 0
     db.session.expire_all()
     assert recipients_received(handler.directory) == Counter({c.email: 1 for c in people})
-    assert db.session.get(Mailing, mailing.id).status == DONE
+    assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
     assert db.session.get(MailingRecipient, in_doubt[0].id).attempts == 2
 
 
@@ -390,12 +388,12 @@ def test_a_row_left_in_doubt_is_sent_again_with_the_same_message_id(
     mailings.start(mailing, actor=users[Role.AGENT])  # not queued: as if the job was lost
     row = db.session.scalar(select(MailingRecipient))
     db.session.execute(update(MailingRecipient).values(
-        status=CLAIMED, claimed_at=utcnow() - timedelta(minutes=10), attempts=1))
+        status=RecipientStatus.SENDING, claimed_at=utcnow() - timedelta(minutes=10), attempts=1))
     db.session.commit()
     assert jobs.reconcile_all(timedelta(0)) == 1
     run_worker()
     row = db.session.get(MailingRecipient, row.id)
-    assert row.status == SENT and row.attempts == 2
+    assert row.status == RecipientStatus.SENT and row.attempts == 2
     [message] = read_messages(handler.directory)
     assert message["Message-ID"] == mailings.message_id(mailing.id, row.id, "127.0.0.1")
     assert recipients_received(handler.directory) == Counter({person.email: 1})
@@ -647,7 +645,8 @@ def test_recipient_rows_are_unique_per_customer(app, users, scenario) -> None:
     mailing = draft(users, event, notice)
     mailings.start(mailing, actor=users[Role.AGENT])
     db.session.add(MailingRecipient(mailing_id=mailing.id, customer_id=person.id,
-                                    email=person.email, locale="en", status=PENDING))
+                                    email=person.email, locale="en",
+                                    status=RecipientStatus.PENDING))
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()

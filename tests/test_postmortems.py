@@ -15,7 +15,7 @@ from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.cases import services as cases
 from portal.customers import services as customers
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient
 from portal.models import utcnow
@@ -225,7 +225,7 @@ def test_two_editors_do_not_overwrite_each_other(app, client, auth, users) -> No
     postmortem = services.start(event, actor=users[Role.AGENT])
     loaded = _form(postmortem)  # both editors loaded version 1
     services.update(postmortem, {**TEXTS}, expected_version=1, actor=users[Role.ADMIN])
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.update(postmortem, {**TEXTS, "goals": "mine"}, expected_version=1,
                         actor=users[Role.AGENT])
     db.session.rollback()
@@ -246,7 +246,7 @@ def test_a_stale_copy_loses_at_the_database(app, users) -> None:
     postmortem = services.start(event, actor=users[Role.AGENT])
     assert postmortem.lock_version == 1  # loaded; now another editor saves in between
     db.session.execute(Postmortem.__table__.update().values(lock_version=2))
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.update(postmortem, TEXTS, expected_version=None, actor=users[Role.AGENT])
 
 

@@ -20,7 +20,7 @@ from portal.accounts import Role
 from portal.extensions import db
 from portal.mailings import services as mailings
 from portal.mailings import tasks
-from portal.mailings.models import DONE, SENT, Mailing, MailingRecipient
+from portal.mailings.models import Mailing, MailingRecipient, MailingStatus, RecipientStatus
 from portal.main.supervisor import Supervisor
 from tests.mail_helpers import recipients_received, start_server, start_worker
 from tests.notice_helpers import make_event, make_notice
@@ -84,14 +84,14 @@ def test_the_mail_worker_waits_for_redis_and_works_again_after_a_restart(
 
             def finished() -> bool:
                 db.session.expire_all()
-                return db.session.get(Mailing, mailing.id).status == DONE
+                return db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
 
             assert wait_until(finished), log.read_text()
             assert worker.poll() is None
             assert recipients_received(handler.directory) == Counter(
                 {c.email: 1 for c in people})
             assert db.session.scalar(select(func.count(MailingRecipient.id)).where(
-                MailingRecipient.status == SENT)) == 3
+                MailingRecipient.status == RecipientStatus.SENT)) == 3
     finally:
         if worker.poll() is None:
             worker.terminate()

@@ -4,6 +4,7 @@ of its own hash under a key kept outside the database; signed checkpoints of the
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event
@@ -49,6 +50,16 @@ class AuditEntry(db.Model):
     )
 
 
+class VerificationStatus(StrEnum):
+    """queued → running → ok | broken | failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    BROKEN = "broken"
+    FAILED = "failed"
+
+
 class AuditVerification(Claimable, db.Model):
     """A request to re-check the whole chain; an RQ job does the work and reports here."""
 
@@ -57,8 +68,7 @@ class AuditVerification(Claimable, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # queued → running → ok | broken | failed
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=VerificationStatus.QUEUED)
     total: Mapped[int] = mapped_column(Integer, default=0)
     checked: Mapped[int] = mapped_column(Integer, default=0)
     broken_entry_id: Mapped[int | None] = mapped_column(Integer)
@@ -71,7 +81,8 @@ class AuditVerification(Claimable, db.Model):
 
     @property
     def done(self) -> bool:
-        return self.status in {"ok", "broken", "failed"}
+        return self.status in {VerificationStatus.OK, VerificationStatus.BROKEN,
+                               VerificationStatus.FAILED}
 
     @property
     def percent(self) -> int:

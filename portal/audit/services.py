@@ -24,7 +24,7 @@ from portal.accounts import User
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
 from portal.audit.findings import describe
-from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification
+from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification, VerificationStatus
 from portal.extensions import db
 from portal.i18n import local_to_utc
 from portal.models import utcnow
@@ -33,6 +33,18 @@ from portal.models import utcnow
 def normalise(value: Any) -> Any:
     """What is stored must be exactly what is hashed: round-trip through canonical JSON."""
     return None if value is None else json.loads(canonical_json(value))
+
+# The subject of an admin setting (SLA, thresholds, targets, checklists, retention).
+SETTING = "setting"
+# Subject types written under another name before: those entries are chained and stay as they
+# are, so the readers (filter, history, subject list) take both names as one.
+FORMER_SUBJECT_TYPES = {"settings": SETTING}
+
+
+def subject_type_names(subject_type: str) -> list[str]:
+    """``subject_type`` and the names it was written under before."""
+    return [subject_type, *(old for old, new in FORMER_SUBJECT_TYPES.items()
+                            if new == subject_type)]
 
 
 def client_ip() -> str | None:
@@ -236,7 +248,7 @@ class AuditFilter:
         if self.action:
             stmt = stmt.where(AuditEntry.action == self.action)
         if self.subject_type:
-            stmt = stmt.where(AuditEntry.subject_type == self.subject_type)
+            stmt = stmt.where(AuditEntry.subject_type.in_(subject_type_names(self.subject_type)))
         if self.subject_id:
             stmt = stmt.where(AuditEntry.subject_id == self.subject_id)
         if self.date_from:
@@ -263,8 +275,8 @@ def known_actions() -> list[str]:
 
 
 def known_subject_types() -> list[str]:
-    stmt = select(AuditEntry.subject_type).distinct().order_by(AuditEntry.subject_type)
-    return list(db.session.scalars(stmt))
+    stmt = select(AuditEntry.subject_type).distinct()
+    return sorted({FORMER_SUBJECT_TYPES.get(name, name) for name in db.session.scalars(stmt)})
 
 
 CSV_COLUMNS = [
@@ -303,7 +315,7 @@ def run_verification(verification_id: int) -> None:
     verification = db.session.get(AuditVerification, verification_id)
     if verification is None or verification.done:
         return
-    verification.status = "running"
+    verification.status = VerificationStatus.RUNNING
     verification.checked = 0
     db.session.commit()
 
@@ -320,13 +332,13 @@ def run_verification(verification_id: int) -> None:
     except Exception as exc:
         db.session.rollback()
         verification = db.session.get(AuditVerification, verification_id)
-        verification.status = "failed"
+        verification.status = VerificationStatus.FAILED
         verification.message = str(exc)[:500]
         verification.finished_at = utcnow()
         db.session.commit()
         raise
     verification = db.session.get(AuditVerification, verification_id)
-    verification.status = "ok" if result.ok else "broken"
+    verification.status = VerificationStatus.OK if result.ok else VerificationStatus.BROKEN
     verification.checked = result.checked
     verification.total = max(verification.total, result.checked)
     verification.broken_entry_id = result.broken_entry_id

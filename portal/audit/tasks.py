@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal import jobs
 from portal.audit import checkpoints, services
-from portal.audit.models import AuditVerification
+from portal.audit.models import AuditVerification, VerificationStatus
 from portal.extensions import db, rq
 from portal.models import utcnow
 
@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 # thing a check cannot see.
 CHECKPOINT_INTERVAL_SECONDS = 600
 VERIFY_TIMEOUT_SECONDS = 600
-VERIFY_CLAIM = jobs.Claim(AuditVerification, waiting=("queued",), running="running",
+VERIFY_CLAIM = jobs.Claim(AuditVerification, waiting=(VerificationStatus.QUEUED,),
+                          running=VerificationStatus.RUNNING,
                           lease=timedelta(seconds=VERIFY_TIMEOUT_SECONDS), error_column="message")
 
 
@@ -42,7 +43,8 @@ def requeue_lost_verifications(min_age: timedelta) -> int:
     """Queue again the verifications still waiting whose job Redis no longer has."""
     cutoff = utcnow() - min_age
     stmt = select(AuditVerification.id).where(
-        AuditVerification.status.in_(["queued", "running"]),
+        AuditVerification.status.in_([VerificationStatus.QUEUED,
+                                      VerificationStatus.RUNNING]),
         AuditVerification.requested_at < cutoff,
     )
     return jobs.requeue_lost(stmt, job_id, queue_verification)

@@ -23,13 +23,14 @@ from portal.audit import checkpoints, services, tasks
 from portal.audit.chain import public_key_hex
 from portal.audit.findings import describe
 from portal.audit.forms import AuditFilterForm
-from portal.audit.models import AuditVerification
+from portal.audit.models import AuditVerification, VerificationStatus
 from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.security import STAFF, access
 from portal.web import database_int, wants_partial
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
+bp.add_app_template_global(VerificationStatus, "VerificationStatus")
 bp.add_app_template_global(describe, "describe_finding")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -14,7 +15,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -32,8 +32,27 @@ from portal.money import Money
 KINDS = ("refund", "compensation")
 REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
            "data_loss", "other")
-OPEN_STATUSES = ("new", "in_progress", "proposed", "awaiting_signoff", "approved", "paid")
-CLOSED_STATUSES = ("closed", "rejected", "withdrawn")
+
+
+class CaseStatus(StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    PROPOSED = "proposed"
+    AWAITING_SIGNOFF = "awaiting_signoff"
+    APPROVED = "approved"
+    PAID = "paid"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
+                 CaseStatus.AWAITING_SIGNOFF, CaseStatus.APPROVED, CaseStatus.PAID)
+CLOSED_STATUSES = (CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.WITHDRAWN)
+# While a case is worked it can be edited; an edit to a proposal sends it back.
+EDITABLE_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
+                     CaseStatus.AWAITING_SIGNOFF)
+UNDER_PROPOSAL = (CaseStatus.PROPOSED, CaseStatus.AWAITING_SIGNOFF)
 
 LABELS = {
     "refund": _l("Refund"), "compensation": _l("Compensation"),
@@ -45,6 +64,15 @@ LABELS = {
     "paid": _l("Paid"), "closed": _l("Closed"), "rejected": _l("Rejected"),
     "withdrawn": _l("Withdrawn"),
 }
+
+
+class ReplyStatus(StrEnum):
+    """A reply to the customer: queued → sending (claimed by a job) → sent | failed."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Case(db.Model):
@@ -72,7 +100,7 @@ class Case(db.Model):
     reason: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    status: Mapped[str] = mapped_column(String(20), default="new")
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.NEW)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -97,7 +125,13 @@ class Case(db.Model):
 
     @property
     def overdue(self) -> bool:
-        return self.status in OPEN_STATUSES and self.status != "paid" and self.due_at < utcnow()
+        return (self.status in OPEN_STATUSES and self.status != CaseStatus.PAID
+                and self.due_at < utcnow())
+
+    @property
+    def under_proposal(self) -> bool:
+        """A proposal awaits its approval: an edit of its content sends it back."""
+        return self.status in UNDER_PROPOSAL
 
     def audit_state(self) -> dict[str, object]:
         return {
@@ -200,14 +234,3 @@ class SignoffThreshold(db.Model):
 
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(Money())
-
-
-class RefCounter(db.Model):
-    """Human references: one row per series, incremented atomically."""
-
-    __tablename__ = "ref_counter"
-    __table_args__ = (UniqueConstraint("name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(32))
-    value: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,11 +12,11 @@ from typing import Any
 
 from babel.numbers import list_currencies
 from flask_babel import gettext as _
-from sqlalchemy import func, insert, or_, select, union, update
+from sqlalchemy import func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from portal import exports
+from portal import exports, refs
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.cases import rules
@@ -26,20 +26,20 @@ from portal.cases.models import (
     REASONS,
     Case,
     CaseNote,
+    CaseStatus,
     Payment,
-    RefCounter,
+    ReplyStatus,
     SignoffThreshold,
     SlaPolicy,
     order_ref_key,
 )
 from portal.customers.models import Customer
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
 from portal.money import parse_amount
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED as GRANTED
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 SUBJECT = "case_decision"
 CURRENCIES = frozenset(list_currencies())
@@ -47,10 +47,6 @@ DEFAULT_SLA_HOURS = {"sev1": 24, "sev2": 48, "sev3": 72, "sev4": 120}
 DEFAULT_THRESHOLDS = {"CNY": Decimal("5000.00"), "USD": Decimal("1000.00"),
                       "EUR": Decimal("1000.00"), "HKD": Decimal("5000.00")}
 PAYOUT_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{2,63}$")
-
-
-class Conflict(RuleViolation):
-    """Someone else changed the case since the form was loaded."""
 
 
 # --- money -----------------------------------------------------------------------------------
@@ -65,25 +61,6 @@ def parse_currency(code: str) -> str:
 
 
 # --- references, SLA, thresholds ---------------------------------------------------------------
-
-
-def next_ref(prefix: str = "C") -> str:
-    """``C-YYYY-NNNNN``: an atomic counter row per year, so two agents creating cases at the
-    same moment can never get the same number."""
-    name = f"{prefix}-{utcnow().year}"
-    for _attempt in range(5):
-        value = db.session.execute(
-            update(RefCounter).where(RefCounter.name == name)
-            .values(value=RefCounter.value + 1).returning(RefCounter.value)
-        ).scalar()
-        if value is not None:
-            return f"{name}-{value:05d}"
-        try:
-            with db.session.begin_nested():
-                db.session.execute(insert(RefCounter).values(name=name, value=0))
-        except IntegrityError:
-            continue  # someone else created the series first
-    raise RuleViolation(_("Could not number the case; try again."))
 
 
 def sla_hours(severity: str) -> int:
@@ -116,7 +93,7 @@ def set_sla(severity: str, hours: int, *, actor: User) -> bool:
         db.session.add(SlaPolicy(severity=severity, hours=hours))
     else:
         policy.hours = hours
-    audit.record("settings.sla", "setting", f"sla:{severity}", f"SLA for {severity} set to "
+    audit.record("settings.sla", audit.SETTING, f"sla:{severity}", f"SLA for {severity} set to "
                  f"{hours} hours", before={"hours": before}, after={"hours": hours}, actor=actor)
     return True
 
@@ -134,7 +111,7 @@ def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
         db.session.add(SignoffThreshold(currency=currency, amount=value))
     else:
         row.amount = value
-    audit.record("settings.threshold", "setting", f"threshold:{currency}",
+    audit.record("settings.threshold", audit.SETTING, f"threshold:{currency}",
                  f"Sign-off threshold for {currency} set to {value}",
                  before={"amount": before}, after={"amount": str(value)}, actor=actor)
     return True
@@ -254,8 +231,9 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
     if existing:
         raise DuplicateCase(existing)
     now = utcnow()
-    case = Case(event_id=customer.event_id, customer_id=customer.id, status="new",
-                ref=next_ref(), due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
+    case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
+                ref=refs.next_ref("C", 5, failure=_("Could not number the case; try again.")),
+                due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
                 created_by_id=actor.id, created_at=now, updated_at=now, **values)
     db.session.add(case)
     try:
@@ -309,7 +287,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     sign-off snapshot: money, kind, order, reason, description) sends a proposal back to in
     progress and voids its sign-off: legal approved the old content, not this one."""
     _check_version(case, expected_version)
-    if case.status not in ("new", "in_progress", "proposed", "awaiting_signoff"):
+    if not rules.editable(actor, case):
         raise RuleViolation(_("An approved, paid or closed case can no longer be edited."))
     values = _clean(data)
     if (values["kind"], values["order_ref"]) != (case.kind, case.order_ref):
@@ -321,8 +299,8 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     before, proposed = _edit_state(case), snapshot(case)
     for key, value in values.items():
         setattr(case, key, value)
-    if case.status in ("proposed", "awaiting_signoff") and snapshot(case) != proposed:
-        case.status = "in_progress"
+    if case.under_proposal and snapshot(case) != proposed:
+        case.status = CaseStatus.IN_PROGRESS
         case.proposed_by_id = None
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
     case.updated_at = utcnow()
@@ -392,7 +370,7 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
     """Propose the amount. At or above the threshold legal must sign off; below it a second
     agent approves."""
     _check_version(case, expected_version)
-    if case.status != "in_progress":
+    if case.status != CaseStatus.IN_PROGRESS:
         raise RuleViolation(_("Only a case in progress can be proposed."))
     if actor.role not in rules.AGENTS:
         raise RuleViolation(_("Your role cannot take this step."))
@@ -403,10 +381,10 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
             title=f"{case.ref} — {case.kind} {case.amount} {case.currency}",
             snapshot=snapshot(case), author_id=actor.id, requested_by=actor)
         case.signoff_id = request.id
-        _move(case, "awaiting_signoff", actor,
+        _move(case, CaseStatus.AWAITING_SIGNOFF, actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; legal sign-off needed")
     else:
-        _move(case, "proposed", actor,
+        _move(case, CaseStatus.PROPOSED, actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; a second agent approves")
     _commit()
 
@@ -414,35 +392,36 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
 def approve(case: Case, *, actor: User, expected_version: int | None = None) -> None:
     """The second agent's approval of a proposal below the threshold (four eyes)."""
     _check_version(case, expected_version)
-    if case.status != "proposed":
+    if case.status != CaseStatus.PROPOSED:
         raise RuleViolation(_("Only a proposed case can be approved here."))
     if actor.role not in rules.AGENTS:
         raise RuleViolation(_("Your role cannot take this step."))
-    if actor.id == case.proposed_by_id:
+    if rules.own_proposal(case, actor):
         raise RuleViolation(_("You proposed this amount; another agent must approve it."))
     if needs_signoff(case.amount, case.currency):  # the threshold may have dropped meanwhile
         raise RuleViolation(_("This amount now needs legal sign-off; send it back and propose "
                               "again."))
     case.approved_by_id = actor.id
     case.approved_amount = case.amount
-    _move(case, "approved", actor, f"Case {case.ref} approved at {case.amount} {case.currency}")
+    _move(case, CaseStatus.APPROVED, actor,
+          f"Case {case.ref} approved at {case.amount} {case.currency}")
     _commit()
 
 
 def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     case = db.session.get(Case, request.subject_id)
-    if case is None or case.status != "awaiting_signoff":
+    if case is None or case.status != CaseStatus.AWAITING_SIGNOFF:
         return
-    if request.status == GRANTED:
+    if request.status == SignoffStatus.APPROVED:
         if not signoffs.check_binding(request, snapshot(case)):
             raise RuleViolation(_("The case changed since the request; it needs a new one."))
         case.approved_by_id = actor.id
         case.approved_amount = case.amount
-        _move(case, "approved", actor,
+        _move(case, CaseStatus.APPROVED, actor,
               f"Case {case.ref} approved by legal at {case.amount} {case.currency}")
     else:
         case.proposed_by_id = None
-        _move(case, "in_progress", actor, f"Case {case.ref} returned by legal",
+        _move(case, CaseStatus.IN_PROGRESS, actor, f"Case {case.ref} returned by legal",
               request.comment)
 
 
@@ -456,9 +435,9 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
     if not PAYOUT_REF_RE.match(payout_ref):
         raise RuleViolation(_("Enter the payout reference from the payment system."),
                             field="payout_ref")
-    if case.payment is not None or case.status == "paid":
+    if case.payment is not None or case.status == CaseStatus.PAID:
         raise RuleViolation(_("This case has already been paid."))
-    if case.status != "approved" or case.approved_amount is None:
+    if case.status != CaseStatus.APPROVED or case.approved_amount is None:
         raise RuleViolation(_("Only an approved case can be paid."))
     if value != case.approved_amount:
         raise RuleViolation(_("Pay exactly the approved amount: %(amount)s %(currency)s.",
@@ -474,7 +453,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         db.session.rollback()
         raise RuleViolation(_("This case has already been paid, or the payout reference was "
                               "used before.")) from None
-    _move(case, "paid", actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
+    _move(case, CaseStatus.PAID, actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
           f"{payout_ref}")
     _commit()
     return payment
@@ -503,7 +482,7 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
     if not case.customer.email:
         raise RuleViolation(_("The customer has no e-mail address."), field="body")
     note = CaseNote(case_id=case.id, kind="reply", body=body[:20000], author_id=actor.id,
-                    mail_status="queued", to_address=case.customer.email)
+                    mail_status=ReplyStatus.QUEUED, to_address=case.customer.email)
     db.session.add(note)
     db.session.flush()
     audit.record("case.reply", "case", case.id, f"Reply to the customer on {case.ref} queued",
@@ -549,15 +528,10 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
         if rules.find(case.status, "close") is None:
             results.append(ItemResult(case.ref, False, _("only paid cases can be closed")))
             continue
-        _move(case, "closed", actor, f"Case {case.ref}: close → closed (bulk)")
+        _move(case, CaseStatus.CLOSED, actor, f"Case {case.ref}: close → closed (bulk)")
         results.append(ItemResult(case.ref, True, _("closed")))
     _commit()
     return results
-
-
-def open_counts_by_status() -> dict[str, int]:
-    rows = db.session.execute(select(Case.status, func.count(Case.id)).group_by(Case.status))
-    return dict(rows.all())
 
 
 # --- the searchable list --------------------------------------------------------------------
@@ -613,8 +587,7 @@ class CaseFilter:
         if self.assignee_id:
             stmt = stmt.where(Case.assignee_id == self.assignee_id)
         if self.overdue:
-            stmt = stmt.where(Case.status.in_(("new", "in_progress", "proposed",
-                                               "awaiting_signoff", "approved")),
+            stmt = stmt.where(Case.status.in_(rules.OPEN_BEFORE_PAYMENT),
                               Case.due_at < utcnow())
         return stmt.order_by(*SORTS.get(self.sort, SORTS["newest"]))
 

@@ -19,12 +19,10 @@ from sqlalchemy import select, update
 
 from portal import jobs
 from portal.audit import services as audit
-from portal.cases.models import CaseNote
+from portal.cases.models import CaseNote, ReplyStatus
 from portal.extensions import db, rq
 from portal.mail import transport
 from portal.models import utcnow
-
-QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 
 
 def job_id(note_id: int) -> str:
@@ -44,10 +42,11 @@ def send_reply_job(note_id: int) -> str | None:
     """Send one reply once it is due; returns its Message-ID when the server accepted it."""
     now = utcnow()
     claimed = db.session.execute(
-        update(CaseNote).where(CaseNote.id == note_id, CaseNote.mail_status == QUEUED,
+        update(CaseNote).where(CaseNote.id == note_id, CaseNote.mail_status == ReplyStatus.QUEUED,
                                CaseNote.next_attempt_at.is_(None)
                                | (CaseNote.next_attempt_at <= now))
-        .values(mail_status=SENDING, claimed_at=now, mail_attempts=CaseNote.mail_attempts + 1)
+        .values(mail_status=ReplyStatus.SENDING, claimed_at=now,
+                mail_attempts=CaseNote.mail_attempts + 1)
     ).rowcount
     db.session.commit()
     if claimed != 1:
@@ -69,12 +68,12 @@ def send_reply_job(note_id: int) -> str | None:
         retry = (failure.temporary or failure.scope == transport.CONNECTION) \
             and note.mail_attempts < _max_attempts()
         note.error = failure.reason[:500]
-        note.mail_status = QUEUED if retry else FAILED
+        note.mail_status = ReplyStatus.QUEUED if retry else ReplyStatus.FAILED
         note.next_attempt_at = utcnow() + transport.backoff(note.mail_attempts) if retry \
             else None
         db.session.commit()
         return None  # the reconciler queues a retry when it is due
-    note.mail_status, note.message_id, note.sent_at = SENT, msg_id, utcnow()
+    note.mail_status, note.message_id, note.sent_at = ReplyStatus.SENT, msg_id, utcnow()
     note.error, note.next_attempt_at = None, None
     db.session.commit()
     return msg_id
@@ -85,15 +84,17 @@ def _recover_stalled(now: datetime) -> list[int]:
     failed once they reached the attempt cap. Returns the ids to send again."""
     lease = timedelta(seconds=float(current_app.config["MAILING_LEASE_SECONDS"]))
     stalled = db.session.scalars(select(CaseNote).where(
-        CaseNote.kind == "reply", CaseNote.mail_status == SENDING,
+        CaseNote.kind == "reply", CaseNote.mail_status == ReplyStatus.SENDING,
         CaseNote.claimed_at < now - lease)).all()
     again = []
     for note in stalled:
         give_up = note.mail_attempts >= _max_attempts()
         changed = db.session.execute(
-            update(CaseNote).where(CaseNote.id == note.id, CaseNote.mail_status == SENDING,
+            update(CaseNote).where(CaseNote.id == note.id,
+                                   CaseNote.mail_status == ReplyStatus.SENDING,
                                    CaseNote.claimed_at == note.claimed_at)
-            .values(mail_status=FAILED if give_up else QUEUED, next_attempt_at=None,
+            .values(mail_status=ReplyStatus.FAILED if give_up else ReplyStatus.QUEUED,
+                    next_attempt_at=None,
                     error=(f"the worker stopped while sending, {note.mail_attempts} times; "
                            "not sent again") if give_up
                     else "in doubt: the worker stopped while sending; sent again")
@@ -103,7 +104,8 @@ def _recover_stalled(now: datetime) -> list[int]:
                          f"Reply #{note.id} on case #{note.case_id} recovered from a stopped "
                          f"worker: {'failed' if give_up else 'sent again'}",
                          after={"note_id": note.id, "attempts": note.mail_attempts,
-                                "status": FAILED if give_up else QUEUED}, actor=None)
+                                "status": ReplyStatus.FAILED if give_up
+                                else ReplyStatus.QUEUED}, actor=None)
             if not give_up:
                 again.append(note.id)
     db.session.commit()
@@ -115,7 +117,7 @@ def requeue_lost_replies(min_age: timedelta) -> int:
     # A dead worker's job may still look "started" in Redis: queue these whatever it says.
     recovered = sum(1 for note_id in _recover_stalled(now) if queue_reply(note_id))
     stmt = select(CaseNote.id).where(
-        CaseNote.kind == "reply", CaseNote.mail_status == QUEUED,
+        CaseNote.kind == "reply", CaseNote.mail_status == ReplyStatus.QUEUED,
         CaseNote.created_at < now - min_age,
         CaseNote.next_attempt_at.is_(None) | (CaseNote.next_attempt_at <= now))
     return recovered + jobs.requeue_lost(stmt, job_id, queue_reply)

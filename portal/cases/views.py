@@ -24,7 +24,14 @@ from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.cases import rules, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
-from portal.cases.models import KINDS, LABELS, OPEN_STATUSES, Case
+from portal.cases.models import (
+    CLOSED_STATUSES,
+    KINDS,
+    LABELS,
+    OPEN_STATUSES,
+    Case,
+    ReplyStatus,
+)
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
@@ -34,9 +41,10 @@ from portal.signoffs import services as signoffs
 from portal.web import database_int, database_ints, show_error, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
+bp.add_app_template_global(ReplyStatus, "ReplyStatus")
 WORKERS = (Role.AGENT, Role.ADMIN)
 PAGE_SIZE = 50
-STATUSES = (*OPEN_STATUSES, "closed", "rejected", "withdrawn")
+STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
 
 
 @bp.app_context_processor
@@ -154,7 +162,8 @@ def _version(value: str | None) -> int | None:
 
 def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnValue:
     context = {
-        "case": case, "steps": rules.available(case.status, current_user.role),
+        "case": case, "steps": rules.steps(case, current_user),
+        "waits_for_other_agent": rules.waits_for_other_agent(case, current_user),
         "step_form": forms.get("step_form") or StepForm(),
         "payment_form": forms.get("payment_form") or PaymentForm(),
         "note_form": forms.get("note_form") or NoteForm(),
@@ -172,7 +181,7 @@ def detail(case_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:case_id>/edit", methods=["GET", "POST"])
-@access(*WORKERS)
+@access(*WORKERS, when=rules.editable)
 def edit(case_id: int) -> ResponseReturnValue:
     case = db.get_or_404(Case, case_id)
     # The case fills the form only when it is shown: a POST is read from what was sent (a
@@ -202,7 +211,7 @@ def edit(case_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:case_id>/step", methods=["POST"])
-@access(STAFF)
+@access(STAFF, when=rules.may_step)
 def step(case_id: int) -> ResponseReturnValue:
     """Every button of the flow posts here with its action; the services decide."""
     case = db.get_or_404(Case, case_id)
@@ -232,7 +241,7 @@ def step(case_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:case_id>/pay", methods=["POST"])
-@access(*WORKERS)
+@access(*WORKERS, when=rules.payable)
 def pay(case_id: int) -> ResponseReturnValue:
     case = db.get_or_404(Case, case_id)
     form = PaymentForm()

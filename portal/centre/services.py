@@ -12,11 +12,12 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from portal.audit.models import AuditEntry
-from portal.cases.models import OPEN_STATUSES, Case
+from portal.cases.models import OPEN_STATUSES, Case, CaseStatus
 from portal.events.models import (
     DEPARTMENTS,
     LABELS,
     Event,
+    EventStatus,
     EventTask,
     Stakeholder,
     TimelineEntry,
@@ -28,7 +29,7 @@ from portal.models import utcnow
 from portal.notices import services as notice_services
 from portal.notices.models import Notice, NoticeVersion, Publication
 from portal.postmortems.models import Postmortem
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 # ---------------------------------------------------------------------------- targets
 
@@ -77,7 +78,7 @@ def target_statuses(events: list[Event]) -> dict[int, list[TargetStatus]]:
 
 def missed_targets() -> list[tuple[Event, TargetStatus]]:
     """Open events' missed targets, for the dashboard."""
-    events = list(db.session.scalars(select(Event).where(Event.status != "closed")))
+    events = list(db.session.scalars(select(Event).where(Event.status != EventStatus.CLOSED)))
     statuses = target_statuses(events)
     return [(event, status) for event in events for status in statuses[event.id]
             if status.state == "missed"]
@@ -147,7 +148,7 @@ class CommandCentre:
     notices: list[Notice]
 
 
-def event_signoffs(event: Event, status: str = "pending") -> list[SignoffRequest]:
+def event_signoffs(event: Event, status: str = SignoffStatus.PENDING) -> list[SignoffRequest]:
     """The event's sign-off requests (notice versions, case decisions, its post-mortem) in a
     status."""
     versions = select(NoticeVersion.id).join(Notice, Notice.id == NoticeVersion.notice_id).where(
@@ -174,7 +175,7 @@ def command_centre(event: Event) -> CommandCentre:
     open_cases = db.session.execute(
         select(Case.currency, func.count(Case.id), func.sum(Case.amount))
         .where(Case.event_id == event.id, Case.status.in_(OPEN_STATUSES),
-               Case.status != "paid").group_by(Case.currency)).all()
+               Case.status != CaseStatus.PAID).group_by(Case.currency)).all()
     return CommandCentre(
         timeline=timeline(event), tasks=ordered,
         tasks_done=sum(1 for t in all_tasks if t.done_at is not None),

@@ -17,6 +17,7 @@ import hmac
 import json
 import secrets
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -104,6 +105,22 @@ class Customer(db.Model):
         return state
 
 
+class ImportStatus(StrEnum):
+    """uploaded → validating → validated → importing → imported | discarded | failed."""
+
+    UPLOADED = "uploaded"
+    VALIDATING = "validating"
+    VALIDATED = "validated"
+    IMPORTING = "importing"
+    IMPORTED = "imported"
+    DISCARDED = "discarded"
+    FAILED = "failed"
+
+
+# A job works on the file (or is about to).
+BUSY_IMPORT_STATUSES = (ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.IMPORTING)
+
+
 class ImportBatch(Claimable, db.Model):
     """One uploaded CSV: validated by a job (preview), then imported whole or discarded."""
 
@@ -116,8 +133,7 @@ class ImportBatch(Claimable, db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     encoding: Mapped[str | None] = mapped_column(String(16))
-    # uploaded → validating → validated → importing → imported | discarded | failed
-    status: Mapped[str] = mapped_column(String(12), default="uploaded")
+    status: Mapped[str] = mapped_column(String(12), default=ImportStatus.UPLOADED)
     processed_rows: Mapped[int] = mapped_column(Integer, default=0)
     total_rows: Mapped[int] = mapped_column(Integer, default=0)
     valid_rows: Mapped[int] = mapped_column(Integer, default=0)
@@ -134,7 +150,12 @@ class ImportBatch(Claimable, db.Model):
 
     @property
     def busy(self) -> bool:
-        return self.status in ("uploaded", "validating", "importing")
+        return self.status in BUSY_IMPORT_STATUSES
+
+    @property
+    def validating(self) -> bool:
+        """Uploaded and not checked yet: the validation job has it (or will)."""
+        return self.status in (ImportStatus.UPLOADED, ImportStatus.VALIDATING)
 
     @property
     def failure(self) -> Message | None:

@@ -26,7 +26,7 @@ from sqlalchemy import func, select, update
 from portal import config, exports
 from portal.accounts import User
 from portal.audit import services as audit
-from portal.customers.models import Customer, ImportBatch
+from portal.customers.models import Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
@@ -158,7 +158,7 @@ def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) 
     """Keep the upload on disk (streamed, size-limited) and create its row."""
     filename = CONTROL_CHARACTER.sub("", filename)[:255] or "upload.csv"
     batch = ImportBatch(event_id=event.id, uploaded_by_id=actor.id, filename=filename,
-                        sha256="", size=0, status="uploaded", first_errors=[])
+                        sha256="", size=0, status=ImportStatus.UPLOADED, first_errors=[])
     db.session.add(batch)
     db.session.flush()
     digest, size = hashlib.sha256(), 0
@@ -249,17 +249,17 @@ def _set_progress(batch_id: int, **values: Any) -> None:
 
 
 def _fail(batch_id: int, reason: Message) -> None:
-    _set_progress(batch_id, status="failed", message=json.dumps(reason.to_json()),
+    _set_progress(batch_id, status=ImportStatus.FAILED, message=json.dumps(reason.to_json()),
                   finished_at=utcnow())
 
 
 def validate_import(batch_id: int) -> None:
     """Check every row; keep counts, the first errors and every rejected row."""
     batch = db.session.get(ImportBatch, batch_id)
-    if batch is None or batch.status not in ("uploaded", "validating"):
+    if batch is None or not batch.validating:
         return  # done already (the job may run twice)
     path = upload_path(batch)
-    batch.status = "validating"
+    batch.status = ImportStatus.VALIDATING
     db.session.commit()
     seen: dict[str, int] = {}
     total = valid = errors = 0
@@ -290,7 +290,7 @@ def validate_import(batch_id: int) -> None:
     except RuleViolation as err:
         _fail(batch_id, _as_message(err.text))
         return
-    _set_progress(batch_id, status="validated", processed_rows=total, total_rows=total,
+    _set_progress(batch_id, status=ImportStatus.VALIDATED, processed_rows=total, total_rows=total,
                   valid_rows=valid, error_rows=errors, first_errors=first)
 
 
@@ -305,20 +305,20 @@ def rejected_csv(batch: ImportBatch) -> Iterator[str]:
 
 
 def confirm_import(batch: ImportBatch, *, actor: User) -> None:
-    if batch.status != "validated":
+    if batch.status != ImportStatus.VALIDATED:
         raise RuleViolation(_("This file is not ready to import."))
     if batch.valid_rows == 0:
         raise RuleViolation(_("There are no valid rows to import."))
-    batch.status = "importing"
+    batch.status = ImportStatus.IMPORTING
     audit.record("customer_import.confirm", "customer_import", batch.id,
                  f"Import of {batch.valid_rows} valid rows confirmed", actor=actor)
     db.session.commit()
 
 
 def discard_import(batch: ImportBatch, *, actor: User) -> None:
-    if batch.status not in ("validated", "failed"):
+    if batch.status not in (ImportStatus.VALIDATED, ImportStatus.FAILED):
         raise RuleViolation(_("This file can no longer be discarded."))
-    batch.status, batch.finished_at = "discarded", utcnow()
+    batch.status, batch.finished_at = ImportStatus.DISCARDED, utcnow()
     audit.record("customer_import.discard", "customer_import", batch.id,
                  "Import discarded; nothing was imported", actor=actor)
     db.session.commit()
@@ -343,7 +343,7 @@ def _upsert_statement() -> Any:
 def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> None:
     """Import every valid row in one transaction: all of them, or none if anything fails."""
     batch = db.session.get(ImportBatch, batch_id)
-    if batch is None or batch.status != "importing":
+    if batch is None or batch.status != ImportStatus.IMPORTING:
         return
     event_id, encoding = batch.event_id, batch.encoding or "utf-8"
     path = upload_path(batch)
@@ -374,7 +374,7 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
         created = (db.session.scalar(count) or 0) - before
         updated = len(seen) - created
         batch = db.session.get(ImportBatch, batch_id)
-        batch.status, batch.finished_at = "imported", utcnow()
+        batch.status, batch.finished_at = ImportStatus.IMPORTED, utcnow()
         batch.created_count, batch.updated_count = created, updated
         audit.record("customer_import.done", "customer_import", batch.id,
                      f"{created} customers added and {updated} updated from {batch.filename} "

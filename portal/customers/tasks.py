@@ -8,16 +8,17 @@ from sqlalchemy import select
 
 from portal import jobs
 from portal.customers import services
-from portal.customers.models import ImportBatch
+from portal.customers.models import BUSY_IMPORT_STATUSES, ImportBatch, ImportStatus
 from portal.extensions import rq
 from portal.models import utcnow
 
 IMPORT_TIMEOUT_SECONDS = 900
 _LEASE = timedelta(seconds=IMPORT_TIMEOUT_SECONDS)
-VALIDATE_CLAIM = jobs.Claim(ImportBatch, waiting=("uploaded",), running="validating",
-                            lease=_LEASE, error_column="message")
+VALIDATE_CLAIM = jobs.Claim(ImportBatch, waiting=(ImportStatus.UPLOADED,),
+                            running=ImportStatus.VALIDATING, lease=_LEASE,
+                            error_column="message")
 # A confirmed batch is "importing" before and while it is imported: its claim tells them apart.
-IMPORT_CLAIM = jobs.Claim(ImportBatch, waiting=(), running="importing", lease=_LEASE,
+IMPORT_CLAIM = jobs.Claim(ImportBatch, waiting=(), running=ImportStatus.IMPORTING, lease=_LEASE,
                           error_column="message")
 
 
@@ -53,11 +54,13 @@ def _queue_for(batch_id: int) -> bool:
     from portal.extensions import db
 
     status = db.session.get(ImportBatch, batch_id).status
-    return queue_import(batch_id) if status == "importing" else queue_validation(batch_id)
+    if status == ImportStatus.IMPORTING:
+        return queue_import(batch_id)
+    return queue_validation(batch_id)
 
 
 def requeue_lost_imports(min_age: timedelta) -> int:
     stmt = select(ImportBatch.id).where(
-        ImportBatch.status.in_(["uploaded", "validating", "importing"]),
+        ImportBatch.status.in_(BUSY_IMPORT_STATUSES),
         ImportBatch.created_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, job_id, _queue_for)

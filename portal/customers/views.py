@@ -22,7 +22,7 @@ from portal.accounts import Role
 from portal.audit import services as audit
 from portal.customers import services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
-from portal.customers.models import Customer, ImportBatch
+from portal.customers.models import Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
@@ -31,6 +31,7 @@ from portal.security import STAFF, access
 from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
+bp.add_app_template_global(ImportStatus, "ImportStatus")
 EDITORS = (Role.AGENT, Role.ADMIN)
 PAGE_SIZE = 50
 

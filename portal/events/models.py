@@ -22,10 +22,27 @@ class EventKind(StrEnum):
 
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 CAUSES = ("platform", "human", "system", "business")
+
+
+class EventStatus(StrEnum):
+    """The event's phase; which ones apply depends on its kind (see ``STATUSES``)."""
+
+    RESPONDING = "responding"
+    HANDLING = "handling"
+    REVIEWING = "reviewing"
+    PLANNING = "planning"
+    ANNOUNCED = "announced"
+    WINDING_DOWN = "winding_down"
+    AFTERCARE = "aftercare"
+    CLOSED = "closed"
+
+
 # Phases in order, per kind (DESIGN.md: incident response order; shutdown wind-down).
 STATUSES = {
-    EventKind.INCIDENT: ("responding", "handling", "reviewing", "closed"),
-    EventKind.SHUTDOWN: ("planning", "announced", "winding_down", "aftercare", "closed"),
+    EventKind.INCIDENT: (EventStatus.RESPONDING, EventStatus.HANDLING, EventStatus.REVIEWING,
+                         EventStatus.CLOSED),
+    EventKind.SHUTDOWN: (EventStatus.PLANNING, EventStatus.ANNOUNCED, EventStatus.WINDING_DOWN,
+                         EventStatus.AFTERCARE, EventStatus.CLOSED),
 }
 
 LABELS = {
@@ -71,6 +88,11 @@ class Event(db.Model):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     created_by: Mapped[User | None] = relationship()
+
+    @property
+    def closed(self) -> bool:
+        """Closed, with the moment it was (retention counts from there)."""
+        return self.status == EventStatus.CLOSED and self.closed_at is not None
 
     @property
     def urgent(self) -> bool:

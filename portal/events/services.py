@@ -20,6 +20,7 @@ from portal.events.models import (
     ChecklistTemplateItem,
     Event,
     EventKind,
+    EventStatus,
     EventTask,
     ResponseTarget,
     Stakeholder,
@@ -88,12 +89,17 @@ def next_statuses(event: Event) -> list[str]:
     return [order[j] for j in (i + 1, i - 1) if 0 <= j < len(order)]
 
 
+def may_change_status(_user: User, event: Event) -> bool:
+    """The event has a phase to move to (the status form has choices)."""
+    return bool(next_statuses(event))
+
+
 def change_status(event: Event, status: str, *, actor: User) -> None:
     if status not in next_statuses(event):
         raise RuleViolation(_("An event moves one phase at a time."), field="status")
     before = event.audit_state()
     event.status = status
-    event.closed_at = utcnow() if status == "closed" else None
+    event.closed_at = utcnow() if status == EventStatus.CLOSED else None
     audit.record("event.status", "event", event.id,
                  f"Event “{event.title}” moved from {before['status']} to {status}",
                  before=before, after=event.audit_state(), actor=actor)
@@ -299,7 +305,7 @@ def set_targets(values: dict[tuple[str, str], int | None], *, actor: User) -> in
             row = ResponseTarget(severity=severity, metric=metric)
             db.session.add(row)
         row.minutes = minutes or 0
-        audit.record("settings.target", "settings", 0,
+        audit.record("settings.target", audit.SETTING, 0,
                      f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
                      before={"minutes": before}, after={"minutes": minutes or None},
                      actor=actor)
@@ -320,7 +326,7 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
                                  due_hours=due_hours)
     db.session.add(item)
     db.session.flush()
-    audit.record("settings.checklist.add", "settings", 0,
+    audit.record("settings.checklist.add", audit.SETTING, 0,
                  f"Checklist template ({kind}): added {item.title}",
                  after=item.audit_state(), actor=actor)
     db.session.commit()
@@ -329,7 +335,7 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
 
 def delete_template_item(item: ChecklistTemplateItem, *, actor: User) -> None:
     """Remove a template task (events already opened keep theirs)."""
-    audit.record("settings.checklist.remove", "settings", 0,
+    audit.record("settings.checklist.remove", audit.SETTING, 0,
                  f"Checklist template ({item.kind}): removed {item.title}",
                  before=item.audit_state(), actor=actor)
     db.session.delete(item)

@@ -143,7 +143,7 @@ def edit(event_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:event_id>/status", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.may_change_status)
 def change_status(event_id: int) -> ResponseReturnValue:
     event = db.get_or_404(Event, event_id)
     form = StatusForm()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -17,22 +18,40 @@ from portal.models import UTCDateTime, utcnow
 
 DEFAULT_RETENTION_DAYS = 365
 
-# Archive states: queued → running → done | failed; a done archive is purged (file deleted)
-# when personal data of its event is erased, since the file still holds that data.
-QUEUED, RUNNING, DONE, FAILED, PURGED = "queued", "running", "done", "failed", "purged"
-# Retention run states: proposed (the dry-run report) → confirmed → running → done | failed;
-# proposed → cancelled.
-PROPOSED, CONFIRMED, CANCELLED = "proposed", "confirmed", "cancelled"
+
+
+class ArchiveStatus(StrEnum):
+    """queued → running → done | failed; a done archive is purged (file deleted) when personal
+    data of its event is erased, since the file still holds that data."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    PURGED = "purged"
+
+
+class RetentionRunStatus(StrEnum):
+    """proposed (the dry-run report) → confirmed → running → done | failed; proposed →
+    cancelled."""
+
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
 
 STATUS_LABELS = {
-    QUEUED: _l("Queued"),
-    RUNNING: _l("Running"),
-    DONE: _l("Done"),
-    FAILED: _l("Failed"),
-    PURGED: _l("Deleted after erasure"),
-    PROPOSED: _l("Dry run, awaiting confirmation"),
-    CONFIRMED: _l("Confirmed, waiting for the worker"),
-    CANCELLED: _l("Cancelled"),
+    ArchiveStatus.QUEUED: _l("Queued"),
+    ArchiveStatus.RUNNING: _l("Running"),
+    ArchiveStatus.DONE: _l("Done"),
+    ArchiveStatus.FAILED: _l("Failed"),
+    ArchiveStatus.PURGED: _l("Deleted after erasure"),
+    RetentionRunStatus.PROPOSED: _l("Dry run, awaiting confirmation"),
+    RetentionRunStatus.CONFIRMED: _l("Confirmed, waiting for the worker"),
+    RetentionRunStatus.CANCELLED: _l("Cancelled"),
 }
 
 
@@ -45,7 +64,7 @@ class EventArchive(Claimable, db.Model):
     event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    status: Mapped[str] = mapped_column(String(12), default=QUEUED)
+    status: Mapped[str] = mapped_column(String(12), default=ArchiveStatus.QUEUED)
     # Relative to the instance folder.
     path: Mapped[str | None] = mapped_column(String(255))
     sha256: Mapped[str | None] = mapped_column(String(64))
@@ -58,7 +77,7 @@ class EventArchive(Claimable, db.Model):
 
     @property
     def busy(self) -> bool:
-        return self.status in (QUEUED, RUNNING)
+        return self.status in (ArchiveStatus.QUEUED, ArchiveStatus.RUNNING)
 
 
 class RetentionPolicy(db.Model):
@@ -86,7 +105,7 @@ class RetentionRun(Claimable, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     days: Mapped[int] = mapped_column(Integer)
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(12), default=PROPOSED)
+    status: Mapped[str] = mapped_column(String(12), default=RetentionRunStatus.PROPOSED)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -100,7 +119,12 @@ class RetentionRun(Claimable, db.Model):
 
     @property
     def busy(self) -> bool:
-        return self.status in (CONFIRMED, RUNNING)
+        return self.status in (RetentionRunStatus.CONFIRMED, RetentionRunStatus.RUNNING)
+
+    @property
+    def erasure_started(self) -> bool:
+        """The worker erases or has erased: ``erased_count`` says how far it got."""
+        return self.status in (RetentionRunStatus.RUNNING, RetentionRunStatus.DONE)
 
     @property
     def customer_total(self) -> int:

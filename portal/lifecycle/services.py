@@ -41,36 +41,29 @@ from portal import documents, exports
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
-from portal.cases.models import Case, CaseNote, Payment
+from portal.cases.models import Case, CaseNote, Payment, ReplyStatus
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
-from portal.events.models import Event, EventTask, Stakeholder, TimelineEntry
+from portal.events.models import Event, EventStatus, EventTask, Stakeholder, TimelineEntry
 from portal.extensions import db
 from portal.lifecycle import archive as fmt
 from portal.lifecycle.models import (
-    CANCELLED,
-    CONFIRMED,
     DEFAULT_RETENTION_DAYS,
-    DONE,
-    FAILED,
-    PROPOSED,
-    PURGED,
-    QUEUED,
-    RUNNING,
+    ArchiveStatus,
     EventArchive,
     RetentionPolicy,
     RetentionRun,
+    RetentionRunStatus,
 )
 from portal.mailings.models import (
-    CLAIMED,
-    PENDING,
-    SKIPPED,
+    OPEN_RECIPIENT_STATUSES,
     Mailing,
     MailingRecipient,
     MailingTestSend,
+    RecipientStatus,
 )
-from portal.models import text_digest, utcnow
+from portal.models import PdfStatus, text_digest, utcnow
 from portal.names import Scrubber
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
 from portal.postmortems.models import Postmortem
@@ -107,7 +100,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
         return False
     before = row.days
     row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
-    audit.record("settings.retention", "setting", "retention",
+    audit.record("settings.retention", audit.SETTING, "retention",
                  f"Retention set to {days} days after an event closed",
                  before={"days": before}, after={"days": days}, actor=actor)
     db.session.commit()
@@ -115,7 +108,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
 
 
 def retention_due_at(event: Event, days: int | None = None) -> datetime | None:
-    if event.status != "closed" or event.closed_at is None:
+    if not event.closed:
         return None
     return event.closed_at + timedelta(days=policy().days if days is None else days)
 
@@ -156,7 +149,7 @@ def event_retention(event: Event) -> EventRetention:
 def due_events(days: int, now: datetime | None = None) -> list[dict[str, Any]]:
     """Closed events past retention that still have customers with personal data."""
     now = now or utcnow()
-    stmt = (select(Event).where(Event.status == "closed", Event.closed_at.is_not(None),
+    stmt = (select(Event).where(Event.status == EventStatus.CLOSED, Event.closed_at.is_not(None),
                                 Event.closed_at <= now - timedelta(days=days))
             .order_by(Event.closed_at, Event.id))
     found = []
@@ -173,7 +166,7 @@ def due_events(days: int, now: datetime | None = None) -> list[dict[str, Any]]:
 def dry_run(*, actor: User | None) -> RetentionRun:
     """Write the report of what an erasure would do now; nothing is erased."""
     days = policy().days
-    run = RetentionRun(days=days, status=PROPOSED, created_at=utcnow(),
+    run = RetentionRun(days=days, status=RetentionRunStatus.PROPOSED, created_at=utcnow(),
                        created_by_id=actor.id if actor else None,
                        report={"events": due_events(days), "fields": list(ERASED_FIELDS)})
     db.session.add(run)
@@ -190,7 +183,8 @@ def dry_run(*, actor: User | None) -> RetentionRun:
 def prepare_daily_report() -> RetentionRun | None:
     """The daily job's part: a dry-run report when events are due and none awaits review."""
     if db.session.scalar(select(RetentionRun.id).where(
-            RetentionRun.status.in_([PROPOSED, CONFIRMED, RUNNING])).limit(1)):
+            RetentionRun.status.in_([RetentionRunStatus.PROPOSED, RetentionRunStatus.CONFIRMED,
+                                     RetentionRunStatus.RUNNING])).limit(1)):
         return None
     if not due_events(policy().days):
         db.session.commit()
@@ -198,15 +192,22 @@ def prepare_daily_report() -> RetentionRun | None:
     return dry_run(actor=None)
 
 
+def awaiting_confirmation(_user: User, run: RetentionRun) -> bool:
+    """A dry run an admin may still confirm or cancel."""
+    return run.status == RetentionRunStatus.PROPOSED
+
+
 def confirm_run(run: RetentionRun, *, actor: User) -> None:
-    if run.status != PROPOSED:
+    if not awaiting_confirmation(actor, run):
         raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
     if not run.report.get("events"):
         raise RuleViolation(_("This dry run found nothing to erase."))
     # Only one of two admins confirming at once wins (one audit entry, one job).
     confirmed = db.session.execute(
-        update(RetentionRun).where(RetentionRun.id == run.id, RetentionRun.status == PROPOSED)
-        .values(status=CONFIRMED, confirmed_at=utcnow(), confirmed_by_id=actor.id)
+        update(RetentionRun).where(RetentionRun.id == run.id,
+                                   RetentionRun.status == RetentionRunStatus.PROPOSED)
+        .values(status=RetentionRunStatus.CONFIRMED, confirmed_at=utcnow(),
+                confirmed_by_id=actor.id)
         .execution_options(synchronize_session=False)).rowcount
     if confirmed != 1:
         db.session.rollback()
@@ -220,9 +221,9 @@ def confirm_run(run: RetentionRun, *, actor: User) -> None:
 
 
 def cancel_run(run: RetentionRun, *, actor: User) -> None:
-    if run.status != PROPOSED:
+    if not awaiting_confirmation(actor, run):
         raise RuleViolation(_("Only a dry run awaiting confirmation can be cancelled."))
-    run.status, run.finished_at = CANCELLED, utcnow()
+    run.status, run.finished_at = RetentionRunStatus.CANCELLED, utcnow()
     audit.record("retention.cancel", "retention_run", run.id,
                  f"Retention run {run.id} cancelled", actor=actor)
     db.session.commit()
@@ -232,9 +233,9 @@ def run_retention(run_id: int) -> None:
     """Erase the customers of a confirmed run's events; safe to run twice (erased customers
     are skipped, a finished run is left alone)."""
     run = db.session.get(RetentionRun, run_id)
-    if run is None or run.status not in (CONFIRMED, RUNNING):
+    if run is None or run.status not in (RetentionRunStatus.CONFIRMED, RetentionRunStatus.RUNNING):
         return
-    run.status = RUNNING
+    run.status = RetentionRunStatus.RUNNING
     db.session.commit()
     actor = db.session.get(User, run.confirmed_by_id) if run.confirmed_by_id else None
     days, now = policy().days, utcnow()
@@ -260,7 +261,7 @@ def run_retention(run_id: int) -> None:
                 db.session.commit()
                 _unlink(files)
         run = db.session.get(RetentionRun, run_id)
-        run.status, run.finished_at = DONE, utcnow()
+        run.status, run.finished_at = RetentionRunStatus.DONE, utcnow()
         audit.record("retention.done", "retention_run", run.id,
                      f"Retention run {run.id} finished: {erased} customers erased",
                      after={"erased": erased, "skipped_events": skipped}, actor=actor)
@@ -268,7 +269,7 @@ def run_retention(run_id: int) -> None:
     except Exception as exc:
         db.session.rollback()
         run = db.session.get(RetentionRun, run_id)
-        run.status, run.error, run.finished_at = FAILED, str(exc)[:500], utcnow()
+        run.status, run.error, run.finished_at = RetentionRunStatus.FAILED, str(exc)[:500], utcnow()
         db.session.commit()
         raise
 
@@ -295,11 +296,11 @@ def _purge_event_files(event_id: int) -> list[Path]:
     to delete once the transaction is committed."""
     files = []
     # Archives being built are purged too: they would finish with the old data.
-    for row in db.session.scalars(select(EventArchive).where(EventArchive.event_id == event_id,
-                                                             EventArchive.status != PURGED)):
+    for row in db.session.scalars(select(EventArchive).where(
+            EventArchive.event_id == event_id, EventArchive.status != ArchiveStatus.PURGED)):
         if row.path:
             files.append(Path(current_app.instance_path) / row.path)
-        row.status = PURGED
+        row.status = ArchiveStatus.PURGED
     # Every upload of the event, whatever its state: the files and the error previews hold
     # the rows as they were typed.
     for batch in db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event_id)):
@@ -403,8 +404,8 @@ def _scrub_customers(people: list[Customer], reason: str,
             MailingRecipient.customer_id.in_(ids))):
         row.email = ERASED
         _scrub_attr(row, "last_error", scrubbers[row.customer_id])
-        if row.status in (PENDING, CLAIMED):  # not (surely) mailed yet: it never will be
-            row.status, row.chunk, row.last_error = SKIPPED, None, "customer erased"
+        if row.status in OPEN_RECIPIENT_STATUSES:  # not (surely) mailed yet: it never will be
+            row.status, row.chunk, row.last_error = RecipientStatus.SKIPPED, None, "customer erased"
         counts[row.customer_id]["mailing_recipients"] += 1
     for row in db.session.scalars(select(MailingTestSend).where(
             MailingTestSend.customer_id.in_(ids))):
@@ -420,8 +421,8 @@ def _scrub_customers(people: list[Customer], reason: str,
             scrub = scrubbers[owner[note.case_id]]
             if note.kind == "reply":
                 note.body, note.to_address = ERASED, ERASED
-                if note.mail_status == "queued":  # not sent yet: it never will be
-                    note.mail_status, note.error = "failed", "customer erased"
+                if note.mail_status == ReplyStatus.QUEUED:  # not sent yet: it never will be
+                    note.mail_status, note.error = ReplyStatus.FAILED, "customer erased"
             else:
                 _scrub_attr(note, "body", scrub)
             _scrub_attr(note, "error", scrub)
@@ -496,9 +497,9 @@ def archive_path(row: EventArchive) -> Path | None:
 
 def request_export(event: Event, *, actor: User) -> EventArchive:
     """The archive row first (the caller commits, then queues the job)."""
-    if event.status != "closed" or event.closed_at is None:
+    if not event.closed:
         raise RuleViolation(_("Only a closed event can be exported."))
-    row = EventArchive(event_id=event.id, requested_by_id=actor.id, status=QUEUED,
+    row = EventArchive(event_id=event.id, requested_by_id=actor.id, status=ArchiveStatus.QUEUED,
                        requested_at=utcnow())
     db.session.add(row)
     db.session.flush()
@@ -519,12 +520,12 @@ def record_download(row: EventArchive, *, actor: User) -> None:
 def build_archive(archive_id: int) -> str | None:
     """Write the archive of one row; a finished row whose file is intact is left alone."""
     row = db.session.get(EventArchive, archive_id)
-    if row is None or row.status in (FAILED, PURGED):
+    if row is None or row.status in (ArchiveStatus.FAILED, ArchiveStatus.PURGED):
         return None
     path = archive_path(row)
-    if row.status == DONE and path and path.exists() and _sha256(path) == row.sha256:
+    if row.status == ArchiveStatus.DONE and path and path.exists() and _sha256(path) == row.sha256:
         return row.sha256
-    row.status = RUNNING
+    row.status = ArchiveStatus.RUNNING
     db.session.commit()
     final = archives_dir() / f"event-{row.event_id}-archive-{row.id}.zip"
     partial = final.with_suffix(".part")
@@ -536,14 +537,15 @@ def build_archive(archive_id: int) -> str | None:
         partial.unlink(missing_ok=True)
         db.session.rollback()
         row = db.session.get(EventArchive, archive_id)
-        row.status, row.error, row.finished_at = FAILED, str(exc)[:500], utcnow()
+        row.status, row.error, row.finished_at = ArchiveStatus.FAILED, str(exc)[:500], utcnow()
         db.session.commit()
         raise
     digest, size = _sha256(final), final.stat().st_size
     # Only if still running: an erasure meanwhile purged the row, and its data with it.
     finished = db.session.execute(
-        update(EventArchive).where(EventArchive.id == archive_id, EventArchive.status == RUNNING)
-        .values(status=DONE, finished_at=utcnow(), sha256=digest, size=size,
+        update(EventArchive).where(EventArchive.id == archive_id,
+                                   EventArchive.status == ArchiveStatus.RUNNING)
+        .values(status=ArchiveStatus.DONE, finished_at=utcnow(), sha256=digest, size=size,
                 path=str(final.relative_to(current_app.instance_path)))).rowcount
     db.session.commit()
     if finished != 1:
@@ -670,7 +672,7 @@ def event_record(event: Event) -> dict[str, Any]:
                      "versions": [row_dict(v) for v in versions if v.notice_id == n.id],
                      "publications": [row_dict(p) for p in publications if p.notice_id == n.id],
                      "pdfs": [{**row_dict(p), "file": f"pdfs/{p.sha256}.pdf"
-                               if p.status == "done" and p.sha256 else None}
+                               if p.status == PdfStatus.DONE and p.sha256 else None}
                               for p in pdfs if p.version_id in
                               {v.id for v in versions if v.notice_id == n.id}]}
                     for n in notices],

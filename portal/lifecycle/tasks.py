@@ -11,7 +11,7 @@ from sqlalchemy import select
 from portal import jobs
 from portal.extensions import rq
 from portal.lifecycle import services
-from portal.lifecycle.models import CONFIRMED, QUEUED, RUNNING, EventArchive, RetentionRun
+from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.models import utcnow
 
 ARCHIVE_TIMEOUT_SECONDS = 1800
@@ -27,9 +27,11 @@ def retention_job_id(run_id: int) -> str:
     return f"retention-run-{run_id}"
 
 
-ARCHIVE_CLAIM = jobs.Claim(EventArchive, waiting=(QUEUED,), running=RUNNING,
+ARCHIVE_CLAIM = jobs.Claim(EventArchive, waiting=(ArchiveStatus.QUEUED,),
+                           running=ArchiveStatus.RUNNING,
                            lease=timedelta(seconds=ARCHIVE_TIMEOUT_SECONDS))
-RETENTION_CLAIM = jobs.Claim(RetentionRun, waiting=(CONFIRMED,), running=RUNNING,
+RETENTION_CLAIM = jobs.Claim(RetentionRun, waiting=(RetentionRunStatus.CONFIRMED,),
+                             running=RetentionRunStatus.RUNNING,
                              lease=timedelta(seconds=RETENTION_TIMEOUT_SECONDS))
 
 
@@ -58,13 +60,15 @@ def queue_retention(run_id: int) -> bool:
 
 
 def requeue_lost_archives(min_age: timedelta) -> int:
-    stmt = select(EventArchive.id).where(EventArchive.status.in_([QUEUED, RUNNING]),
+    stmt = select(EventArchive.id).where(EventArchive.status.in_([ArchiveStatus.QUEUED,
+                                                                  ArchiveStatus.RUNNING]),
                                          EventArchive.requested_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, archive_job_id, queue_archive)
 
 
 def requeue_lost_retention_runs(min_age: timedelta) -> int:
-    stmt = select(RetentionRun.id).where(RetentionRun.status.in_([CONFIRMED, RUNNING]),
+    stmt = select(RetentionRun.id).where(RetentionRun.status.in_([RetentionRunStatus.CONFIRMED,
+                                                                  RetentionRunStatus.RUNNING]),
                                          RetentionRun.confirmed_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, retention_job_id, queue_retention)
 

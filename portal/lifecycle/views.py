@@ -17,11 +17,19 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.lifecycle import services, tasks
 from portal.lifecycle.forms import EraseForm, RetentionForm
-from portal.lifecycle.models import DONE, STATUS_LABELS, EventArchive, RetentionRun
+from portal.lifecycle.models import (
+    STATUS_LABELS,
+    ArchiveStatus,
+    EventArchive,
+    RetentionRun,
+    RetentionRunStatus,
+)
 from portal.security import STAFF, access
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle")
+bp.add_app_template_global(ArchiveStatus, "ArchiveStatus")
+bp.add_app_template_global(RetentionRunStatus, "RetentionRunStatus")
 
 
 def _queue_down() -> None:
@@ -71,7 +79,7 @@ def archive(archive_id: int) -> ResponseReturnValue:
 def download(archive_id: int) -> ResponseReturnValue:
     row = db.get_or_404(EventArchive, archive_id)
     path = services.archive_path(row)
-    if row.status != DONE or path is None or not path.exists():
+    if row.status != ArchiveStatus.DONE or path is None or not path.exists():
         abort(404)
     services.record_download(row, actor=current_user)
     return send_file(path, mimetype="application/zip", as_attachment=True,
@@ -118,7 +126,7 @@ def run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/confirm", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.awaiting_confirmation)
 def confirm_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():
@@ -135,7 +143,7 @@ def confirm_run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/cancel", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.awaiting_confirmation)
 def cancel_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():

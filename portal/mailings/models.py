@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -26,41 +27,67 @@ from portal.extensions import db
 from portal.models import UTCDateTime, utcnow
 from portal.notices.models import Notice, NoticeVersion
 
-# Mailing states: draft → sending ⇄ paused → done; draft/sending/paused → cancelled.
-DRAFT, SENDING, PAUSED, DONE, CANCELLED = "draft", "sending", "paused", "done", "cancelled"
-MAILING_STATUSES = (DRAFT, SENDING, PAUSED, DONE, CANCELLED)
-# Recipient states: pending → sending (claimed) → sent | failed; or skipped / cancelled.
-PENDING, CLAIMED, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
-RECIPIENT_STATUSES = (PENDING, CLAIMED, SENT, FAILED, SKIPPED, CANCELLED)
-OPEN_RECIPIENT_STATUSES = (PENDING, CLAIMED)
+
+class MailingStatus(StrEnum):
+    """draft → sending ⇄ paused → done; draft/sending/paused → cancelled."""
+
+    DRAFT = "draft"
+    SENDING = "sending"
+    PAUSED = "paused"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(StrEnum):
+    """pending → sending (claimed by a job) → sent | failed; or skipped / cancelled."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class MailingTestSendStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+# Not finished yet: a withdrawn notice cancels these.
+OPEN_MAILING_STATUSES = (MailingStatus.DRAFT, MailingStatus.SENDING, MailingStatus.PAUSED)
+OPEN_RECIPIENT_STATUSES = (RecipientStatus.PENDING, RecipientStatus.SENDING)
 
 STATUS_LABELS = {
-    DRAFT: _l("Draft"),
-    SENDING: _l("Sending"),
-    PAUSED: _l("Paused"),
-    DONE: _l("Finished"),
-    CANCELLED: _l("Cancelled"),
-    PENDING: _l("Waiting"),
-    CLAIMED: _l("Being sent"),
-    SENT: _l("Sent"),
-    FAILED: _l("Failed"),
-    SKIPPED: _l("Skipped"),
+    MailingStatus.DRAFT: _l("Draft"),
+    MailingStatus.SENDING: _l("Sending"),
+    MailingStatus.PAUSED: _l("Paused"),
+    MailingStatus.DONE: _l("Finished"),
+    MailingStatus.CANCELLED: _l("Cancelled"),
+    RecipientStatus.PENDING: _l("Waiting"),
+    # The same word as the mailing's "sending": this label wins for both (as it always did).
+    RecipientStatus.SENDING: _l("Being sent"),
+    RecipientStatus.SENT: _l("Sent"),
+    RecipientStatus.FAILED: _l("Failed"),
+    RecipientStatus.SKIPPED: _l("Skipped"),
 }
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 class Mailing(db.Model):
     __tablename__ = "mailing"
-    __table_args__ = (CheckConstraint(_in("status", MAILING_STATUSES), name="status_known"),)
+    __table_args__ = (CheckConstraint(_in("status", MailingStatus), name="status_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
     notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
-    status: Mapped[str] = mapped_column(String(12), default=DRAFT)
+    status: Mapped[str] = mapped_column(String(12), default=MailingStatus.DRAFT)
     # {"tags": [...], "locales": [...], "case_statuses": [...]}; an empty list means "any".
     audience: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     greeting_zh: Mapped[str] = mapped_column(Text, default="")
@@ -83,7 +110,12 @@ class Mailing(db.Model):
 
     @property
     def editable(self) -> bool:
-        return self.status == DRAFT
+        return self.status == MailingStatus.DRAFT
+
+    @property
+    def under_way(self) -> bool:
+        """Started and not finished: it can be paused, resumed or cancelled."""
+        return self.status in (MailingStatus.SENDING, MailingStatus.PAUSED)
 
     def audit_state(self) -> dict[str, Any]:
         return {
@@ -102,7 +134,7 @@ class MailingRecipient(db.Model):
         UniqueConstraint("mailing_id", "customer_id"),
         Index("ix_mailing_recipient_chunk", "mailing_id", "chunk", "status"),
         Index("ix_mailing_recipient_status", "mailing_id", "status"),
-        CheckConstraint(_in("status", RECIPIENT_STATUSES), name="status_known"),
+        CheckConstraint(_in("status", RecipientStatus), name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -112,7 +144,7 @@ class MailingRecipient(db.Model):
     locale: Mapped[str] = mapped_column(String(8))
     # Which RQ job carries this row; skipped rows have none.
     chunk: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(10), default=PENDING)
+    status: Mapped[str] = mapped_column(String(10), default=RecipientStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -133,7 +165,7 @@ class MailingTestSend(db.Model):
     mailing_id: Mapped[int] = mapped_column(ForeignKey("mailing.id"), index=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     to_address: Mapped[str] = mapped_column(String(254))
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued/sending/sent/failed
+    status: Mapped[str] = mapped_column(String(10), default=MailingTestSendStatus.QUEUED)
     error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

@@ -36,30 +36,21 @@ from portal.i18n import html_lang
 from portal.mail import transport
 from portal.mailings import greeting as greetings
 from portal.mailings.models import (
-    CANCELLED,
-    CLAIMED,
-    DONE,
-    DRAFT,
-    FAILED,
+    OPEN_MAILING_STATUSES,
     OPEN_RECIPIENT_STATUSES,
-    PAUSED,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
     Mailing,
     MailingRecipient,
+    MailingStatus,
     MailingTestSend,
+    RecipientStatus,
 )
 from portal.markdown import plain_text, render_markdown
-from portal.models import utcnow
+from portal.models import PdfStatus, utcnow
 from portal.notices import services as notices
 from portal.notices.models import (
-    APPROVED,
-    PUBLISHED,
-    WITHDRAWN,
     Notice,
     NoticePdf,
+    NoticeStatus,
     NoticeVersion,
 )
 from portal.signoffs import services as signoffs
@@ -173,7 +164,7 @@ def sendable_grant(version: NoticeVersion) -> SignoffRequest:
     """Legal's approval of exactly this version's text, or RuleViolation: never send anything
     legal has not approved (an emergency publication awaiting review included), nor a notice
     that was withdrawn."""
-    if version.notice.status == WITHDRAWN:
+    if version.notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("This notice was withdrawn; it can no longer be mailed."),
                             field="version_id")
     grant = signoffs.granted(notices.SUBJECT, version.id)
@@ -199,7 +190,7 @@ def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
     """Per notice of the event, the newest version legal approved (published or not)."""
     found = []
     for notice in sorted(notices.event_notices(event), key=lambda n: n.id, reverse=True):
-        if notice.status not in (APPROVED, PUBLISHED):
+        if notice.status not in (NoticeStatus.APPROVED, NoticeStatus.PUBLISHED):
             continue
         for version in reversed(notice.versions):
             grant = signoffs.granted(notices.SUBJECT, version.id)
@@ -288,7 +279,7 @@ class MessageParts:
 
 def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
     row = mailing_pdf(mailing)
-    if row is None or row.status != "done" or not row.sha256:
+    if row is None or row.status != PdfStatus.DONE or not row.sha256:
         raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
     data = (documents.stored_path(row.sha256)).read_bytes()
     return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
@@ -428,7 +419,8 @@ def _check_input(event: Event, data: MailingInput) -> NoticeVersion:
 def create_mailing(event: Event, data: MailingInput, *, actor: User) -> Mailing:
     version = _check_input(event, data)
     mailing = Mailing(
-        event_id=event.id, notice_id=version.notice_id, version_id=version.id, status=DRAFT,
+        event_id=event.id, notice_id=version.notice_id, version_id=version.id,
+        status=MailingStatus.DRAFT,
         audience=data.audience.to_dict(), attach_pdf=data.attach_pdf,
         greeting_zh=check_greeting(data.greeting_zh, "greeting_zh"),
         greeting_en=check_greeting(data.greeting_en, "greeting_en"),
@@ -473,7 +465,7 @@ def _request_pdf(mailing: Mailing) -> None:
 
 def pdf_ready(mailing: Mailing) -> bool:
     row = mailing_pdf(mailing)
-    return row is not None and row.status == "done"
+    return row is not None and row.status == PdfStatus.DONE
 
 
 # ---------------------------------------------------------------------------------- sending
@@ -485,7 +477,7 @@ def chunk_size() -> int:
 def start(mailing: Mailing, *, actor: User) -> list[int]:
     """Materialise the recipients and open the mailing for the jobs; returns the chunk numbers
     to queue (after this commit). The audience is read now, so late imports are included."""
-    if mailing.status != DRAFT:
+    if mailing.status != MailingStatus.DRAFT:
         raise RuleViolation(_("This mailing has already been started."))
     grant = sendable_grant(mailing.version)
     if mailing.attach_pdf and not pdf_ready(mailing):
@@ -498,8 +490,9 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     before = mailing.audit_state()
     # Take the mailing first: of two starts at once, the second finds it no longer a draft.
     taken = db.session.execute(
-        update(Mailing).where(Mailing.id == mailing.id, Mailing.status == DRAFT)
-        .values(status=SENDING).execution_options(synchronize_session=False)).rowcount
+        update(Mailing).where(Mailing.id == mailing.id, Mailing.status == MailingStatus.DRAFT)
+        .values(status=MailingStatus.SENDING)
+        .execution_options(synchronize_session=False)).rowcount
     if taken != 1:
         db.session.rollback()
         raise RuleViolation(_("This mailing has already been started."))
@@ -510,10 +503,10 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
         row = {"mailing_id": mailing.id, "customer_id": customer.id, "email": customer.email,
                "locale": customer.locale, "attempts": 0}
         if reason:
-            row.update(status=SKIPPED, last_error=reason, chunk=None)
+            row.update(status=RecipientStatus.SKIPPED, last_error=reason, chunk=None)
             skipped += 1
         else:
-            row.update(status=PENDING, last_error=None, chunk=queued // size)
+            row.update(status=RecipientStatus.PENDING, last_error=None, chunk=queued // size)
             queued += 1
         rows.append(row)
         if len(rows) >= INSERT_BATCH:
@@ -524,7 +517,7 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     if queued == 0:
         db.session.rollback()
         raise RuleViolation(_("Nobody in this audience can be e-mailed."))
-    mailing.status, mailing.mandatory = SENDING, mandatory
+    mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
     audit.record("mailing.start", "mailing", mailing.id,
                  f"Mailing {mailing.id} started: {queued} to send, {skipped} skipped"
@@ -538,7 +531,9 @@ def _change_status(mailing: Mailing, allowed: tuple[str, ...], new: str, action:
                    actor: User, message: str) -> None:
     changed = db.session.execute(
         update(Mailing).where(Mailing.id == mailing.id, Mailing.status.in_(allowed))
-        .values(status=new, finished_at=utcnow() if new in (DONE, CANCELLED) else None,
+        .values(status=new,
+                finished_at=utcnow() if new in (MailingStatus.DONE, MailingStatus.CANCELLED)
+                else None,
                 pause_reason=None)
         .execution_options(synchronize_session=False)).rowcount
     if changed != 1:
@@ -552,7 +547,8 @@ def _change_status(mailing: Mailing, allowed: tuple[str, ...], new: str, action:
 
 def pause(mailing: Mailing, *, actor: User) -> None:
     """Stop after the message being sent; the rest stay waiting."""
-    _change_status(mailing, (SENDING,), PAUSED, "pause", actor=actor,
+    _change_status(mailing, (MailingStatus.SENDING,), MailingStatus.PAUSED, "pause",
+                   actor=actor,
                    message=_("Only a mailing that is sending can be paused."))
     db.session.commit()
 
@@ -561,14 +557,15 @@ def pause_for_server(mailing_id: int, reason: str) -> bool:
     """Pause a sending mailing because the mail server cannot be used (unreachable, our login
     or sender refused): every message would fail the same way. Committed; one caller wins."""
     paused = db.session.execute(
-        update(Mailing).where(Mailing.id == mailing_id, Mailing.status == SENDING)
-        .values(status=PAUSED, pause_reason=reason[:500])
+        update(Mailing).where(Mailing.id == mailing_id, Mailing.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.PAUSED, pause_reason=reason[:500])
         .execution_options(synchronize_session=False)).rowcount
     if paused == 1:
         audit.record("mailing.pause", "mailing", mailing_id,
                      f"Mailing {mailing_id} paused by itself: the mail server cannot be used "
                      f"({reason[:300]}); resume once the SMTP settings are fixed",
-                     before={"status": SENDING}, after={"status": PAUSED, "reason": reason},
+                     before={"status": MailingStatus.SENDING},
+                     after={"status": MailingStatus.PAUSED, "reason": reason},
                      actor=None)
     db.session.commit()
     return paused == 1
@@ -576,7 +573,8 @@ def pause_for_server(mailing_id: int, reason: str) -> bool:
 
 def resume(mailing: Mailing, *, actor: User) -> list[int]:
     sendable_grant(mailing.version)
-    _change_status(mailing, (PAUSED,), SENDING, "resume", actor=actor,
+    _change_status(mailing, (MailingStatus.PAUSED,), MailingStatus.SENDING, "resume",
+                   actor=actor,
                    message=_("Only a paused mailing can be resumed."))
     db.session.commit()
     return open_chunks(mailing.id)
@@ -590,19 +588,20 @@ def cancel(mailing: Mailing, *, actor: User) -> int:
 
 
 def _cancel(mailing: Mailing, *, actor: User | None, reason: str) -> int:
-    _change_status(mailing, (DRAFT, SENDING, PAUSED), CANCELLED, "cancel", actor=actor,
+    _change_status(mailing, OPEN_MAILING_STATUSES, MailingStatus.CANCELLED, "cancel",
+                   actor=actor,
                    message=_("This mailing has already finished."))
     return db.session.execute(
         update(MailingRecipient).where(MailingRecipient.mailing_id == mailing.id,
-                                       MailingRecipient.status == PENDING)
-        .values(status=CANCELLED, last_error=reason)).rowcount
+                                       MailingRecipient.status == RecipientStatus.PENDING)
+        .values(status=RecipientStatus.CANCELLED, last_error=reason)).rowcount
 
 
 def cancel_for_notice(notice: Notice, *, reason: str, actor: User | None) -> int:
     """Cancel the notice's unfinished mailings (when it is withdrawn), in the caller's
     transaction; returns how many."""
     open_mailings = db.session.scalars(select(Mailing).where(
-        Mailing.notice_id == notice.id, Mailing.status.in_((DRAFT, SENDING, PAUSED)))).all()
+        Mailing.notice_id == notice.id, Mailing.status.in_(OPEN_MAILING_STATUSES))).all()
     for mailing in open_mailings:
         _cancel(mailing, actor=actor, reason=reason)
     return len(open_mailings)
@@ -625,23 +624,25 @@ def finish_if_done(mailing_id: int) -> bool:
     if waiting:
         return False
     closed = db.session.execute(
-        update(Mailing).where(Mailing.id == mailing_id, Mailing.status == SENDING)
-        .values(status=DONE, finished_at=utcnow())
+        update(Mailing).where(Mailing.id == mailing_id, Mailing.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.DONE, finished_at=utcnow())
         .execution_options(synchronize_session=False)).rowcount
     if closed != 1:
         db.session.rollback()
         return False
     counts = progress_counts(mailing_id)
     audit.record("mailing.finish", "mailing", mailing_id,
-                 f"Mailing {mailing_id} finished: {counts[SENT]} sent, {counts[FAILED]} failed, "
-                 f"{counts[SKIPPED]} skipped", before={"status": SENDING},
-                 after={"status": DONE, **counts}, actor=None)
+                 f"Mailing {mailing_id} finished: {counts[RecipientStatus.SENT]} sent, "
+                 f"{counts[RecipientStatus.FAILED]} failed, "
+                 f"{counts[RecipientStatus.SKIPPED]} skipped",
+                 before={"status": MailingStatus.SENDING},
+                 after={"status": MailingStatus.DONE, **counts}, actor=None)
     db.session.commit()
     return True
 
 
 def progress_counts(mailing_id: int) -> dict[str, int]:
-    counts = dict.fromkeys((PENDING, CLAIMED, SENT, FAILED, SKIPPED, CANCELLED), 0)
+    counts = dict.fromkeys(RecipientStatus, 0)
     for status, count in db.session.execute(
             select(MailingRecipient.status, func.count(MailingRecipient.id))
             .where(MailingRecipient.mailing_id == mailing_id)
@@ -657,7 +658,7 @@ class Progress:
 
     @property
     def remaining(self) -> int:
-        return self.counts[PENDING] + self.counts[CLAIMED]
+        return self.counts[RecipientStatus.PENDING] + self.counts[RecipientStatus.SENDING]
 
     @property
     def percent(self) -> int:
@@ -684,9 +685,17 @@ def report_csv(mailing: Mailing) -> Iterator[str]:
 
 # ------------------------------------------------------------------------------ test sends
 
+def editable(_user: User, mailing: Mailing) -> bool:
+    return mailing.editable
+
+
+def testable(_user: User, mailing: Mailing) -> bool:
+    return mailing.status != MailingStatus.CANCELLED
+
+
 def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) -> MailingTestSend:
     """A test message to the requester's own address, personalised as ``customer``."""
-    if mailing.status == CANCELLED:
+    if not testable(actor, mailing):
         raise RuleViolation(_("This mailing was cancelled."))
     if customer is not None and customer.event_id != mailing.event_id:
         raise RuleViolation(_("Choose a customer of this event."), field="customer")

@@ -31,14 +31,13 @@ from portal.extensions import db, rq
 from portal.mail import transport
 from portal.mailings import services
 from portal.mailings.models import (
-    CLAIMED,
-    FAILED,
-    PENDING,
-    SENDING,
-    SENT,
+    OPEN_RECIPIENT_STATUSES,
     Mailing,
     MailingRecipient,
+    MailingStatus,
     MailingTestSend,
+    MailingTestSendStatus,
+    RecipientStatus,
 )
 from portal.models import utcnow
 
@@ -102,12 +101,12 @@ class Ledger:
 
     def __init__(self, mailing_id: int) -> None:
         sending = select(Mailing.id).where(Mailing.id == mailing_id,
-                                           Mailing.status == SENDING).exists()
+                                           Mailing.status == MailingStatus.SENDING).exists()
         self.claim_stmt = (
             update(RECIPIENTS)
-            .where(RECIPIENTS.c.id == bindparam("row_id"), RECIPIENTS.c.status == PENDING,
-                   sending)
-            .values(status=CLAIMED, claimed_at=bindparam("now"),
+            .where(RECIPIENTS.c.id == bindparam("row_id"),
+                   RECIPIENTS.c.status == RecipientStatus.PENDING, sending)
+            .values(status=RecipientStatus.SENDING, claimed_at=bindparam("now"),
                     attempts=RECIPIENTS.c.attempts + 1))
         self.outcome: tuple[int, dict[str, object]] | None = None
 
@@ -141,7 +140,7 @@ def _due_rows(mailing_id: int, chunk: int) -> list[tuple[int, int, str, str, int
         select(MailingRecipient.id, MailingRecipient.customer_id, MailingRecipient.email,
                MailingRecipient.locale, MailingRecipient.attempts)
         .where(MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
-               MailingRecipient.status == PENDING,
+               MailingRecipient.status == RecipientStatus.PENDING,
                (MailingRecipient.next_attempt_at.is_(None))
                | (MailingRecipient.next_attempt_at <= now))
         .order_by(MailingRecipient.id)))
@@ -150,7 +149,7 @@ def _due_rows(mailing_id: int, chunk: int) -> list[tuple[int, int, str, str, int
 def _next_retry_at(mailing_id: int, chunk: int) -> datetime | None:
     return db.session.scalar(select(func.min(MailingRecipient.next_attempt_at)).where(
         MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
-        MailingRecipient.status == PENDING))
+        MailingRecipient.status == RecipientStatus.PENDING))
 
 
 def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts: int,
@@ -160,17 +159,18 @@ def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts
     failure = transport.classify(exc)
     if failure.scope == transport.CONNECTION:
         log.warning("mailing %s paused: %s", mailing_id, failure.reason)
-        ledger.record(recipient_id, status=PENDING, attempts=attempts, claimed_at=None)
+        ledger.record(recipient_id, status=RecipientStatus.PENDING, attempts=attempts,
+                      claimed_at=None)
         ledger.flush()
         services.pause_for_server(mailing_id, failure.reason)
         return True
     if not isinstance(exc, smtplib.SMTPException | OSError):
         log.exception("mailing %s: row %s failed", mailing_id, recipient_id)
     if failure.temporary and attempts + 1 < max_attempts:
-        ledger.record(recipient_id, status=PENDING, last_error=failure.reason[:500],
+        ledger.record(recipient_id, status=RecipientStatus.PENDING, last_error=failure.reason[:500],
                       next_attempt_at=utcnow() + transport.backoff(attempts + 1))
     else:
-        ledger.record(recipient_id, status=FAILED, last_error=failure.reason[:500])
+        ledger.record(recipient_id, status=RecipientStatus.FAILED, last_error=failure.reason[:500])
     return False
 
 
@@ -179,7 +179,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     """Send one chunk's waiting recipients; returns how many messages went out. Safe to run
     twice, or beside another copy of itself."""
     mailing = db.session.get(Mailing, mailing_id)
-    if mailing is None or mailing.status != SENDING:
+    if mailing is None or mailing.status != MailingStatus.SENDING:
         return 0
     cfg = current_app.config
     parts = services.MessageParts.for_mailing(mailing)
@@ -198,7 +198,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
             for recipient_id, customer_id, email, locale, attempts in rows:
                 if not ledger.claim(recipient_id):
                     if db.session.get(Mailing, mailing_id, populate_existing=True).status \
-                            != SENDING:
+                            != MailingStatus.SENDING:
                         return sent  # paused or cancelled: the rest stay as they are
                     continue  # another copy of this job has it
                 msg_id = services.message_id(mailing_id, recipient_id, parts.domain)
@@ -217,7 +217,8 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                         return sent
                     continue
                 # last_error stays: the report shows what it took (a 451, a resend in doubt)
-                ledger.record(recipient_id, status=SENT, sent_at=utcnow(), message_id=msg_id)
+                ledger.record(recipient_id, status=RecipientStatus.SENT, sent_at=utcnow(),
+                              message_id=msg_id)
                 sent += 1
             ledger.flush()
             retry_at = _next_retry_at(mailing_id, chunk)
@@ -245,8 +246,8 @@ def send_test_job(test_id: int) -> str | None:
     """Send one test message; claimed first, so a second run sends nothing."""
     claimed = db.session.execute(
         update(MailingTestSend).where(MailingTestSend.id == test_id,
-                                      MailingTestSend.status == "queued")
-        .values(status="sending")).rowcount
+                                      MailingTestSend.status == MailingTestSendStatus.QUEUED)
+        .values(status=MailingTestSendStatus.SENDING)).rowcount
     db.session.commit()
     if claimed != 1:
         return None
@@ -269,10 +270,10 @@ def send_test_job(test_id: int) -> str | None:
         with transport.Client() as client:
             client.send(message, current_app.config["MAIL_FROM"], [row.to_address])
     except Exception as exc:  # a test send is tried once; any failure is its answer
-        row.status, row.error = "failed", transport.classify(exc).reason[:500]
+        row.status, row.error = MailingTestSendStatus.FAILED, transport.classify(exc).reason[:500]
         db.session.commit()
         return None
-    row.status, row.message_id, row.sent_at = "sent", msg_id, utcnow()
+    row.status, row.message_id, row.sent_at = MailingTestSendStatus.SENT, msg_id, utcnow()
     db.session.commit()
     return msg_id
 
@@ -294,15 +295,18 @@ def _recover_claims(mailing_id: int, chunk: int, claimed_before: datetime) -> tu
     it cannot stop the chunk forever. Returns (sent again, failed)."""
     max_attempts = int(current_app.config["MAILING_MAX_ATTEMPTS"])
     stale = (MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
-             MailingRecipient.status == CLAIMED, MailingRecipient.claimed_at < claimed_before)
+             MailingRecipient.status == RecipientStatus.SENDING,
+             MailingRecipient.claimed_at < claimed_before)
     given_up = db.session.execute(
         update(MailingRecipient).where(*stale, MailingRecipient.attempts >= max_attempts)
-        .values(status=FAILED, last_error=f"the worker stopped while sending, {max_attempts} "
+        .values(status=RecipientStatus.FAILED,
+                last_error=f"the worker stopped while sending, {max_attempts} "
                 "times or more; not sent again")
         .execution_options(synchronize_session=False)).rowcount
     again = db.session.execute(
         update(MailingRecipient).where(*stale)
-        .values(status=PENDING, last_error="in doubt: the worker stopped while sending; "
+        .values(status=RecipientStatus.PENDING,
+                last_error="in doubt: the worker stopped while sending; "
                 "sent again")
         .execution_options(synchronize_session=False)).rowcount
     return again, given_up
@@ -316,12 +320,12 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
     lease = timedelta(seconds=float(current_app.config["MAILING_LEASE_SECONDS"]))
     count = 0
     mailing_ids = db.session.scalars(select(Mailing.id).where(
-        Mailing.status == SENDING, Mailing.started_at < now - min_age)).all()
+        Mailing.status == MailingStatus.SENDING, Mailing.started_at < now - min_age)).all()
     for mailing_id in mailing_ids:
         chunks = db.session.execute(
             select(MailingRecipient.chunk, func.max(MailingRecipient.claimed_at))
             .where(MailingRecipient.mailing_id == mailing_id,
-                   MailingRecipient.status.in_((PENDING, CLAIMED)),
+                   MailingRecipient.status.in_(OPEN_RECIPIENT_STATUSES),
                    (MailingRecipient.next_attempt_at.is_(None))
                    | (MailingRecipient.next_attempt_at <= now))
             .group_by(MailingRecipient.chunk)).all()
@@ -351,6 +355,7 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
 
 
 def requeue_lost_tests(min_age: timedelta) -> int:
-    stmt = select(MailingTestSend.id).where(MailingTestSend.status == "queued",
-                                            MailingTestSend.created_at < utcnow() - min_age)
+    stmt = select(MailingTestSend.id).where(
+        MailingTestSend.status == MailingTestSendStatus.QUEUED,
+        MailingTestSend.created_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, test_job_id, queue_test)

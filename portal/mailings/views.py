@@ -28,12 +28,14 @@ from portal.forms import ConfirmForm
 from portal.mailings import services, tasks
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
-from portal.mailings.models import STATUS_LABELS, Mailing, MailingTestSend
+from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
+from portal.models import PdfStatus
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
 from portal.web import database_int, show_error, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")
+bp.add_app_template_global(MailingStatus, "MailingStatus")
 SENDERS = (Role.AGENT, Role.ADMIN)
 
 
@@ -57,7 +59,7 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
 
 def _queue_pdf(mailing: Mailing) -> None:
     row = services.mailing_pdf(mailing) if mailing.attach_pdf else None
-    if row is not None and row.status == "queued":
+    if row is not None and row.status == PdfStatus.QUEUED:
         notice_tasks.queue_pdf(row.id)
 
 
@@ -91,7 +93,7 @@ def create(event_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:mailing_id>/edit", methods=["GET", "POST"])
-@access(*SENDERS)
+@access(*SENDERS, when=services.editable)
 def edit(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not mailing.editable:
@@ -130,7 +132,7 @@ def audience(event_id: int) -> ResponseReturnValue:
 def detail(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     summary = None
-    if mailing.status == "draft":
+    if mailing.editable:
         summary = services.summarise(mailing.event_id,
                                      services.Audience.from_dict(mailing.audience),
                                      services.is_mandatory(mailing.version_id))
@@ -141,7 +143,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
         "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdf=services.mailing_pdf(mailing) if mailing.attach_pdf else None,
-        mandatory=mailing.mandatory if mailing.status != "draft"
+        mandatory=mailing.mandatory if not mailing.editable
         else services.is_mandatory(mailing.version_id),
         history=audit.history("mailing", mailing.id))
 
@@ -222,7 +224,7 @@ def change(mailing_id: int, action: str) -> ResponseReturnValue:
 
 
 @bp.route("/<int:mailing_id>/test", methods=["POST"])
-@access(*SENDERS)
+@access(*SENDERS, when=services.testable)
 def test_send(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not ConfirmForm().validate_on_submit():

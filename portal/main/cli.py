@@ -29,6 +29,7 @@ from portal.notices import services as notice_services
 from portal.notices import tasks as notice_tasks
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.signoffs import services as signoff_services
+from portal.signoffs.models import SignoffStatus
 
 demo_cli = AppGroup("demo", help="Demo data for trying the portal.")
 
@@ -92,7 +93,7 @@ def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
     notice = notice_services.create_notice(event, audience="public", content=content,
                                            actor=users[Role.AGENT])
     request = notice_services.request_signoff(notice, actor=users[Role.AGENT])
-    signoff_services.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+    signoff_services.decide(request.id, SignoffStatus.APPROVED, "", actor=users[Role.LEGAL])
     notice_services.publish(notice, actor=users[Role.AGENT])
     notice_tasks.after_publication([notice.id])
 

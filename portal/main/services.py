@@ -13,15 +13,18 @@ from decimal import Decimal
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
+from portal.accounts import User
+from portal.audit.models import AuditEntry, AuditVerification
+from portal.cases import rules
+from portal.cases import services as case_services
 from portal.cases.models import LABELS as CASE_LABELS
-from portal.cases.models import OPEN_STATUSES, Case, Payment
-from portal.events.models import Event
+from portal.cases.models import OPEN_STATUSES, Case, CaseStatus, Payment
+from portal.events.models import Event, EventStatus
 from portal.extensions import db
-from portal.mailings.models import CANCELLED, CLAIMED, FAILED, PENDING, SENT, SKIPPED, Mailing
+from portal.mailings.models import Mailing, RecipientStatus
 from portal.mailings.services import progress_counts
 from portal.models import utcnow
-from portal.signoffs.models import PENDING as SIGNOFF_PENDING
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 # Sign-off queue age buckets: (upper bound, label); the last has no bound.
 AGE_BUCKETS = (
@@ -53,9 +56,35 @@ class Chart:
         return max((b.value for b in self.bars), default=0) or 1
 
 
+def figures() -> dict[str, int]:
+    """The counts at the top of the dashboard."""
+    overdue = case_services.CaseFilter(overdue=True).statement()
+    return {
+        "open_events": db.session.scalar(
+            select(func.count(Event.id)).where(Event.status != EventStatus.CLOSED)),
+        "open_cases": db.session.scalar(
+            select(func.count(Case.id)).where(Case.status.in_(rules.OPEN_BEFORE_PAYMENT))),
+        "overdue_cases": db.session.scalar(
+            overdue.with_only_columns(func.count(Case.id)).order_by(None)),
+        "active_staff": db.session.scalar(select(func.count(User.id)).where(User.active.is_(True))),
+        "audit_entries": db.session.scalar(select(func.count(AuditEntry.id))),
+    }
+
+
+def open_events() -> list[Event]:
+    """Events not closed yet, most severe first."""
+    return list(db.session.scalars(
+        select(Event).where(Event.status != EventStatus.CLOSED)
+        .order_by(Event.severity, Event.id.desc())))
+
+
+def latest_verification() -> AuditVerification | None:
+    return db.session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()))
+
+
 def open_cases_by_status() -> Chart:
     # "Paid" waits only to be closed: not open work, as on the event page and the SLA chart.
-    statuses = [s for s in OPEN_STATUSES if s != "paid"]
+    statuses = [s for s in OPEN_STATUSES if s != CaseStatus.PAID]
     counts = dict(db.session.execute(select(Case.status, func.count(Case.id))
                                      .where(Case.status.in_(statuses))
                                      .group_by(Case.status)).all())
@@ -81,9 +110,9 @@ class MoneyRow:
             Bar(str(_l("proposed")), self.proposed, "cases.index", {"event": self.event.id},
                 "proposed"),
             Bar(str(_l("approved")), self.approved, "cases.index",
-                {"event": self.event.id, "status": "approved"}, "approved"),
+                {"event": self.event.id, "status": CaseStatus.APPROVED}, "approved"),
             Bar(str(_l("paid")), self.paid, "cases.index",
-                {"event": self.event.id, "status": "paid"}, "paid"),
+                {"event": self.event.id, "status": CaseStatus.PAID}, "paid"),
         ]
 
 
@@ -117,7 +146,8 @@ def sla_breaches() -> Chart:
     now = utcnow()
     rows = db.session.execute(
         select(Case.event_id, func.count(Case.id))
-        .where(Case.status.in_(OPEN_STATUSES), Case.status != "paid", Case.due_at < now)
+        .where(Case.status.in_(OPEN_STATUSES), Case.status != CaseStatus.PAID,
+               Case.due_at < now)
         .group_by(Case.event_id)).all()
     events = {e.id: e for e in db.session.scalars(select(Event).where(
         Event.id.in_([r[0] for r in rows])))}
@@ -131,7 +161,7 @@ def signoff_ages() -> Chart:
     now = utcnow()
     counts = [0] * len(AGE_BUCKETS)
     for requested_at in db.session.scalars(select(SignoffRequest.requested_at).where(
-            SignoffRequest.status == SIGNOFF_PENDING)):
+            SignoffRequest.status == SignoffStatus.PENDING)):
         age = now - requested_at
         index = next(i for i, (bound, _label) in enumerate(AGE_BUCKETS)
                      if bound is None or age < bound)
@@ -148,14 +178,15 @@ class Delivery:
 
     @property
     def delivered_percent(self) -> int:
-        attempted = self.counts[SENT] + self.counts[FAILED]
-        return round(100 * self.counts[SENT] / attempted) if attempted else 0
+        attempted = self.counts[RecipientStatus.SENT] + self.counts[RecipientStatus.FAILED]
+        return round(100 * self.counts[RecipientStatus.SENT] / attempted) if attempted else 0
 
     def segments(self) -> list[tuple[str, int]]:
         """(css class, count) in drawing order."""
-        return [("sent", self.counts[SENT]), ("failed", self.counts[FAILED]),
-                ("skipped", self.counts[SKIPPED] + self.counts[CANCELLED]),
-                ("waiting", self.counts[PENDING] + self.counts[CLAIMED])]
+        counts, s = self.counts, RecipientStatus
+        return [("sent", counts[s.SENT]), ("failed", counts[s.FAILED]),
+                ("skipped", counts[s.SKIPPED] + counts[s.CANCELLED]),
+                ("waiting", counts[s.PENDING] + counts[s.SENDING])]
 
 
 def mailing_delivery(limit: int = 8) -> list[Delivery]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -21,20 +22,27 @@ from portal.accounts import User
 from portal.events.models import Event
 from portal.extensions import db
 from portal.jobs import Claimable
-from portal.models import UTCDateTime, utcnow
+from portal.models import PdfStatus, UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
 CONTENT_LOCALES = ("zh_CN", "en")
 AUDIENCES = ("public", "direct")
-DRAFT, IN_REVIEW, APPROVED, PUBLISHED, WITHDRAWN = (
-    "draft", "in_review", "approved", "published", "withdrawn"
-)
+
+
+class NoticeStatus(StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    PUBLISHED = "published"
+    WITHDRAWN = "withdrawn"
+
+
 STATUS_LABELS = {
-    DRAFT: _l("Draft"),
-    IN_REVIEW: _l("In review"),
-    APPROVED: _l("Approved"),
-    PUBLISHED: _l("Published"),
-    WITHDRAWN: _l("Withdrawn"),
+    NoticeStatus.DRAFT: _l("Draft"),
+    NoticeStatus.IN_REVIEW: _l("In review"),
+    NoticeStatus.APPROVED: _l("Approved"),
+    NoticeStatus.PUBLISHED: _l("Published"),
+    NoticeStatus.WITHDRAWN: _l("Withdrawn"),
     "public": _l("Public"),
     "direct": _l("Direct (e-mail only)"),
 }
@@ -59,7 +67,7 @@ class Notice(db.Model):
     ref: Mapped[str] = mapped_column(String(20), unique=True)
     slug: Mapped[str] = mapped_column(String(120), unique=True)
     audience: Mapped[str] = mapped_column(String(8), default="public")
-    status: Mapped[str] = mapped_column(String(12), default=DRAFT)
+    status: Mapped[str] = mapped_column(String(12), default=NoticeStatus.DRAFT)
     # When the approved version should go out; None means "as soon as it is approved".
     planned_publish_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A scheduled publication waiting for its time (kept here so a restart cannot lose it).
@@ -94,6 +102,11 @@ class Notice(db.Model):
     @property
     def latest_version(self) -> NoticeVersion | None:
         return self.versions[-1] if self.versions else None
+
+    @property
+    def under_review(self) -> bool:
+        """A sign-off is asked for or granted: saving a change voids it."""
+        return self.status in (NoticeStatus.IN_REVIEW, NoticeStatus.APPROVED)
 
     @property
     def publicly_visible(self) -> bool:
@@ -182,7 +195,7 @@ class NoticePdf(Claimable, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
     kind: Mapped[str] = mapped_column(String(8))  # "draft" (watermarked) or "signed"
-    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued/running/done/failed
+    status: Mapped[str] = mapped_column(String(12), default=PdfStatus.QUEUED)
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
@@ -192,8 +205,9 @@ class NoticePdf(Claimable, db.Model):
     version: Mapped[NoticeVersion] = relationship()
 
     @property
-    def done(self) -> bool:
-        return self.status in ("done", "failed")
+    def finished(self) -> bool:
+        """Rendered or given up: no job will change it any more."""
+        return self.status in (PdfStatus.DONE, PdfStatus.FAILED)
 
 
 @event.listens_for(NoticeVersion, "before_update")

@@ -18,7 +18,7 @@ from flask_babel import force_locale
 
 from portal.markdown import render_markdown
 from portal.notices.models import NoticeVersion
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 # Renders of one PDF row a worker may start; one that kills its worker each time (deep
 # recursion, memory) then fails with the reason instead of being retried forever.
@@ -53,7 +53,7 @@ class Stamp:
 
 
 def stamp_for(signoff: SignoffRequest | None, emergency: bool = False) -> Stamp:
-    if signoff is not None and signoff.status == "approved" and not signoff.retroactive:
+    if signoff is not None and signoff.status == SignoffStatus.APPROVED and not signoff.retroactive:
         return Stamp(True, signoff.decided_by.name if signoff.decided_by else None,
                      signoff.decided_at, signoff.snapshot_hash[:12])
     return Stamp(False, emergency=emergency)

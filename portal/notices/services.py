@@ -14,8 +14,8 @@ from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
+from portal import refs
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
@@ -26,20 +26,15 @@ from portal.markdown import check_renderable, render_markdown
 from portal.models import text_digest, utcnow
 from portal.notices import signals
 from portal.notices.models import (
-    APPROVED,
     AUDIENCES,
     CONTENT_LOCALES,
-    DRAFT,
-    IN_REVIEW,
-    PUBLISHED,
-    WITHDRAWN,
     Notice,
+    NoticeStatus,
     NoticeVersion,
     Publication,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED as GRANTED
-from portal.signoffs.models import PENDING, SignoffRequest
+from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "notice_version"
 MAX_TITLE = 300
@@ -83,13 +78,6 @@ def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60]
 
 
-def _next_ref() -> str:
-    year = utcnow().year
-    prefix = f"N-{year}-"
-    count = db.session.scalar(select(func.count(Notice.id)).where(Notice.ref.like(prefix + "%")))
-    return f"{prefix}{(count or 0) + 1:04d}"
-
-
 def _new_version(notice: Notice, content: Content, author: User | None) -> NoticeVersion:
     number = (notice.latest_version.number + 1) if notice.latest_version else 1
     version = NoticeVersion(
@@ -112,23 +100,14 @@ def create_notice(
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
     content = clean_content(content)
     first_title = next(iter(content.values()))["title"]
-    for _attempt in range(5):  # two drafters at the same moment: the unique ref decides
-        ref = _next_ref()
-        slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
-        notice = Notice(
-            event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
-            status=DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
-        )
-        db.session.add(notice)
-        try:
-            with db.session.begin_nested():
-                db.session.flush()
-        except IntegrityError:
-            db.session.expunge(notice)
-            continue
-        break
-    else:
-        raise RuleViolation(_("Could not number the notice; try again."))
+    # The counter row numbers it: two drafters at the same moment get two numbers.
+    ref = refs.next_ref("N", 4, failure=_("Could not number the notice; try again."))
+    slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
+    notice = Notice(
+        event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
+        status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
+    )
+    db.session.add(notice)
     version = _new_version(notice, content, actor)
     db.session.flush()
     audit.record("notice.create", "notice", notice.id,
@@ -146,7 +125,7 @@ def save(
     """Save an edit. Changed content makes a new immutable version; any change voids the
     notice's open and granted sign-offs. ``based_on`` is the version the editor started from:
     if someone saved a newer one meanwhile, nothing is overwritten."""
-    if notice.status == WITHDRAWN:
+    if not editable(actor, notice):
         raise RuleViolation(_("A withdrawn notice cannot be edited."))
     if audience not in AUDIENCES:
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
@@ -166,8 +145,8 @@ def save(
     notice.planned_publish_at = planned_publish_at
     notice.scheduled_at = None
     notice.scheduled_version_id = None
-    if notice.status in (IN_REVIEW, APPROVED):
-        notice.status = DRAFT
+    if notice.under_review:
+        notice.status = NoticeStatus.DRAFT
     db.session.flush()
     keep = {notice.published_version_id} if notice.published_version_id else set()
     voided = signoffs.void_scope(scope(notice), "content changed", actor=actor,
@@ -180,6 +159,54 @@ def save(
                                        "version": (version or latest).number}, actor=actor)
     db.session.commit()
     return version
+
+
+# --- what a user may do with a notice now (asked by can() for the buttons) ------------------
+
+
+def editable(_user: User, notice: Notice) -> bool:
+    return notice.status != NoticeStatus.WITHDRAWN
+
+
+def _unpublished_latest(notice: Notice) -> NoticeVersion | None:
+    """The latest version, when it is not the published one and the notice is not withdrawn."""
+    version = notice.latest_version
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
+        return None
+    return None if version.id == notice.published_version_id else version
+
+
+def may_request_signoff(_user: User, notice: Notice) -> bool:
+    """Nothing asked for or granted yet for the latest, unpublished version."""
+    version = _unpublished_latest(notice)
+    if version is None:
+        return False
+    request = signoffs.latest(SUBJECT, version.id)
+    return request is None or request.status not in STANDING
+
+
+def may_publish(_user: User, notice: Notice) -> bool:
+    """Legal granted the latest, unpublished version (not retroactively); not scheduled."""
+    version = _unpublished_latest(notice)
+    if version is None or notice.scheduled_at:
+        return False
+    request = signoffs.latest(SUBJECT, version.id)
+    return (request is not None and request.status == SignoffStatus.APPROVED
+            and not request.retroactive)
+
+
+def may_emergency_publish(_user: User, notice: Notice) -> bool:
+    return _unpublished_latest(notice) is not None and notice.event.urgent
+
+
+def may_withdraw(_user: User, notice: Notice) -> bool:
+    return notice.status == NoticeStatus.PUBLISHED
+
+
+def pdf_kind(version: NoticeVersion) -> str:
+    """The published version's PDF carries legal's stamp ("signed"); any other version's is a
+    watermarked "draft"."""
+    return "signed" if version.id == version.notice.published_version_id else "draft"
 
 
 def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
@@ -199,7 +226,7 @@ def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
 
 def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -> SignoffRequest:
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("There is nothing to review."))
     if version.id == notice.published_version_id and not retroactive:
         raise RuleViolation(_("This version is already published; edit the notice to "
@@ -210,8 +237,8 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
         snapshot=snapshot(notice, version), author_id=version.author_id, requested_by=actor,
         retroactive=retroactive,
     )
-    if notice.status == DRAFT:
-        notice.status = IN_REVIEW
+    if notice.status == NoticeStatus.DRAFT:
+        notice.status = NoticeStatus.IN_REVIEW
     db.session.commit()
     return request
 
@@ -219,9 +246,10 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
 def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     version = db.session.get(NoticeVersion, request.subject_id)
     notice = version.notice
-    if request.retroactive or notice.status != IN_REVIEW:
+    if request.retroactive or notice.status != NoticeStatus.IN_REVIEW:
         return  # a published notice keeps its state; the decision is on its record
-    notice.status = APPROVED if request.status == GRANTED else DRAFT
+    granted = request.status == SignoffStatus.APPROVED
+    notice.status = NoticeStatus.APPROVED if granted else NoticeStatus.DRAFT
 
 
 def _check_grant(notice: Notice, version: NoticeVersion) -> SignoffRequest:
@@ -239,7 +267,7 @@ def publish(notice: Notice, *, actor: User, now: datetime | None = None) -> Publ
     Returns the publication, or None when it was scheduled."""
     now = now or utcnow()
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("A withdrawn notice cannot be published."))
     if version.id == notice.published_version_id:
         raise RuleViolation(_("This version is already published."))
@@ -270,10 +298,10 @@ def _publish_version(
     is_update = notice.published_version_id is not None
     claimed = db.session.execute(
         update(Notice).where(
-            Notice.id == notice.id, Notice.status != WITHDRAWN,
+            Notice.id == notice.id, Notice.status != NoticeStatus.WITHDRAWN,
             or_(Notice.published_version_id.is_(None),
                 Notice.published_version_id != version.id))
-        .values(published_version_id=version.id, status=PUBLISHED,
+        .values(published_version_id=version.id, status=NoticeStatus.PUBLISHED,
                 first_published_at=func.coalesce(Notice.first_published_at, now),
                 last_published_at=now, scheduled_at=None, scheduled_version_id=None)
         .execution_options(synchronize_session=False))
@@ -333,14 +361,14 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
     sign-off request is opened for legal to review afterwards."""
     if actor.role != Role.ADMIN:
         raise RuleViolation(_("Only the incident lead (admin) can publish before review."))
-    if notice.event.severity not in ("sev1", "sev2"):
+    if not notice.event.urgent:
         raise RuleViolation(_("Emergency publishing is only for sev1 and sev2 events."))
     reason = reason.strip()
     if not reason:
         raise RuleViolation(_("Give the reason for publishing before legal review."),
                             field="reason")
     version = notice.latest_version
-    if version is None or notice.status == WITHDRAWN:
+    if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("A withdrawn notice cannot be published."))
     if version.id == notice.published_version_id:
         raise RuleViolation(_("This version is already published."))
@@ -355,13 +383,13 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
 
 
 def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
-    if notice.status != PUBLISHED:
+    if not may_withdraw(actor, notice):
         raise RuleViolation(_("Only a published notice can be withdrawn."))
     reason = reason.strip()
     if not reason:
         raise RuleViolation(_("Give the reason for withdrawing the notice."), field="reason")
     before = notice.audit_state()
-    notice.status = WITHDRAWN
+    notice.status = NoticeStatus.WITHDRAWN
     notice.withdrawn_at = utcnow()
     notice.withdrawn_reason = reason
     notice.hidden = hide
@@ -381,7 +409,7 @@ def emergency_publications_awaiting_review() -> list[Publication]:
     """Emergency publications whose retroactive sign-off is still pending."""
     pending_versions = select(SignoffRequest.subject_id).where(
         SignoffRequest.subject_type == SUBJECT, SignoffRequest.retroactive.is_(True),
-        SignoffRequest.status == PENDING)
+        SignoffRequest.status == SignoffStatus.PENDING)
     return list(db.session.scalars(select(Publication).where(
         Publication.emergency.is_(True), Publication.version_id.in_(pending_versions)
     ).order_by(Publication.published_at)))

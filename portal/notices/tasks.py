@@ -9,15 +9,15 @@ from sqlalchemy import select
 
 from portal import documents, jobs
 from portal.extensions import db, rq
-from portal.models import utcnow
+from portal.models import PdfStatus, utcnow
 from portal.notices import pdf, services, signals
 from portal.notices.models import NoticePdf, NoticeVersion, Publication
 from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
 # From "done" too: a finished row whose file is gone is rendered again.
-PDF_CLAIM = jobs.Claim(NoticePdf, waiting=("queued", "done"), running="running",
-                       lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
+PDF_CLAIM = jobs.Claim(NoticePdf, waiting=(PdfStatus.QUEUED, PdfStatus.DONE),
+                       running=PdfStatus.RUNNING, lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
                        max_attempts=pdf.MAX_ATTEMPTS)
 SCHEDULE_INTERVAL_SECONDS = 30
 
@@ -31,11 +31,12 @@ def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
     row = db.session.scalar(select(NoticePdf).where(NoticePdf.version_id == version.id,
                                                     NoticePdf.kind == kind))
     if row is None:
-        row = NoticePdf(version_id=version.id, kind=kind, status="queued", requested_at=utcnow())
+        row = NoticePdf(version_id=version.id, kind=kind, status=PdfStatus.QUEUED,
+                        requested_at=utcnow())
         db.session.add(row)
         db.session.flush()
-    elif row.status == "failed":  # asked for again: a new set of attempts
-        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
+    elif row.status == PdfStatus.FAILED:  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = PdfStatus.QUEUED, None, utcnow(), 0
     return row
 
 
@@ -50,7 +51,7 @@ def render_pdf_job(pdf_id: int) -> str | None:
     row = db.session.get(NoticePdf, pdf_id)
     if row is None:
         return None
-    if row.status == "done" and row.sha256 and (documents.stored_path(row.sha256)).exists():
+    if row.status == PdfStatus.DONE and row.sha256 and (documents.stored_path(row.sha256)).exists():
         return row.sha256
     with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
         return _render(pdf_id) if mine else None
@@ -74,17 +75,17 @@ def _render(pdf_id: int) -> str:
     except Exception as exc:
         db.session.rollback()
         row = db.session.get(NoticePdf, pdf_id)
-        row.status, row.error, row.finished_at = "failed", str(exc)[:500], utcnow()
+        row.status, row.error, row.finished_at = PdfStatus.FAILED, str(exc)[:500], utcnow()
         db.session.commit()
         raise
-    row.status, row.sha256, row.size, row.finished_at = "done", digest, len(data), utcnow()
+    row.status, row.sha256, row.size, row.finished_at = PdfStatus.DONE, digest, len(data), utcnow()
     db.session.commit()
     signals.public_content_changed.send()
     return digest
 
 
 def requeue_lost_pdfs(min_age: timedelta) -> int:
-    stmt = select(NoticePdf.id).where(NoticePdf.status.in_(["queued", "running"]),
+    stmt = select(NoticePdf.id).where(NoticePdf.status.in_([PdfStatus.QUEUED, PdfStatus.RUNNING]),
                                       NoticePdf.requested_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, pdf_job_id, queue_pdf)
 

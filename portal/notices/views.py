@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from flask import (
     Blueprint,
     abort,
@@ -29,7 +27,8 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.markdown import check_renderable, render_markdown
-from portal.notices import services, signals, tasks
+from portal.models import PdfStatus
+from portal.notices import comparison, services, signals, tasks
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.notices.forms import (
     DiffForm,
@@ -43,6 +42,7 @@ from portal.notices.models import (
     STATUS_LABELS,
     Notice,
     NoticePdf,
+    NoticeStatus,
     NoticeVersion,
 )
 from portal.security import STAFF, access
@@ -51,6 +51,9 @@ from portal.web import show_error, wants_partial
 
 bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
 DRAFTERS = (Role.AGENT, Role.ADMIN)
+
+
+bp.add_app_template_global(NoticeStatus, "NoticeStatus")
 
 
 @bp.app_context_processor
@@ -109,12 +112,11 @@ def detail(notice_id: int) -> ResponseReturnValue:
         "notices/detail.html", notice=notice, latest=latest, signoff=request_,
         confirm=ConfirmForm(), emergency_form=ReasonForm(), withdraw_form=WithdrawForm(),
         pdfs=pdfs, history=audit.history("notice", notice.id),
-        can_draft=current_user.role in DRAFTERS,
     )
 
 
 @bp.route("/<int:notice_id>/edit", methods=["GET", "POST"])
-@access(*DRAFTERS)
+@access(*DRAFTERS, when=services.editable)
 def edit(notice_id: int) -> ResponseReturnValue:
     notice = db.get_or_404(Notice, notice_id)
     latest = notice.latest_version
@@ -171,40 +173,11 @@ def preview() -> ResponseReturnValue:
 @access(STAFF)
 def diff(notice_id: int) -> ResponseReturnValue:
     notice = db.get_or_404(Notice, notice_id)
-    numbers = [v.number for v in notice.versions]
     form = DiffForm(request.args)
-    a = form.a.data if form.a.data in numbers else max(numbers[-1] - 1, 1)
-    b = form.b.data if form.b.data in numbers else numbers[-1]
-    by_number = {v.number: v for v in notice.versions}
-    old, new = by_number[a].content(), by_number[b].content()
-    sections = []
-    for locale in ("zh_CN", "en"):
-        left = old.get(locale, {"title": "", "body": ""})
-        right = new.get(locale, {"title": "", "body": ""})
-        rows = _side_by_side(f"{left['title']}\n\n{left['body']}",
-                             f"{right['title']}\n\n{right['body']}")
-        sections.append((locale, rows))
-    return render_template("notices/diff.html", notice=notice, a=a, b=b, numbers=numbers,
-                           sections=sections)
-
-
-def _side_by_side(left: str, right: str) -> list[tuple[str, str, str]]:
-    """Rows of (kind, left line, right line); kind is equal, changed, added or removed."""
-    a, b = left.splitlines(), right.splitlines()
-    rows: list[tuple[str, str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            rows += [("equal", a[i], b[j]) for i, j in zip(range(i1, i2), range(j1, j2),
-                                                           strict=True)]
-        elif op == "replace":
-            for k in range(max(i2 - i1, j2 - j1)):
-                rows.append(("changed", a[i1 + k] if i1 + k < i2 else "",
-                             b[j1 + k] if j1 + k < j2 else ""))
-        elif op == "delete":
-            rows += [("removed", a[i], "") for i in range(i1, i2)]
-        else:
-            rows += [("added", "", b[j]) for j in range(j1, j2)]
-    return rows
+    a, b = comparison.pair(notice, form.a.data, form.b.data)
+    return render_template("notices/diff.html", notice=notice, a=a, b=b,
+                           numbers=[v.number for v in notice.versions],
+                           sections=comparison.compare(notice, a, b))
 
 
 def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
@@ -220,14 +193,14 @@ def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
 
 
 @bp.route("/<int:notice_id>/request-signoff", methods=["POST"])
-@access(*DRAFTERS)
+@access(*DRAFTERS, when=services.may_request_signoff)
 def request_signoff(notice_id: int) -> ResponseReturnValue:
     return _act(notice_id, lambda n: services.request_signoff(n, actor=current_user),
                 _("Sent to legal for sign-off."))
 
 
 @bp.route("/<int:notice_id>/publish", methods=["POST"])
-@access(*DRAFTERS)
+@access(*DRAFTERS, when=services.may_publish)
 def publish(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> object:
         publication = services.publish(notice, actor=current_user)
@@ -241,7 +214,7 @@ def publish(notice_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:notice_id>/emergency-publish", methods=["POST"])
-@access(Role.ADMIN)
+@access(Role.ADMIN, when=services.may_emergency_publish)
 def emergency_publish(notice_id: int) -> ResponseReturnValue:
     form = ReasonForm()
 
@@ -256,7 +229,7 @@ def emergency_publish(notice_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/<int:notice_id>/withdraw", methods=["POST"])
-@access(*DRAFTERS)
+@access(*DRAFTERS, when=services.may_withdraw)
 def withdraw(notice_id: int) -> ResponseReturnValue:
     form = WithdrawForm()
 
@@ -272,10 +245,9 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def request_pdf(version_id: int) -> ResponseReturnValue:
     version = db.get_or_404(NoticeVersion, version_id)
-    kind = "signed" if version.id == version.notice.published_version_id else "draft"
-    row = tasks.request_pdf(version, kind)
+    row = tasks.request_pdf(version, services.pdf_kind(version))
     db.session.commit()
-    if not row.done and not tasks.queue_pdf(row.id):
+    if not row.finished and not tasks.queue_pdf(row.id):
         flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
                 "made when the queue is back."), "warning")
     return redirect(url_for("notices.pdf_status", pdf_id=row.id))
@@ -294,6 +266,6 @@ def pdf_status(pdf_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(NoticePdf, pdf_id)
-    if row is None or row.status != "done":
+    if row is None or row.status != PdfStatus.DONE:
         abort(404)
     return documents.send_stored(row.sha256, f"{row.version.notice.ref}-v{row.version.number}.pdf")

@@ -13,7 +13,7 @@ from portal.accounts import User
 from portal.events.models import Event
 from portal.extensions import db
 from portal.jobs import Claimable
-from portal.models import UTCDateTime, utcnow
+from portal.models import PdfStatus, UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
 # The six steps of 复盘, in order. The Chinese term names the step in every language (it is
@@ -47,7 +47,6 @@ BLAMELESS_REMINDER = _l("Blameless: describe what happened and why our systems a
                         "allowed it, not who did it. Names and e-mail addresses of staff or "
                         "of this event's customers are refused.")
 MAX_STEP_LENGTH = 20000
-PDF_STATUSES = ("queued", "running", "done", "failed")
 
 
 class Postmortem(db.Model):
@@ -101,7 +100,7 @@ class PostmortemPdf(Claimable, db.Model):
     lock_version: Mapped[int] = mapped_column(Integer)
     # Legal's grant that covered that content when asked for (it stamps the PDF), if any.
     signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
-    status: Mapped[str] = mapped_column(String(12), default="queued")
+    status: Mapped[str] = mapped_column(String(12), default=PdfStatus.QUEUED)
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
@@ -113,5 +112,6 @@ class PostmortemPdf(Claimable, db.Model):
     signoff: Mapped[SignoffRequest | None] = relationship()
 
     @property
-    def done(self) -> bool:
-        return self.status in ("done", "failed")
+    def finished(self) -> bool:
+        """Rendered or given up: no job will change it any more."""
+        return self.status in (PdfStatus.DONE, PdfStatus.FAILED)

@@ -19,12 +19,12 @@ from portal.audit import services as audit
 from portal.audit.models import AuditEntry
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES, Case, Payment
 from portal.customers.models import Customer
-from portal.errors import RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.mailings.models import FAILED, SENT, Mailing, MailingRecipient
+from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
 from portal.markdown import check_renderable, render_markdown
-from portal.models import text_digest, utcnow
+from portal.models import PdfStatus, text_digest, utcnow
 from portal.names import first_mentioned
 from portal.notices.models import Notice
 from portal.postmortems.models import (
@@ -37,14 +37,10 @@ from portal.postmortems.models import (
     PostmortemPdf,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import APPROVED, PENDING, SignoffRequest
+from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "postmortem"
 TIMELINE_LIMIT = 500
-
-
-class Conflict(RuleViolation):
-    """Someone else saved the post-mortem since the form was loaded."""
 
 
 def _scope(postmortem: Postmortem) -> str:
@@ -261,7 +257,8 @@ def facts(event: Event) -> Facts:
     recipients = dict(db.session.execute(
         select(MailingRecipient.status, func.count(MailingRecipient.id))
         .join(Mailing, Mailing.id == MailingRecipient.mailing_id)
-        .where(Mailing.event_id == event.id, MailingRecipient.status.in_([SENT, FAILED]))
+        .where(Mailing.event_id == event.id,
+               MailingRecipient.status.in_([RecipientStatus.SENT, RecipientStatus.FAILED]))
         .group_by(MailingRecipient.status)).all())
     counts = dict(db.session.execute(
         select(Case.status, func.count(Case.id)).where(Case.event_id == event.id)
@@ -274,7 +271,8 @@ def facts(event: Event) -> Facts:
         timeline=list(reversed(audit.history("event", event.id, limit=TIMELINE_LIMIT))),
         notices_published=published[0], first_published_at=published[1],
         first_public_at=first_public, mailings=mailings,
-        recipients_sent=recipients.get(SENT, 0), recipients_failed=recipients.get(FAILED, 0),
+        recipients_sent=recipients.get(RecipientStatus.SENT, 0),
+        recipients_failed=recipients.get(RecipientStatus.FAILED, 0),
         cases_by_status=by_status, money=_money(event),
     )
 
@@ -315,16 +313,24 @@ class SignoffState:
 
     @property
     def granted(self) -> bool:
-        return self.binding and self.request is not None and self.request.status == APPROVED
+        return (self.binding and self.request is not None
+                and self.request.status == SignoffStatus.APPROVED)
 
     @property
     def open(self) -> bool:
-        return self.binding and self.request is not None and self.request.status == PENDING
+        return (self.binding and self.request is not None
+                and self.request.status == SignoffStatus.PENDING)
+
+    @property
+    def outdated(self) -> bool:
+        """Pending or granted, but for facts or text that have changed since."""
+        return (not self.binding and self.request is not None
+                and self.request.status in STANDING)
 
 
 def signoff_state(postmortem: Postmortem, found: Facts | None = None) -> SignoffState:
     request = signoffs.latest(SUBJECT, postmortem.id)
-    binding = (request is not None and request.status in (PENDING, APPROVED)
+    binding = (request is not None and request.status in STANDING
                and signoffs.check_binding(request, snapshot(postmortem, found)))
     return SignoffState(request, binding)
 
@@ -337,7 +343,7 @@ def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
     if state.binding:
         raise RuleViolation(_("Legal already has exactly this post-mortem (pending or "
                               "approved)."))
-    if state.request is not None and state.request.status in (PENDING, APPROVED):
+    if state.request is not None and state.request.status in STANDING:
         signoffs.void_scope(_scope(postmortem), "facts changed", actor=actor)
     if not any(current["steps"].values()):
         raise RuleViolation(_("Write the post-mortem before asking legal to sign it off."))
@@ -357,7 +363,8 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
     postmortem = db.session.get(Postmortem, request.subject_id)
     if postmortem is None:
         return
-    if request.status == APPROVED and not signoffs.check_binding(request, snapshot(postmortem)):
+    if (request.status == SignoffStatus.APPROVED
+            and not signoffs.check_binding(request, snapshot(postmortem))):
         raise RuleViolation(_("The post-mortem or its facts changed since the request; it "
                               "needs a new one."))
     audit.record(f"postmortem.signoff_{request.status}", SUBJECT, postmortem.id,
@@ -382,7 +389,7 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
     ).order_by(PostmortemPdf.id.desc()).limit(1))
     if row is None:
         row = PostmortemPdf(postmortem_id=postmortem.id, lock_version=postmortem.lock_version,
-                            signoff_id=signoff_id, status="queued", requested_at=utcnow(),
+                            signoff_id=signoff_id, status=PdfStatus.QUEUED, requested_at=utcnow(),
                             requested_by_id=actor.id)
         db.session.add(row)
         db.session.flush()
@@ -390,8 +397,8 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                      "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
-    elif row.status == "failed":  # asked for again: a new set of attempts
-        row.status, row.error, row.requested_at, row.attempts = "queued", None, utcnow(), 0
+    elif row.status == PdfStatus.FAILED:  # asked for again: a new set of attempts
+        row.status, row.error, row.requested_at, row.attempts = PdfStatus.QUEUED, None, utcnow(), 0
     db.session.commit()
     return row
 

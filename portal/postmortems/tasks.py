@@ -9,15 +9,15 @@ from sqlalchemy import select
 
 from portal import documents, jobs
 from portal.extensions import db, rq
-from portal.models import utcnow
+from portal.models import PdfStatus, utcnow
 from portal.notices import pdf as notice_pdf
 from portal.postmortems import pdf, services
 from portal.postmortems.models import PostmortemPdf
 from portal.signoffs import services as signoffs
 
 PDF_TIMEOUT_SECONDS = 120
-PDF_CLAIM = jobs.Claim(PostmortemPdf, waiting=("queued", "done"), running="running",
-                       lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
+PDF_CLAIM = jobs.Claim(PostmortemPdf, waiting=(PdfStatus.QUEUED, PdfStatus.DONE),
+                       running=PdfStatus.RUNNING, lease=timedelta(seconds=PDF_TIMEOUT_SECONDS),
                        max_attempts=notice_pdf.MAX_ATTEMPTS)
 
 
@@ -33,7 +33,7 @@ def queue_pdf(pdf_id: int) -> bool:
 def _fail(pdf_id: int, message: str) -> None:
     db.session.rollback()
     row = db.session.get(PostmortemPdf, pdf_id)
-    row.status, row.error, row.finished_at = "failed", message[:500], utcnow()
+    row.status, row.error, row.finished_at = PdfStatus.FAILED, message[:500], utcnow()
     db.session.commit()
 
 
@@ -43,7 +43,7 @@ def render_postmortem_pdf_job(pdf_id: int) -> str | None:
     row = db.session.get(PostmortemPdf, pdf_id)
     if row is None:
         return None
-    if row.status == "done" and row.sha256 and (
+    if row.status == PdfStatus.DONE and row.sha256 and (
             documents.stored_path(row.sha256)).exists():
         return row.sha256
     with jobs.claimed(PDF_CLAIM, pdf_id) as mine:
@@ -72,12 +72,13 @@ def _render(pdf_id: int) -> str | None:
         _fail(pdf_id, str(exc))
         raise
     row = db.session.get(PostmortemPdf, pdf_id)
-    row.status, row.sha256, row.size, row.finished_at = "done", digest, len(data), utcnow()
+    row.status, row.sha256, row.size, row.finished_at = PdfStatus.DONE, digest, len(data), utcnow()
     db.session.commit()
     return digest
 
 
 def requeue_lost_postmortem_pdfs(min_age: timedelta) -> int:
-    stmt = select(PostmortemPdf.id).where(PostmortemPdf.status.in_(["queued", "running"]),
+    stmt = select(PostmortemPdf.id).where(PostmortemPdf.status.in_([PdfStatus.QUEUED,
+                                                                    PdfStatus.RUNNING]),
                                           PostmortemPdf.requested_at < utcnow() - min_age)
     return jobs.requeue_lost(stmt, pdf_job_id, queue_pdf)

@@ -15,6 +15,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
+from portal.models import PdfStatus
 from portal.postmortems import services, tasks
 from portal.postmortems.forms import PostmortemForm
 from portal.postmortems.models import (
@@ -25,7 +26,7 @@ from portal.postmortems.models import (
     Postmortem,
     PostmortemPdf,
 )
-from portal.security import STAFF, access
+from portal.security import STAFF, access, can
 from portal.web import show_error, wants_partial
 
 bp = Blueprint("postmortems", __name__, url_prefix="/postmortems")
@@ -40,7 +41,7 @@ def postmortem_labels() -> dict[str, object]:
 
 def _page(event: Event, postmortem: Postmortem | None, form: PostmortemForm | None = None,
           status: int = 200) -> tuple[str, int]:
-    can_edit = current_user.role in EDITORS
+    can_edit = can("postmortems.save")
     if postmortem is not None and form is None and can_edit:
         form = PostmortemForm(data={**postmortem.texts(),
                                     "lock_version": str(postmortem.lock_version)})
@@ -147,7 +148,7 @@ def request_pdf(event_id: int) -> ResponseReturnValue:
     if postmortem is None or not ConfirmForm().validate_on_submit():
         abort(404 if postmortem is None else 400)
     row = services.request_pdf(postmortem, actor=current_user)
-    if not row.done and not tasks.queue_pdf(row.id):
+    if not row.finished and not tasks.queue_pdf(row.id):
         flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
                 "made when the queue is back."), "warning")
     return redirect(url_for("postmortems.pdf_status", pdf_id=row.id))
@@ -166,7 +167,7 @@ def pdf_status(pdf_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def pdf_file(pdf_id: int) -> ResponseReturnValue:
     row = db.session.get(PostmortemPdf, pdf_id)
-    if row is None or row.status != "done":
+    if row is None or row.status != PdfStatus.DONE:
         abort(404)
     return documents.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
                                   f"-v{row.lock_version}.pdf")

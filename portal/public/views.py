@@ -28,6 +28,7 @@ from portal.config import LOCALES
 from portal.extensions import csrf, db
 from portal.i18n import locale_code
 from portal.markdown import render_markdown
+from portal.models import PdfStatus
 from portal.notices import services
 from portal.notices.models import NoticePdf, Publication
 from portal.public.cache import CachedPage, page_cache
@@ -78,7 +79,7 @@ def notice(slug: str) -> ResponseReturnValue:
         shown_locale, entry = version.in_locale(locale)
         pdf_ready = db.session.scalar(select(NoticePdf.id).where(
             NoticePdf.version_id == version.id, NoticePdf.kind == "signed",
-            NoticePdf.status == "done")) is not None
+            NoticePdf.status == PdfStatus.DONE)) is not None
         html = render_template(
             "public/notice.html", notice=item, version=version, entry=entry,
             shown_locale=shown_locale, body_html=render_markdown(entry["body"]),
@@ -97,11 +98,11 @@ def notice_pdf_file(slug: str) -> ResponseReturnValue:
         abort(404)
     row = db.session.scalar(select(NoticePdf).where(
         NoticePdf.version_id == item.published_version_id, NoticePdf.kind == "signed"))
-    if row is not None and row.status == "failed":  # no retry to wait for: say so
+    if row is not None and row.status == PdfStatus.FAILED:  # no retry to wait for: say so
         return Response(_("The PDF of this notice could not be made; read the notice on its "
                           "page.") + "\n", 503, {"Cache-Control": "no-store"},
                         mimetype="text/plain")
-    if row is None or row.status != "done":
+    if row is None or row.status != PdfStatus.DONE:
         return Response("The PDF is being prepared; try again in a minute.\n", 503,
                         {"Retry-After": "30", "Cache-Control": "no-store"},
                         mimetype="text/plain")

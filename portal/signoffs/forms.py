@@ -7,12 +7,14 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from portal.signoffs.models import APPROVED, CHANGES, REJECTED
+from portal.signoffs.models import SignoffStatus
 
 
 class DecisionForm(FlaskForm):
     decision = RadioField(_l("Decision"), choices=[
-        (APPROVED, _l("Approve")), (CHANGES, _l("Request changes")), (REJECTED, _l("Reject"))],
+        (SignoffStatus.APPROVED, _l("Approve")),
+        (SignoffStatus.CHANGES_REQUESTED, _l("Request changes")),
+        (SignoffStatus.REJECTED, _l("Reject"))],
         validators=[DataRequired()])
     comment = TextAreaField(_l("Comment (required to reject or request changes)"),
                             validators=[Length(max=5000)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -13,18 +14,26 @@ from portal.accounts import User
 from portal.extensions import db
 from portal.models import UTCDateTime, text_digest, utcnow
 
-PENDING, APPROVED, REJECTED, CHANGES, VOIDED = (
-    "pending", "approved", "rejected", "changes_requested", "voided"
-)
-DECISIONS = (APPROVED, REJECTED, CHANGES)
+
+class SignoffStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    VOIDED = "voided"
+
+
+DECISIONS = (SignoffStatus.APPROVED, SignoffStatus.REJECTED, SignoffStatus.CHANGES_REQUESTED)
+# Asked for or granted: what a new change of the subject voids.
+STANDING = (SignoffStatus.PENDING, SignoffStatus.APPROVED)
 OVERDUE_AFTER = timedelta(hours=24)
 
 STATUS_LABELS = {
-    PENDING: _l("Pending"),
-    APPROVED: _l("Approved"),
-    REJECTED: _l("Rejected"),
-    CHANGES: _l("Changes requested"),
-    VOIDED: _l("Voided"),
+    SignoffStatus.PENDING: _l("Pending"),
+    SignoffStatus.APPROVED: _l("Approved"),
+    SignoffStatus.REJECTED: _l("Rejected"),
+    SignoffStatus.CHANGES_REQUESTED: _l("Changes requested"),
+    SignoffStatus.VOIDED: _l("Voided"),
 }
 SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision"),
                   "postmortem": _l("Post-mortem")}
@@ -52,7 +61,7 @@ class SignoffRequest(db.Model):
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retroactive: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20), default=PENDING)
+    status: Mapped[str] = mapped_column(String(20), default=SignoffStatus.PENDING)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     comment: Mapped[str | None] = mapped_column(Text)
@@ -70,7 +79,8 @@ class SignoffRequest(db.Model):
 
     @property
     def overdue(self) -> bool:
-        return self.status == PENDING and self.retroactive and self.age > OVERDUE_AFTER
+        return (self.status == SignoffStatus.PENDING and self.retroactive
+                and self.age > OVERDUE_AFTER)
 
     def audit_state(self) -> dict[str, object]:
         return {

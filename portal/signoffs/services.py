@@ -22,13 +22,10 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
 from portal.signoffs.models import (
-    APPROVED,
-    CHANGES,
     DECISIONS,
-    PENDING,
-    REJECTED,
-    VOIDED,
+    STANDING,
     SignoffRequest,
+    SignoffStatus,
 )
 
 # Subjects legal may mark mandatory (sent even to customers who unsubscribed).
@@ -54,7 +51,7 @@ def open_request(
     """Ask legal to approve exactly ``snapshot`` (the caller commits)."""
     existing = db.session.scalar(select(SignoffRequest).where(
         SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
-        SignoffRequest.status.in_([PENDING, APPROVED])))
+        SignoffRequest.status.in_(STANDING)))
     if existing is not None:
         raise RuleViolation(_("This version already has an open or granted sign-off."))
     snapshot = audit.normalise(snapshot)
@@ -62,7 +59,7 @@ def open_request(
         subject_type=subject_type, subject_id=subject_id, scope=scope, title=title[:300],
         snapshot=snapshot, snapshot_hash=snapshot_hash(snapshot), author_id=author_id,
         requested_by_id=requested_by.id if requested_by else None, retroactive=retroactive,
-        status=PENDING, requested_at=utcnow(),
+        status=SignoffStatus.PENDING, requested_at=utcnow(),
     )
     db.session.add(request)
     db.session.flush()
@@ -76,7 +73,7 @@ def may_decide(request: SignoffRequest, user: User) -> str | None:
     """Why ``user`` may not decide on ``request``, or None when they may."""
     if user.role != Role.LEGAL:
         return _("Only the legal team decides sign-offs.")
-    if request.status != PENDING:
+    if request.status != SignoffStatus.PENDING:
         return _("This request has already been decided.")
     if user.id == request.requested_by_id:
         return _("You requested this sign-off; another legal reviewer must decide.")
@@ -93,13 +90,14 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
     if decision not in DECISIONS:
         raise RuleViolation(_("Unknown decision."), field="decision")
     comment = comment.strip()
-    if decision in (REJECTED, CHANGES) and not comment:
+    if decision in (SignoffStatus.REJECTED, SignoffStatus.CHANGES_REQUESTED) and not comment:
         raise RuleViolation(_("Say why: a comment is required to reject or request changes."),
                             field="comment")
     request = db.session.get(SignoffRequest, request_id)
     if request is None:
         raise RuleViolation(_("No such sign-off request."))
-    if mandatory and (decision != APPROVED or request.subject_type not in MANDATORY_SUBJECTS):
+    if mandatory and (decision != SignoffStatus.APPROVED
+                      or request.subject_type not in MANDATORY_SUBJECTS):
         raise RuleViolation(_("Only an approved notice can be marked mandatory."),
                             field="mandatory")
     reason = may_decide(request, actor)
@@ -107,7 +105,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
         raise RuleViolation(reason)
     result = db.session.execute(
         update(SignoffRequest)
-        .where(SignoffRequest.id == request_id, SignoffRequest.status == PENDING)
+        .where(SignoffRequest.id == request_id, SignoffRequest.status == SignoffStatus.PENDING)
         .values(status=decision, decided_by_id=actor.id, decided_at=utcnow(),
                 comment=comment or None, mandatory=mandatory)
         .execution_options(synchronize_session=False)
@@ -118,7 +116,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
     db.session.refresh(request)
     audit.record(f"signoff.{decision}", "signoff", request.id,
                  f"Sign-off {decision.replace('_', ' ')}: {request.title}",
-                 before={"status": PENDING}, after=request.audit_state(), actor=actor)
+                 before={"status": SignoffStatus.PENDING}, after=request.audit_state(), actor=actor)
     handler = _HANDLERS.get(request.subject_type)
     if handler:
         handler(request, actor)
@@ -130,13 +128,13 @@ def void_scope(scope: str, reason: str, *, actor: User | None,
                keep_subject_ids: set[int] | frozenset[int] = frozenset()) -> int:
     """Void the open and granted requests of a changed subject (the caller commits)."""
     requests = db.session.scalars(select(SignoffRequest).where(
-        SignoffRequest.scope == scope, SignoffRequest.status.in_([PENDING, APPROVED]))).all()
+        SignoffRequest.scope == scope, SignoffRequest.status.in_(STANDING))).all()
     count = 0
     for request in requests:
         if request.subject_id in keep_subject_ids:
             continue
         before = request.status
-        request.status = VOIDED
+        request.status = SignoffStatus.VOIDED
         request.void_reason = reason
         audit.record("signoff.void", "signoff", request.id,
                      f"Sign-off voided ({reason}): {request.title}",
@@ -148,7 +146,7 @@ def void_scope(scope: str, reason: str, *, actor: User | None,
 def granted(subject_type: str, subject_id: int) -> SignoffRequest | None:
     return db.session.scalar(select(SignoffRequest).where(
         SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
-        SignoffRequest.status == APPROVED))
+        SignoffRequest.status == SignoffStatus.APPROVED))
 
 
 def latest(subject_type: str, subject_id: int) -> SignoffRequest | None:
@@ -163,7 +161,7 @@ def check_binding(request: SignoffRequest, snapshot: Any) -> bool:
 
 
 def queue(subject_type: str | None = None) -> list[SignoffRequest]:
-    stmt = select(SignoffRequest).where(SignoffRequest.status == PENDING)
+    stmt = select(SignoffRequest).where(SignoffRequest.status == SignoffStatus.PENDING)
     if subject_type:
         stmt = stmt.where(SignoffRequest.subject_type == subject_type)
     return list(db.session.scalars(stmt.order_by(SignoffRequest.requested_at)))

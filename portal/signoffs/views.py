@@ -14,9 +14,10 @@ from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services
 from portal.signoffs.forms import DecisionForm
-from portal.signoffs.models import STATUS_LABELS, SUBJECT_LABELS, SignoffRequest
+from portal.signoffs.models import STATUS_LABELS, SUBJECT_LABELS, SignoffRequest, SignoffStatus
 
 bp = Blueprint("signoffs", __name__, url_prefix="/signoffs")
+bp.add_app_template_global(SignoffStatus, "SignoffStatus")
 
 
 @bp.app_context_processor
