@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal import uow
 from portal.audit import services as audit
 from portal.auth.models import Role, User
 from portal.errors import RuleViolation
@@ -40,7 +41,7 @@ from portal.extensions import db
 from portal.i18n import local_to_utc, utc_to_local
 from portal.security import STAFF, access
 from portal.users.forms import ConfirmForm
-from portal.web import show_error, wants_partial
+from portal.web import database_int, refuse, wants_partial
 
 bp = Blueprint("events", __name__, url_prefix="/events")
 # Who writes the command centre; legal reads it and ticks its own tasks.
@@ -70,8 +71,7 @@ def create() -> ResponseReturnValue:
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
                 with_checklist=bool(form.with_checklist.data))
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Event opened."), "success")
             return redirect(url_for("events.detail", event_id=event.id))
@@ -123,7 +123,7 @@ def _back(event: Event, anchor: str) -> ResponseReturnValue:
 
 
 def _invalid(event: Event, **forms: object) -> ResponseReturnValue:
-    db.session.rollback()
+    uow.rollback()
     return render_template("events/detail.html", **_centre(event, **forms)), 422
 
 
@@ -139,7 +139,7 @@ def add_task(event_id: int) -> ResponseReturnValue:
                               owner_id=form.owner_id.data,
                               due_at=local_to_utc(form.due_at.data), actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Task added."), "success")
             return _back(event, "checklist")
@@ -167,8 +167,7 @@ def assign_task(task_id: int) -> ResponseReturnValue:
             services.assign_task(task, owner_id=form.owner_id.data,
                                  due_at=local_to_utc(form.due_at.data), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            flash(err.message, "error")
+            refuse(err)
     else:
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
     return _back(event, "checklist")
@@ -184,7 +183,7 @@ def add_timeline_entry(event_id: int) -> ResponseReturnValue:
             services.add_timeline_entry(event, occurred_at=local_to_utc(form.occurred_at.data),
                                         text=form.text.data, actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Added to the timeline."), "success")
             return _back(event, "timeline")
@@ -201,7 +200,7 @@ def add_stakeholder(event_id: int) -> ResponseReturnValue:
             services.add_stakeholder(event, kind=form.kind.data, name=form.name.data,
                                      contact=form.contact.data or "", actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Stakeholder added."), "success")
             return _back(event, "stakeholders")
@@ -216,8 +215,7 @@ def stakeholder_informed(stakeholder_id: int) -> ResponseReturnValue:
         try:
             services.mark_informed(stakeholder, actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            flash(err.message, "error")
+            refuse(err)
     return _back(db.session.get(Event, stakeholder.event_id), "stakeholders")
 
 
@@ -225,6 +223,8 @@ def stakeholder_informed(stakeholder_id: int) -> ResponseReturnValue:
 @access(Role.ADMIN)
 def settings() -> ResponseReturnValue:
     """Checklist templates and response targets."""
+    if "default_position" in request.form:
+        return _delete_default_template_item()
     form = TemplateItemForm()
     if form.validate_on_submit():
         try:
@@ -232,17 +232,28 @@ def settings() -> ResponseReturnValue:
                                        title=form.title.data, due_hours=form.due_hours.data,
                                        actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Template task added."), "success")
             return redirect(url_for("events.settings"))
-    templates = {kind.value: services.checklist_template(kind.value) for kind in EventKind}
-    db.session.commit()  # the defaults, written on first view
+    templates = {kind.value: services.shown_checklist_template(kind.value) for kind in EventKind}
     return render_template("events/settings.html", form=form, templates=templates,
                            targets=services.target_minutes(), confirm=ConfirmForm(),
                            department_labels=DEPARTMENT_LABELS, metric_labels=TARGET_METRICS,
                            severities=SEVERITIES), 422 if form.errors else 200
+
+
+def _delete_default_template_item() -> ResponseReturnValue:
+    """Remove one of the defaults a kind shows before its template is stored."""
+    if ConfirmForm().validate_on_submit():
+        item = services.stored_template_item(
+            request.form.get("default_kind", ""),
+            request.form.get("default_position", -1, type=database_int))
+        if item is None:
+            abort(404)
+        services.delete_template_item(item, actor=current_user)
+        flash(_("Template task removed."), "success")
+    return redirect(url_for("events.settings"))
 
 
 @bp.route("/settings/items/<int:item_id>/delete", methods=["POST"])
@@ -269,8 +280,7 @@ def save_targets() -> ResponseReturnValue:
     try:
         services.set_targets(values, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Targets saved."), "success")
     return redirect(url_for("events.settings"))
@@ -287,8 +297,7 @@ def edit(event_id: int) -> ResponseReturnValue:
                                   cause=form.cause.data, summary=form.summary.data or "",
                                   actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("events.detail", event_id=event.id))
@@ -307,8 +316,7 @@ def change_status(event_id: int) -> ResponseReturnValue:
             raise RuleViolation(_("An event moves one phase at a time."))
         services.change_status(event, form.status.data, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Status changed."), "success")
     return redirect(url_for("events.detail", event_id=event.id))

@@ -23,6 +23,7 @@ OPTIMIZE_INTERVAL_SECONDS = 3600
 
 
 @rq.job
+@jobs.unit_of_work
 def reconcile_job() -> int:
     return jobs.reconcile_all()
 
@@ -32,18 +33,19 @@ cron.register(reconcile_job.func, "default", interval=RECONCILE_INTERVAL_SECONDS
 
 
 @rq.job
+@jobs.unit_of_work
 def optimize_database_job() -> None:
     """SQLite keeps no planner statistics unless asked (PostgreSQL's autovacuum analyzes by
     itself): without them it picks poor indexes for the case list."""
     if db.session.get_bind().dialect.name == "sqlite":
         db.session.execute(text("PRAGMA optimize"))
-        db.session.commit()
 
 
 cron.register(optimize_database_job.func, "default", interval=OPTIMIZE_INTERVAL_SECONDS)
 
 
 @rq.job
+@jobs.unit_of_work
 def prune_login_failures_job() -> int:
     return auth_services.prune_login_failures()
 
