@@ -81,7 +81,7 @@ def init_app(app: Flask) -> None:
                 raise WriteDuringSafeRequest(f"{request.method} {request.path} wrote to the "
                                              "database")
         elif response.status_code < 400:
-            commit()
+            commit()  # the request's unit of work
         else:
             rollback()
         return response
