@@ -43,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     rq.init_app(app)
     login_manager.init_app(app)
 
-    from portal import i18n, redirects, security, web, wiring
+    from portal import i18n, redirects, security, uow, web, wiring
     from portal.audit import cli as audit_cli
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
@@ -70,6 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     redirects.init_app(app)
     security.init_app(app)
     web.init_app(app)
+    uow.init_app(app)  # after web: decides on the status before a 422 reaches htmx as 200
     public_cache.init_app(app)
     wiring.connect()
 

@@ -9,6 +9,10 @@ nothing. A claim is a lease: a row still running when its lease (the job's timeo
 was left by a dead worker, and the next job the reconciler queues takes it over. ``attempts``
 counts the claims, so work that kills its worker every time (a renderer crash) fails with its
 reason after ``max_attempts`` instead of being retried forever.
+
+A job is one unit of work (``unit_of_work``): committed when it returns, rolled back when it
+raises. The claims are committed at once, apart from the job's work (documented exceptions,
+like the per-message and per-batch commits of the long jobs, each commented where it is).
 """
 
 from __future__ import annotations
@@ -18,17 +22,63 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
+from flask import flash, g, has_request_context
 from redis.exceptions import RedisError
 from rq import cron
 from sqlalchemy import Integer, and_, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal import uow
 from portal.extensions import db, rq
 from portal.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def unit_of_work(job: Callable[P, R]) -> Callable[P, R]:
+    """A job's boundary (under ``@rq.job``): its work is committed when it returns, rolled
+    back when it raises."""
+
+    @wraps(job)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = job(*args, **kwargs)
+        except BaseException:
+            uow.rollback()
+            raise
+        uow.commit()  # the job's boundary
+        return result
+
+    return run
+
+
+@contextmanager
+def failure_recorded(model: Any, row_id: int, *, error_column: str = "error",
+                     reason: Callable[[Exception], str] | None = None) -> Iterator[None]:
+    """Around a job's work on its row: an error rolls the work back, sets the row to "failed"
+    with the reason (the error's text, or ``reason(error)``; committed, so it outlives the
+    job) and is raised again."""
+    try:
+        yield
+    except Exception as exc:
+        uow.rollback()
+        log.exception("job on %s %s failed", model.__name__, row_id)
+        record_failure(model, row_id, reason(exc) if reason else str(exc)[:500],
+                       error_column=error_column)
+        raise
+
+
+def record_failure(model: Any, row_id: int, reason: str, *, error_column: str = "error") -> None:
+    row = db.session.get(model, row_id)
+    row.status, row.finished_at = "failed", utcnow()
+    setattr(row, error_column, reason)
+    uow.commit()  # the failure is the job's answer, kept although its work was rolled back
 
 
 class Claimable:
@@ -79,7 +129,7 @@ def take(claim: Claim, row_id: int) -> datetime | None:
                     **{claim.error_column: f"Gave up after {claim.max_attempts} attempts: the "
                                            "worker stopped each time before finishing."})
             .execution_options(synchronize_session=False))
-    db.session.commit()
+    uow.commit()  # a claim is committed before any work, so a second copy sees it taken
     return now if taken else None
 
 
@@ -88,7 +138,7 @@ def release(claim: Claim, row_id: int, claimed_at: datetime) -> None:
     model = claim.model
     db.session.execute(update(model).where(model.id == row_id, model.claimed_at == claimed_at)
                        .values(claimed_at=None).execution_options(synchronize_session=False))
-    db.session.commit()
+    uow.commit()  # the claim ends with the job, committed or not
 
 
 @contextmanager
@@ -102,7 +152,7 @@ def claimed(claim: Claim, row_id: int) -> Iterator[bool]:
     try:
         yield True
     except Exception:
-        db.session.rollback()
+        uow.rollback()
         release(claim, row_id, claimed_at)
         raise
     release(claim, row_id, claimed_at)
@@ -116,6 +166,24 @@ def enqueue(job: Any, *args: Any, job_id: str, timeout: int = 600) -> bool:
         log.warning("could not queue %s: %s", job_id, exc)
         return False
     return True
+
+
+def enqueue_after_commit(queue: Callable[..., bool], *args: Any, unreachable: str | None = None,
+                         queued: str | None = None) -> None:
+    """Queue a job once the unit of work is committed (the job reads the rows it wrote).
+    ``queue`` is a tasks module's ``queue_…`` (False when Redis cannot be reached): then the
+    request flashes ``unreachable``, once however many jobs it queues; else ``queued``, if any.
+    The rows stay waiting; the reconciler queues them when Redis is back."""
+
+    def run() -> None:
+        if queue(*args):
+            if queued:
+                flash(queued, "success")
+        elif unreachable and has_request_context() and not g.get("queue_unreachable_shown"):
+            g.queue_unreachable_shown = True
+            flash(unreachable, "warning")
+
+    uow.after_commit(run)
 
 
 def job_is_known(job_id: str) -> bool:

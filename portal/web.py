@@ -14,8 +14,9 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from portal import accounts
-from portal.extensions import db, htmx, login_manager
+from portal import accounts, uow
+from portal.errors import RuleViolation
+from portal.extensions import htmx, login_manager
 from portal.imports import too_large
 from portal.models import PdfStatus
 
@@ -89,6 +90,14 @@ def show_error(form: Any, err: Any) -> None:
         flash(err.message, "error")
 
 
+def refuse(err: RuleViolation, form: Any = None) -> None:
+    """A service refused: roll back the request's work (a rule may be broken halfway through),
+    then show why with :func:`show_error`. The view answers 422 (htmx gets 200, see
+    ``form_errors_reach_htmx``) or redirects."""
+    uow.rollback()
+    show_error(form, err)
+
+
 def render_error(code: int, text: object | None = None) -> ResponseReturnValue:
     title = ERROR_TITLES.get(code, ERROR_TITLES[500])
     body = text or ERROR_TEXTS.get(code, ERROR_TEXTS[500])
@@ -160,5 +169,5 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def server_error(err: Exception) -> ResponseReturnValue:
         log.exception("unhandled error on %s", request.path)
-        db.session.rollback()
+        uow.rollback()
         return render_error(500)

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, g, request_started
+from flask import Flask, g, has_app_context, request_started
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from portal import create_app
+from portal import create_app, uow
 from portal.accounts import Role, User
 from portal.auth import services as auth_services
 from portal.extensions import db
@@ -128,6 +128,16 @@ def empty_database() -> None:
                 conn.execute(text(f"DELETE FROM {name}"))
 
 
+class CommittingClient(FlaskClient):
+    """What the test did itself (services, helpers) is its own unit of work: committed before
+    each request it makes, as a real client's request starts from committed data."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            uow.commit()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app_factory(database_url: str, redis_url: str, tmp_path: Path):
     created: list[Flask] = []
@@ -135,6 +145,7 @@ def app_factory(database_url: str, redis_url: str, tmp_path: Path):
     def factory(**extra: Any) -> Flask:
         app = create_app(make_config(database_url, redis_url, tmp_path, **extra))
         request_started.connect(_fresh_g, app)
+        app.test_client_class = CommittingClient
         created.append(app)
         return app
 
@@ -173,6 +184,7 @@ def users(app: Flask) -> dict[Role, User]:
             must_change_password=False,
         )
         made[role] = user
+    db.session.commit()  # the accounts exist for every connection (live server, other apps)
     return made
 
 
@@ -205,6 +217,7 @@ def run_worker(app: Flask):
         queues = list(rq.queues.values())
         worker = SimpleWorker(queues, connection=queues[0].connection,
                               job_class=queues[0].job_class)
+        uow.commit()  # the jobs read what the test wrote (and what it queued goes out now)
         worker.work(burst=True)
         db.session.expire_all()  # see what the jobs committed
 
@@ -248,6 +261,7 @@ def scenario(app, users):
     event = make_event()
     notice = make_notice(users, event)
     publish_notice(notice, users)
+    db.session.commit()
     return event, notice
 
 

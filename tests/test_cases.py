@@ -110,6 +110,7 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
     with app.app_context():
         customer = make_customer(users)
         customer_id = customer.id
+        db.session.commit()
     refs: list[str] = []
     errors: list[BaseException] = []
     together = threading.Barrier(2)
@@ -125,6 +126,7 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
                     case = cases.open_case(c, cases.CaseInput(
                         "refund", f"O-{offset}-{n}", "10.00", "CNY", "other", "", None),
                         actor=db.session.get(type(users[Role.AGENT]), users[Role.AGENT].id))
+                    db.session.commit()
                     refs.append(case.ref)
             except BaseException as exc:
                 errors.append(exc)
@@ -259,6 +261,7 @@ def test_paid_once_for_exactly_the_approved_amount(app, users) -> None:
     with pytest.raises(RuleViolation, match="payout reference"):
         cases.record_payment(case, amount="100.00", payout_ref="", actor=users[Role.AGENT])
     cases.record_payment(case, amount="100", payout_ref="PAY-1", actor=users[Role.AGENT])
+    db.session.commit()
     assert case.status == "paid" and case.payment.amount == Decimal("100.00")
     with pytest.raises(RuleViolation, match="already been paid"):
         cases.record_payment(case, amount="100.00", payout_ref="PAY-2", actor=users[Role.AGENT])
@@ -276,6 +279,7 @@ def test_unapproved_cases_cannot_be_paid(app, users) -> None:
 def test_the_database_refuses_a_second_payment(app, users) -> None:
     case = _approved(users)
     cases.record_payment(case, amount="100.00", payout_ref="PAY-1", actor=users[Role.AGENT])
+    db.session.commit()
     with pytest.raises(IntegrityError):
         db.session.execute(text(
             "INSERT INTO case_payment (case_id, amount, currency, payout_ref, paid_at) "
@@ -305,6 +309,7 @@ def test_concurrent_writers_are_caught_by_the_version_column(app_factory, users)
     app = app_factory()
     with app.app_context():
         case_id = make_case(users).id
+        db.session.commit()
     with app.app_context():
         mine = db.session.get(Case, case_id)
         # Someone else saves in between, through another connection.

@@ -62,6 +62,7 @@ def test_admin_edits_the_template_and_new_events_follow_it(app, users) -> None:
         events.delete_template_item(item, actor=users[Role.ADMIN])
     events.add_template_item(kind="incident", department="finance", title="Freeze payouts",
                              due_hours=3, actor=users[Role.ADMIN])
+    db.session.commit()
     with pytest.raises(RuleViolation):
         events.add_template_item(kind="incident", department="marketing", title="x",
                                  due_hours=1, actor=users[Role.ADMIN])
@@ -146,6 +147,7 @@ def test_timeline_merges_status_publications_and_entries(app, users) -> None:
     events.add_timeline_entry(event, occurred_at=None,
                               text="Vendor confirmed the database fault",
                               actor=users[Role.AGENT])
+    db.session.commit()
     with pytest.raises(RuleViolation):
         events.add_timeline_entry(event, occurred_at=utcnow() + timedelta(days=1), text="x",
                                   actor=users[Role.AGENT])

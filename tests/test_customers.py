@@ -197,6 +197,7 @@ def test_a_failure_midway_imports_nothing(app, users, monkeypatch) -> None:
             yield row
 
     monkeypatch.setattr(services, "read_rows", failing)
+    db.session.commit()  # the job's claim commits the batch before its work
     with pytest.raises(RuntimeError):
         services.run_import(batch.id)
     db.session.expire_all()
@@ -206,11 +207,14 @@ def test_a_failure_midway_imports_nothing(app, users, monkeypatch) -> None:
 
 def test_empty_and_oversized_uploads_are_refused(app, users, monkeypatch) -> None:
     event = make_event()
+    db.session.commit()
     with pytest.raises(RuleViolation, match="empty"):
         services.start_import(event, io.BytesIO(b""), "e.csv", actor=users[Role.AGENT])
+    db.session.rollback()  # as the request's boundary does after a refusal
     monkeypatch.setattr(services, "MAX_UPLOAD_BYTES", 10)
     with pytest.raises(RuleViolation, match="larger"):
         services.start_import(event, io.BytesIO(b"x" * 11), "big.csv", actor=users[Role.AGENT])
+    db.session.rollback()
     assert db.session.scalar(select(func.count(ImportBatch.id))) == 0
 
 

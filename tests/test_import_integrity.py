@@ -144,6 +144,7 @@ def test_a_failed_import_shows_no_raw_database_error(app, client, auth, users,
     # A statement the database refuses, as PostgreSQL refused a NUL byte.
     monkeypatch.setattr(services, "_upsert_statement",
                         lambda: text("INSERT INTO no_such_table VALUES (1)"))
+    db.session.commit()  # the job's claim commits the batch before its work
     with pytest.raises(DBAPIError):
         services.run_import(batch.id)
     auth.login(Role.AGENT)

@@ -49,6 +49,7 @@ def _confirmed_run(users, count: int = 3) -> int:
     _closed_event_with_customers(users, count)
     run = lifecycle.dry_run(actor=users[Role.ADMIN])
     lifecycle.confirm_run(run, actor=users[Role.ADMIN])
+    db.session.commit()
     return run.id
 
 

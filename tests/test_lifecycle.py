@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from portal import uow
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
@@ -234,6 +235,7 @@ def test_export_round_trip_through_the_worker(app, users, scene, client, auth, r
 
     # Erasing a customer of the event deletes the archive, which still holds their data.
     lifecycle.erase_on_request(scene["customer"], "request #1", actor=users[Role.ADMIN])
+    uow.commit()  # the request's boundary: the files go once the erasure is committed
     row = db.session.get(EventArchive, row.id)
     assert row.status == ArchiveStatus.PURGED
     assert not (Path(app.instance_path) / row.path).exists()
@@ -444,6 +446,7 @@ def test_erasure_of_an_imported_customer(app, users) -> None:
     assert len(salts) == 2 and all(salts) and salts[0] != salts[1]
     wu = db.session.scalar(select(Customer).where(Customer.name == "Wu Lei"))
     lifecycle.erase_on_request(wu, "asked by phone", actor=users[Role.ADMIN])
+    uow.commit()  # the request's boundary: the files go once the erasure is committed
     assert not customers.upload_path(batch).exists()  # the uploaded CSV named them
 
 

@@ -128,6 +128,7 @@ def test_money_is_stored_without_binary_floats(app, users) -> None:
 
 def test_the_column_refuses_floats_and_silent_rounding(app, users) -> None:
     case = make_case(users)
+    db.session.commit()
     for bad in (0.1, Decimal("1.005")):
         case.approved_amount = bad
         with pytest.raises(StatementError):

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal import documents
+from portal import documents, uow
 from portal.accounts import Role
 from portal.extensions import db
 from portal.notices import pdf, tasks
@@ -134,7 +134,7 @@ def test_pdf_lost_with_redis_is_requeued_by_the_reconciler(app, runner, users, r
     tasks.after_publication([notice.id])
     row = db.session.scalar(select(NoticePdf))
     row.requested_at -= timedelta(minutes=5)
-    db.session.commit()
+    uow.commit()  # the publication's boundary: its PDF job is queued after the commit
     rq.queue.connection.flushall()  # Redis emptied before a worker took the job
     run_worker()
     assert db.session.get(NoticePdf, row.id).status == "queued"

@@ -97,6 +97,7 @@ def test_no_step_may_carry_customer_data(app, users) -> None:
                                                  "email": "zhou.min@example.com"},
                                          actor=users[Role.AGENT])
     postmortem = services.start(event, actor=users[Role.AGENT])
+    db.session.commit()
     with pytest.raises(RuleViolation) as err:
         services.update(postmortem, {**TEXTS, "narrative": f"We called {customer.email}."},
                         expected_version=postmortem.lock_version, actor=users[Role.AGENT])
@@ -117,6 +118,7 @@ def test_blameless_check_refuses_people_and_changes_nothing(app, client, auth, u
     postmortem = services.start(event, actor=users[Role.AGENT])
     services.update(postmortem, TEXTS, expected_version=1, actor=users[Role.AGENT])
     edits = len(_entries("postmortem.edit"))
+    db.session.commit()
     with pytest.raises(RuleViolation) as refused:
         services.update(postmortem, {**TEXTS, "causes": mention, "goals": "changed"},
                         expected_version=2, actor=users[Role.AGENT])
@@ -225,6 +227,7 @@ def test_two_editors_do_not_overwrite_each_other(app, client, auth, users) -> No
     postmortem = services.start(event, actor=users[Role.AGENT])
     loaded = _form(postmortem)  # both editors loaded version 1
     services.update(postmortem, {**TEXTS}, expected_version=1, actor=users[Role.ADMIN])
+    db.session.commit()
     with pytest.raises(Conflict):
         services.update(postmortem, {**TEXTS, "goals": "mine"}, expected_version=1,
                         actor=users[Role.AGENT])
@@ -306,6 +309,7 @@ def test_a_grant_the_facts_moved_away_from_is_replaced(app, users) -> None:
     services.update(postmortem, TEXTS, expected_version=1, actor=users[Role.AGENT])
     request = services.request_signoff(postmortem, actor=users[Role.AGENT])
     make_case(users, "10.00", "CNY", customer=customer)  # the facts change
+    db.session.commit()
     with pytest.raises(RuleViolation, match="changed since the request"):
         signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
     db.session.rollback()

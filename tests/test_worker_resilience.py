@@ -80,6 +80,7 @@ def test_the_mail_worker_waits_for_redis_and_works_again_after_a_restart(
             assert worker.poll() is None, log.read_text()
             redis = start_redis(redis_dir)  # … and comes back, empty
             chunks = mailings.start(mailing, actor=users[Role.AGENT])
+            db.session.commit()  # as the view's boundary does, before the chunks are queued
             assert tasks.queue_chunks(mailing.id, chunks)
 
             def finished() -> bool:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from portal import uow
 from portal.audit import checkpoints, services
-from portal.extensions import db
 
 audit_cli = AppGroup("audit", help="Inspect the audit trail.")
 
@@ -41,10 +41,10 @@ def checkpoint() -> None:
     try:
         written = checkpoints.write_checkpoint()
     except checkpoints.ChainDoesNotExtend as exc:
-        db.session.rollback()
+        uow.rollback()
         click.echo(f"Refused: {exc}.", err=True)
         raise SystemExit(1) from exc
-    db.session.commit()
+    uow.commit()  # the command's unit of work
     if written is None:
         click.echo("Nothing new since the last checkpoint.")
         return

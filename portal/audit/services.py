@@ -19,7 +19,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Select, func, insert, select
 
-from portal import exports
+from portal import exports, jobs
 from portal.accounts import User
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
@@ -310,14 +310,15 @@ def request_verification(requested_by: User | None) -> AuditVerification:
     return verification
 
 
-def run_verification(verification_id: int) -> None:
-    """Do the work of one verification row; safe to run twice (a finished row is left alone)."""
+def run_verification(verification_id: int,
+                     checkpoint: Callable[[], None] | None = None) -> None:
+    """Do the work of one verification row; safe to run twice (a finished row is left alone).
+    ``checkpoint`` is called after each progress count (the job commits it, for the page)."""
     verification = db.session.get(AuditVerification, verification_id)
     if verification is None or verification.done:
         return
     verification.status = VerificationStatus.RUNNING
     verification.checked = 0
-    db.session.commit()
 
     def progress(checked: int) -> None:
         db.session.execute(
@@ -325,18 +326,11 @@ def run_verification(verification_id: int) -> None:
             .where(AuditVerification.id == verification_id)
             .values(checked=checked)
         )
-        db.session.commit()
+        if checkpoint:
+            checkpoint()
 
-    try:
+    with jobs.failure_recorded(AuditVerification, verification_id, error_column="message"):
         result = verify_chain(progress)
-    except Exception as exc:
-        db.session.rollback()
-        verification = db.session.get(AuditVerification, verification_id)
-        verification.status = VerificationStatus.FAILED
-        verification.message = str(exc)[:500]
-        verification.finished_at = utcnow()
-        db.session.commit()
-        raise
     verification = db.session.get(AuditVerification, verification_id)
     verification.status = VerificationStatus.OK if result.ok else VerificationStatus.BROKEN
     verification.checked = result.checked
@@ -344,4 +338,3 @@ def run_verification(verification_id: int) -> None:
     verification.broken_entry_id = result.broken_entry_id
     verification.finding = result.finding
     verification.finished_at = utcnow()
-    db.session.commit()

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import jobs
+from portal import jobs, uow
 from portal.audit import checkpoints, services
 from portal.audit.models import AuditVerification, VerificationStatus
-from portal.extensions import db, rq
+from portal.extensions import rq
 from portal.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,12 @@ VERIFY_CLAIM = jobs.Claim(AuditVerification, waiting=(VerificationStatus.QUEUED,
 
 
 @rq.job
+@jobs.unit_of_work
 def verify_chain_job(verification_id: int) -> None:
     with jobs.claimed(VERIFY_CLAIM, verification_id) as mine:
         if mine:
-            services.run_verification(verification_id)
+            # Progress committed as it goes, so the page can show how far the check is.
+            services.run_verification(verification_id, checkpoint=uow.commit)
 
 
 def job_id(verification_id: int) -> str:
@@ -51,13 +53,13 @@ def requeue_lost_verifications(min_age: timedelta) -> int:
 
 
 @rq.job
+@jobs.unit_of_work
 def checkpoint_job() -> bool:
     """Sign the chain's current head (scheduled; nothing is written when nothing changed)."""
     try:
         written = checkpoints.write_checkpoint()
     except checkpoints.ChainDoesNotExtend:
-        db.session.rollback()
+        uow.rollback()  # a refused checkpoint writes nothing
         log.exception("audit checkpoint refused")
         return False
-    db.session.commit()
     return written is not None

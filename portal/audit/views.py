@@ -6,7 +6,6 @@ from flask import (
     Blueprint,
     Response,
     current_app,
-    flash,
     redirect,
     render_template,
     request,
@@ -18,6 +17,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal import jobs
 from portal.accounts import Role, User
 from portal.audit import checkpoints, services, tasks
 from portal.audit.chain import public_key_hex
@@ -80,10 +80,10 @@ def export() -> ResponseReturnValue:
 @access(Role.ADMIN)
 def verify() -> ResponseReturnValue:
     verification = services.request_verification(current_user)
-    db.session.commit()
-    if not tasks.queue_verification(verification.id):
-        flash(_("The job queue cannot be reached. The check is saved and will run when the "
-                "queue is back."), "warning")
+    jobs.enqueue_after_commit(
+        tasks.queue_verification, verification.id,
+        unreachable=_("The job queue cannot be reached. The check is saved and will run when "
+                      "the queue is back."))
     return redirect(url_for("audit.verification", verification_id=verification.id))
 
 

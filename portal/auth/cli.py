@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from portal import uow
 from portal.accounts import Role
 from portal.auth import services
 from portal.errors import RuleViolation
@@ -25,6 +26,7 @@ def create(email: str, role: str, name: str, password: str | None) -> None:
         )
     except RuleViolation as err:
         raise click.ClickException(err.message) from err
+    uow.commit()  # the command's unit of work
     click.echo(f"Created {user.email} ({user.role}).")
     if password is None:
         click.echo(f"Initial password (must be changed at first sign-in): {initial}")

@@ -86,7 +86,6 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
             user.locked_until = None
         user.last_login_at = now
         audit.record("auth.login", "user", user.id, f"{user.email} signed in", actor=user)
-        db.session.commit()
         return SignInResult(user)
 
     db.session.add(LoginFailure(ip=ip, email=email[:254], at=now))
@@ -101,7 +100,6 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
                 f"{cfg['LOGIN_MAX_FAILURES']} failed sign-ins",
                 actor=None,
             )
-    db.session.commit()
     return _sign_in_refused()
 
 
@@ -110,12 +108,10 @@ def sign_out(user: User) -> None:
     session cookie worthless (it signs the account out on every device)."""
     user.session_token = new_session_token()
     audit.record("auth.logout", "user", user.id, f"{user.email} signed out", actor=user)
-    db.session.commit()
 
 
 def prune_login_failures(older_than: timedelta = timedelta(days=1)) -> int:
     result = db.session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - older_than))
-    db.session.commit()
     return result.rowcount or 0
 
 
@@ -148,7 +144,6 @@ def create_user(
     db.session.flush()
     audit.record("user.create", "user", user.id, f"Account {email} created as {role.value}",
                  after=user.audit_state(), actor=actor)
-    db.session.commit()
     return user, password
 
 
@@ -168,7 +163,6 @@ def update_user(user: User, *, name: str, role: Role | str, actor: User) -> bool
         return False
     audit.record("user.update", "user", user.id, f"Account {user.email} updated",
                  before=before, after=after, actor=actor)
-    db.session.commit()
     return True
 
 
@@ -200,7 +194,6 @@ def set_active(user: User, active: bool, *, actor: User) -> None:
     verb = "reactivated" if active else "deactivated"
     audit.record(action, "user", user.id, f"Account {user.email} {verb}",
                  before=before, after=user.audit_state(), actor=actor)
-    db.session.commit()
 
 
 def reset_password(user: User, *, actor: User) -> str:
@@ -215,7 +208,6 @@ def reset_password(user: User, *, actor: User) -> str:
     audit.record("user.password_reset", "user", user.id,
                  f"Password of {user.email} reset; must be changed at next sign-in",
                  before=before, after=user.audit_state(), actor=actor)
-    db.session.commit()
     return password
 
 
@@ -231,7 +223,6 @@ def change_password(user: User, current: str, new: str) -> None:
     user.session_token = new_session_token()
     audit.record("user.password_change", "user", user.id, f"{user.email} changed their password",
                  actor=user)
-    db.session.commit()
 
 
 def update_profile(user: User, *, name: str, locale: str | None) -> None:
@@ -241,4 +232,3 @@ def update_profile(user: User, *, name: str, locale: str | None) -> None:
     if before != user.audit_state():
         audit.record("user.profile", "user", user.id, f"{user.email} updated their profile",
                      before=before, after=user.audit_state(), actor=user)
-    db.session.commit()

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from portal import uow
 from portal.accounts import User
 from portal.auth import services
 from portal.auth.forms import ChangePasswordForm, LoginForm, ProfileForm
@@ -49,6 +50,7 @@ def login() -> ResponseReturnValue:
         if result.user:
             _start_session(result.user)
             return redirect(safe_next(request.args.get("next")))
+        uow.commit()  # kept although the answer is an error: failures count to the lockout
         form.password.errors.append(result.error)
         status = result.status
     elif form.is_submitted():

@@ -241,7 +241,6 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
             db.session.flush()
     except IntegrityError:
         # The partial unique index decides when two agents open the same case at once.
-        db.session.rollback()
         existing = open_case_for(customer.id, values["kind"], values["order_ref"])
         if existing:
             raise DuplicateCase(existing) from None
@@ -249,7 +248,6 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
     audit.record("case.open", "case", case.id, f"Case {case.ref} opened: {case.kind} of "
                  f"{case.amount} {case.currency} for order {case.order_ref}",
                  after=case.audit_state(), actor=actor)
-    db.session.commit()
     return case
 
 
@@ -265,14 +263,8 @@ def _flush() -> None:
     try:
         db.session.flush()
     except StaleDataError:
-        db.session.rollback()
         raise Conflict(_("Someone else changed this case at the same moment. Reload the page; "
                          "your change has not been saved.")) from None
-
-
-def _commit() -> None:
-    _flush()
-    db.session.commit()
 
 
 def _edit_state(case: Case) -> dict[str, Any]:
@@ -307,7 +299,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     _flush()
     audit.record("case.edit", "case", case.id, f"Case {case.ref} edited", before=before,
                  after=_edit_state(case), actor=actor)
-    _commit()
+    _flush()
     return True
 
 
@@ -353,7 +345,7 @@ def change_status(case: Case, action: str, *, comment: str = "", actor: User,
         signoffs.void_scope(_scope(case), f"case {transition.target}", actor=actor)
     _move(case, transition.target, actor, f"Case {case.ref}: {action} → {transition.target}",
           comment or None)
-    _commit()
+    _flush()
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -386,7 +378,7 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
     else:
         _move(case, CaseStatus.PROPOSED, actor,
               f"Case {case.ref} proposed at {case.amount} {case.currency}; a second agent approves")
-    _commit()
+    _flush()
 
 
 def approve(case: Case, *, actor: User, expected_version: int | None = None) -> None:
@@ -405,7 +397,7 @@ def approve(case: Case, *, actor: User, expected_version: int | None = None) -> 
     case.approved_amount = case.amount
     _move(case, CaseStatus.APPROVED, actor,
           f"Case {case.ref} approved at {case.amount} {case.currency}")
-    _commit()
+    _flush()
 
 
 def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
@@ -450,12 +442,11 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         with db.session.begin_nested():
             db.session.flush()
     except IntegrityError:
-        db.session.rollback()
         raise RuleViolation(_("This case has already been paid, or the payout reference was "
                               "used before.")) from None
     _move(case, CaseStatus.PAID, actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
           f"{payout_ref}")
-    _commit()
+    _flush()
     return payment
 
 
@@ -470,7 +461,6 @@ def add_note(case: Case, body: str, *, actor: User) -> CaseNote:
     db.session.add(note)
     db.session.flush()
     audit.record("case.note", "case", case.id, f"Internal note on {case.ref}", actor=actor)
-    db.session.commit()
     return note
 
 
@@ -488,7 +478,6 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
     audit.record("case.reply", "case", case.id, f"Reply to the customer on {case.ref} queued",
                  after={"note_id": note.id, "to": case.customer.audit_digest(note.to_address)},
                  actor=actor)
-    db.session.commit()
     return note
 
 
@@ -518,7 +507,7 @@ def bulk_assign(case_ids: list[int], assignee_id: int, *, actor: User) -> list[I
         audit.record("case.assign", "case", case.id, f"Case {case.ref} assigned to "
                      f"{assignee.email}", before=before, after=case.audit_state(), actor=actor)
         results.append(ItemResult(case.ref, True, _("assigned")))
-    _commit()
+    _flush()
     return results
 
 
@@ -530,7 +519,7 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
             continue
         _move(case, CaseStatus.CLOSED, actor, f"Case {case.ref}: close → closed (bulk)")
         results.append(ItemResult(case.ref, True, _("closed")))
-    _commit()
+    _flush()
     return results
 
 

@@ -17,7 +17,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
-from portal import jobs
+from portal import jobs, uow
 from portal.audit import services as audit
 from portal.cases.models import CaseNote, ReplyStatus
 from portal.extensions import db, rq
@@ -38,6 +38,7 @@ def _max_attempts() -> int:
 
 
 @rq.job
+@jobs.unit_of_work
 def send_reply_job(note_id: int) -> str | None:
     """Send one reply once it is due; returns its Message-ID when the server accepted it."""
     now = utcnow()
@@ -48,7 +49,7 @@ def send_reply_job(note_id: int) -> str | None:
         .values(mail_status=ReplyStatus.SENDING, claimed_at=now,
                 mail_attempts=CaseNote.mail_attempts + 1)
     ).rowcount
-    db.session.commit()
+    uow.commit()  # the claim, before the message goes out: a second run finds it taken
     if claimed != 1:
         return None
     note = db.session.get(CaseNote, note_id)
@@ -71,11 +72,9 @@ def send_reply_job(note_id: int) -> str | None:
         note.mail_status = ReplyStatus.QUEUED if retry else ReplyStatus.FAILED
         note.next_attempt_at = utcnow() + transport.backoff(note.mail_attempts) if retry \
             else None
-        db.session.commit()
         return None  # the reconciler queues a retry when it is due
     note.mail_status, note.message_id, note.sent_at = ReplyStatus.SENT, msg_id, utcnow()
     note.error, note.next_attempt_at = None, None
-    db.session.commit()
     return msg_id
 
 
@@ -108,7 +107,7 @@ def _recover_stalled(now: datetime) -> list[int]:
                                 else ReplyStatus.QUEUED}, actor=None)
             if not give_up:
                 again.append(note.id)
-    db.session.commit()
+    uow.commit()  # before the replies are queued again: their jobs read these rows
     return again
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from portal import jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.cases import rules, services, tasks
@@ -38,7 +39,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import database_int, database_ints, show_error, wants_partial
+from portal.web import database_int, database_ints, refuse, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 bp.add_app_template_global(ReplyStatus, "ReplyStatus")
@@ -112,7 +113,7 @@ def bulk() -> ResponseReturnValue:
             else:
                 error = _("Choose what to do with the selected cases.")
         except RuleViolation as err:
-            db.session.rollback()
+            uow.rollback()
             error = err.message
     return render_template("cases/_bulk_result.html", results=results, error=error)
 
@@ -131,14 +132,13 @@ def create(customer_id: int) -> ResponseReturnValue:
         try:
             case = services.open_case(customer, _input(form), actor=current_user)
         except services.DuplicateCase as err:
-            db.session.rollback()
+            uow.rollback()
             link = url_for("cases.detail", case_id=err.existing_id)
             form.order_ref.errors = [*form.order_ref.errors, Markup(
                 '{} <a href="{}">{}</a>').format(err.message, link, _("Open it"))]
             failed = True
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
             failed = True
         else:
             flash(_("Case %(ref)s opened.", ref=case.ref), "success")
@@ -200,8 +200,7 @@ def edit(case_id: int) -> ResponseReturnValue:
                                            expected_version=_version(form.lock_version.data),
                                            actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
             failed = True
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")
@@ -229,7 +228,7 @@ def step(case_id: int) -> ResponseReturnValue:
             services.change_status(case, action, comment=form.comment.data or "",
                                    actor=current_user, expected_version=expected)
     except RuleViolation as err:
-        db.session.rollback()
+        uow.rollback()
         case = db.get_or_404(Case, case_id)
         if err.field == "comment":
             form.comment.errors = [*form.comment.errors, err.message]
@@ -250,8 +249,7 @@ def pay(case_id: int) -> ResponseReturnValue:
             services.record_payment(case, amount=form.amount.data, payout_ref=form.payout_ref.data,
                                     actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Payment recorded."), "success")
             return redirect(url_for("cases.detail", case_id=case_id))
@@ -267,14 +265,14 @@ def add_note(case_id: int) -> ResponseReturnValue:
         try:
             if form.kind.data == "reply":
                 note = services.add_reply(case, form.body.data, actor=current_user)
-                if not tasks.queue_reply(note.id):
-                    flash(_("The job queue cannot be reached. The reply is saved and will be "
-                            "sent when the queue is back."), "warning")
+                jobs.enqueue_after_commit(
+                    tasks.queue_reply, note.id,
+                    unreachable=_("The job queue cannot be reached. The reply is saved and will "
+                                  "be sent when the queue is back."))
             else:
                 services.add_note(case, form.body.data, actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
@@ -302,10 +300,9 @@ def settings() -> ResponseReturnValue:
                 new_currency=form.get("new_currency", ""),
                 new_amount=form.get("new_amount", ""), actor=current_user)
         except services.InvalidSettings as err:
-            db.session.rollback()
+            uow.rollback()
             errors = err.errors
         else:
-            db.session.commit()
             flash(_("Settings saved."), "success")
             return redirect(url_for("cases.settings"))
     thresholds = current_thresholds()

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal import uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.centre import services as read_model
@@ -30,7 +31,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.security import STAFF, access
-from portal.web import show_error, wants_partial
+from portal.web import refuse, wants_partial
 
 # The same addresses as the rest of the event pages (/events/…).
 bp = Blueprint("centre", __name__, url_prefix="/events")
@@ -82,7 +83,7 @@ def _back(event: Event, anchor: str) -> ResponseReturnValue:
 
 
 def _invalid(event: Event, **forms: object) -> ResponseReturnValue:
-    db.session.rollback()
+    uow.rollback()
     return render_template("events/detail.html", **_centre(event, **forms)), 422
 
 
@@ -98,7 +99,7 @@ def add_task(event_id: int) -> ResponseReturnValue:
                               owner_id=form.owner_id.data,
                               due_at=local_to_utc(form.due_at.data), actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Task added."), "success")
             return _back(event, "checklist")
@@ -126,8 +127,7 @@ def assign_task(task_id: int) -> ResponseReturnValue:
             services.assign_task(task, owner_id=form.owner_id.data,
                                  due_at=local_to_utc(form.due_at.data), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            flash(err.message, "error")
+            refuse(err)
     else:
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
     return _back(event, "checklist")
@@ -143,7 +143,7 @@ def add_timeline_entry(event_id: int) -> ResponseReturnValue:
             services.add_timeline_entry(event, occurred_at=local_to_utc(form.occurred_at.data),
                                         text=form.text.data, actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Added to the timeline."), "success")
             return _back(event, "timeline")
@@ -160,7 +160,7 @@ def add_stakeholder(event_id: int) -> ResponseReturnValue:
             services.add_stakeholder(event, kind=form.kind.data, name=form.name.data,
                                      contact=form.contact.data or "", actor=current_user)
         except RuleViolation as err:
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Stakeholder added."), "success")
             return _back(event, "stakeholders")
@@ -175,6 +175,5 @@ def stakeholder_informed(stakeholder_id: int) -> ResponseReturnValue:
         try:
             services.mark_informed(stakeholder, actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            flash(err.message, "error")
+            refuse(err)
     return _back(db.session.get(Event, stakeholder.event_id), "stakeholders")

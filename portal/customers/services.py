@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from portal import config, exports
+from portal import config, exports, jobs
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.customers.models import Customer, ImportBatch, ImportStatus
@@ -40,8 +39,6 @@ from portal.imports import (
     too_large,
 )
 from portal.models import utcnow
-
-log = logging.getLogger(__name__)
 
 COLUMNS = ("external_ref", "name", "company", "email", "phone", "locale", "tags")
 REQUIRED_COLUMNS = ("external_ref", "name")
@@ -112,7 +109,6 @@ def create_customer(event: Event, raw: dict[str, str], *, actor: User) -> Custom
     audit.record("customer.create", "customer", customer.id,
                  f"Customer #{customer.id} added by hand",
                  after=customer.audit_state(), actor=actor)
-    db.session.commit()
     return customer
 
 
@@ -133,7 +129,6 @@ def update_customer(customer: Customer, raw: dict[str, str], *, actor: User) -> 
     audit.record("customer.update", "customer", customer.id,
                  f"Customer #{customer.id} edited", before=before,
                  after=customer.audit_state(), actor=actor)
-    db.session.commit()
     return True
 
 
@@ -173,17 +168,14 @@ def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) 
                 out.write(chunk)
     except RuleViolation:
         path.unlink(missing_ok=True)
-        db.session.rollback()
         raise
     if size == 0:
         path.unlink(missing_ok=True)
-        db.session.rollback()
         raise RuleViolation(_("The file is empty."), field="file")
     batch.sha256, batch.size = digest.hexdigest(), size
     audit.record("customer_import.upload", "customer_import", batch.id,
                  f"CSV {filename} uploaded for event {event.id} ({size} bytes)",
                  after={"sha256": batch.sha256, "size": size}, actor=actor)
-    db.session.commit()
     return batch
 
 
@@ -245,7 +237,6 @@ def _as_message(text: str | Message) -> Message:
 
 def _set_progress(batch_id: int, **values: Any) -> None:
     db.session.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(**values))
-    db.session.commit()
 
 
 def _fail(batch_id: int, reason: Message) -> None:
@@ -253,14 +244,14 @@ def _fail(batch_id: int, reason: Message) -> None:
                   finished_at=utcnow())
 
 
-def validate_import(batch_id: int) -> None:
-    """Check every row; keep counts, the first errors and every rejected row."""
+def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None) -> None:
+    """Check every row; keep counts, the first errors and every rejected row. ``checkpoint``
+    is called after each progress count (the job commits it, for the page)."""
     batch = db.session.get(ImportBatch, batch_id)
     if batch is None or not batch.validating:
         return  # done already (the job may run twice)
     path = upload_path(batch)
     batch.status = ImportStatus.VALIDATING
-    db.session.commit()
     seen: dict[str, int] = {}
     total = valid = errors = 0
     first: list[dict[str, Any]] = []
@@ -287,6 +278,8 @@ def validate_import(batch_id: int) -> None:
                         first.append(reason)
                 if total % PROGRESS_EVERY == 0:
                     _set_progress(batch_id, processed_rows=total)
+                    if checkpoint:
+                        checkpoint()
     except RuleViolation as err:
         _fail(batch_id, _as_message(err.text))
         return
@@ -312,7 +305,6 @@ def confirm_import(batch: ImportBatch, *, actor: User) -> None:
     batch.status = ImportStatus.IMPORTING
     audit.record("customer_import.confirm", "customer_import", batch.id,
                  f"Import of {batch.valid_rows} valid rows confirmed", actor=actor)
-    db.session.commit()
 
 
 def discard_import(batch: ImportBatch, *, actor: User) -> None:
@@ -321,7 +313,6 @@ def discard_import(batch: ImportBatch, *, actor: User) -> None:
     batch.status, batch.finished_at = ImportStatus.DISCARDED, utcnow()
     audit.record("customer_import.discard", "customer_import", batch.id,
                  "Import discarded; nothing was imported", actor=actor)
-    db.session.commit()
     upload_path(batch).unlink(missing_ok=True)
 
 
@@ -359,7 +350,10 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
                                      "updated_at": now} for p in pending])
         pending.clear()
 
-    try:
+    failed = json.dumps(N_("The import failed and nothing was imported; the error is logged "
+                           "for the administrators. Try again, or ask an admin.").to_json())
+    with jobs.failure_recorded(ImportBatch, batch_id, error_column="message",
+                               reason=lambda _error: failed):
         for row in read_rows(path, encoding):
             if row.values is None or row.values["external_ref"] in seen:
                 continue
@@ -380,10 +374,3 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
                      f"{created} customers added and {updated} updated from {batch.filename} "
                      f"(sha256 {batch.sha256[:12]}…)",
                      after={"created": created, "updated": updated, "sha256": batch.sha256})
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.exception("customer import %s failed", batch_id)
-        _fail(batch_id, N_("The import failed and nothing was imported; the error is logged "
-                           "for the administrators. Try again, or ask an admin."))
-        raise

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import jobs
+from portal import jobs, uow
 from portal.customers import services
 from portal.customers.models import BUSY_IMPORT_STATUSES, ImportBatch, ImportStatus
 from portal.extensions import rq
@@ -23,13 +23,16 @@ IMPORT_CLAIM = jobs.Claim(ImportBatch, waiting=(), running=ImportStatus.IMPORTIN
 
 
 @rq.job
+@jobs.unit_of_work
 def validate_import_job(batch_id: int) -> None:
     with jobs.claimed(VALIDATE_CLAIM, batch_id) as mine:
         if mine:
-            services.validate_import(batch_id)
+            # Progress committed as it goes, so the page can show how far the check is.
+            services.validate_import(batch_id, checkpoint=uow.commit)
 
 
 @rq.job
+@jobs.unit_of_work
 def run_import_job(batch_id: int) -> None:
     with jobs.claimed(IMPORT_CLAIM, batch_id) as mine:
         if mine:

@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from portal import jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.customers import services, tasks
@@ -28,7 +29,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.security import STAFF, access
-from portal.web import database_int, show_error, wants_partial
+from portal.web import database_int, refuse, wants_partial
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 bp.add_app_template_global(ImportStatus, "ImportStatus")
@@ -70,8 +71,7 @@ def create(event_id: int) -> ResponseReturnValue:
         try:
             customer = services.create_customer(event, form.raw(), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
             failed = True
         else:
             flash(_("Customer added."), "success")
@@ -101,8 +101,7 @@ def edit(customer_id: int) -> ResponseReturnValue:
         try:
             changed = services.update_customer(customer, form.raw(), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
             failed = True
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")
@@ -124,9 +123,10 @@ def upload(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             form.file.errors = [*form.file.errors, err.message]
         else:
-            if not tasks.queue_validation(batch.id):
-                flash(_("The job queue cannot be reached. The file is saved and will be "
-                        "checked when the queue is back."), "warning")
+            jobs.enqueue_after_commit(
+                tasks.queue_validation, batch.id,
+                unreachable=_("The job queue cannot be reached. The file is saved and will be "
+                              "checked when the queue is back."))
             return redirect(url_for("customers.import_status", batch_id=batch.id))
     return render_template("customers/upload.html", form=form, event=event), (
         422 if form.errors else 200)
@@ -150,11 +150,12 @@ def confirm_import(batch_id: int) -> ResponseReturnValue:
     try:
         services.confirm_import(batch, actor=current_user)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
     else:
-        if not tasks.queue_import(batch.id):
-            flash(_("The job queue cannot be reached. The import is saved and will run when "
-                    "the queue is back."), "warning")
+        jobs.enqueue_after_commit(
+            tasks.queue_import, batch.id,
+            unreachable=_("The job queue cannot be reached. The import is saved and will run "
+                          "when the queue is back."))
     return redirect(url_for("customers.import_status", batch_id=batch.id))
 
 
@@ -165,7 +166,7 @@ def discard_import(batch_id: int) -> ResponseReturnValue:
     try:
         services.discard_import(batch, actor=current_user)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Discarded: nothing was imported."), "success")
     return redirect(url_for("customers.import_status", batch_id=batch.id))

@@ -57,7 +57,6 @@ def create_event(
     audit.record("event.create", "event", event.id, f"Event “{title}” opened"
                  + (f" with a checklist of {tasks} tasks" if tasks else ""),
                  after=event.audit_state(), actor=actor)
-    db.session.commit()
     return event
 
 
@@ -78,7 +77,6 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
         return False
     audit.record("event.update", "event", event.id, f"Event “{title}” updated",
                  before=before, after=event.audit_state(), actor=actor)
-    db.session.commit()
     return True
 
 
@@ -103,7 +101,6 @@ def change_status(event: Event, status: str, *, actor: User) -> None:
     audit.record("event.status", "event", event.id,
                  f"Event “{event.title}” moved from {before['status']} to {status}",
                  before=before, after=event.audit_state(), actor=actor)
-    db.session.commit()
 
 
 
@@ -147,19 +144,40 @@ DEFAULT_TARGETS = {
 }
 
 
-def checklist_template(kind: str) -> list[ChecklistTemplateItem]:
-    """The kind's template items, the defaults written first if it has none (the caller
-    commits)."""
-    items = list(db.session.scalars(select(ChecklistTemplateItem).where(
+def _stored_template(kind: str) -> list[ChecklistTemplateItem]:
+    return list(db.session.scalars(select(ChecklistTemplateItem).where(
         ChecklistTemplateItem.kind == kind).order_by(ChecklistTemplateItem.position,
                                                      ChecklistTemplateItem.id)))
+
+
+def _default_template(kind: str) -> list[ChecklistTemplateItem]:
+    return [ChecklistTemplateItem(kind=kind, position=i, department=dept, title=title,
+                                  due_hours=hours)
+            for i, (dept, title, hours) in enumerate(DEFAULT_CHECKLISTS[kind])]
+
+
+def shown_checklist_template(kind: str) -> list[ChecklistTemplateItem]:
+    """The kind's template items to show; its defaults, not stored (showing them writes
+    nothing), while it has none."""
+    return _stored_template(kind) or _default_template(kind)
+
+
+def checklist_template(kind: str) -> list[ChecklistTemplateItem]:
+    """The kind's template items, its defaults stored first if it has none (to change it or
+    to start an event's checklist)."""
+    items = _stored_template(kind)
     if not items:
-        items = [ChecklistTemplateItem(kind=kind, position=i, department=dept, title=title,
-                                       due_hours=hours)
-                 for i, (dept, title, hours) in enumerate(DEFAULT_CHECKLISTS[kind])]
+        items = _default_template(kind)
         db.session.add_all(items)
         db.session.flush()
     return items
+
+
+def stored_template_item(kind: str, position: int) -> ChecklistTemplateItem | None:
+    """The kind's item at ``position``, its defaults stored first (to change one of them)."""
+    if kind not in DEFAULT_CHECKLISTS:
+        return None
+    return next((i for i in checklist_template(kind) if i.position == position), None)
 
 
 def _add_checklist(event: Event) -> int:
@@ -193,7 +211,6 @@ def add_task(event: Event, *, department: str, title: str, owner_id: int | None,
     db.session.flush()
     audit.record("event.task.add", "event", event.id, f"Task added: {task.title}",
                  after=task.audit_state(), actor=actor)
-    db.session.commit()
     return task
 
 
@@ -208,7 +225,6 @@ def assign_task(task: EventTask, *, owner_id: int | None, due_at: datetime | Non
         return
     audit.record("event.task.assign", "event", task.event_id, f"Task changed: {task.title}",
                  before=before, after=task.audit_state(), actor=actor)
-    db.session.commit()
 
 
 def set_task_done(task: EventTask, done: bool, *, actor: User) -> None:
@@ -219,7 +235,6 @@ def set_task_done(task: EventTask, done: bool, *, actor: User) -> None:
     audit.record("event.task.done" if done else "event.task.reopen", "event", task.event_id,
                  f"Task {'done' if done else 'reopened'}: {task.title}",
                  before=before, after=task.audit_state(), actor=actor)
-    db.session.commit()
 
 
 def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
@@ -242,7 +257,6 @@ def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
                  after={"entry_id": entry.id, "occurred_at": when.isoformat(),
                         "text_sha256": text_digest(entry.text)},
                  actor=actor)
-    db.session.commit()
     return entry
 
 
@@ -259,7 +273,6 @@ def add_stakeholder(event: Event, *, kind: str, name: str, contact: str,
     db.session.flush()
     audit.record("event.stakeholder.add", "event", event.id, f"Stakeholder added: {name}",
                  after=stakeholder.audit_state(), actor=actor)
-    db.session.commit()
     return stakeholder
 
 
@@ -270,7 +283,6 @@ def mark_informed(stakeholder: Stakeholder, *, actor: User) -> None:
     audit.record("event.stakeholder.informed", "event", stakeholder.event_id,
                  f"Stakeholder informed: {stakeholder.name}",
                  after=stakeholder.audit_state(), actor=actor)
-    db.session.commit()
 
 
 # ---------------------------------------------------------------------------- targets
@@ -310,7 +322,6 @@ def set_targets(values: dict[tuple[str, str], int | None], *, actor: User) -> in
                      before={"minutes": before}, after={"minutes": minutes or None},
                      actor=actor)
         changed += 1
-    db.session.commit()
     return changed
 
 
@@ -329,7 +340,6 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
     audit.record("settings.checklist.add", audit.SETTING, 0,
                  f"Checklist template ({kind}): added {item.title}",
                  after=item.audit_state(), actor=actor)
-    db.session.commit()
     return item
 
 
@@ -339,4 +349,3 @@ def delete_template_item(item: ChecklistTemplateItem, *, actor: User) -> None:
                  f"Checklist template ({item.kind}): removed {item.title}",
                  before=item.audit_state(), actor=actor)
     db.session.delete(item)
-    db.session.commit()

@@ -3,7 +3,7 @@ templates, response targets). The event's own page is the command centre (``port
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -30,7 +30,7 @@ from portal.events.models import (
 from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.security import STAFF, access
-from portal.web import show_error
+from portal.web import database_int, refuse
 
 bp = Blueprint("events", __name__, url_prefix="/events")
 
@@ -58,8 +58,7 @@ def create() -> ResponseReturnValue:
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
                 with_checklist=bool(form.with_checklist.data))
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Event opened."), "success")
             return redirect(url_for("centre.detail", event_id=event.id))
@@ -71,6 +70,8 @@ def create() -> ResponseReturnValue:
 @access(Role.ADMIN)
 def settings() -> ResponseReturnValue:
     """Checklist templates and response targets."""
+    if "default_position" in request.form:
+        return _delete_default_template_item()
     form = TemplateItemForm()
     if form.validate_on_submit():
         try:
@@ -78,17 +79,28 @@ def settings() -> ResponseReturnValue:
                                        title=form.title.data, due_hours=form.due_hours.data,
                                        actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Template task added."), "success")
             return redirect(url_for("events.settings"))
-    templates = {kind.value: services.checklist_template(kind.value) for kind in EventKind}
-    db.session.commit()  # the defaults, written on first view
+    templates = {kind.value: services.shown_checklist_template(kind.value) for kind in EventKind}
     return render_template("events/settings.html", form=form, templates=templates,
                            targets=services.target_minutes(), confirm=ConfirmForm(),
                            department_labels=DEPARTMENT_LABELS, metric_labels=TARGET_METRICS,
                            severities=SEVERITIES), 422 if form.errors else 200
+
+
+def _delete_default_template_item() -> ResponseReturnValue:
+    """Remove one of the defaults a kind shows before its template is stored."""
+    if ConfirmForm().validate_on_submit():
+        item = services.stored_template_item(
+            request.form.get("default_kind", ""),
+            request.form.get("default_position", -1, type=database_int))
+        if item is None:
+            abort(404)
+        services.delete_template_item(item, actor=current_user)
+        flash(_("Template task removed."), "success")
+    return redirect(url_for("events.settings"))
 
 
 @bp.route("/settings/items/<int:item_id>/delete", methods=["POST"])
@@ -115,8 +127,7 @@ def save_targets() -> ResponseReturnValue:
     try:
         services.set_targets(values, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Targets saved."), "success")
     return redirect(url_for("events.settings"))
@@ -133,8 +144,7 @@ def edit(event_id: int) -> ResponseReturnValue:
                                   cause=form.cause.data, summary=form.summary.data or "",
                                   actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("centre.detail", event_id=event.id))
@@ -153,8 +163,7 @@ def change_status(event_id: int) -> ResponseReturnValue:
             raise RuleViolation(_("An event moves one phase at a time."))
         services.change_status(event, form.status.data, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Status changed."), "success")
     return redirect(url_for("centre.detail", event_id=event.id))

@@ -27,7 +27,7 @@ import hmac
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,7 +37,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
-from portal import documents, exports
+from portal import documents, exports, jobs, uow
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
@@ -82,12 +82,10 @@ ERASED_FIELDS = ("customer_identity", "customer_contact", "mail_logs", "case_rep
 
 
 def policy() -> RetentionPolicy:
-    """The single settings row (created with the default on first use; the caller commits)."""
+    """The single settings row; the default, not yet stored, until it is first changed."""
     row = db.session.get(RetentionPolicy, 1)
     if row is None:
         row = RetentionPolicy(id=1, days=DEFAULT_RETENTION_DAYS, updated_at=utcnow())
-        db.session.add(row)
-        db.session.flush()
     return row
 
 
@@ -96,14 +94,13 @@ def set_retention_days(days: int, *, actor: User) -> bool:
         raise RuleViolation(_("Between 1 and 36500 days."), field="days")
     row = policy()
     if row.days == days:
-        db.session.commit()
         return False
     before = row.days
     row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
+    db.session.add(row)
     audit.record("settings.retention", audit.SETTING, "retention",
                  f"Retention set to {days} days after an event closed",
                  before={"days": before}, after={"days": days}, actor=actor)
-    db.session.commit()
     return True
 
 
@@ -176,7 +173,6 @@ def dry_run(*, actor: User | None) -> RetentionRun:
                  f"{run.customer_total} customers past {days} days",
                  after={"events": [e["event_id"] for e in run.report["events"]],
                         "customers": run.customer_total, "days": days}, actor=actor)
-    db.session.commit()
     return run
 
 
@@ -187,7 +183,6 @@ def prepare_daily_report() -> RetentionRun | None:
                                      RetentionRunStatus.RUNNING])).limit(1)):
         return None
     if not due_events(policy().days):
-        db.session.commit()
         return None
     return dry_run(actor=None)
 
@@ -210,14 +205,12 @@ def confirm_run(run: RetentionRun, *, actor: User) -> None:
                 confirmed_by_id=actor.id)
         .execution_options(synchronize_session=False)).rowcount
     if confirmed != 1:
-        db.session.rollback()
         raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
     db.session.refresh(run)
     audit.record("retention.confirm", "retention_run", run.id,
                  f"Retention run {run.id} confirmed: erase {run.customer_total} customers of "
                  f"{len(run.report['events'])} events",
                  after={"events": [e["event_id"] for e in run.report["events"]]}, actor=actor)
-    db.session.commit()
 
 
 def cancel_run(run: RetentionRun, *, actor: User) -> None:
@@ -226,20 +219,19 @@ def cancel_run(run: RetentionRun, *, actor: User) -> None:
     run.status, run.finished_at = RetentionRunStatus.CANCELLED, utcnow()
     audit.record("retention.cancel", "retention_run", run.id,
                  f"Retention run {run.id} cancelled", actor=actor)
-    db.session.commit()
 
 
-def run_retention(run_id: int) -> None:
+def run_retention(run_id: int, *, batch_done: Callable[[], None] | None = None) -> None:
     """Erase the customers of a confirmed run's events; safe to run twice (erased customers
-    are skipped, a finished run is left alone)."""
+    are skipped, a finished run is left alone). ``batch_done`` is called after each batch of
+    customers (the job commits there, so a long run keeps what it erased)."""
     run = db.session.get(RetentionRun, run_id)
     if run is None or run.status not in (RetentionRunStatus.CONFIRMED, RetentionRunStatus.RUNNING):
         return
     run.status = RetentionRunStatus.RUNNING
-    db.session.commit()
     actor = db.session.get(User, run.confirmed_by_id) if run.confirmed_by_id else None
     days, now = policy().days, utcnow()
-    try:
+    with jobs.failure_recorded(RetentionRun, run_id):
         erased, skipped = run.erased_count, []
         for item in run.report.get("events", []):
             event = db.session.get(Event, item["event_id"])
@@ -258,20 +250,14 @@ def run_retention(run_id: int) -> None:
                                               actor=actor)
                 erased += len(done)
                 db.session.get(RetentionRun, run_id).erased_count = erased
-                db.session.commit()
-                _unlink(files)
+                _unlink_after_commit(files)
+                if batch_done:
+                    batch_done()
         run = db.session.get(RetentionRun, run_id)
         run.status, run.finished_at = RetentionRunStatus.DONE, utcnow()
         audit.record("retention.done", "retention_run", run.id,
                      f"Retention run {run.id} finished: {erased} customers erased",
                      after={"erased": erased, "skipped_events": skipped}, actor=actor)
-        db.session.commit()
-    except Exception as exc:
-        db.session.rollback()
-        run = db.session.get(RetentionRun, run_id)
-        run.status, run.error, run.finished_at = RetentionRunStatus.FAILED, str(exc)[:500], utcnow()
-        db.session.commit()
-        raise
 
 
 # ----------------------------------------------------------------------------------- erasure
@@ -346,6 +332,11 @@ def _unlink(files: Iterable[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
+def _unlink_after_commit(files: list[Path]) -> None:
+    """Delete an erasure's files once it is committed (never while it may still roll back)."""
+    uow.after_commit(lambda: _unlink(files))
+
+
 def _claim(customer_ids: list[int], now: datetime) -> list[int]:
     """Compare-and-set: of two erasures at once, only one goes on with each customer (and
     holds its row)."""
@@ -365,22 +356,17 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     event-wide texts (timeline, summary, sign-off comments) and files once per call for all of
     them. The audit entries come last, in one INSERT, just before the caller commits: the
     chain's lock is then held only for writing them, not for the scrubbing (sign-ins append
-    to the chain too). On a race with another erasure the transaction is rolled back and the
-    call starts again without the customers the other one took."""
+    to the chain too). On a race with another erasure the claim decides: the customers the
+    other one took are left to it."""
     now = utcnow()
-    # Read and change in memory first, write after: on SQLite the write lock is then held
-    # only for the flush, the audit entries and the commit.
     with db.session.no_autoflush:
         people = list(db.session.scalars(select(Customer).where(
             Customer.id.in_(customer_ids), Customer.erased_at.is_(None)).order_by(Customer.id)))
+        claimed = _claim([c.id for c in people], now) if people else []
+        people = [c for c in people if c.id in set(claimed)]
         if not people:
             return [], []
         entries, files = _scrub_customers(people, reason, now)
-    claimed = _claim([c.id for c in people], now)
-    if len(claimed) != len(people):
-        # Another erasure took some of them meanwhile: start again without those.
-        db.session.rollback()
-        return erase_customers(customer_ids, reason=reason, actor=actor)
     for customer in people:
         customer.erased_at = now
     audit.record_many("customer.erase", "customer", [
@@ -476,10 +462,8 @@ def erase_on_request(customer: Customer, reason: str, *, actor: User) -> None:
         raise RuleViolation(_("This customer's personal data was already erased."))
     erased, files = erase_customers([customer.id], reason=reason[:500], actor=actor)
     if not erased:
-        db.session.rollback()
         raise RuleViolation(_("This customer's personal data was already erased."))
-    db.session.commit()
-    _unlink(files)
+    _unlink_after_commit(files)
 
 
 # ---------------------------------------------------------------------------- export archive
@@ -506,7 +490,6 @@ def request_export(event: Event, *, actor: User) -> EventArchive:
     audit.record("event.export", "event", event.id,
                  f"Export archive {row.id} of event {event.id} requested",
                  after={"archive_id": row.id}, actor=actor)
-    db.session.commit()
     return row
 
 
@@ -514,7 +497,6 @@ def record_download(row: EventArchive, *, actor: User) -> None:
     audit.record("event.export_download", "event", row.event_id,
                  f"Export archive {row.id} of event {row.event_id} downloaded",
                  after={"archive_id": row.id, "sha256": row.sha256}, actor=actor)
-    db.session.commit()
 
 
 def build_archive(archive_id: int) -> str | None:
@@ -525,21 +507,15 @@ def build_archive(archive_id: int) -> str | None:
     path = archive_path(row)
     if row.status == ArchiveStatus.DONE and path and path.exists() and _sha256(path) == row.sha256:
         return row.sha256
-    row.status = ArchiveStatus.RUNNING
-    db.session.commit()
     final = archives_dir() / f"event-{row.event_id}-archive-{row.id}.zip"
     partial = final.with_suffix(".part")
-    try:
-        with partial.open("wb") as out:
-            write_archive(db.session.get(Event, row.event_id), out)
-        os.replace(partial, final)
-    except Exception as exc:
-        partial.unlink(missing_ok=True)
-        db.session.rollback()
-        row = db.session.get(EventArchive, archive_id)
-        row.status, row.error, row.finished_at = ArchiveStatus.FAILED, str(exc)[:500], utcnow()
-        db.session.commit()
-        raise
+    with jobs.failure_recorded(EventArchive, archive_id):
+        try:
+            with partial.open("wb") as out:
+                write_archive(db.session.get(Event, row.event_id), out)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
     digest, size = _sha256(final), final.stat().st_size
     # Only if still running: an erasure meanwhile purged the row, and its data with it.
     finished = db.session.execute(
@@ -547,7 +523,6 @@ def build_archive(archive_id: int) -> str | None:
                                    EventArchive.status == ArchiveStatus.RUNNING)
         .values(status=ArchiveStatus.DONE, finished_at=utcnow(), sha256=digest, size=size,
                 path=str(final.relative_to(current_app.instance_path)))).rowcount
-    db.session.commit()
     if finished != 1:
         final.unlink(missing_ok=True)
         return None

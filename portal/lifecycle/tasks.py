@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import jobs
+from portal import jobs, uow
 from portal.extensions import rq
 from portal.lifecycle import services
 from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
@@ -36,17 +36,21 @@ RETENTION_CLAIM = jobs.Claim(RetentionRun, waiting=(RetentionRunStatus.CONFIRMED
 
 
 @rq.job
+@jobs.unit_of_work
 def build_archive_job(archive_id: int) -> str | None:
     with jobs.claimed(ARCHIVE_CLAIM, archive_id) as mine:
         return services.build_archive(archive_id) if mine else None
 
 
 @rq.job
+@jobs.unit_of_work
 def run_retention_job(run_id: int) -> None:
     """One run at a time per row: its erased count and its audit entry are written once."""
     with jobs.claimed(RETENTION_CLAIM, run_id) as mine:
         if mine:
-            services.run_retention(run_id)
+            # Committed per batch of customers: a long run keeps what it erased so far, and
+            # the erased customers' files are deleted once their batch is committed.
+            services.run_retention(run_id, batch_done=uow.commit)
 
 
 def queue_archive(archive_id: int) -> bool:
@@ -74,6 +78,7 @@ def requeue_lost_retention_runs(min_age: timedelta) -> int:
 
 
 @rq.job
+@jobs.unit_of_work
 def daily_retention_report_job() -> int | None:
     """Only prepares a dry-run report for an admin to confirm; it never erases by itself."""
     run = services.prepare_daily_report()

@@ -3,12 +3,15 @@ setting and its runs, and the erasure of one customer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal import jobs, uow
 from portal.accounts import Role
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
@@ -25,16 +28,17 @@ from portal.lifecycle.models import (
     RetentionRunStatus,
 )
 from portal.security import STAFF, access
-from portal.web import show_error, wants_partial
+from portal.web import refuse, wants_partial
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle")
 bp.add_app_template_global(ArchiveStatus, "ArchiveStatus")
 bp.add_app_template_global(RetentionRunStatus, "RetentionRunStatus")
 
 
-def _queue_down() -> None:
-    flash(_("The job queue cannot be reached. The work is saved and will start when the "
-            "queue is back."), "warning")
+def _queue_after_commit(queue: Callable[[int], bool], row_id: int) -> None:
+    jobs.enqueue_after_commit(
+        queue, row_id, unreachable=_("The job queue cannot be reached. The work is saved and "
+                                     "will start when the queue is back."))
 
 
 @bp.route("/event/<int:event_id>")
@@ -57,11 +61,9 @@ def export(event_id: int) -> ResponseReturnValue:
     try:
         row = services.request_export(item, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
         return redirect(url_for("lifecycle.event", event_id=item.id))
-    if not tasks.queue_archive(row.id):
-        _queue_down()
+    _queue_after_commit(tasks.queue_archive, row.id)
     return redirect(url_for("lifecycle.archive", archive_id=row.id))
 
 
@@ -82,6 +84,7 @@ def download(archive_id: int) -> ResponseReturnValue:
     if row.status != ArchiveStatus.DONE or path is None or not path.exists():
         abort(404)
     services.record_download(row, actor=current_user)
+    uow.commit()  # a GET, but who downloaded the personal data is audited before it leaves
     return send_file(path, mimetype="application/zip", as_attachment=True,
                      download_name=path.name)
 
@@ -97,9 +100,7 @@ def retention() -> ResponseReturnValue:
                 flash(_("Retention changed to %(days)d days.", days=form.days.data), "success")
             return redirect(url_for("lifecycle.retention"))
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
-    db.session.commit()  # the default policy row, when this is its first use
+            refuse(err, form)
     runs = db.session.scalars(select(RetentionRun).order_by(RetentionRun.id.desc())
                               .limit(20)).all()
     return render_template("lifecycle/retention.html", form=form, policy=current, runs=runs,
@@ -134,11 +135,9 @@ def confirm_run(run_id: int) -> ResponseReturnValue:
     try:
         services.confirm_run(row, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
         return redirect(url_for("lifecycle.run", run_id=row.id))
-    if not tasks.queue_retention(row.id):
-        _queue_down()
+    _queue_after_commit(tasks.queue_retention, row.id)
     return redirect(url_for("lifecycle.run", run_id=row.id))
 
 
@@ -152,8 +151,7 @@ def cancel_run(run_id: int) -> ResponseReturnValue:
         services.cancel_run(row, actor=current_user)
         flash(_("The dry run was cancelled; nothing was erased."), "success")
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     return redirect(url_for("lifecycle.run", run_id=row.id))
 
 
@@ -168,7 +166,6 @@ def erase_customer(customer_id: int) -> ResponseReturnValue:
             flash(_("The customer's personal data was erased."), "success")
             return redirect(url_for("customers.detail", customer_id=customer.id))
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
     return render_template("lifecycle/erase.html", customer=customer, form=form), (
         422 if form.errors else 200)

@@ -432,7 +432,6 @@ def create_mailing(event: Event, data: MailingInput, *, actor: User) -> Mailing:
                  f"Mailing {mailing.id} of {version.notice.ref} v{version.number} drafted",
                  after=mailing.audit_state(), actor=actor)
     _request_pdf(mailing)
-    db.session.commit()
     return mailing
 
 
@@ -451,7 +450,6 @@ def update_mailing(mailing: Mailing, data: MailingInput, *, actor: User) -> None
     audit.record("mailing.edit", "mailing", mailing.id, f"Mailing {mailing.id} changed",
                  before=before, after=mailing.audit_state(), actor=actor)
     _request_pdf(mailing)
-    db.session.commit()
 
 
 def _request_pdf(mailing: Mailing) -> None:
@@ -476,7 +474,7 @@ def chunk_size() -> int:
 
 def start(mailing: Mailing, *, actor: User) -> list[int]:
     """Materialise the recipients and open the mailing for the jobs; returns the chunk numbers
-    to queue (after this commit). The audience is read now, so late imports are included."""
+    to queue (after the commit). The audience is read now, so late imports are included."""
     if mailing.status != MailingStatus.DRAFT:
         raise RuleViolation(_("This mailing has already been started."))
     grant = sendable_grant(mailing.version)
@@ -494,7 +492,6 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
         .values(status=MailingStatus.SENDING)
         .execution_options(synchronize_session=False)).rowcount
     if taken != 1:
-        db.session.rollback()
         raise RuleViolation(_("This mailing has already been started."))
     size = chunk_size()
     rows, queued, skipped = [], 0, 0
@@ -515,7 +512,6 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     if rows:
         db.session.execute(insert(MailingRecipient), rows)
     if queued == 0:
-        db.session.rollback()
         raise RuleViolation(_("Nobody in this audience can be e-mailed."))
     mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
@@ -523,7 +519,6 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
                  f"Mailing {mailing.id} started: {queued} to send, {skipped} skipped"
                  + (" (mandatory notice)" if mandatory else ""),
                  before=before, after=mailing.audit_state(), actor=actor)
-    db.session.commit()
     return list(range((queued + size - 1) // size))
 
 
@@ -537,7 +532,6 @@ def _change_status(mailing: Mailing, allowed: tuple[str, ...], new: str, action:
                 pause_reason=None)
         .execution_options(synchronize_session=False)).rowcount
     if changed != 1:
-        db.session.rollback()
         raise RuleViolation(message)
     before = {"status": mailing.status}
     db.session.refresh(mailing)
@@ -550,12 +544,11 @@ def pause(mailing: Mailing, *, actor: User) -> None:
     _change_status(mailing, (MailingStatus.SENDING,), MailingStatus.PAUSED, "pause",
                    actor=actor,
                    message=_("Only a mailing that is sending can be paused."))
-    db.session.commit()
 
 
 def pause_for_server(mailing_id: int, reason: str) -> bool:
     """Pause a sending mailing because the mail server cannot be used (unreachable, our login
-    or sender refused): every message would fail the same way. Committed; one caller wins."""
+    or sender refused): every message would fail the same way. One caller wins."""
     paused = db.session.execute(
         update(Mailing).where(Mailing.id == mailing_id, Mailing.status == MailingStatus.SENDING)
         .values(status=MailingStatus.PAUSED, pause_reason=reason[:500])
@@ -567,7 +560,6 @@ def pause_for_server(mailing_id: int, reason: str) -> bool:
                      before={"status": MailingStatus.SENDING},
                      after={"status": MailingStatus.PAUSED, "reason": reason},
                      actor=None)
-    db.session.commit()
     return paused == 1
 
 
@@ -576,14 +568,12 @@ def resume(mailing: Mailing, *, actor: User) -> list[int]:
     _change_status(mailing, (MailingStatus.PAUSED,), MailingStatus.SENDING, "resume",
                    actor=actor,
                    message=_("Only a paused mailing can be resumed."))
-    db.session.commit()
     return open_chunks(mailing.id)
 
 
 def cancel(mailing: Mailing, *, actor: User) -> int:
     """Cancel: nobody still waiting gets the message. Returns how many were waiting."""
     dropped = _cancel(mailing, actor=actor, reason="mailing cancelled")
-    db.session.commit()
     return dropped
 
 
@@ -628,7 +618,6 @@ def finish_if_done(mailing_id: int) -> bool:
         .values(status=MailingStatus.DONE, finished_at=utcnow())
         .execution_options(synchronize_session=False)).rowcount
     if closed != 1:
-        db.session.rollback()
         return False
     counts = progress_counts(mailing_id)
     audit.record("mailing.finish", "mailing", mailing_id,
@@ -637,7 +626,6 @@ def finish_if_done(mailing_id: int) -> bool:
                  f"{counts[RecipientStatus.SKIPPED]} skipped",
                  before={"status": MailingStatus.SENDING},
                  after={"status": MailingStatus.DONE, **counts}, actor=None)
-    db.session.commit()
     return True
 
 
@@ -709,7 +697,6 @@ def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) ->
     audit.record("mailing.test", "mailing", mailing.id,
                  f"Test message of mailing {mailing.id} to {actor.email}",
                  after={"customer_id": row.customer_id, "to": actor.email}, actor=actor)
-    db.session.commit()
     return row
 
 
@@ -723,7 +710,6 @@ def unsubscribe(customer: Customer, *, via: str) -> bool:
     audit.record("customer.unsubscribe", "customer", customer.id,
                  f"Customer #{customer.id} unsubscribed ({via})",
                  after={"unsubscribed_at": customer.unsubscribed_at.isoformat()}, actor=None)
-    db.session.commit()
     return True
 
 

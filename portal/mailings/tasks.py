@@ -24,7 +24,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import bindparam, func, select, update
 
-from portal import jobs
+from portal import jobs, uow
 from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db, rq
@@ -126,12 +126,12 @@ class Ledger:
         self._write_outcome()
         claimed = db.session.execute(self.claim_stmt,
                                      {"row_id": recipient_id, "now": utcnow()}).rowcount
-        db.session.commit()
+        uow.commit()  # per message: the last outcome and this claim, before the SMTP call
         return claimed == 1
 
     def flush(self) -> None:
         self._write_outcome()
-        db.session.commit()
+        uow.commit()  # the last message's outcome, as soon as the server answered
 
 
 def _due_rows(mailing_id: int, chunk: int) -> list[tuple[int, int, str, str, int]]:
@@ -175,6 +175,7 @@ def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts
 
 
 @rq.job(queue=QUEUE)
+@jobs.unit_of_work
 def send_chunk_job(mailing_id: int, chunk: int) -> int:
     """Send one chunk's waiting recipients; returns how many messages went out. Safe to run
     twice, or beside another copy of itself."""
@@ -194,7 +195,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
             rows = _due_rows(mailing_id, chunk)
             people = services.personal_values(db.session.scalars(
                 select(Customer).where(Customer.id.in_([r[1] for r in rows]))))
-            db.session.commit()  # end the read transaction before the first claim
+            uow.commit()  # end the read transaction before the first claim
             for recipient_id, customer_id, email, locale, attempts in rows:
                 if not ledger.claim(recipient_id):
                     if db.session.get(Mailing, mailing_id, populate_existing=True).status \
@@ -222,7 +223,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                 sent += 1
             ledger.flush()
             retry_at = _next_retry_at(mailing_id, chunk)
-            db.session.commit()
+            uow.commit()  # end the read transaction before waiting for the next retry
             if retry_at is None:
                 break
             wait = (retry_at - utcnow()).total_seconds()
@@ -242,13 +243,14 @@ def queue_test(test_id: int) -> bool:
 
 
 @rq.job(queue=QUEUE)
+@jobs.unit_of_work
 def send_test_job(test_id: int) -> str | None:
     """Send one test message; claimed first, so a second run sends nothing."""
     claimed = db.session.execute(
         update(MailingTestSend).where(MailingTestSend.id == test_id,
                                       MailingTestSend.status == MailingTestSendStatus.QUEUED)
         .values(status=MailingTestSendStatus.SENDING)).rowcount
-    db.session.commit()
+    uow.commit()  # the claim, before the message goes out: a second run finds it taken
     if claimed != 1:
         return None
     row = db.session.get(MailingTestSend, test_id)
@@ -271,10 +273,8 @@ def send_test_job(test_id: int) -> str | None:
             client.send(message, current_app.config["MAIL_FROM"], [row.to_address])
     except Exception as exc:  # a test send is tried once; any failure is its answer
         row.status, row.error = MailingTestSendStatus.FAILED, transport.classify(exc).reason[:500]
-        db.session.commit()
         return None
     row.status, row.message_id, row.sent_at = MailingTestSendStatus.SENT, msg_id, utcnow()
-    db.session.commit()
     return msg_id
 
 
@@ -347,7 +347,7 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
                              "failed after the last attempt",
                              after={"chunk": chunk, "in_doubt": stale, "failed": given_up},
                              actor=None)
-            db.session.commit()
+            uow.commit()  # before the chunk is queued again: its job reads these rows
             if queue_chunks(mailing_id, [chunk]):
                 count += 1
         services.finish_if_done(mailing_id)

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal import jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES
@@ -32,7 +33,7 @@ from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, Mailin
 from portal.models import PdfStatus
 from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
-from portal.web import database_int, show_error, wants_partial
+from portal.web import database_int, refuse, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")
 bp.add_app_template_global(MailingStatus, "MailingStatus")
@@ -60,7 +61,7 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
 def _queue_pdf(mailing: Mailing) -> None:
     row = services.mailing_pdf(mailing) if mailing.attach_pdf else None
     if row is not None and row.status == PdfStatus.QUEUED:
-        notice_tasks.queue_pdf(row.id)
+        jobs.enqueue_after_commit(notice_tasks.queue_pdf, row.id)
 
 
 @bp.route("/event/<int:event_id>")
@@ -82,8 +83,7 @@ def create(event_id: int) -> ResponseReturnValue:
         try:
             mailing = services.create_mailing(event, form.to_input(), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             _queue_pdf(mailing)
             flash(_("Mailing drafted. Check the audience and a preview, then send."), "success")
@@ -104,8 +104,7 @@ def edit(mailing_id: int) -> ResponseReturnValue:
         try:
             services.update_mailing(mailing, form.to_input(), actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             _queue_pdf(mailing)
             flash(_("Saved."), "success")
@@ -179,9 +178,11 @@ def preview(mailing_id: int) -> ResponseReturnValue:
 
 
 def _action_done(mailing: Mailing, chunks: list[int] | None, message: str) -> Response:
-    if chunks and not tasks.queue_chunks(mailing.id, chunks):
-        flash(_("The mail queue cannot be reached. The mailing is saved and stays queued; it "
-                "will send by itself when the queue is back."), "warning")
+    if chunks:
+        jobs.enqueue_after_commit(
+            tasks.queue_chunks, mailing.id, chunks, queued=message,
+            unreachable=_("The mail queue cannot be reached. The mailing is saved and stays "
+                          "queued; it will send by itself when the queue is back."))
     else:
         flash(message, "success")
     return redirect(url_for("mailings.detail", mailing_id=mailing.id))
@@ -196,7 +197,7 @@ def start(mailing_id: int) -> ResponseReturnValue:
     try:
         chunks = services.start(mailing, actor=current_user)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     return _action_done(mailing, chunks, _("Sending started."))
 
@@ -218,7 +219,7 @@ def change(mailing_id: int, action: str) -> ResponseReturnValue:
             chunks = None
             message = _("Cancelled: %(n)d waiting recipients will not be mailed.", n=dropped)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     return _action_done(mailing, chunks, message)
 
@@ -233,14 +234,13 @@ def test_send(mailing_id: int) -> ResponseReturnValue:
     try:
         row = services.request_test(mailing, customer, actor=current_user)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
     else:
-        if tasks.queue_test(row.id):
-            flash(_("A test message is on its way to %(email)s.", email=row.to_address),
-                  "success")
-        else:
-            flash(_("The mail queue cannot be reached. The test message is saved and will be "
-                    "sent when the queue is back."), "warning")
+        jobs.enqueue_after_commit(
+            tasks.queue_test, row.id,
+            queued=_("A test message is on its way to %(email)s.", email=row.to_address),
+            unreachable=_("The mail queue cannot be reached. The test message is saved and "
+                          "will be sent when the queue is back."))
     return redirect(url_for("mailings.detail", mailing_id=mailing.id))
 
 

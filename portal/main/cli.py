@@ -15,7 +15,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
-from portal import jobs
+from portal import jobs, uow
 from portal.accounts import Role, User
 from portal.audit import checkpoints as audit_checkpoints
 from portal.auth import services as auth_services
@@ -69,7 +69,7 @@ def seed_demo() -> str:
     _seed_command_centre(event, users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
-    db.session.commit()
+    uow.commit()  # the command's unit of work; then the demo notice's PDF is queued
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -160,7 +160,9 @@ def seed() -> None:
 @with_appcontext
 def reconcile() -> None:
     """Re-queue slow work whose job vanished from Redis (worker killed, Redis emptied)."""
-    click.echo(f"Re-queued {jobs.reconcile_all()} job(s).")
+    requeued = jobs.reconcile_all()
+    uow.commit()  # the command's unit of work (the reconcilers' recoveries)
+    click.echo(f"Re-queued {requeued} job(s).")
 
 
 def _wait_for(path: Path, seconds: float = 10) -> None:
@@ -203,6 +205,7 @@ def devserver(host: str, port: int) -> None:
         supervisor.spawn("worker", *flask, "rq", "worker", "--with-scheduler", "default")
         supervisor.spawn("mail worker", *flask, "mailings", "worker")
         requeued = jobs.reconcile_all(min_age=timedelta(0))  # work saved while Redis was down
+        uow.commit()  # the reconcilers' recoveries
         if requeued:
             click.echo(f"Queued {requeued} job(s) saved while the queue was down.")
         supervisor.spawn("cron", *flask, "rq", "cron")

@@ -1,7 +1,8 @@
 """The notice rules: versions, sign-off binding, publishing, schedules, emergencies, withdrawal.
 
-Every function that changes state writes its audit entry and commits once. Slow follow-up
-work (PDFs, cache invalidation) is queued by the caller after the commit.
+Every function that changes state writes its audit entry in the caller's unit of work (the
+request or job commits). Slow follow-up work (PDFs, cache invalidation) is queued by the caller
+after the commit.
 """
 
 from __future__ import annotations
@@ -114,7 +115,6 @@ def create_notice(
                  f"Notice {notice.ref} “{first_title}” drafted (version 1)",
                  after={**notice.audit_state(), "version": 1,
                         "content_hash": version.content_hash}, actor=actor)
-    db.session.commit()
     return notice
 
 
@@ -157,7 +157,6 @@ def save(
                                                           if voided else ""),
                  before=before, after={**notice.audit_state(),
                                        "version": (version or latest).number}, actor=actor)
-    db.session.commit()
     return version
 
 
@@ -239,7 +238,6 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
     )
     if notice.status == NoticeStatus.DRAFT:
         notice.status = NoticeStatus.IN_REVIEW
-    db.session.commit()
     return request
 
 
@@ -279,10 +277,8 @@ def publish(notice: Notice, *, actor: User, now: datetime | None = None) -> Publ
                      f"Notice {notice.ref} v{version.number} scheduled for "
                      f"{notice.scheduled_at.isoformat()}", after=notice.audit_state(),
                      actor=actor)
-        db.session.commit()
         return None
     publication = _publish_version(notice, version, actor=actor, signoff=grant, now=now)
-    db.session.commit()
     return publication
 
 
@@ -343,14 +339,11 @@ def publish_due(now: datetime | None = None) -> list[int]:
             notice.scheduled_version_id = None
             audit.record("notice.schedule_dropped", "notice", notice.id,
                          f"Scheduled publication of {notice.ref} dropped: {err.message}")
-            db.session.commit()
             continue
         try:
             _publish_version(notice, version, actor=None, signoff=grant, now=now)
-        except RuleViolation:
-            db.session.rollback()  # published by someone else meanwhile
+        except RuleViolation:  # published by someone else meanwhile: nothing was written
             continue
-        db.session.commit()
         published.append(notice.id)
     return published
 
@@ -378,7 +371,7 @@ def emergency_publish(notice: Notice, *, reason: str, actor: User,
                                    now=now or utcnow(), emergency_reason=reason)
     signoffs.void_scope(scope(notice), "published in an emergency", actor=actor,
                         keep_subject_ids={previous} - {None})
-    request_signoff(notice, actor=actor, retroactive=True)  # commits
+    request_signoff(notice, actor=actor, retroactive=True)
     return publication
 
 
@@ -402,7 +395,6 @@ def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
                  before=before, after={**notice.audit_state(),
                                        "reason_sha256": text_digest(reason)}, actor=actor)
     signals.withdrawn.send(notice, reason="notice withdrawn", actor=actor)
-    db.session.commit()
 
 
 def emergency_publications_awaiting_review() -> list[Publication]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from portal import documents, jobs
+from portal import documents, jobs, uow
 from portal.extensions import db, rq
 from portal.models import PdfStatus, utcnow
 from portal.notices import pdf, services, signals
@@ -46,6 +47,7 @@ def queue_pdf(pdf_id: int) -> bool:
 
 
 @rq.job
+@jobs.unit_of_work
 def render_pdf_job(pdf_id: int) -> str | None:
     """Render one PDF row; a finished row whose file exists is left alone (idempotent)."""
     row = db.session.get(NoticePdf, pdf_id)
@@ -59,7 +61,7 @@ def render_pdf_job(pdf_id: int) -> str | None:
 
 def _render(pdf_id: int) -> str:
     row = db.session.get(NoticePdf, pdf_id)
-    try:
+    with jobs.failure_recorded(NoticePdf, pdf_id):
         version = row.version
         signoff, emergency = None, False
         if row.kind == "signed":
@@ -72,15 +74,8 @@ def _render(pdf_id: int) -> str:
         with force_locale("zh_CN"):
             data = pdf.render_pdf(version, pdf.stamp_for(signoff, emergency))
         digest, _path = documents.store(data)
-    except Exception as exc:
-        db.session.rollback()
-        row = db.session.get(NoticePdf, pdf_id)
-        row.status, row.error, row.finished_at = PdfStatus.FAILED, str(exc)[:500], utcnow()
-        db.session.commit()
-        raise
     row.status, row.sha256, row.size, row.finished_at = PdfStatus.DONE, digest, len(data), utcnow()
-    db.session.commit()
-    signals.public_content_changed.send()
+    uow.after_commit(signals.public_content_changed.send)
     return digest
 
 
@@ -91,18 +86,19 @@ def requeue_lost_pdfs(min_age: timedelta) -> int:
 
 
 def after_publication(notice_ids: list[int]) -> None:
-    """What follows a publication, after its commit: the signed PDF and a fresh public cache."""
+    """What follows a publication: the signed PDF's row, in the same unit of work; once it is
+    committed, a fresh public cache and the PDF's job."""
     from portal.notices.models import Notice
 
-    signals.public_content_changed.send()
+    uow.after_commit(signals.public_content_changed.send)
     for notice_id in notice_ids:
         notice = db.session.get(Notice, notice_id)
         row = request_pdf(notice.published_version, "signed")
-        db.session.commit()
-        queue_pdf(row.id)
+        uow.after_commit(partial(queue_pdf, row.id))
 
 
 @rq.job
+@jobs.unit_of_work
 def publish_due_job() -> list[int]:
     published = services.publish_due()
     if published:

@@ -18,7 +18,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
-from portal import documents
+from portal import documents, jobs, uow
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.errors import RuleViolation
@@ -47,7 +47,7 @@ from portal.notices.models import (
 )
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import show_error, wants_partial
+from portal.web import refuse, show_error, wants_partial
 
 bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
 DRAFTERS = (Role.AGENT, Role.ADMIN)
@@ -90,8 +90,7 @@ def create(event_id: int) -> ResponseReturnValue:
                 event, audience=form.audience.data, content=form.content(), actor=current_user,
                 planned_publish_at=local_to_utc(form.planned_publish_at.data))
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
             failed = True
         else:
             flash(_("Draft saved as version 1."), "success")
@@ -137,7 +136,7 @@ def edit(notice_id: int) -> ResponseReturnValue:
                 planned_publish_at=local_to_utc(form.planned_publish_at.data),
                 based_on=based_on, actor=current_user)
         except (RuleViolation, ValueError) as err:
-            db.session.rollback()
+            uow.rollback()
             show_error(form, err if isinstance(err, RuleViolation)
                         else RuleViolation(_("The form is incomplete; reload the page.")))
             failed = True
@@ -185,8 +184,7 @@ def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
     try:
         result = action(notice)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(success if not callable(success) else success(result), "success")
     return redirect(url_for("notices.detail", notice_id=notice_id))
@@ -236,7 +234,7 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> None:
         services.withdraw(notice, reason=form.reason.data or "", hide=bool(form.hide.data),
                           actor=current_user)
-        signals.public_content_changed.send()
+        uow.after_commit(signals.public_content_changed.send)
 
     return _act(notice_id, action, _("Withdrawn."))
 
@@ -246,10 +244,11 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
 def request_pdf(version_id: int) -> ResponseReturnValue:
     version = db.get_or_404(NoticeVersion, version_id)
     row = tasks.request_pdf(version, services.pdf_kind(version))
-    db.session.commit()
-    if not row.finished and not tasks.queue_pdf(row.id):
-        flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
-                "made when the queue is back."), "warning")
+    if not row.finished:
+        jobs.enqueue_after_commit(
+            tasks.queue_pdf, row.id,
+            unreachable=_("The job queue cannot be reached. The PDF is saved as requested and "
+                          "will be made when the queue is back."))
     return redirect(url_for("notices.pdf_status", pdf_id=row.id))
 
 

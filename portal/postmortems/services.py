@@ -65,7 +65,6 @@ def start(event: Event, *, actor: User) -> Postmortem:
             db.session.flush()
     except IntegrityError:
         # Someone started it at the same moment; the unique event_id decided.
-        db.session.rollback()
         found = for_event(event)
         if found is None:
             raise
@@ -73,7 +72,6 @@ def start(event: Event, *, actor: User) -> Postmortem:
     audit.record("postmortem.start", SUBJECT, postmortem.id,
                  f"Post-mortem started for event “{event.title}”",
                  after=postmortem.audit_state(), actor=actor)
-    db.session.commit()
     return postmortem
 
 
@@ -172,7 +170,6 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
     try:
         db.session.flush()
     except StaleDataError:
-        db.session.rollback()
         raise Conflict(_("Someone else saved this post-mortem at the same moment. Reload the "
                          "page; your change has not been saved.")) from None
     signoffs.void_scope(_scope(postmortem), "post-mortem edited", actor=actor)
@@ -180,7 +177,6 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
     audit.record("postmortem.edit", SUBJECT, postmortem.id,
                  f"Post-mortem edited: {', '.join(changed)}", before=before,
                  after=postmortem.audit_state(), actor=actor)
-    db.session.commit()
     return True
 
 
@@ -355,7 +351,6 @@ def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
                  "Legal sign-off requested for the post-mortem",
                  after={"signoff_id": request.id, "snapshot_hash": request.snapshot_hash},
                  actor=actor)
-    db.session.commit()
     return request
 
 
@@ -378,7 +373,8 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
 
 def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
     """The PDF row for the current text (and legal's grant, if it covers it); an existing row
-    for the same content is reused and a failed one queued again. Commits; the caller queues."""
+    for the same content is reused and a failed one queued again. The caller queues it after
+    the commit."""
     state = signoff_state(postmortem)
     signoff_id = state.request.id if state.granted and state.request else None
     row = db.session.scalar(select(PostmortemPdf).where(
@@ -399,7 +395,6 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                             "signoff_id": signoff_id}, actor=actor)
     elif row.status == PdfStatus.FAILED:  # asked for again: a new set of attempts
         row.status, row.error, row.requested_at, row.attempts = PdfStatus.QUEUED, None, utcnow(), 0
-    db.session.commit()
     return row
 
 

@@ -30,14 +30,8 @@ def queue_pdf(pdf_id: int) -> bool:
                         timeout=PDF_TIMEOUT_SECONDS)
 
 
-def _fail(pdf_id: int, message: str) -> None:
-    db.session.rollback()
-    row = db.session.get(PostmortemPdf, pdf_id)
-    row.status, row.error, row.finished_at = PdfStatus.FAILED, message[:500], utcnow()
-    db.session.commit()
-
-
 @rq.job
+@jobs.unit_of_work
 def render_postmortem_pdf_job(pdf_id: int) -> str | None:
     """Render one PDF row; a finished row whose file exists is left alone (idempotent)."""
     row = db.session.get(PostmortemPdf, pdf_id)
@@ -55,10 +49,10 @@ def _render(pdf_id: int) -> str | None:
     postmortem = row.postmortem
     if postmortem.lock_version != row.lock_version:
         # The text asked for no longer exists; a PDF of newer text would mislabel it.
-        _fail(pdf_id, "The post-mortem was edited after the PDF was requested; request a new "
-                      "PDF.")
+        jobs.record_failure(PostmortemPdf, pdf_id, "The post-mortem was edited after the PDF "
+                            "was requested; request a new PDF.")
         return None
-    try:
+    with jobs.failure_recorded(PostmortemPdf, pdf_id):
         found = services.facts(postmortem.event)
         signoff = row.signoff
         # The stamp only if legal's grant still covers exactly this text and these facts.
@@ -68,12 +62,8 @@ def _render(pdf_id: int) -> str | None:
         with force_locale("zh_CN"):
             data = pdf.render_pdf(row, notice_pdf.stamp_for(signoff), found)
         digest, _path = documents.store(data)
-    except Exception as exc:
-        _fail(pdf_id, str(exc))
-        raise
     row = db.session.get(PostmortemPdf, pdf_id)
     row.status, row.sha256, row.size, row.finished_at = PdfStatus.DONE, digest, len(data), utcnow()
-    db.session.commit()
     return digest
 
 

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import documents
+from portal import documents, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.errors import RuleViolation
@@ -27,7 +27,7 @@ from portal.postmortems.models import (
     PostmortemPdf,
 )
 from portal.security import STAFF, access, can
-from portal.web import show_error, wants_partial
+from portal.web import refuse, wants_partial
 
 bp = Blueprint("postmortems", __name__, url_prefix="/postmortems")
 EDITORS = (Role.AGENT, Role.ADMIN)
@@ -115,8 +115,7 @@ def save(event_id: int) -> ResponseReturnValue:
                                       expected_version=_version(form.lock_version.data),
                                       actor=current_user)
         except RuleViolation as err:
-            db.session.rollback()
-            show_error(form, err)
+            refuse(err, form)
         else:
             flash(_("Saved.") if changed else _("Nothing changed."), "success")
             return redirect(url_for("postmortems.detail", event_id=event.id))
@@ -133,8 +132,7 @@ def request_signoff(event_id: int) -> ResponseReturnValue:
     try:
         services.request_signoff(postmortem, actor=current_user)
     except RuleViolation as err:
-        db.session.rollback()
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Sent to legal for sign-off."), "success")
     return redirect(url_for("postmortems.detail", event_id=event.id))
@@ -148,9 +146,11 @@ def request_pdf(event_id: int) -> ResponseReturnValue:
     if postmortem is None or not ConfirmForm().validate_on_submit():
         abort(404 if postmortem is None else 400)
     row = services.request_pdf(postmortem, actor=current_user)
-    if not row.finished and not tasks.queue_pdf(row.id):
-        flash(_("The job queue cannot be reached. The PDF is saved as requested and will be "
-                "made when the queue is back."), "warning")
+    if not row.finished:
+        jobs.enqueue_after_commit(
+            tasks.queue_pdf, row.id,
+            unreachable=_("The job queue cannot be reached. The PDF is saved as requested and "
+                          "will be made when the queue is back."))
     return redirect(url_for("postmortems.pdf_status", pdf_id=row.id))
 
 

@@ -111,7 +111,6 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        db.session.rollback()
         raise RuleViolation(_("This request has already been decided."))
     db.session.refresh(request)
     audit.record(f"signoff.{decision}", "signoff", request.id,
@@ -120,7 +119,6 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
     handler = _HANDLERS.get(request.subject_type)
     if handler:
         handler(request, actor)
-    db.session.commit()
     return request
 
 

@@ -15,6 +15,7 @@ from portal.security import STAFF, access
 from portal.signoffs import services
 from portal.signoffs.forms import DecisionForm
 from portal.signoffs.models import STATUS_LABELS, SUBJECT_LABELS, SignoffRequest, SignoffStatus
+from portal.web import refuse
 
 bp = Blueprint("signoffs", __name__, url_prefix="/signoffs")
 bp.add_app_template_global(SignoffStatus, "SignoffStatus")
@@ -55,15 +56,10 @@ def decide(request_id: int) -> ResponseReturnValue:
             services.decide(item.id, form.decision.data, form.comment.data or "",
                             actor=current_user, mandatory=bool(form.mandatory.data))
         except RuleViolation as err:
-            target = getattr(form, err.field or "", None)
-            if target is not None:
-                target.errors = [*target.errors, err.message]
-            else:
-                flash(err.message, "error")
+            refuse(err, form)
         else:
             flash(_("Decision recorded."), "success")
             return redirect(url_for("signoffs.queue"))
-    db.session.rollback()
     item = db.get_or_404(SignoffRequest, request_id)
     return render_template(
         "signoffs/detail.html", item=item, form=form,

@@ -16,6 +16,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.security import access
 from portal.users.forms import UserCreateForm, UserEditForm
+from portal.web import refuse
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -74,7 +75,7 @@ def toggle_active(user_id: int) -> ResponseReturnValue:
     try:
         services.set_active(user, not user.active, actor=current_user)
     except RuleViolation as err:
-        flash(err.message, "error")
+        refuse(err)
     else:
         flash(_("Account reactivated.") if user.active else _("Account deactivated."), "success")
     return redirect(url_for("users.detail", user_id=user.id))

@@ -7,8 +7,10 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from portal import uow
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -51,6 +53,8 @@ def new_page(
     base_url = live_server.config["LIVE_URL"]
 
     def make(locale: str = "en-US") -> Page:
+        if has_app_context():
+            uow.commit()  # what the test set up is its own unit of work, done before browsing
         context = browser.new_context(locale=locale, base_url=base_url)
         context.set_default_timeout(10_000)
         contexts.append(context)

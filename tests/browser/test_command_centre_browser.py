@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.accounts import Role
+from portal.extensions import db
 from tests.browser.helpers import path_of, sign_in, url_path
 from tests.case_helpers import make_case, make_customer
 from tests.notice_helpers import make_event
@@ -55,6 +56,7 @@ def test_open_an_incident_tick_tasks_and_follow_a_chart(new_page, users) -> None
     # The dashboard: each bar links to the list behind it.
     event = make_event(title="Checkout outage")
     make_case(users, "88.00", customer=make_customer(users, "K-1", event))
+    db.session.commit()
     admin.goto("/dashboard")
     chart = admin.locator("figure", has_text="Open cases by status")
     expect(chart.locator("svg")).to_be_visible()
