@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from portal.accounts import Role
 from portal.extensions import db
 from portal.mailings import services as mailings
 from portal.mailings import tasks
+from portal.mailings.cli import make_worker
 from portal.mailings.models import Mailing, MailingRecipient, MailingStatus, RecipientStatus
 from portal.main.supervisor import Supervisor
 from tests.mail_helpers import recipients_received, start_server, start_worker
@@ -38,7 +40,10 @@ def start_redis(directory: Path) -> subprocess.Popen[bytes]:
                              "--dir", str(directory)], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not sock.exists():
-        assert time.monotonic() < deadline, "redis-server did not start"
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail("redis-server did not start")
         time.sleep(0.02)
     return proc
 
@@ -50,6 +55,14 @@ def wait_until(check, seconds: float = 60) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def stops_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def test_the_mail_worker_waits_for_redis_and_works_again_after_a_restart(
@@ -93,13 +106,30 @@ def test_the_mail_worker_waits_for_redis_and_works_again_after_a_restart(
                 {c.email: 1 for c in people})
             assert db.session.scalar(select(func.count(MailingRecipient.id)).where(
                 MailingRecipient.status == RecipientStatus.SENT)) == 3
+        worker.terminate()  # SIGTERM after the restart ends it within seconds, not a minute
+        assert stops_within(worker, 10) and worker.returncode == 0, log.read_text()
     finally:
-        if worker.poll() is None:
-            worker.terminate()
-            worker.wait(timeout=30)
+        if worker.poll() is None:  # an assertion failed: never wait for it, or leak Redis
+            worker.kill()
+        worker.wait()
         redis.kill()
         redis.wait()
         controller.stop()
+
+
+def test_a_stopping_worker_does_not_wait_for_its_command_thread(app) -> None:
+    """The race behind a worker that ignored SIGTERM for a minute: its command thread had
+    read the UNSUBSCRIBE reply before it was told to stop, and waited for a new
+    subscription while RQ's teardown waited for the thread."""
+    worker = make_worker(app)
+    worker.subscribe()
+    worker.pubsub.unsubscribe()
+    assert wait_until(lambda: not worker.pubsub.subscribed, 10)  # the thread read the reply
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    started = time.monotonic()
+    stopping.start()
+    stopping.join(10)
+    assert not stopping.is_alive() and time.monotonic() - started < 3
 
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -33,6 +34,25 @@ class AppWorker(SimpleWorker):
     def execute_job(self, job: Any, queue: Any) -> Any:
         with self.app.app_context():
             return super().execute_job(job, queue)
+
+    def unsubscribe(self) -> None:
+        """Stop the thread that listens for RQ's worker commands, waiting at most a second.
+        RQ sends UNSUBSCRIBE and only then stops the thread, and redis-py's ``stop()`` waits
+        for it without a bound: when the thread reads the reply first, it goes on to wait a
+        minute for a new subscription, and a SIGTERM waited with it. Here the thread is told to
+        stop first, so the reply ends it. Safe to call again, and when Redis is away."""
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        if thread is None or pubsub is None:
+            return
+        self.pubsub_thread = None
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name,
+                      self.pubsub_channel_name)
+        thread.stop(timeout=0)  # clears its running flag; no wait yet
+        with contextlib.suppress(RedisError):  # Redis away: the thread stops after a failed read
+            pubsub.unsubscribe()
+        thread.join(timeout=1)
+        if not thread.is_alive():  # a thread still running closes the subscription as it ends
+            pubsub.close()
 
 
 def make_worker(app: Flask, queues: tuple[str, ...] = ("mail",), **kwargs: Any) -> AppWorker:
@@ -69,6 +89,10 @@ def work(app: Flask, queues: tuple[str, ...] = ("mail",), *, burst: bool = False
             worker.work(burst=burst)
         except RedisError as exc:
             log.warning("the worker lost Redis: %s", exc)
+        finally:
+            # RQ's teardown skips this when Redis is away (its last words raise first): the
+            # old worker's command thread would otherwise live on beside the new worker's.
+            worker.unsubscribe()
         if burst or worker._shutdown_requested_date is not None:  # done, or asked to stop
             return
         # Between workers, SIGTERM and Ctrl-C end the process as usual.
