@@ -97,6 +97,7 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
     from portal.events import services as events
     from portal.extensions import db
     from portal.lifecycle.models import DONE, EventArchive
+    from portal.mailings import audience, compose
     from portal.mailings import services as mailings
     from portal.models import utcnow
     from portal.notices import services as notices
@@ -133,9 +134,9 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
         signoffs.decide(request.id, "approved", "", actor=legal)
         notices.publish(notice, actor=agent)
         mailing = mailings.create_mailing(event, mailings.MailingInput(
-            version_id=notice.latest_version.id, audience=mailings.Audience.from_dict({}),
-            attach_pdf=False, greeting_zh=mailings.DEFAULT_GREETINGS["zh_CN"],
-            greeting_en=mailings.DEFAULT_GREETINGS["en"]), actor=agent)
+            version_id=notice.latest_version.id, audience=audience.Audience.from_dict({}),
+            attach_pdf=False, greeting_zh=compose.DEFAULT_GREETINGS["zh_CN"],
+            greeting_en=compose.DEFAULT_GREETINGS["en"]), actor=agent)
         mailings.start(mailing, actor=agent)
         customer_ids = list(db.session.scalars(select(Customer.id).where(
             Customer.event_id == event.id).order_by(Customer.id)))

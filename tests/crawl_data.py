@@ -21,6 +21,7 @@ from portal.events import services as events
 from portal.events.models import Event
 from portal.extensions import db, rq
 from portal.lifecycle import services as lifecycle
+from portal.mailings import audience, compose, unsubscribe
 from portal.mailings import services as mailings
 from portal.main import cli as demo
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
@@ -58,9 +59,9 @@ def run_slow_work() -> None:
 
 
 def _version_input(version_id: int, attach_pdf: bool = False) -> mailings.MailingInput:
-    return mailings.MailingInput(version_id, mailings.Audience(), attach_pdf,
-                                 mailings.DEFAULT_GREETINGS["zh_CN"],
-                                 mailings.DEFAULT_GREETINGS["en"])
+    return mailings.MailingInput(version_id, audience.Audience(), attach_pdf,
+                                 compose.DEFAULT_GREETINGS["zh_CN"],
+                                 compose.DEFAULT_GREETINGS["en"])
 
 
 def _notices(event: Event, staff: dict[Role, User]) -> None:
@@ -127,7 +128,7 @@ def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
         customer = customers.create_customer(event, {"external_ref": ref, "name": name,
                                                      "email": email, "locale": "en"},
                                              actor=agent)
-    mailings.unsubscribe(customer, via="link")
+    unsubscribe.unsubscribe(customer, via="link")
     finished = mailings.create_mailing(event, _version_input(version_id, attach_pdf=True),
                                        actor=agent)
     db.session.commit()

@@ -139,12 +139,13 @@ def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:
 def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
     """A draft mailing of the published notice to every affected customer, ready to preview,
     test and send."""
+    from portal.mailings import audience, compose
     from portal.mailings import services as mailing_services
 
     version = notice_services.event_notices(event)[0].latest_version
     mailing_services.create_mailing(event, mailing_services.MailingInput(
-        version.id, mailing_services.Audience(), False,
-        mailing_services.DEFAULT_GREETINGS["zh_CN"], mailing_services.DEFAULT_GREETINGS["en"]),
+        version.id, audience.Audience(), False,
+        compose.DEFAULT_GREETINGS["zh_CN"], compose.DEFAULT_GREETINGS["en"]),
         actor=users[Role.AGENT])
 
 
