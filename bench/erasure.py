@@ -204,7 +204,7 @@ def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, A
     from portal.customers.models import Customer
     from portal.events.models import TimelineEntry
     from portal.extensions import db
-    from portal.lifecycle import services as lifecycle
+    from portal.lifecycle import retention
     from portal.lifecycle.models import RetentionRun
 
     app = _app(url, instance)
@@ -212,13 +212,13 @@ def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, A
         admin = db.session.get(User, admin_id)
         names = list(db.session.scalars(select(Customer.name).where(
             Customer.event_id == event_id)))
-        run = lifecycle.dry_run(actor=admin)
-        lifecycle.confirm_run(run, actor=admin)
+        run = retention.dry_run(actor=admin)
+        retention.confirm_run(run, actor=admin)
         run_id = run.id
         db.session.remove()
         started_at = time.time()
         t = time.perf_counter()
-        lifecycle.run_retention(run_id)
+        retention.run_retention(run_id)
         seconds = time.perf_counter() - t
         finished_at = time.time()
         run = db.session.get(RetentionRun, run_id)

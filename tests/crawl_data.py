@@ -20,7 +20,7 @@ from portal.customers.models import Customer
 from portal.events import services as events
 from portal.events.models import Event
 from portal.extensions import db, rq
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import erasure, export, retention
 from portal.mailings import audience, compose, unsubscribe
 from portal.mailings import services as mailings
 from portal.main import cli as demo
@@ -164,8 +164,8 @@ def _closed_event(staff: dict[Role, User]) -> Event:
                                       "email": "old@example.com"}, actor=agent)
     while event.status != "closed":
         events.change_status(event, events.next_statuses(event)[0], actor=admin)
-    lifecycle.request_export(event, actor=admin)
-    days = lifecycle.policy().days
+    export.request_export(event, actor=admin)
+    days = retention.policy().days
     db.session.execute(update(Event).where(Event.id == event.id).values(
         closed_at=utcnow() - timedelta(days=days + 1)))
     db.session.commit()
@@ -190,15 +190,15 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     db.session.commit()
     run_slow_work()  # PDFs, the archive, the import check, the reply, mail, the verification
     customers.confirm_import(batch, actor=staff[Role.AGENT])
-    lifecycle.confirm_run(lifecycle.dry_run(actor=staff[Role.ADMIN]), actor=staff[Role.ADMIN])
-    lifecycle.erase_on_request(customer_by_ref("CRM-10002"), "Asked to be forgotten",
-                               actor=staff[Role.ADMIN])
+    retention.confirm_run(retention.dry_run(actor=staff[Role.ADMIN]), actor=staff[Role.ADMIN])
+    erasure.erase_on_request(customer_by_ref("CRM-10002"), "Asked to be forgotten",
+                             actor=staff[Role.ADMIN])
     run_slow_work()  # the import, the retention run (which purges the archive)
-    lifecycle.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
+    export.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
     # Checked and awaiting confirmation (the erasure above removed the first one's files).
     customers.start_import(event, io.BytesIO(IMPORT_CSV), "again.csv", actor=staff[Role.AGENT])
     run_slow_work()
-    lifecycle.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
+    retention.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
     # Started last, so its recipients stay waiting: the demo's draft mailing.
     mailings.start(started_draft, actor=staff[Role.AGENT])
     mailings.create_mailing(event, _version_input(started_draft.version_id),
