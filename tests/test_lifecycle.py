@@ -19,6 +19,7 @@ from portal import uow
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
+from portal.cases import search
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
 from portal.customers import services as customers
@@ -346,7 +347,7 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     paid, payout = payment_before.amount, payment_before.payout_ref
     signoff_hash = db.session.get(SignoffRequest, big.signoff_id).snapshot_hash
     for q in (NAME, "zhang.weiming"):
-        assert len(db.session.scalars(cases.CaseFilter(q=q).statement()).all()) == 2
+        assert len(db.session.scalars(search.CaseFilter(q=q).statement()).all()) == 2
     entry = event_services.add_timeline_entry(event, occurred_at=None,
                                               text=f"{NAME} (K-900) called the hotline",
                                               actor=users[Role.AGENT])
@@ -389,10 +390,10 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
 
     # Searches no longer find the person.
     for q in (NAME, "zhang.weiming", "Zhang Trading"):
-        assert db.session.scalars(cases.CaseFilter(q=q).statement()).all() == []
+        assert db.session.scalars(search.CaseFilter(q=q).statement()).all() == []
         page = client.get(f"/customers/event/{event.id}", query_string={"q": q})
         assert f"/customers/{customer.id}\"" not in page.get_data(as_text=True)
-    assert db.session.scalars(cases.CaseFilter(q="Li Na").statement()).all() == []  # no case
+    assert db.session.scalars(search.CaseFilter(q="Li Na").statement()).all() == []  # no case
     found = client.get(f"/customers/event/{event.id}", query_string={"q": "li.na"})
     assert f"/customers/{other.id}\"" in found.get_data(as_text=True)
 
