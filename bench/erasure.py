@@ -100,6 +100,7 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
     from portal.mailings import audience, compose
     from portal.mailings import services as mailings
     from portal.models import utcnow
+    from portal.notices import publishing
     from portal.notices import services as notices
     from portal.signoffs import services as signoffs
 
@@ -132,7 +133,7 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
             actor=agent)
         request = notices.request_signoff(notice, actor=agent)
         signoffs.decide(request.id, "approved", "", actor=legal)
-        notices.publish(notice, actor=agent)
+        publishing.publish(notice, actor=agent)
         mailing = mailings.create_mailing(event, mailings.MailingInput(
             version_id=notice.latest_version.id, audience=audience.Audience.from_dict({}),
             attach_pdf=False, greeting_zh=compose.DEFAULT_GREETINGS["zh_CN"],

@@ -26,6 +26,7 @@ from portal.mailings import services as mailings
 from portal.main import cli as demo
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
 from portal.models import utcnow
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.notices import tasks as notice_tasks
 from portal.postmortems import services as postmortems
@@ -79,14 +80,14 @@ def _notices(event: Event, staff: dict[Role, User]) -> None:
         content={"en": {"title": "In review", "body": "Waiting for legal"}}), actor=agent)
     emergency = notices.create_notice(event, audience="public", actor=agent, content={
         "zh_CN": {"title": "紧急通知", "body": "请致电 400-800-1234"}})
-    notices.emergency_publish(emergency, reason="Customers are calling", actor=admin)
+    publishing.emergency_publish(emergency, reason="Customers are calling", actor=admin)
     withdrawn = notices.create_notice(event, audience="public", actor=agent, content={
         "zh_CN": {"title": "撤回的通知", "body": "已过时"}, "en": {"title": "Gone", "body": "Old"}})
     request = notices.request_signoff(withdrawn, actor=agent)
     signoffs.decide(request.id, "approved", "", actor=legal)
-    notices.publish(withdrawn, actor=agent)
+    publishing.publish(withdrawn, actor=agent)
     mailings.create_mailing(event, _version_input(withdrawn.latest_version.id), actor=agent)
-    notices.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
+    publishing.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
     notice_tasks.after_publication([emergency.id, withdrawn.id])
     db.session.commit()
 

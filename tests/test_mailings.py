@@ -34,6 +34,7 @@ from portal.mailings.models import (
 )
 from portal.mailings.unsubscribe import customer_for_token, unsubscribe_token
 from portal.models import utcnow
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.signoffs import services as signoffs
 from tests.mail_helpers import recipients_received, start_server, start_worker
@@ -97,7 +98,7 @@ def test_only_text_legal_approved_can_be_mailed(app, users) -> None:
 def test_emergency_publication_awaiting_review_cannot_be_mailed(app, users) -> None:
     event = make_event("sev1")
     notice = make_notice(users, event)
-    notices.emergency_publish(notice, reason="Outage now", actor=users[Role.ADMIN])
+    publishing.emergency_publish(notice, reason="Outage now", actor=users[Role.ADMIN])
     with pytest.raises(RuleViolation, match="not approved"):
         draft(users, event, notice)
 
@@ -662,7 +663,7 @@ def test_a_withdrawn_notice_is_not_mailed_and_its_mailings_stop(app, users, scen
     waiting = draft(users, event, notice)
     sending = draft(users, event, notice)
     mailings.start(sending, actor=users[Role.AGENT])
-    notices.withdraw(notice, reason="Wrong figures", hide=True, actor=users[Role.ADMIN])
+    publishing.withdraw(notice, reason="Wrong figures", hide=True, actor=users[Role.ADMIN])
     assert db.session.get(Mailing, waiting.id).status == "cancelled"
     assert db.session.get(Mailing, sending.id).status == "cancelled"
     assert mailings.progress(sending).counts["cancelled"] == 2
