@@ -97,8 +97,10 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
     from portal.events import services as events
     from portal.extensions import db
     from portal.lifecycle.models import DONE, EventArchive
+    from portal.mailings import audience, compose
     from portal.mailings import services as mailings
     from portal.models import utcnow
+    from portal.notices import publishing
     from portal.notices import services as notices
     from portal.signoffs import services as signoffs
 
@@ -131,11 +133,11 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
             actor=agent)
         request = notices.request_signoff(notice, actor=agent)
         signoffs.decide(request.id, "approved", "", actor=legal)
-        notices.publish(notice, actor=agent)
+        publishing.publish(notice, actor=agent)
         mailing = mailings.create_mailing(event, mailings.MailingInput(
-            version_id=notice.latest_version.id, audience=mailings.Audience.from_dict({}),
-            attach_pdf=False, greeting_zh=mailings.DEFAULT_GREETINGS["zh_CN"],
-            greeting_en=mailings.DEFAULT_GREETINGS["en"]), actor=agent)
+            version_id=notice.latest_version.id, audience=audience.Audience.from_dict({}),
+            attach_pdf=False, greeting_zh=compose.DEFAULT_GREETINGS["zh_CN"],
+            greeting_en=compose.DEFAULT_GREETINGS["en"]), actor=agent)
         mailings.start(mailing, actor=agent)
         customer_ids = list(db.session.scalars(select(Customer.id).where(
             Customer.event_id == event.id).order_by(Customer.id)))
@@ -203,7 +205,7 @@ def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, A
     from portal.customers.models import Customer
     from portal.events.models import TimelineEntry
     from portal.extensions import db
-    from portal.lifecycle import services as lifecycle
+    from portal.lifecycle import retention
     from portal.lifecycle.models import RetentionRun
 
     app = _app(url, instance)
@@ -211,13 +213,13 @@ def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, A
         admin = db.session.get(User, admin_id)
         names = list(db.session.scalars(select(Customer.name).where(
             Customer.event_id == event_id)))
-        run = lifecycle.dry_run(actor=admin)
-        lifecycle.confirm_run(run, actor=admin)
+        run = retention.dry_run(actor=admin)
+        retention.confirm_run(run, actor=admin)
         run_id = run.id
         db.session.remove()
         started_at = time.time()
         t = time.perf_counter()
-        lifecycle.run_retention(run_id)
+        retention.run_retention(run_id)
         seconds = time.perf_counter() - t
         finished_at = time.time()
         run = db.session.get(RetentionRun, run_id)

@@ -141,13 +141,13 @@ def start_mailing(app: Any, event_id: int, version_id: int) -> int:
     from portal.accounts import User
     from portal.events.models import Event
     from portal.extensions import db
-    from portal.mailings import services, tasks
+    from portal.mailings import audience, compose, services, tasks
 
     with app.app_context():
         agent = db.session.scalar(db.select(User).where(User.email == "agent@bench.example"))
-        data = services.MailingInput(version_id, services.Audience(), False,
-                                     services.DEFAULT_GREETINGS["zh_CN"],
-                                     services.DEFAULT_GREETINGS["en"])
+        data = services.MailingInput(version_id, audience.Audience(), False,
+                                     compose.DEFAULT_GREETINGS["zh_CN"],
+                                     compose.DEFAULT_GREETINGS["en"])
         mailing = services.create_mailing(db.session.get(Event, event_id), data, actor=agent)
         chunks = services.start(mailing, actor=agent)
         assert tasks.queue_chunks(mailing.id, chunks)

@@ -20,11 +20,13 @@ from portal.customers.models import Customer
 from portal.events import services as events
 from portal.events.models import Event
 from portal.extensions import db, rq
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import erasure, export, retention
+from portal.mailings import audience, compose, unsubscribe
 from portal.mailings import services as mailings
 from portal.main import cli as demo
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
 from portal.models import utcnow
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.notices import tasks as notice_tasks
 from portal.postmortems import services as postmortems
@@ -58,9 +60,9 @@ def run_slow_work() -> None:
 
 
 def _version_input(version_id: int, attach_pdf: bool = False) -> mailings.MailingInput:
-    return mailings.MailingInput(version_id, mailings.Audience(), attach_pdf,
-                                 mailings.DEFAULT_GREETINGS["zh_CN"],
-                                 mailings.DEFAULT_GREETINGS["en"])
+    return mailings.MailingInput(version_id, audience.Audience(), attach_pdf,
+                                 compose.DEFAULT_GREETINGS["zh_CN"],
+                                 compose.DEFAULT_GREETINGS["en"])
 
 
 def _notices(event: Event, staff: dict[Role, User]) -> None:
@@ -78,14 +80,14 @@ def _notices(event: Event, staff: dict[Role, User]) -> None:
         content={"en": {"title": "In review", "body": "Waiting for legal"}}), actor=agent)
     emergency = notices.create_notice(event, audience="public", actor=agent, content={
         "zh_CN": {"title": "紧急通知", "body": "请致电 400-800-1234"}})
-    notices.emergency_publish(emergency, reason="Customers are calling", actor=admin)
+    publishing.emergency_publish(emergency, reason="Customers are calling", actor=admin)
     withdrawn = notices.create_notice(event, audience="public", actor=agent, content={
         "zh_CN": {"title": "撤回的通知", "body": "已过时"}, "en": {"title": "Gone", "body": "Old"}})
     request = notices.request_signoff(withdrawn, actor=agent)
     signoffs.decide(request.id, "approved", "", actor=legal)
-    notices.publish(withdrawn, actor=agent)
+    publishing.publish(withdrawn, actor=agent)
     mailings.create_mailing(event, _version_input(withdrawn.latest_version.id), actor=agent)
-    notices.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
+    publishing.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
     notice_tasks.after_publication([emergency.id, withdrawn.id])
     db.session.commit()
 
@@ -127,7 +129,7 @@ def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
         customer = customers.create_customer(event, {"external_ref": ref, "name": name,
                                                      "email": email, "locale": "en"},
                                              actor=agent)
-    mailings.unsubscribe(customer, via="link")
+    unsubscribe.unsubscribe(customer, via="link")
     finished = mailings.create_mailing(event, _version_input(version_id, attach_pdf=True),
                                        actor=agent)
     db.session.commit()
@@ -163,8 +165,8 @@ def _closed_event(staff: dict[Role, User]) -> Event:
                                       "email": "old@example.com"}, actor=agent)
     while event.status != "closed":
         events.change_status(event, events.next_statuses(event)[0], actor=admin)
-    lifecycle.request_export(event, actor=admin)
-    days = lifecycle.policy().days
+    export.request_export(event, actor=admin)
+    days = retention.policy().days
     db.session.execute(update(Event).where(Event.id == event.id).values(
         closed_at=utcnow() - timedelta(days=days + 1)))
     db.session.commit()
@@ -189,15 +191,15 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     db.session.commit()
     run_slow_work()  # PDFs, the archive, the import check, the reply, mail, the verification
     customers.confirm_import(batch, actor=staff[Role.AGENT])
-    lifecycle.confirm_run(lifecycle.dry_run(actor=staff[Role.ADMIN]), actor=staff[Role.ADMIN])
-    lifecycle.erase_on_request(customer_by_ref("CRM-10002"), "Asked to be forgotten",
-                               actor=staff[Role.ADMIN])
+    retention.confirm_run(retention.dry_run(actor=staff[Role.ADMIN]), actor=staff[Role.ADMIN])
+    erasure.erase_on_request(customer_by_ref("CRM-10002"), "Asked to be forgotten",
+                             actor=staff[Role.ADMIN])
     run_slow_work()  # the import, the retention run (which purges the archive)
-    lifecycle.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
+    export.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
     # Checked and awaiting confirmation (the erasure above removed the first one's files).
     customers.start_import(event, io.BytesIO(IMPORT_CSV), "again.csv", actor=staff[Role.AGENT])
     run_slow_work()
-    lifecycle.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
+    retention.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
     # Started last, so its recipients stay waiting: the demo's draft mailing.
     mailings.start(started_draft, actor=staff[Role.AGENT])
     mailings.create_mailing(event, _version_input(started_draft.version_id),

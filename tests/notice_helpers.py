@@ -11,6 +11,7 @@ import pytest
 from portal.accounts import Role, User
 from portal.events import services as events
 from portal.events.models import Event
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.notices.models import Notice
 from portal.signoffs import services as signoffs
@@ -36,7 +37,7 @@ def approve(notice: Notice, users: dict[Role, User]) -> None:
 
 def publish(notice: Notice, users: dict[Role, User]) -> None:
     approve(notice, users)
-    notices.publish(notice, actor=users[Role.AGENT])
+    publishing.publish(notice, actor=users[Role.AGENT])
 
 
 def pdf_text_and_fonts(path: Path) -> tuple[str, str]:

@@ -76,7 +76,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                                actor=users[Role.AGENT])
         batch = customers.start_import(event, io.BytesIO(b"external_ref,name\nA,B\n"), "a.csv",
                                        actor=users[Role.AGENT])
-        from portal.mailings import services as mailings
+        from portal.mailings import unsubscribe
         from portal.mailings.models import Mailing
 
         # A started mailing, so the dashboard draws its delivery chart.
@@ -95,7 +95,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "task_id": str(task.id), "state": "done", "item_id": str(item.id),
                    "stakeholder_id": str(stakeholder.id),
                    "mailing_id": str(mailing.id), "action": "pause",
-                   "token": mailings.unsubscribe_token(customer.id),
+                   "token": unsubscribe.unsubscribe_token(customer.id),
                    "verification_id": str(verification.id), "subject_type": "user",
                    "subject_id": str(users[Role.AGENT].id), "filename": "css/portal.css",
                    "notice_id": str(notice.id), "version_id": str(notice.latest_version.id),

@@ -11,6 +11,7 @@ from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.cases import services as cases
 from portal.cases.models import Case, SignoffThreshold, SlaPolicy
+from portal.cases.settings import sla_hours, threshold
 from portal.extensions import db
 from portal.signoffs.models import SignoffRequest
 from tests.case_helpers import make_case, make_customer
@@ -94,7 +95,7 @@ def test_case_settings_with_a_bad_later_field_save_nothing(client, auth, users, 
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(SlaPolicy)) == 0
     assert db.session.scalar(select(func.count()).select_from(SignoffThreshold)) == 0
-    assert cases.sla_hours("sev1") == 24 and cases.threshold("CNY") == cases.parse_amount("5000")
+    assert sla_hours("sev1") == 24 and threshold("CNY") == cases.parse_amount("5000")
     assert _audit_count("settings.sla") == 0 and _audit_count("settings.threshold") == 0
 
 
@@ -113,8 +114,8 @@ def test_case_settings_save_every_change_in_one_go(client, auth, users) -> None:
     response = client.post("/cases/settings", data={
         **GOOD_SETTINGS, "new_currency": "jpy", "new_amount": "50000"})
     assert response.status_code == 302
-    assert cases.sla_hours("sev1") == 8 and cases.threshold("CNY") == cases.parse_amount("3000")
-    assert cases.threshold("JPY") == cases.parse_amount("50000")
+    assert sla_hours("sev1") == 8 and threshold("CNY") == cases.parse_amount("3000")
+    assert threshold("JPY") == cases.parse_amount("50000")
     assert _audit_count("settings.sla") == 1  # only sev1 changed; the others are the defaults
     assert _audit_count("settings.threshold") == 2
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from portal.accounts import Role
 from portal.cases import services as cases
 from portal.cases.models import Case
+from portal.cases.settings import sla_hours, threshold
 from portal.extensions import db
 from tests.case_helpers import make_case, make_customer, second_agent
 
@@ -168,8 +169,8 @@ def test_admin_sets_sla_and_thresholds(client, auth, users) -> None:
     data = {"sla_sev1": "8", "sla_sev2": "24", "sla_sev3": "72", "sla_sev4": "120",
             "threshold_CNY": "3000.00", "new_currency": "JPY", "new_amount": "50000"}
     assert client.post("/cases/settings", data=data).status_code == 302
-    assert cases.sla_hours("sev1") == 8 and cases.threshold("CNY") == cases.parse_amount("3000")
-    assert cases.threshold("JPY") == cases.parse_amount("50000")
+    assert sla_hours("sev1") == 8 and threshold("CNY") == cases.parse_amount("3000")
+    assert threshold("JPY") == cases.parse_amount("50000")
     bad = client.post("/cases/settings", data={**data, "sla_sev2": "soon"})
     assert bad.status_code == 422 and "whole hours" in bad.text
     auth.logout()

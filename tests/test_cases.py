@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts import Role
-from portal.cases import rules
+from portal.cases import rules, settings
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
 from portal.errors import Conflict, RuleViolation
@@ -97,9 +97,9 @@ def test_amounts_survive_the_database_exactly(app, users) -> None:
 
 
 def test_currency_must_be_iso_4217(app, users) -> None:
-    assert cases.parse_currency("usd") == "USD"
+    assert settings.parse_currency("usd") == "USD"
     with pytest.raises(RuleViolation, match="ISO 4217"):
-        cases.parse_currency("RMB")
+        settings.parse_currency("RMB")
 
 
 # --- references, SLA ---------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_refs_are_sequential_and_unique_under_concurrency(app_factory, users) ->
 def test_due_date_from_the_severity_sla(app, users) -> None:
     case = make_case(users)  # the helper's event is sev1: 24 hours by default
     assert timedelta(hours=23, minutes=59) < case.due_at - case.created_at <= timedelta(hours=24)
-    cases.set_sla("sev1", 4, actor=users[Role.ADMIN])
+    settings.set_sla("sev1", 4, actor=users[Role.ADMIN])
     later = make_case(users, customer=case.customer, order_ref="O-2")
     assert later.due_at - later.created_at <= timedelta(hours=4)
     assert not later.overdue
@@ -233,13 +233,13 @@ def test_legal_returning_a_case_sends_it_back(app, users) -> None:
 
 
 def test_thresholds_are_per_currency_and_admin_set(app, users) -> None:
-    assert cases.needs_signoff(Decimal("1000.00"), "USD")
-    assert not cases.needs_signoff(Decimal("999.99"), "USD")
-    assert cases.needs_signoff(Decimal("1.00"), "JPY")  # no threshold: always legal
-    cases.set_threshold("JPY", "100000", actor=users[Role.ADMIN])
-    assert not cases.needs_signoff(Decimal("1.00"), "JPY")
+    assert settings.needs_signoff(Decimal("1000.00"), "USD")
+    assert not settings.needs_signoff(Decimal("999.99"), "USD")
+    assert settings.needs_signoff(Decimal("1.00"), "JPY")  # no threshold: always legal
+    settings.set_threshold("JPY", "100000", actor=users[Role.ADMIN])
+    assert not settings.needs_signoff(Decimal("1.00"), "JPY")
     with pytest.raises(RuleViolation):
-        cases.set_threshold("JPY", "-1", actor=users[Role.ADMIN])
+        settings.set_threshold("JPY", "-1", actor=users[Role.ADMIN])
 
 
 # --- payment -----------------------------------------------------------------------------------

@@ -259,6 +259,7 @@ def test_dashboard_mailing_delivery_rate(app, users) -> None:
 def test_dashboard_with_a_started_mailing_answers_in_each_language(app, users, client, auth,
                                                                    locale) -> None:
     """The delivery chart's legend once raised ValueError (a bare % in a gettext string)."""
+    from portal.mailings import audience, compose
     from portal.mailings import services as mailings
 
     event = make_event()
@@ -266,8 +267,8 @@ def test_dashboard_with_a_started_mailing_answers_in_each_language(app, users, c
     publish(notice, users)
     make_customer(users, "K-1", event)
     mailing = mailings.create_mailing(event, mailings.MailingInput(
-        notice.latest_version.id, mailings.Audience(), False,
-        mailings.DEFAULT_GREETINGS["zh_CN"], mailings.DEFAULT_GREETINGS["en"]),
+        notice.latest_version.id, audience.Audience(), False,
+        compose.DEFAULT_GREETINGS["zh_CN"], compose.DEFAULT_GREETINGS["en"]),
         actor=users[Role.AGENT])
     mailings.start(mailing, actor=users[Role.AGENT])
     db.session.commit()

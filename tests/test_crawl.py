@@ -33,7 +33,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
 from portal.lifecycle.models import EventArchive, RetentionRun
-from portal.mailings import services as mailings
+from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
 from portal.notices.models import Notice, NoticePdf
 from portal.postmortems.models import Postmortem, PostmortemPdf
@@ -73,7 +73,7 @@ def _slugs() -> list[str]:
 
 def _tokens() -> list[str]:
     """A live customer's, an erased customer's, and one we never issued."""
-    return [mailings.unsubscribe_token(int(i))
+    return [unsubscribe.unsubscribe_token(int(i))
             for i in _ids(Customer, Customer.erased_at.is_(None)) if i not in MISSING_IDS] + [
         "not-a-token"]
 

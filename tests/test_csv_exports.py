@@ -22,7 +22,7 @@ from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.lifecycle import archive as fmt
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import export
 from portal.mailings import services as mailings
 from portal.mailings.models import MailingRecipient
 from tests.case_helpers import make_case
@@ -81,7 +81,7 @@ def test_archive_csvs_escape_formulas_and_still_verify(app, users, tmp_path) -> 
     make_case(users, customer=customer, order_ref="=O-1")
     path = tmp_path / "archive.zip"
     with path.open("wb") as out:
-        lifecycle.write_archive(event, out)
+        export.write_archive(event, out)
     assert fmt.verify_archive(path) == []
     with zipfile.ZipFile(path) as zf:
         files = {name: zf.read(name).decode("utf-8-sig") for name in zf.namelist()
@@ -138,7 +138,7 @@ def test_case_audit_and_archive_times_carry_the_portal_offset(app, client, auth,
     assert all(r[1].endswith("+08:00") for r in audit_rows[1:])
     path = tmp_path / "archive.zip"
     with path.open("wb") as out:
-        lifecycle.write_archive(db.session.scalar(select(Case)).event, out)
+        export.write_archive(db.session.scalar(select(Case)).event, out)
     with zipfile.ZipFile(path) as zf:
         [header, row] = _rows(zf.read("customers.csv").decode("utf-8-sig"))
     assert row[header.index("created_at")] == "2026-12-02T00:00:00+08:00"

@@ -23,7 +23,7 @@ from portal.customers.models import Customer, ImportBatch
 from portal.events import services as event_services
 from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import erasure, retention
 from portal.models import utcnow
 from portal.names import Scrubber, first_mentioned, mentions
 from portal.signoffs import services as signoffs
@@ -92,8 +92,8 @@ def test_no_audit_column_holds_an_erased_customers_data_after_a_full_life(app, u
     assert NAME in bodies and PHONE in bodies and EMAIL in bodies  # the life named them
     assert _found_in_trail(agent.email)  # the scan sees what the trail holds
 
-    lifecycle.erase_on_request(customer, f"{NAME} asked by phone ({PHONE}), ticket 9",
-                               actor=admin)
+    erasure.erase_on_request(customer, f"{NAME} asked by phone ({PHONE}), ticket 9",
+                             actor=admin)
 
     assert "summary" in _audit_text_columns() and "after" in _audit_text_columns()
     for value in (NAME, EMAIL, PHONE, "weiming.zhang"):
@@ -176,7 +176,7 @@ def test_erasing_li_leaves_client_intact(app, users) -> None:
     cases.add_note(case, "The client of Li called", actor=users[Role.AGENT])
     event_services.add_timeline_entry(event, occurred_at=None,
                                       text="Client outage; Li called", actor=users[Role.AGENT])
-    lifecycle.erase_on_request(customer, "asked", actor=users[Role.ADMIN])
+    erasure.erase_on_request(customer, "asked", actor=users[Role.ADMIN])
     assert db.session.get(Case, case.id).description == (
         "[erased] says the client app (Linux) failed; [erased]'s order")
     assert db.session.scalar(select(CaseNote.body)) == "The client of [erased] called"
@@ -195,15 +195,15 @@ def test_a_batch_erasure_scrubs_the_event_once_for_all_its_customers(app, users)
                                       text="Wu Lei and 孙丽 called; Keep Me too",
                                       actor=users[Role.AGENT])
     ids = [people["K-1"].id, people["K-2"].id]
-    erased, _files = lifecycle.erase_customers(ids + ids, reason="retention run 1",
-                                               actor=None)
+    erased, _files = erasure.erase_customers(ids + ids, reason="retention run 1",
+                                             actor=None)
     db.session.commit()
     assert erased == sorted(ids)
     assert db.session.scalar(select(TimelineEntry.text)) == (
         "[erased] and [erased] called; Keep Me too")
     assert db.session.scalar(select(func.count(AuditEntry.id)).where(
         AuditEntry.action == "customer.erase")) == 2
-    again, _ = lifecycle.erase_customers(ids, reason="retention run 2", actor=None)
+    again, _ = erasure.erase_customers(ids, reason="retention run 2", actor=None)
     assert again == []  # already erased: nothing, and no second entry
     assert db.session.get(Customer, people["K-3"].id).erased_at is None
     assert audit.verify_chain().ok
@@ -220,8 +220,8 @@ def test_a_retention_run_scans_the_event_once_per_batch_and_writes_audit_entries
                                       actor=users[Role.AGENT])
     event.status, event.closed_at = "closed", utcnow() - timedelta(days=400)
     db.session.commit()
-    run = lifecycle.dry_run(actor=users[Role.ADMIN])
-    lifecycle.confirm_run(run, actor=users[Role.ADMIN])
+    run = retention.dry_run(actor=users[Role.ADMIN])
+    retention.confirm_run(run, actor=users[Role.ADMIN])
     statements: list[str] = []
 
     def log(_conn, _cursor, statement, *_args) -> None:
@@ -229,7 +229,7 @@ def test_a_retention_run_scans_the_event_once_per_batch_and_writes_audit_entries
 
     sa_event.listen(db.engine, "before_cursor_execute", log)
     try:
-        lifecycle.run_retention(run.id)
+        retention.run_retention(run.id)
     finally:
         sa_event.remove(db.engine, "before_cursor_execute", log)
     assert db.session.scalar(select(func.count(Customer.id)).where(

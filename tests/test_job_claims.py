@@ -22,7 +22,7 @@ from portal.customers import services as customers
 from portal.customers import tasks as customer_tasks
 from portal.customers.models import Customer, ImportBatch
 from portal.extensions import db
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import erasure, export, retention
 from portal.lifecycle import tasks as lifecycle_tasks
 from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.models import utcnow
@@ -47,8 +47,8 @@ def _closed_event_with_customers(users, count: int):
 
 def _confirmed_run(users, count: int = 3) -> int:
     _closed_event_with_customers(users, count)
-    run = lifecycle.dry_run(actor=users[Role.ADMIN])
-    lifecycle.confirm_run(run, actor=users[Role.ADMIN])
+    run = retention.dry_run(actor=users[Role.ADMIN])
+    retention.confirm_run(run, actor=users[Role.ADMIN])
     db.session.commit()
     return run.id
 
@@ -62,7 +62,7 @@ def test_a_retention_run_started_twice_at_once_erases_and_audits_once(app, users
     run_id = _confirmed_run(users, count=3)
     # The first erasure, by whichever copy gets there, waits until the other copy is done:
     # without a claim both copies work on the run, with one the second does nothing.
-    real_erase, first = lifecycle.erase_customers, threading.Lock()
+    real_erase, first = erasure.erase_customers, threading.Lock()
     other_copy_done, start = threading.Event(), threading.Barrier(2)
 
     def erase_after_the_other_copy(customer_ids, **kw):
@@ -70,7 +70,7 @@ def test_a_retention_run_started_twice_at_once_erases_and_audits_once(app, users
             other_copy_done.wait(timeout=10)
         return real_erase(customer_ids, **kw)
 
-    monkeypatch.setattr(lifecycle, "erase_customers", erase_after_the_other_copy)
+    monkeypatch.setattr(erasure, "erase_customers", erase_after_the_other_copy)
     errors: list[BaseException] = []
 
     def copy_of_the_job() -> None:
@@ -124,7 +124,7 @@ def _import(app, users):
 
 def _archive(app, users):
     event = _closed_event_with_customers(users, 1)
-    row = lifecycle.request_export(event, actor=users[Role.ADMIN])
+    row = export.request_export(event, actor=users[Role.ADMIN])
     return EventArchive, row.id, lifecycle_tasks.build_archive_job, lifecycle_tasks.ARCHIVE_CLAIM
 
 

@@ -19,6 +19,7 @@ from portal import uow
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
+from portal.cases import search
 from portal.cases import services as cases
 from portal.cases.models import Case, CaseNote, Payment
 from portal.customers import services as customers
@@ -27,7 +28,7 @@ from portal.events import services as event_services
 from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
 from portal.lifecycle import archive as fmt
-from portal.lifecycle import services as lifecycle
+from portal.lifecycle import erasure, retention
 from portal.lifecycle.cli import lifecycle_cli
 from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.mailings import services as mailings
@@ -234,7 +235,7 @@ def test_export_round_trip_through_the_worker(app, users, scene, client, auth, r
     assert result.exit_code == 1 and "does not match its hash" in result.output
 
     # Erasing a customer of the event deletes the archive, which still holds their data.
-    lifecycle.erase_on_request(scene["customer"], "request #1", actor=users[Role.ADMIN])
+    erasure.erase_on_request(scene["customer"], "request #1", actor=users[Role.ADMIN])
     uow.commit()  # the request's boundary: the files go once the erasure is committed
     row = db.session.get(EventArchive, row.id)
     assert row.status == ArchiveStatus.PURGED
@@ -281,7 +282,7 @@ def test_retention_dry_run_then_confirmed_erasure(app, users, client, auth, run_
     auth.login(Role.ADMIN)
     response = client.post("/lifecycle/retention", data={"days": "30"})
     assert response.status_code == 302
-    assert lifecycle.policy().days == 30
+    assert retention.policy().days == 30
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "settings.retention")).after == {"days": 30}
 
@@ -306,16 +307,16 @@ def test_retention_dry_run_then_confirmed_erasure(app, users, client, auth, run_
         AuditEntry.action == "customer.erase")) == 2
     assert audit.verify_chain().ok
     # The daily job prepares a report only when something is due, and never erases.
-    assert lifecycle.prepare_daily_report() is None
+    assert retention.prepare_daily_report() is None
 
 
 def test_the_daily_job_only_prepares_a_report(app, users) -> None:
     event = make_event()
     person(users, event)
     close(event, days_ago=400)
-    run = lifecycle.prepare_daily_report()
+    run = retention.prepare_daily_report()
     assert run.status == "proposed" and run.created_by_id is None
-    assert lifecycle.prepare_daily_report() is None  # one awaits review already
+    assert retention.prepare_daily_report() is None  # one awaits review already
     assert db.session.scalar(select(Customer.erased_at)) is None
 
 
@@ -346,7 +347,7 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     paid, payout = payment_before.amount, payment_before.payout_ref
     signoff_hash = db.session.get(SignoffRequest, big.signoff_id).snapshot_hash
     for q in (NAME, "zhang.weiming"):
-        assert len(db.session.scalars(cases.CaseFilter(q=q).statement()).all()) == 2
+        assert len(db.session.scalars(search.CaseFilter(q=q).statement()).all()) == 2
     entry = event_services.add_timeline_entry(event, occurred_at=None,
                                               text=f"{NAME} (K-900) called the hotline",
                                               actor=users[Role.AGENT])
@@ -359,7 +360,7 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
     customer = db.session.get(Customer, customer.id)
     assert customer.name == f"Erased customer #{customer.id}"
     assert customer.external_ref.startswith("erased-") and len(customer.external_ref) == 19
-    assert customer.external_ref == lifecycle.pseudonym_ref("K-900")
+    assert customer.external_ref == erasure.pseudonym_ref("K-900")
     assert (customer.email, customer.phone, customer.company, customer.tags) == ("", "", "", [])
     assert customer.audit_salt is None and customer.erased_at is not None
     assert customer.event_id == event.id
@@ -389,10 +390,10 @@ def test_erasure_removes_personal_data_everywhere(app, users, scene, client, aut
 
     # Searches no longer find the person.
     for q in (NAME, "zhang.weiming", "Zhang Trading"):
-        assert db.session.scalars(cases.CaseFilter(q=q).statement()).all() == []
+        assert db.session.scalars(search.CaseFilter(q=q).statement()).all() == []
         page = client.get(f"/customers/event/{event.id}", query_string={"q": q})
         assert f"/customers/{customer.id}\"" not in page.get_data(as_text=True)
-    assert db.session.scalars(cases.CaseFilter(q="Li Na").statement()).all() == []  # no case
+    assert db.session.scalars(search.CaseFilter(q="Li Na").statement()).all() == []  # no case
     found = client.get(f"/customers/event/{event.id}", query_string={"q": "li.na"})
     assert f"/customers/{other.id}\"" in found.get_data(as_text=True)
 
@@ -445,14 +446,14 @@ def test_erasure_of_an_imported_customer(app, users) -> None:
     salts = db.session.scalars(select(Customer.audit_salt)).all()
     assert len(salts) == 2 and all(salts) and salts[0] != salts[1]
     wu = db.session.scalar(select(Customer).where(Customer.name == "Wu Lei"))
-    lifecycle.erase_on_request(wu, "asked by phone", actor=users[Role.ADMIN])
+    erasure.erase_on_request(wu, "asked by phone", actor=users[Role.ADMIN])
     uow.commit()  # the request's boundary: the files go once the erasure is committed
     assert not customers.upload_path(batch).exists()  # the uploaded CSV named them
 
 
 def test_erasure_pseudonyms_do_not_change_when_the_secret_key_is_rotated(app) -> None:
-    before = lifecycle.pseudonym_ref("K-900")
+    before = erasure.pseudonym_ref("K-900")
     app.config.update(SECRET_KEY="the-new-key", SECRET_KEY_FALLBACKS=["test-secret"])
-    assert lifecycle.pseudonym_ref("K-900") == before
+    assert erasure.pseudonym_ref("K-900") == before
     app.config["ERASURE_KEY"] = "another erasure key"  # the pseudonyms' own key decides
-    assert lifecycle.pseudonym_ref("K-900") != before
+    assert erasure.pseudonym_ref("K-900") != before

@@ -24,15 +24,17 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mail.devsmtp import read_messages
+from portal.mailings import audience, compose, tasks
 from portal.mailings import services as mailings
-from portal.mailings import tasks
 from portal.mailings.models import (
     Mailing,
     MailingRecipient,
     MailingStatus,
     RecipientStatus,
 )
+from portal.mailings.unsubscribe import customer_for_token, unsubscribe_token
 from portal.models import utcnow
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.signoffs import services as signoffs
 from tests.mail_helpers import recipients_received, start_server, start_worker
@@ -59,10 +61,10 @@ def add_customers(users, event, count: int, **fields) -> list[Customer]:
 def draft(users, event, notice, **kw) -> Mailing:
     data = mailings.MailingInput(
         version_id=notice.latest_version.id,
-        audience=mailings.Audience.from_dict(kw.pop("audience", {})),
+        audience=audience.Audience.from_dict(kw.pop("audience", {})),
         attach_pdf=kw.pop("attach_pdf", False),
-        greeting_zh=kw.pop("greeting_zh", mailings.DEFAULT_GREETINGS["zh_CN"]),
-        greeting_en=kw.pop("greeting_en", mailings.DEFAULT_GREETINGS["en"]))
+        greeting_zh=kw.pop("greeting_zh", compose.DEFAULT_GREETINGS["zh_CN"]),
+        greeting_en=kw.pop("greeting_en", compose.DEFAULT_GREETINGS["en"]))
     return mailings.create_mailing(event, data, actor=users[Role.AGENT])
 
 
@@ -82,7 +84,7 @@ def test_only_text_legal_approved_can_be_mailed(app, users) -> None:
         draft(users, event, notice)
     approve(notice, users)
     mailing = draft(users, event, notice)
-    assert mailings.sendable_versions(event) == [(notice, notice.latest_version)]
+    assert compose.sendable_versions(event) == [(notice, notice.latest_version)]
     # An edit voids the grant: the draft mailing can no longer start.
     notices.save(notice, content={"zh_CN": {"title": "新标题", "body": "x"}}, audience="public",
                  planned_publish_at=None, based_on=notice.latest_version.number,
@@ -96,7 +98,7 @@ def test_only_text_legal_approved_can_be_mailed(app, users) -> None:
 def test_emergency_publication_awaiting_review_cannot_be_mailed(app, users) -> None:
     event = make_event("sev1")
     notice = make_notice(users, event)
-    notices.emergency_publish(notice, reason="Outage now", actor=users[Role.ADMIN])
+    publishing.emergency_publish(notice, reason="Outage now", actor=users[Role.ADMIN])
     with pytest.raises(RuleViolation, match="not approved"):
         draft(users, event, notice)
 
@@ -186,16 +188,16 @@ def test_audience_filters_and_skips(app, users, scenario) -> None:
     case = cases.open_case(vip[1], cases.CaseInput("refund", "O-9", "88.00", "CNY",
                                                    "service_outage", "", None),
                            actor=users[Role.AGENT])
-    everyone = mailings.summarise(event.id, mailings.Audience(), mandatory=False)
+    everyone = audience.summarise(event.id, audience.Audience(), mandatory=False)
     assert (everyone.matching, everyone.to_send, everyone.unsubscribed, everyone.no_email) == (
         8, 6, 1, 1)
-    assert mailings.summarise(event.id, mailings.Audience(), mandatory=True).to_send == 7
-    assert mailings.summarise(event.id, mailings.Audience(tags=("vip",)), False).matching == 3
-    assert mailings.summarise(event.id, mailings.Audience(locales=("zh_CN",)), False).matching == 5
-    with_case = mailings.summarise(event.id, mailings.Audience(case_statuses=(case.status,)),
+    assert audience.summarise(event.id, audience.Audience(), mandatory=True).to_send == 7
+    assert audience.summarise(event.id, audience.Audience(tags=("vip",)), False).matching == 3
+    assert audience.summarise(event.id, audience.Audience(locales=("zh_CN",)), False).matching == 5
+    with_case = audience.summarise(event.id, audience.Audience(case_statuses=(case.status,)),
                                    False)
     assert [c.id for c in with_case.sample] == [vip[1].id]
-    no_case = mailings.summarise(event.id, mailings.Audience(case_statuses=("none",)), False)
+    no_case = audience.summarise(event.id, audience.Audience(case_statuses=("none",)), False)
     assert no_case.matching == 7
 
 
@@ -396,7 +398,7 @@ def test_a_row_left_in_doubt_is_sent_again_with_the_same_message_id(
     row = db.session.get(MailingRecipient, row.id)
     assert row.status == RecipientStatus.SENT and row.attempts == 2
     [message] = read_messages(handler.directory)
-    assert message["Message-ID"] == mailings.message_id(mailing.id, row.id, "127.0.0.1")
+    assert message["Message-ID"] == compose.message_id(mailing.id, row.id, "127.0.0.1")
     assert recipients_received(handler.directory) == Counter({person.email: 1})
     recovered = db.session.scalar(select(AuditEntry).where(AuditEntry.action ==
                                                            "mailing.recover"))
@@ -499,7 +501,7 @@ def test_unsubscribe_link_asks_first_and_one_click_post_records_it(app, users, s
                                                                    client) -> None:
     event, _notice = scenario
     [person] = add_customers(users, event, 1)
-    url = f"/unsubscribe/{mailings.unsubscribe_token(person.id)}"
+    url = f"/unsubscribe/{unsubscribe_token(person.id)}"
     page = client.get(url)
     assert page.status_code == 200 and "no-store" in page.headers["Cache-Control"]
     assert db.session.get(Customer, person.id).unsubscribed_at is None  # GET changes nothing
@@ -535,7 +537,7 @@ def test_the_staff_preview_carries_an_inert_unsubscribe_link(app, users, scenari
     page = client.get(f"/mailings/{mailing.id}/preview?customer={person.id}").get_data(
         as_text=True)
     paths = _unsubscribe_paths(page)  # the HTML link and the one in the plain-text part
-    assert paths and mailings.unsubscribe_token(person.id) not in page
+    assert paths and unsubscribe_token(person.id) not in page
     anonymous = app.test_client()  # what a click from the preview does
     for path in paths:
         assert "This is a preview" in anonymous.get(path).get_data(as_text=True)
@@ -560,7 +562,7 @@ def test_a_test_send_carries_an_inert_one_click_unsubscribe(app, users, scenario
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     header = _unsubscribe_paths(str(message["List-Unsubscribe"]))
     bodies = "".join(message.get_body((kind,)).get_content() for kind in ("plain", "html"))
-    assert header and mailings.unsubscribe_token(person.id) not in bodies
+    assert header and unsubscribe_token(person.id) not in bodies
     mail_client = app.test_client()  # a mail client's automatic one-click unsubscribe
     for path in header | _unsubscribe_paths(bodies):
         response = mail_client.post(path, data={"List-Unsubscribe": "One-Click"})
@@ -573,17 +575,17 @@ def test_a_test_send_carries_an_inert_one_click_unsubscribe(app, users, scenario
 def test_unsubscribe_links_survive_a_secret_key_rotation(app, users, scenario, client) -> None:
     event, _notice = scenario
     [person] = add_customers(users, event, 1)
-    sent_before = mailings.unsubscribe_token(person.id)
+    sent_before = unsubscribe_token(person.id)
     app.config.update(SECRET_KEY="the-new-key", SECRET_KEY_FALLBACKS=["test-secret"])
-    assert mailings.customer_for_token(sent_before).id == person.id
+    assert customer_for_token(sent_before).id == person.id
     assert client.post(f"/unsubscribe/{sent_before}").status_code == 200
     db.session.expire_all()
     assert db.session.get(Customer, person.id).unsubscribed_at is not None
-    new = mailings.unsubscribe_token(person.id)
+    new = unsubscribe_token(person.id)
     assert new != sent_before  # signed with the new key…
     app.config["SECRET_KEY_FALLBACKS"] = []
-    assert mailings.customer_for_token(new).id == person.id
-    assert mailings.customer_for_token(sent_before) is None  # …and a retired key is refused
+    assert customer_for_token(new).id == person.id
+    assert customer_for_token(sent_before) is None  # …and a retired key is refused
 
 
 # ----------------------------------------------------------------------------- staff pages
@@ -661,7 +663,7 @@ def test_a_withdrawn_notice_is_not_mailed_and_its_mailings_stop(app, users, scen
     waiting = draft(users, event, notice)
     sending = draft(users, event, notice)
     mailings.start(sending, actor=users[Role.AGENT])
-    notices.withdraw(notice, reason="Wrong figures", hide=True, actor=users[Role.ADMIN])
+    publishing.withdraw(notice, reason="Wrong figures", hide=True, actor=users[Role.ADMIN])
     assert db.session.get(Mailing, waiting.id).status == "cancelled"
     assert db.session.get(Mailing, sending.id).status == "cancelled"
     assert mailings.progress(sending).counts["cancelled"] == 2

@@ -13,6 +13,7 @@ from sqlalchemy.exc import StatementError
 from portal import money
 from portal.accounts import Role
 from portal.cases import services as cases
+from portal.cases import settings
 from portal.cases.models import Case, Payment, SignoffThreshold
 from portal.centre import services as read_model
 from portal.errors import RuleViolation
@@ -110,7 +111,7 @@ def test_money_is_stored_without_binary_floats(app, users) -> None:
     case.approved_amount = Decimal("0.10")
     db.session.add(Payment(case_id=case.id, amount=Decimal("0.10"), currency="CNY",
                            payout_ref="PAY-1", paid_by_id=users[Role.AGENT].id))
-    cases.set_threshold("JPY", "123.45", actor=users[Role.ADMIN])
+    settings.set_threshold("JPY", "123.45", actor=users[Role.ADMIN])
     db.session.commit()
     stored = (_raw("SELECT amount FROM case_file") + _raw("SELECT approved_amount FROM case_file")
               + _raw("SELECT amount FROM case_payment")

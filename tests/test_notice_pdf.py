@@ -148,13 +148,13 @@ def test_scheduler_job_publishes_due_notices_through_the_worker(app, users, run_
     from datetime import timedelta
 
     from portal.models import utcnow
-    from portal.notices import services as notices
+    from portal.notices import publishing
     from tests.notice_helpers import approve
 
     app.config["PDF_DIR"] = str(tmp_path / "pdf")
     notice = make_notice(users, planned_publish_at=utcnow() + timedelta(hours=1))
     approve(notice, users)
-    notices.publish(notice, actor=users[Role.AGENT])
+    publishing.publish(notice, actor=users[Role.AGENT])
     notice.scheduled_at = utcnow() - timedelta(seconds=1)  # its time has come
     db.session.commit()
     tasks.publish_due_job.enqueue()

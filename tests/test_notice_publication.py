@@ -93,9 +93,9 @@ def test_the_scheduler_racing_manual_publishes_publishes_once(app_factory, users
     with app.app_context():
         notice = make_notice(users, planned_publish_at=utcnow() + timedelta(seconds=2))
         approve(notice, users)
-        from portal.notices import services as notices
+        from portal.notices import publishing
 
-        assert notices.publish(notice, actor=users[Role.AGENT]) is None  # scheduled
+        assert publishing.publish(notice, actor=users[Role.AGENT]) is None  # scheduled
         notice_id, due = notice.id, notice.scheduled_at
         clients = _signed_in_clients(app, users, RACERS - 1)
         db.session.remove()
@@ -111,9 +111,9 @@ def test_the_scheduler_racing_manual_publishes_publishes_once(app_factory, users
 def test_the_database_refuses_a_second_publication_of_a_version(app, users) -> None:
     notice = make_notice(users)
     approve(notice, users)
-    from portal.notices import services as notices
+    from portal.notices import publishing
 
-    publication = notices.publish(notice, actor=users[Role.AGENT])
+    publication = publishing.publish(notice, actor=users[Role.AGENT])
     with pytest.raises(IntegrityError):
         db.session.execute(insert(Publication).values(
             notice_id=notice.id, version_id=publication.version_id,

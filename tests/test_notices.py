@@ -15,6 +15,7 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.markdown import ALLOWED_TAGS, render_markdown
 from portal.models import utcnow
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.notices.content import fill_placeholders
 from portal.notices.models import ImmutableError, NoticeVersion, Publication
@@ -254,7 +255,7 @@ def test_an_edit_voids_pending_and_granted_signoffs(app, users) -> None:
                  actor=users[Role.AGENT])
     assert db.session.get(SignoffRequest, request.id).status == "voided"
     with pytest.raises(RuleViolation, match="not approved"):
-        notices.publish(notice, actor=users[Role.AGENT])
+        publishing.publish(notice, actor=users[Role.AGENT])
 
 
 def test_publishing_rechecks_the_hash_of_the_content(app, users) -> None:
@@ -267,7 +268,7 @@ def test_publishing_rechecks_the_hash_of_the_content(app, users) -> None:
                      {"id": version_id})
     db.session.expire_all()
     with pytest.raises(RuleViolation, match="differs"):
-        notices.publish(notice, actor=users[Role.AGENT])
+        publishing.publish(notice, actor=users[Role.AGENT])
     assert notice.published_version_id is None
 
 
@@ -277,7 +278,7 @@ def test_publishing_rechecks_the_hash_of_the_content(app, users) -> None:
 def test_publish_and_update_build_a_timeline(app, users) -> None:
     notice = make_notice(users)
     with pytest.raises(RuleViolation, match="not approved"):
-        notices.publish(notice, actor=users[Role.AGENT])
+        publishing.publish(notice, actor=users[Role.AGENT])
     publish(notice, users)
     assert notice.status == "published" and notice.published_version.number == 1
     notices.save(notice, content={"zh_CN": {**ZH, "title": "已恢复"}, "en": EN},
@@ -295,11 +296,11 @@ def test_scheduled_publication_waits_in_the_database(app, users) -> None:
     when = utcnow() + timedelta(hours=2)
     notice = make_notice(users, planned_publish_at=when)
     approve(notice, users)
-    assert notices.publish(notice, actor=users[Role.AGENT]) is None
+    assert publishing.publish(notice, actor=users[Role.AGENT]) is None
     assert notice.scheduled_at == when and notice.published_version_id is None
-    assert notices.publish_due(now=when - timedelta(minutes=1)) == []
+    assert publishing.publish_due(now=when - timedelta(minutes=1)) == []
     db.session.expire_all()  # as after a restart: only the database remembers
-    assert notices.publish_due(now=when + timedelta(seconds=1)) == [notice.id]
+    assert publishing.publish_due(now=when + timedelta(seconds=1)) == [notice.id]
     assert notice.status == "published" and notice.scheduled_at is None
 
 
@@ -307,46 +308,46 @@ def test_an_edit_cancels_the_schedule(app, users) -> None:
     when = utcnow() + timedelta(hours=1)
     notice = make_notice(users, planned_publish_at=when)
     approve(notice, users)
-    notices.publish(notice, actor=users[Role.AGENT])
+    publishing.publish(notice, actor=users[Role.AGENT])
     notices.save(notice, content={"en": EN}, audience="public", planned_publish_at=when,
                  based_on=1, actor=users[Role.AGENT])
     assert notice.scheduled_at is None
-    assert notices.publish_due(now=when + timedelta(minutes=1)) == []
+    assert publishing.publish_due(now=when + timedelta(minutes=1)) == []
     assert notice.published_version_id is None
 
 
 def test_emergency_publish_rules(app, users) -> None:
     calm = make_notice(users, make_event(severity="sev3"))
     with pytest.raises(RuleViolation, match="sev1 and sev2"):
-        notices.emergency_publish(calm, reason="now", actor=users[Role.ADMIN])
+        publishing.emergency_publish(calm, reason="now", actor=users[Role.ADMIN])
     notice = make_notice(users, make_event(severity="sev1"))
     with pytest.raises(RuleViolation, match="Only the incident lead"):
-        notices.emergency_publish(notice, reason="now", actor=users[Role.AGENT])
+        publishing.emergency_publish(notice, reason="now", actor=users[Role.AGENT])
     with pytest.raises(RuleViolation, match="reason"):
-        notices.emergency_publish(notice, reason=" ", actor=users[Role.ADMIN])
+        publishing.emergency_publish(notice, reason=" ", actor=users[Role.ADMIN])
     assert notice.published_version_id is None
-    notices.emergency_publish(notice, reason="Customers are calling", actor=users[Role.ADMIN])
+    publishing.emergency_publish(notice, reason="Customers are calling", actor=users[Role.ADMIN])
     [publication] = notice.publications
     assert publication.emergency and publication.emergency_reason == "Customers are calling"
     retro = signoffs.latest(notices.SUBJECT, notice.published_version_id)
     assert retro.retroactive and retro.status == "pending"
-    assert [p.id for p in notices.emergency_publications_awaiting_review()] == [publication.id]
+    assert [p.id for p in publishing.emergency_publications_awaiting_review()] == [publication.id]
     assert not retro.overdue
     retro.requested_at = utcnow() - timedelta(hours=25)
     db.session.commit()
     assert signoffs.overdue_retroactive() == [retro]
     signoffs.decide(retro.id, "approved", "", actor=users[Role.LEGAL])
-    assert notices.emergency_publications_awaiting_review() == []
+    assert publishing.emergency_publications_awaiting_review() == []
 
 
 def test_withdraw_needs_a_reason_and_can_hide(app, users) -> None:
     notice = make_notice(users)
     with pytest.raises(RuleViolation, match="Only a published"):
-        notices.withdraw(notice, reason="x", hide=False, actor=users[Role.AGENT])
+        publishing.withdraw(notice, reason="x", hide=False, actor=users[Role.AGENT])
     publish(notice, users)
     with pytest.raises(RuleViolation, match="reason"):
-        notices.withdraw(notice, reason="", hide=False, actor=users[Role.AGENT])
-    notices.withdraw(notice, reason="Wrong number", hide=True, actor=users[Role.AGENT])
+        publishing.withdraw(notice, reason="", hide=False, actor=users[Role.AGENT])
+    publishing.withdraw(notice, reason="Wrong number", hide=True, actor=users[Role.AGENT])
     assert notice.status == "withdrawn" and not notice.publicly_visible
     assert notices.public_notice(notice.slug) is None
     with pytest.raises(RuleViolation):

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 from portal.accounts import Role
 from portal.extensions import db
+from portal.notices import publishing
 from portal.notices import services as notices
 from portal.notices.models import NoticeVersion
 from tests.notice_helpers import EN, ZH, make_event, make_notice, publish
@@ -107,7 +108,7 @@ def test_withdrawn_notice_shows_why_unless_hidden(app, client, users) -> None:
 
     notice = make_notice(users)
     publish(notice, users)
-    notices.withdraw(notice, reason="Superseded by N-2", hide=False, actor=users[Role.AGENT])
+    publishing.withdraw(notice, reason="Superseded by N-2", hide=False, actor=users[Role.AGENT])
     cache.invalidate()
     page = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
     assert "withdrawn" in page.text and "Superseded by N-2" in page.text

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from portal.accounts import Role
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.mailings import audience, compose
 from portal.mailings import services as mailings
 from portal.markdown import MAX_NESTING, MAX_TABLE_CELLS, check_renderable
 from portal.notices import services as notices
@@ -89,19 +90,19 @@ def test_every_word_of_the_text_part_is_in_the_snapshot_legal_approved(app, user
                                                                         name) -> None:
     notice, grant = approved_with_body(users, CORPUS[name])
     mailing = mailings.create_mailing(notice.event, mailings.MailingInput(
-        version_id=notice.latest_version.id, audience=mailings.Audience.from_dict({}),
-        attach_pdf=False, greeting_zh=mailings.DEFAULT_GREETINGS["zh_CN"],
-        greeting_en=mailings.DEFAULT_GREETINGS["en"]), actor=users[Role.AGENT])
-    parts = mailings.MessageParts.for_mailing(mailing)
-    person = mailings.Personal("王芳", "")
+        version_id=notice.latest_version.id, audience=audience.Audience.from_dict({}),
+        attach_pdf=False, greeting_zh=compose.DEFAULT_GREETINGS["zh_CN"],
+        greeting_en=compose.DEFAULT_GREETINGS["en"]), actor=users[Role.AGENT])
+    parts = compose.MessageParts.for_mailing(mailing)
+    person = compose.Personal("王芳", "")
     for locale in ("zh_CN", "en"):
-        message = mailings.compose_message(parts, to="w@example.com", name="王芳", locale=locale,
-                                           person=person, customer_id=1, msg_id="<t@x>")
+        message = compose.compose_message(parts, to="w@example.com", name="王芳", locale=locale,
+                                          person=person, customer_id=1, msg_id="<t@x>")
         text_part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
         delivered = text_part.get_payload(decode=True).decode()
         # Everything around the body (greeting, title, links, footer) is the same for any body.
-        frame = mailings.render_for(dataclasses.replace(parts, body_text={"zh_CN": "", "en": ""}),
-                                    locale, person, 1).text
+        frame = compose.render_for(dataclasses.replace(parts, body_text={"zh_CN": "", "en": ""}),
+                                   locale, person, 1).text
         body_words = set(words(delivered)) - set(words(frame))
         approved = visible_words(grant.snapshot["locales"][locale]["body_html"])
         assert body_words <= approved, f"{name}: not approved: {body_words - approved}"

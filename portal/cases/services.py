@@ -1,22 +1,22 @@
-"""Case rules: money, references, SLA, the transition table, four-eyes, legal sign-off above
-the threshold, exactly-once payment, notes and replies, optimistic locking."""
+"""Case rules: opening and editing, the transition table, four-eyes, legal sign-off above
+the threshold, exactly-once payment, notes and replies, bulk actions, optimistic locking.
+The settings (currencies, SLA, thresholds) are in ``settings.py``, the searchable list in
+``search.py``."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from babel.numbers import list_currencies
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select, union
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from portal import exports, refs
+from portal import refs
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.cases import rules
@@ -29,10 +29,9 @@ from portal.cases.models import (
     CaseStatus,
     Payment,
     ReplyStatus,
-    SignoffThreshold,
-    SlaPolicy,
     order_ref_key,
 )
+from portal.cases.settings import needs_signoff, parse_currency, sla_hours
 from portal.customers.models import Customer
 from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
@@ -42,137 +41,7 @@ from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 SUBJECT = "case_decision"
-CURRENCIES = frozenset(list_currencies())
-DEFAULT_SLA_HOURS = {"sev1": 24, "sev2": 48, "sev3": 72, "sev4": 120}
-DEFAULT_THRESHOLDS = {"CNY": Decimal("5000.00"), "USD": Decimal("1000.00"),
-                      "EUR": Decimal("1000.00"), "HKD": Decimal("5000.00")}
 PAYOUT_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{2,63}$")
-
-
-# --- money -----------------------------------------------------------------------------------
-
-
-def parse_currency(code: str) -> str:
-    code = (code or "CNY").strip().upper()
-    if code not in CURRENCIES:
-        raise RuleViolation(_("%(code)s is not an ISO 4217 currency.", code=code),
-                            field="currency")
-    return code
-
-
-# --- references, SLA, thresholds ---------------------------------------------------------------
-
-
-def sla_hours(severity: str) -> int:
-    policy = db.session.get(SlaPolicy, severity)
-    return policy.hours if policy else DEFAULT_SLA_HOURS.get(severity, 72)
-
-
-def threshold(currency: str) -> Decimal | None:
-    row = db.session.get(SignoffThreshold, currency)
-    return row.amount if row else DEFAULT_THRESHOLDS.get(currency)
-
-
-def needs_signoff(amount: Decimal, currency: str) -> bool:
-    """At or above the threshold; a currency without a threshold always goes to legal."""
-    limit = threshold(currency)
-    return limit is None or amount >= limit
-
-
-def set_sla(severity: str, hours: int, *, actor: User) -> bool:
-    """Set one severity's SLA (flushed, not committed); False when it already was that."""
-    if severity not in DEFAULT_SLA_HOURS:
-        raise RuleViolation(_("Unknown severity."), field=f"sla_{severity}")
-    if hours < 1 or hours > 24 * 90:
-        raise RuleViolation(_("Between 1 hour and 90 days."), field=f"sla_{severity}")
-    policy = db.session.get(SlaPolicy, severity)
-    before = policy.hours if policy else DEFAULT_SLA_HOURS[severity]
-    if before == hours:
-        return False
-    if policy is None:
-        db.session.add(SlaPolicy(severity=severity, hours=hours))
-    else:
-        policy.hours = hours
-    audit.record("settings.sla", audit.SETTING, f"sla:{severity}", f"SLA for {severity} set to "
-                 f"{hours} hours", before={"hours": before}, after={"hours": hours}, actor=actor)
-    return True
-
-
-def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
-    """Set one currency's sign-off threshold (flushed, not committed); False when it
-    already was that amount."""
-    currency = parse_currency(currency)
-    value = parse_amount(amount, field=f"threshold_{currency}")
-    row = db.session.get(SignoffThreshold, currency)
-    if row is not None and row.amount == value:
-        return False
-    before = str(row.amount) if row else None
-    if row is None:
-        db.session.add(SignoffThreshold(currency=currency, amount=value))
-    else:
-        row.amount = value
-    audit.record("settings.threshold", audit.SETTING, f"threshold:{currency}",
-                 f"Sign-off threshold for {currency} set to {value}",
-                 before={"amount": before}, after={"amount": str(value)}, actor=actor)
-    return True
-
-
-class InvalidSettings(RuleViolation):
-    """Every bad field of the case settings form, each with its message."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        field, message = next(iter(errors.items()))
-        super().__init__(message, field=field)
-        self.errors = errors
-
-
-WHOLE_HOURS = re.compile(r"[0-9]{1,5}")
-
-
-def save_settings(sla: dict[str, str], thresholds: dict[str, str], *, new_currency: str = "",
-                  new_amount: str = "", actor: User) -> int:
-    """The case settings form, all or nothing: every field is checked before anything is
-    written, and a bad one (each is named in InvalidSettings) leaves every setting as it was.
-    An empty threshold keeps its value. Returns how many settings changed; the caller
-    commits."""
-    errors: dict[str, str] = {}
-    hours: dict[str, int] = {}
-    for severity, raw in sla.items():
-        raw = raw.strip()
-        if not WHOLE_HOURS.fullmatch(raw):
-            errors[f"sla_{severity}"] = _("Enter whole hours.")
-        elif not 1 <= int(raw) <= 24 * 90:
-            errors[f"sla_{severity}"] = _("Between 1 hour and 90 days.")
-        else:
-            hours[severity] = int(raw)
-    amounts: dict[str, Decimal] = {}
-    for currency, raw in thresholds.items():
-        if raw.strip():
-            try:
-                amounts[currency] = parse_amount(raw, field=f"threshold_{currency}")
-            except RuleViolation as err:
-                errors[err.field or f"threshold_{currency}"] = err.message
-    if new_currency.strip() or new_amount.strip():
-        code = amount = None
-        try:
-            if not new_currency.strip():
-                raise RuleViolation(_("Enter an ISO 4217 currency code, such as JPY."))
-            code = parse_currency(new_currency)
-        except RuleViolation as err:
-            errors["new_currency"] = err.message
-        try:
-            amount = parse_amount(new_amount, field="new_amount")
-        except RuleViolation as err:
-            errors["new_amount"] = err.message
-        if code and amount:
-            amounts[code] = amount
-    if errors:
-        raise InvalidSettings(errors)
-    changed = sum(set_sla(severity, value, actor=actor) for severity, value in hours.items())
-    changed += sum(set_threshold(currency, value, actor=actor)
-                   for currency, value in amounts.items())
-    db.session.flush()
-    return changed
 
 
 # --- opening and editing ---------------------------------------------------------------------
@@ -481,7 +350,7 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
     return note
 
 
-# --- lists and bulk actions --------------------------------------------------------------------
+# --- bulk actions -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -522,79 +391,3 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
     _flush()
     return results
 
-
-# --- the searchable list --------------------------------------------------------------------
-
-SORTS = {
-    "newest": (Case.created_at.desc(), Case.id.desc()),
-    "oldest": (Case.created_at.asc(), Case.id.asc()),
-    "due": (Case.due_at.asc(), Case.id.asc()),
-    "amount": (Case.amount.desc(), Case.id.desc()),
-    "ref": (Case.ref.asc(),),
-}
-
-
-SEARCH_ID_LIMIT = 5000  # above this the subquery runs twice instead of a long IN list
-
-
-@dataclass
-class CaseFilter:
-    q: str = ""
-    status: str = ""
-    kind: str = ""
-    event_id: int | None = None
-    assignee_id: int | None = None
-    overdue: bool = False
-    sort: str = "newest"
-
-    def statement(self) -> Any:
-        """The filtered, sorted query; the search covers ref, order ref and the customer's
-        name, e-mail and company."""
-        stmt = select(Case)
-        if self.q:
-            # A union of ids instead of one OR across tables, so each part uses its own index
-            # (ref, order_ref, customer_id); LIKE wildcards typed by the user are escaped.
-            q = self.q.strip()
-            low = q.lower()
-            matching_customers = select(Customer.id).where(or_(
-                func.lower(Customer.name).contains(low, autoescape=True),
-                func.lower(Customer.email).contains(low, autoescape=True),
-                func.lower(Customer.company).contains(low, autoescape=True)))
-            matches = union(
-                select(Case.id).where(Case.ref == q.upper()),
-                select(Case.id).where(Case.order_ref.startswith(q, autoescape=True)),
-                select(Case.id).where(Case.customer_id.in_(matching_customers)))
-            # Run the search once: the page and its COUNT then look ids up by primary key.
-            ids = db.session.scalars(matches.limit(SEARCH_ID_LIMIT + 1)).all()
-            stmt = stmt.where(Case.id.in_(ids if len(ids) <= SEARCH_ID_LIMIT else matches))
-        if self.status:
-            stmt = stmt.where(Case.status == self.status)
-        if self.kind:
-            stmt = stmt.where(Case.kind == self.kind)
-        if self.event_id:
-            stmt = stmt.where(Case.event_id == self.event_id)
-        if self.assignee_id:
-            stmt = stmt.where(Case.assignee_id == self.assignee_id)
-        if self.overdue:
-            stmt = stmt.where(Case.status.in_(rules.OPEN_BEFORE_PAYMENT),
-                              Case.due_at < utcnow())
-        return stmt.order_by(*SORTS.get(self.sort, SORTS["newest"]))
-
-
-CSV_COLUMNS = ["ref", "status", "kind", "event", "customer_ref", "customer", "company", "email",
-               "order_ref", "amount", "currency", "approved_amount", "reason", "assignee",
-               "due_at", "created_at", "payout_ref"]
-
-
-def export_csv(flt: CaseFilter, batch: int = 1000) -> Iterator[str]:
-    """Stream the filtered cases as CSV."""
-    from sqlalchemy.orm import joinedload
-
-    stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.event),
-                                   joinedload(Case.assignee), joinedload(Case.payment))
-    rows = ([c.ref, c.status, c.kind, c.event.title, c.customer.external_ref, c.customer.name,
-             c.customer.company, c.customer.email, c.order_ref, c.amount, c.currency,
-             c.approved_amount, c.reason, c.assignee.email if c.assignee else "", c.due_at,
-             c.created_at, c.payment.payout_ref if c.payment else ""]
-            for c in db.session.scalars(stmt.execution_options(yield_per=batch)))
-    yield from exports.stream(CSV_COLUMNS, rows)

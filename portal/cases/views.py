@@ -23,7 +23,7 @@ from sqlalchemy.orm import joinedload
 from portal import jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import rules, services, tasks
+from portal.cases import rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
@@ -32,6 +32,13 @@ from portal.cases.models import (
     OPEN_STATUSES,
     Case,
     ReplyStatus,
+)
+from portal.cases.settings import (
+    DEFAULT_THRESHOLDS,
+    InvalidSettings,
+    save_settings,
+    sla_hours,
+    threshold,
 )
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
@@ -59,16 +66,16 @@ def _assignees() -> list[User]:
         .order_by(User.name)))
 
 
-def _filter() -> services.CaseFilter:
+def _filter() -> search.CaseFilter:
     args = request.args
-    return services.CaseFilter(
+    return search.CaseFilter(
         q=(args.get("q") or "").strip()[:100],
         status=args.get("status") if args.get("status") in STATUSES else "",
         kind=args.get("kind") if args.get("kind") in KINDS else "",
         event_id=args.get("event", type=database_int),
         assignee_id=args.get("assignee", type=database_int),
         overdue=args.get("overdue") == "1",
-        sort=args.get("sort") if args.get("sort") in services.SORTS else "newest",
+        sort=args.get("sort") if args.get("sort") in search.SORTS else "newest",
     )
 
 
@@ -90,7 +97,7 @@ def index() -> ResponseReturnValue:
 @bp.route("/export.csv")
 @access(STAFF)
 def export() -> ResponseReturnValue:
-    return Response(stream_with_context(services.export_csv(_filter())), mimetype="text/csv",
+    return Response(stream_with_context(search.export_csv(_filter())), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=cases.csv"})
 
 
@@ -168,7 +175,7 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "payment_form": forms.get("payment_form") or PaymentForm(),
         "note_form": forms.get("note_form") or NoteForm(),
         "signoff": signoffs.latest(services.SUBJECT, case.id),
-        "threshold": services.threshold(case.currency),
+        "threshold": threshold(case.currency),
         "history": audit.history("case", case.id),
     }
     return render_template("cases/detail.html", **context), status
@@ -288,18 +295,18 @@ def settings() -> ResponseReturnValue:
 
     def current_thresholds() -> dict[str, object]:
         stored = {t.currency: t.amount for t in db.session.scalars(select(SignoffThreshold))}
-        return {**services.DEFAULT_THRESHOLDS, **stored}
+        return {**DEFAULT_THRESHOLDS, **stored}
 
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = request.form
         try:
-            services.save_settings(
+            save_settings(
                 {s: form.get(f"sla_{s}", "") for s in SEVERITIES},
                 {c: form.get(f"threshold_{c}", "") for c in current_thresholds()},
                 new_currency=form.get("new_currency", ""),
                 new_amount=form.get("new_amount", ""), actor=current_user)
-        except services.InvalidSettings as err:
+        except InvalidSettings as err:
             uow.rollback()
             errors = err.errors
         else:
@@ -308,5 +315,5 @@ def settings() -> ResponseReturnValue:
     thresholds = current_thresholds()
     return render_template(
         "cases/settings.html", errors=errors, thresholds=thresholds, form=request.form,
-        sla={s: services.sla_hours(s) for s in SEVERITIES},
+        sla={s: sla_hours(s) for s in SEVERITIES},
     ), 422 if errors else 200

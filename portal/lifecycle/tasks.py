@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal import jobs, uow
 from portal.extensions import rq
-from portal.lifecycle import services
+from portal.lifecycle import export, retention
 from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.models import utcnow
 
@@ -39,7 +39,7 @@ RETENTION_CLAIM = jobs.Claim(RetentionRun, waiting=(RetentionRunStatus.CONFIRMED
 @jobs.unit_of_work
 def build_archive_job(archive_id: int) -> str | None:
     with jobs.claimed(ARCHIVE_CLAIM, archive_id) as mine:
-        return services.build_archive(archive_id) if mine else None
+        return export.build_archive(archive_id) if mine else None
 
 
 @rq.job
@@ -50,7 +50,7 @@ def run_retention_job(run_id: int) -> None:
         if mine:
             # Committed per batch of customers: a long run keeps what it erased so far, and
             # the erased customers' files are deleted once their batch is committed.
-            services.run_retention(run_id, batch_done=uow.commit)
+            retention.run_retention(run_id, batch_done=uow.commit)
 
 
 def queue_archive(archive_id: int) -> bool:
@@ -81,5 +81,5 @@ def requeue_lost_retention_runs(min_age: timedelta) -> int:
 @jobs.unit_of_work
 def daily_retention_report_job() -> int | None:
     """Only prepares a dry-run report for an admin to confirm; it never erases by itself."""
-    run = services.prepare_daily_report()
+    run = retention.prepare_daily_report()
     return run.id if run else None

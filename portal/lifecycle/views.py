@@ -18,7 +18,9 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
-from portal.lifecycle import services, tasks
+from portal.lifecycle import erasure, tasks
+from portal.lifecycle import export as archive_export
+from portal.lifecycle import retention as retention_rules
 from portal.lifecycle.forms import EraseForm, RetentionForm
 from portal.lifecycle.models import (
     STATUS_LABELS,
@@ -48,7 +50,7 @@ def event(event_id: int) -> ResponseReturnValue:
     archives = db.session.scalars(select(EventArchive).where(EventArchive.event_id == item.id)
                                   .order_by(EventArchive.id.desc()).limit(20)).all()
     return render_template("lifecycle/event.html", event=item, archives=archives,
-                           retention=services.event_retention(item), confirm=ConfirmForm(),
+                           retention=retention_rules.event_retention(item), confirm=ConfirmForm(),
                            labels=STATUS_LABELS)
 
 
@@ -59,7 +61,7 @@ def export(event_id: int) -> ResponseReturnValue:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        row = services.request_export(item, actor=current_user)
+        row = archive_export.request_export(item, actor=current_user)
     except RuleViolation as err:
         refuse(err)
         return redirect(url_for("lifecycle.event", event_id=item.id))
@@ -80,10 +82,10 @@ def archive(archive_id: int) -> ResponseReturnValue:
 @access(Role.ADMIN)
 def download(archive_id: int) -> ResponseReturnValue:
     row = db.get_or_404(EventArchive, archive_id)
-    path = services.archive_path(row)
+    path = archive_export.archive_path(row)
     if row.status != ArchiveStatus.DONE or path is None or not path.exists():
         abort(404)
-    services.record_download(row, actor=current_user)
+    archive_export.record_download(row, actor=current_user)
     uow.commit()  # a GET, but who downloaded the personal data is audited before it leaves
     return send_file(path, mimetype="application/zip", as_attachment=True,
                      download_name=path.name)
@@ -92,11 +94,11 @@ def download(archive_id: int) -> ResponseReturnValue:
 @bp.route("/retention", methods=["GET", "POST"])
 @access(Role.ADMIN)
 def retention() -> ResponseReturnValue:
-    current = services.policy()
+    current = retention_rules.policy()
     form = RetentionForm(obj=current)
     if form.validate_on_submit():
         try:
-            if services.set_retention_days(form.days.data, actor=current_user):
+            if retention_rules.set_retention_days(form.days.data, actor=current_user):
                 flash(_("Retention changed to %(days)d days.", days=form.days.data), "success")
             return redirect(url_for("lifecycle.retention"))
         except RuleViolation as err:
@@ -112,7 +114,7 @@ def retention() -> ResponseReturnValue:
 def dry_run() -> ResponseReturnValue:
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    run = services.dry_run(actor=current_user)
+    run = retention_rules.dry_run(actor=current_user)
     return redirect(url_for("lifecycle.run", run_id=run.id))
 
 
@@ -127,13 +129,13 @@ def run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/confirm", methods=["POST"])
-@access(Role.ADMIN, when=services.awaiting_confirmation)
+@access(Role.ADMIN, when=retention_rules.awaiting_confirmation)
 def confirm_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.confirm_run(row, actor=current_user)
+        retention_rules.confirm_run(row, actor=current_user)
     except RuleViolation as err:
         refuse(err)
         return redirect(url_for("lifecycle.run", run_id=row.id))
@@ -142,13 +144,13 @@ def confirm_run(run_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/retention/runs/<int:run_id>/cancel", methods=["POST"])
-@access(Role.ADMIN, when=services.awaiting_confirmation)
+@access(Role.ADMIN, when=retention_rules.awaiting_confirmation)
 def cancel_run(run_id: int) -> ResponseReturnValue:
     row = db.get_or_404(RetentionRun, run_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.cancel_run(row, actor=current_user)
+        retention_rules.cancel_run(row, actor=current_user)
         flash(_("The dry run was cancelled; nothing was erased."), "success")
     except RuleViolation as err:
         refuse(err)
@@ -162,7 +164,7 @@ def erase_customer(customer_id: int) -> ResponseReturnValue:
     form = EraseForm()
     if form.validate_on_submit():
         try:
-            services.erase_on_request(customer, form.reason.data, actor=current_user)
+            erasure.erase_on_request(customer, form.reason.data, actor=current_user)
             flash(_("The customer's personal data was erased."), "success")
             return redirect(url_for("customers.detail", customer_id=customer.id))
         except RuleViolation as err:

@@ -8,7 +8,8 @@ from wtforms import BooleanField, SelectField, SelectMultipleField, TextAreaFiel
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.mailings.services import Audience, MailingInput
+from portal.mailings.audience import Audience
+from portal.mailings.services import MailingInput
 
 
 class CheckboxesField(SelectMultipleField):

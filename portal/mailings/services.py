@@ -1,40 +1,29 @@
-"""Mailing rules: which versions may be sent, the audience, personalisation, the state machine.
+"""Mailing rules: drafting a mailing, its state machine (start, pause, resume, cancel,
+finish), its progress and report, and test sends.
 
-Jobs (``tasks.py``) call :func:`compose_message` and the claim/result helpers here; views call
+The audience is in ``audience.py``, what a message holds in ``compose.py``, the unsubscribe
+link in ``unsubscribe.py``. Jobs (``tasks.py``) call the claim/result helpers here; views call
 the rest. Every state change writes its audit entry in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
-from email.header import Header
-from email.message import Message
-from email.mime.application import MIMEApplication
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import formatdate
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from flask import current_app
-from flask_babel import force_locale
 from flask_babel import gettext as _
-from itsdangerous import BadSignature, URLSafeSerializer
-from markupsafe import Markup, escape
 from sqlalchemy import func, insert, select, update
 
-from portal import documents, exports
+from portal import exports
 from portal.accounts import User
 from portal.audit import services as audit
-from portal.cases.models import Case
 from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.i18n import html_lang
-from portal.mail import transport
-from portal.mailings import greeting as greetings
+from portal.mailings.audience import Audience, audience_members, skip_reason
+from portal.mailings.compose import check_greeting, pdf_ready, sendable_grant
 from portal.mailings.models import (
     OPEN_MAILING_STATUSES,
     OPEN_RECIPIENT_STATUSES,
@@ -44,357 +33,13 @@ from portal.mailings.models import (
     MailingTestSend,
     RecipientStatus,
 )
-from portal.markdown import plain_text, render_markdown
-from portal.models import PdfStatus, utcnow
-from portal.notices import services as notices
-from portal.notices.models import (
-    Notice,
-    NoticePdf,
-    NoticeStatus,
-    NoticeVersion,
-)
-from portal.signoffs import services as signoffs
-from portal.signoffs.models import SignoffRequest
+from portal.models import utcnow
+from portal.notices.models import Notice, NoticeVersion
 
-NO_CASE = "none"
-SAMPLE_SIZE = 10
 INSERT_BATCH = 1000
-DEFAULT_GREETINGS = {
-    "zh_CN": "尊敬的{{ name }}{% if company %}（{{ company }}）{% endif %}：\n"
-             "{% if case_ref %}\n您的个案 {{ case_ref }} 涉及金额 {{ case_amount }}。\n{% endif %}",
-    "en": "Dear {{ name }}{% if company %} ({{ company }}){% endif %},\n"
-          "{% if case_ref %}\nYour case {{ case_ref }} covers {{ case_amount }}.\n{% endif %}",
-}
 
 
-# ---------------------------------------------------------------------------------- audience
-
-@dataclass(frozen=True)
-class Audience:
-    """Which of an event's customers a mailing is for; an empty list means "any"."""
-
-    tags: tuple[str, ...] = ()
-    locales: tuple[str, ...] = ()
-    case_statuses: tuple[str, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Audience:
-        data = data or {}
-        return cls(*(tuple(sorted(set(data.get(k) or ()))) for k in
-                     ("tags", "locales", "case_statuses")))
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"tags": list(self.tags), "locales": list(self.locales),
-                "case_statuses": list(self.case_statuses)}
-
-    def matches(self, customer: Customer, case_statuses: set[str]) -> bool:
-        if self.tags and not set(self.tags) & set(customer.tags or ()):
-            return False
-        if self.locales and customer.locale not in self.locales:
-            return False
-        if self.case_statuses:
-            wanted = set(self.case_statuses)
-            if not (wanted & case_statuses or (NO_CASE in wanted and not case_statuses)):
-                return False
-        return True
-
-
-def event_tags(event_id: int) -> list[str]:
-    tags: set[str] = set()
-    for row in db.session.scalars(select(Customer.tags).where(Customer.event_id == event_id)):
-        tags.update(row or ())
-    return sorted(tags)
-
-
-def _case_statuses(event_id: int) -> dict[int, set[str]]:
-    found: dict[int, set[str]] = {}
-    for customer_id, status in db.session.execute(
-            select(Case.customer_id, Case.status).where(Case.event_id == event_id)):
-        found.setdefault(customer_id, set()).add(status)
-    return found
-
-
-def audience_members(event_id: int, audience: Audience) -> Iterator[Customer]:
-    """The event's customers in the audience, streamed in id order."""
-    statuses = _case_statuses(event_id) if audience.case_statuses else {}
-    stmt = (select(Customer).where(Customer.event_id == event_id).order_by(Customer.id)
-            .execution_options(yield_per=1000))
-    for customer in db.session.scalars(stmt):
-        if audience.matches(customer, statuses.get(customer.id, set())):
-            yield customer
-
-
-def skip_reason(customer: Customer, mandatory: bool) -> str | None:
-    """Why a customer in the audience gets no message, or None."""
-    if not customer.email:
-        return "no e-mail address"
-    if customer.unsubscribed_at is not None and not mandatory:
-        return "unsubscribed"
-    return None
-
-
-@dataclass
-class AudienceSummary:
-    matching: int = 0
-    to_send: int = 0
-    unsubscribed: int = 0
-    no_email: int = 0
-    sample: list[Customer] = field(default_factory=list)
-
-
-def summarise(event_id: int, audience: Audience, mandatory: bool) -> AudienceSummary:
-    summary = AudienceSummary()
-    for customer in audience_members(event_id, audience):
-        summary.matching += 1
-        reason = skip_reason(customer, mandatory)
-        if reason is None:
-            summary.to_send += 1
-            if len(summary.sample) < SAMPLE_SIZE:
-                summary.sample.append(customer)
-        elif reason == "unsubscribed":
-            summary.unsubscribed += 1
-        else:
-            summary.no_email += 1
-    return summary
-
-
-# ---------------------------------------------------------------------------------- versions
-
-def sendable_grant(version: NoticeVersion) -> SignoffRequest:
-    """Legal's approval of exactly this version's text, or RuleViolation: never send anything
-    legal has not approved (an emergency publication awaiting review included), nor a notice
-    that was withdrawn."""
-    if version.notice.status == NoticeStatus.WITHDRAWN:
-        raise RuleViolation(_("This notice was withdrawn; it can no longer be mailed."),
-                            field="version_id")
-    grant = signoffs.granted(notices.SUBJECT, version.id)
-    if grant is None:
-        raise RuleViolation(_("Legal has not approved this version; it cannot be mailed."),
-                            field="version_id")
-    if not signoffs.check_binding(grant, notices.snapshot(version.notice, version)):
-        raise RuleViolation(_("The approved text differs from this version; request a new "
-                              "sign-off."), field="version_id")
-    return grant
-
-
-def is_mandatory(version_id: int | None) -> bool:
-    """Whether legal marked this version mandatory (False for anything not sendable)."""
-    version = db.session.get(NoticeVersion, version_id) if version_id else None
-    try:
-        return bool(version and sendable_grant(version).mandatory)
-    except RuleViolation:
-        return False
-
-
-def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
-    """Per notice of the event, the newest version legal approved (published or not)."""
-    found = []
-    for notice in sorted(notices.event_notices(event), key=lambda n: n.id, reverse=True):
-        if notice.status not in (NoticeStatus.APPROVED, NoticeStatus.PUBLISHED):
-            continue
-        for version in reversed(notice.versions):
-            grant = signoffs.granted(notices.SUBJECT, version.id)
-            if grant is not None:
-                found.append((notice, version))
-                break
-    return found
-
-
-# ---------------------------------------------------------------------------- personalisation
-
-def check_greeting(source: str, fieldname: str) -> str:
-    """The greeting as stored, or RuleViolation next to its field: checked in every branch
-    and tried with sample values (see ``greeting.py``), so a mistake is caught when saved."""
-    try:
-        return greetings.check(source)
-    except greetings.GreetingError as err:
-        raise RuleViolation(err.message or "", field=fieldname) from None
-
-
-@dataclass
-class Personal:
-    name: str
-    company: str
-    case_ref: str = ""
-    case_amount: str = ""
-
-    def values(self) -> dict[str, str]:
-        return {"name": self.name, "company": self.company, "case_ref": self.case_ref,
-                "case_amount": self.case_amount}
-
-
-def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{currency} {amount:,.2f}"
-
-
-def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
-    """Name, company and the newest case of each customer, in two queries."""
-    people = {c.id: Personal(c.name, c.company or "") for c in customers}
-    if not people:
-        return people
-    rows = db.session.execute(
-        select(Case.customer_id, Case.ref, Case.amount, Case.approved_amount, Case.currency)
-        .where(Case.customer_id.in_(list(people))).order_by(Case.id))
-    for customer_id, ref, amount, approved, currency in rows:  # the newest case wins
-        people[customer_id].case_ref = ref
-        people[customer_id].case_amount = format_amount(approved or amount, currency)
-    return people
-
-
-@dataclass
-class MessageParts:
-    """Everything a mailing's messages share, prepared once per job."""
-
-    mailing_id: int
-    shown: dict[str, str]  # the customer's locale → the locale of the text they get
-    subject: dict[str, str]
-    body_text: dict[str, str]
-    body_html: dict[str, Markup]
-    greeting: dict[str, greetings.Greeting | greetings.BrokenGreeting]
-    notice_url: str | None
-    pdf: tuple[str, bytes] | None
-    domain: str
-
-    @classmethod
-    def for_mailing(cls, mailing: Mailing) -> MessageParts:
-        version = mailing.version
-        subject, text, html, greeting, shown = {}, {}, {}, {}, {}
-        for locale in CUSTOMER_LOCALES:
-            # A customer whose language the notice lacks gets the other one, greeting included.
-            shown[locale], entry = version.in_locale(locale)
-            subject[locale] = entry["title"]
-            html[locale] = Markup(render_markdown(entry["body"]))
-            # From the sanitised HTML legal approved, never the Markdown: the renderer may
-            # drop what the source holds, and the text part must not say more.
-            text[locale] = plain_text(html[locale])
-            source = mailing.greeting_zh if locale == "zh_CN" else mailing.greeting_en
-            greeting[locale] = greetings.compile_for_sending(source or "")
-        base = current_app.config["PORTAL_BASE_URL"]
-        notice = mailing.notice
-        notice_url = (f"{base}/notices/{notice.slug}" if notice.publicly_visible else None)
-        return cls(mailing.id, shown, subject, text, html, greeting, notice_url,
-                   _pdf_attachment(mailing) if mailing.attach_pdf else None,
-                   base.split("//")[-1].split(":")[0].split("/")[0] or "aftercare.local")
-
-
-def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
-    row = mailing_pdf(mailing)
-    if row is None or row.status != PdfStatus.DONE or not row.sha256:
-        raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
-    data = (documents.stored_path(row.sha256)).read_bytes()
-    return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
-
-
-def mailing_pdf(mailing: Mailing) -> NoticePdf | None:
-    return db.session.scalar(select(NoticePdf).where(NoticePdf.version_id == mailing.version_id,
-                                                     NoticePdf.kind == "signed"))
-
-
-# The unsubscribe token of previews and test sends: its page says so and records nothing.
-# A real token is ``<payload>.<signature>`` and never equals it.
-PREVIEW_TOKEN = "preview"
-
-
-def _unsubscribe_signer() -> URLSafeSerializer:
-    """Signs with SECRET_KEY and still accepts SECRET_KEY_FALLBACKS, so links already sent
-    keep working after the key is rotated (itsdangerous verifies with every key, newest
-    last, and signs with the newest)."""
-    config = current_app.config
-    keys = [*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]]
-    return URLSafeSerializer(keys, salt="unsubscribe")
-
-
-def unsubscribe_token(customer_id: int) -> str:
-    return _unsubscribe_signer().dumps(customer_id)
-
-
-def customer_for_token(token: str) -> Customer | None:
-    try:
-        customer_id = _unsubscribe_signer().loads(token)
-    except BadSignature:
-        return None
-    return db.session.get(Customer, customer_id) if isinstance(customer_id, int) else None
-
-
-def unsubscribe_url(customer_id: int | None) -> str:
-    """The customer's own unsubscribe link, or (None) the inert one for staff previews and
-    test sends: those must never unsubscribe the customer they are shown as."""
-    token = PREVIEW_TOKEN if customer_id is None else unsubscribe_token(customer_id)
-    return f"{current_app.config['PORTAL_BASE_URL']}/unsubscribe/{token}"
-
-
-def message_id(mailing_id: int, recipient_id: int, domain: str) -> str:
-    """Stable per recipient: a message sent again after a crash carries the same Message-ID,
-    which lets mail clients that de-duplicate on it show one copy."""
-    return f"<mailing-{mailing_id}-{recipient_id}@{domain}>"
-
-
-@dataclass
-class Rendered:
-    subject: str
-    text: str
-    html: str
-    fragment: Markup  # the HTML body, for the staff preview
-    unsubscribe_url: str
-
-
-def render_for(parts: MessageParts, locale: str, person: Personal,
-               customer_id: int | None) -> Rendered:
-    """Subject, plain text and HTML of one customer's message, in their locale.
-    ``customer_id`` is the recipient whose unsubscribe link it carries; None for a preview or
-    a test send (an inert link). A greeting that fails raises ``greeting.GreetingError``."""
-    locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
-    greeting = parts.greeting[locale].render(person.values())
-    link = unsubscribe_url(customer_id)
-    context = {"subject": parts.subject[locale], "greeting": greeting,
-               "body_text": parts.body_text[locale], "body_html": parts.body_html[locale],
-               "notice_url": parts.notice_url, "unsubscribe_url": link,
-               "company": current_app.config["PORTAL_COMPANY_NAME"],
-               "greeting_html": Markup("<br>").join(escape(line) for line in
-                                                    greeting.splitlines())}
-    # The templates straight from the environment: render_template would run every context
-    # processor (the signed-in user, CSRF…) for each of thousands of messages.
-    env = current_app.jinja_env
-    with force_locale(locale):
-        text = env.get_template("mailings/email.txt").render(context)
-        fragment = Markup(env.get_template("mailings/_email_body.html").render(context))
-        html = env.get_template("mailings/email.html").render(
-            subject=context["subject"], fragment=fragment, html_lang=html_lang)
-    return Rendered(parts.subject[locale], text, html, fragment, link)
-
-
-def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
-                    customer_id: int | None, msg_id: str, subject_prefix: str = "") -> Message:
-    """One customer's message: text and HTML alternatives, the PDF when asked, and the
-    one-click unsubscribe headers (RFC 8058), inert for ``customer_id=None`` (test sends, see
-    :func:`render_for`). Built with the classic MIME classes: several times
-    cheaper than ``EmailMessage``'s header registry, which matters at hundreds a second."""
-    rendered = render_for(parts, locale, person, customer_id)
-    alternatives = MIMEMultipart("alternative")
-    alternatives.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    alternatives.attach(MIMEText(rendered.html, "html", "utf-8"))
-    if parts.pdf:
-        message: Message = MIMEMultipart("mixed")
-        message.attach(alternatives)
-        filename, data = parts.pdf
-        attachment = MIMEApplication(data, "pdf")
-        attachment.add_header("Content-Disposition", "attachment", filename=filename)
-        message.attach(attachment)
-    else:
-        message = alternatives
-    message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = transport.address(name, to)
-    message["Subject"] = Header(subject_prefix + rendered.subject, "utf-8")
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = msg_id
-    message["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Aftercare-Mailing"] = str(parts.mailing_id)
-    return message
-
-
-# ------------------------------------------------------------------------------- composing
+# -------------------------------------------------------------------------------- drafting
 
 @dataclass
 class MailingInput:
@@ -459,11 +104,6 @@ def _request_pdf(mailing: Mailing) -> None:
         from portal.notices import tasks as notice_tasks
 
         notice_tasks.request_pdf(mailing.version, "signed")
-
-
-def pdf_ready(mailing: Mailing) -> bool:
-    row = mailing_pdf(mailing)
-    return row is not None and row.status == PdfStatus.DONE
 
 
 # ---------------------------------------------------------------------------------- sending
@@ -700,20 +340,6 @@ def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) ->
     return row
 
 
-# ----------------------------------------------------------------------------- unsubscribe
-
-def unsubscribe(customer: Customer, *, via: str) -> bool:
-    """Record the customer's wish; False when they had already unsubscribed."""
-    if customer.unsubscribed_at is not None:
-        return False
-    customer.unsubscribed_at = utcnow()
-    audit.record("customer.unsubscribe", "customer", customer.id,
-                 f"Customer #{customer.id} unsubscribed ({via})",
-                 after={"unsubscribed_at": customer.unsubscribed_at.isoformat()}, actor=None)
-    return True
-
-
 def mailings_of(event_id: int) -> list[Mailing]:
     return list(db.session.scalars(select(Mailing).where(Mailing.event_id == event_id)
                                    .order_by(Mailing.id.desc())))
-

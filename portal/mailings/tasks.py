@@ -29,7 +29,7 @@ from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db, rq
 from portal.mail import transport
-from portal.mailings import services
+from portal.mailings import compose, services
 from portal.mailings.models import (
     OPEN_RECIPIENT_STATUSES,
     Mailing,
@@ -183,7 +183,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     if mailing is None or mailing.status != MailingStatus.SENDING:
         return 0
     cfg = current_app.config
-    parts = services.MessageParts.for_mailing(mailing)
+    parts = compose.MessageParts.for_mailing(mailing)
     sender = cfg["MAIL_FROM"]
     throttle = Throttle(mailing_id, int(cfg["MAILING_RATE_PER_SECOND"]))
     max_attempts = int(cfg["MAILING_MAX_ATTEMPTS"])
@@ -193,7 +193,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     with transport.Client() as client:
         while True:
             rows = _due_rows(mailing_id, chunk)
-            people = services.personal_values(db.session.scalars(
+            people = compose.personal_values(db.session.scalars(
                 select(Customer).where(Customer.id.in_([r[1] for r in rows]))))
             uow.commit()  # end the read transaction before the first claim
             for recipient_id, customer_id, email, locale, attempts in rows:
@@ -202,10 +202,10 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                             != MailingStatus.SENDING:
                         return sent  # paused or cancelled: the rest stay as they are
                     continue  # another copy of this job has it
-                msg_id = services.message_id(mailing_id, recipient_id, parts.domain)
+                msg_id = compose.message_id(mailing_id, recipient_id, parts.domain)
                 person = people[customer_id]
                 try:
-                    message = services.compose_message(
+                    message = compose.compose_message(
                         parts, to=email, name=person.name, locale=locale,
                         person=person, customer_id=customer_id, msg_id=msg_id)
                     throttle.wait()
@@ -255,20 +255,20 @@ def send_test_job(test_id: int) -> str | None:
         return None
     row = db.session.get(MailingTestSend, test_id)
     mailing = db.session.get(Mailing, row.mailing_id)
-    parts = services.MessageParts.for_mailing(mailing)
+    parts = compose.MessageParts.for_mailing(mailing)
     customer = row.customer
     if customer is not None:
-        person = services.personal_values([customer])[customer.id]
+        person = compose.personal_values([customer])[customer.id]
         locale = customer.locale
     else:
-        person = services.Personal(row.to_address, "")
+        person = compose.Personal(row.to_address, "")
         locale = "zh_CN"
     msg_id = f"<mailing-{mailing.id}-test-{row.id}@{parts.domain}>"
     try:
         # customer_id=None: the test carries an inert unsubscribe link, never the customer's.
-        message = services.compose_message(parts, to=row.to_address, name="", locale=locale,
-                                           person=person, customer_id=None,
-                                           msg_id=msg_id, subject_prefix="[TEST] ")
+        message = compose.compose_message(parts, to=row.to_address, name="", locale=locale,
+                                          person=person, customer_id=None,
+                                          msg_id=msg_id, subject_prefix="[TEST] ")
         with transport.Client() as client:
             client.send(message, current_app.config["MAIL_FROM"], [row.to_address])
     except Exception as exc:  # a test send is tried once; any failure is its answer

@@ -26,7 +26,8 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
-from portal.mailings import services, tasks
+from portal.mailings import compose, services, tasks
+from portal.mailings.audience import NO_CASE, Audience, audience_members, event_tags, summarise
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
@@ -43,23 +44,23 @@ SENDERS = (Role.AGENT, Role.ADMIN)
 def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
     form = MailingForm(obj=None if request.method == "POST" else mailing)
     if mailing is not None and request.method != "POST":
-        audience = services.Audience.from_dict(mailing.audience)
+        audience = Audience.from_dict(mailing.audience)
         form.tags.data, form.locales.data = list(audience.tags), list(audience.locales)
         form.case_statuses.data = list(audience.case_statuses)
     if mailing is None and request.method != "POST":
-        form.greeting_zh.data = services.DEFAULT_GREETINGS["zh_CN"]
-        form.greeting_en.data = services.DEFAULT_GREETINGS["en"]
+        form.greeting_zh.data = compose.DEFAULT_GREETINGS["zh_CN"]
+        form.greeting_en.data = compose.DEFAULT_GREETINGS["en"]
     form.version_id.choices = [
         (version.id, f"{notice.ref} v{version.number} · {version.in_locale('zh_CN')[1]['title']}")
-        for notice, version in services.sendable_versions(event)]
-    form.tags.choices = [(t, t) for t in services.event_tags(event.id)]
-    form.case_statuses.choices = [(services.NO_CASE, _("No case"))] + [
+        for notice, version in compose.sendable_versions(event)]
+    form.tags.choices = [(t, t) for t in event_tags(event.id)]
+    form.case_statuses.choices = [(NO_CASE, _("No case"))] + [
         (s, str(CASE_LABELS[s])) for s in (*OPEN_STATUSES, *CLOSED_STATUSES)]
     return form
 
 
 def _queue_pdf(mailing: Mailing) -> None:
-    row = services.mailing_pdf(mailing) if mailing.attach_pdf else None
+    row = compose.mailing_pdf(mailing) if mailing.attach_pdf else None
     if row is not None and row.status == PdfStatus.QUEUED:
         jobs.enqueue_after_commit(notice_tasks.queue_pdf, row.id)
 
@@ -118,12 +119,12 @@ def edit(mailing_id: int) -> ResponseReturnValue:
 def audience(event_id: int) -> ResponseReturnValue:
     """The live count and sample while composing (the form's filters as query arguments)."""
     event = db.get_or_404(Event, event_id)
-    chosen = services.Audience.from_dict({k: request.args.getlist(k) for k in
-                                          ("tags", "locales", "case_statuses")})
+    chosen = Audience.from_dict({k: request.args.getlist(k) for k in
+                                 ("tags", "locales", "case_statuses")})
     version_id = request.args.get("version_id", type=database_int)
-    mandatory = services.is_mandatory(version_id)
+    mandatory = compose.is_mandatory(version_id)
     return render_template("mailings/_audience.html", event=event, mandatory=mandatory,
-                           summary=services.summarise(event.id, chosen, mandatory))
+                           summary=summarise(event.id, chosen, mandatory))
 
 
 @bp.route("/<int:mailing_id>")
@@ -132,18 +133,18 @@ def detail(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     summary = None
     if mailing.editable:
-        summary = services.summarise(mailing.event_id,
-                                     services.Audience.from_dict(mailing.audience),
-                                     services.is_mandatory(mailing.version_id))
+        summary = summarise(mailing.event_id,
+                            Audience.from_dict(mailing.audience),
+                            compose.is_mandatory(mailing.version_id))
     tests = db.session.scalars(db.select(MailingTestSend).where(
         MailingTestSend.mailing_id == mailing.id).order_by(MailingTestSend.id.desc())
         .limit(5)).all()
     return render_template(
         "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
-        pdf=services.mailing_pdf(mailing) if mailing.attach_pdf else None,
+        pdf=compose.mailing_pdf(mailing) if mailing.attach_pdf else None,
         mandatory=mailing.mandatory if not mailing.editable
-        else services.is_mandatory(mailing.version_id),
+        else compose.is_mandatory(mailing.version_id),
         history=audit.history("mailing", mailing.id))
 
 
@@ -162,14 +163,14 @@ def preview(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     customer = db.session.get(Customer, request.args.get("customer", 0, type=database_int))
     if customer is None or customer.event_id != mailing.event_id:
-        customer = next(services.audience_members(
-            mailing.event_id, services.Audience.from_dict(mailing.audience)), None)
+        customer = next(audience_members(
+            mailing.event_id, Audience.from_dict(mailing.audience)), None)
     rendered, greeting_error = None, None
     if customer is not None:
-        person = services.personal_values([customer])[customer.id]
+        person = compose.personal_values([customer])[customer.id]
         try:  # customer_id=None: the preview's unsubscribe link is inert
-            rendered = services.render_for(services.MessageParts.for_mailing(mailing),
-                                           customer.locale, person, None)
+            rendered = compose.render_for(compose.MessageParts.for_mailing(mailing),
+                                          customer.locale, person, None)
         except GreetingError as err:
             greeting_error = err.message
     template = "mailings/_preview.html" if wants_partial("preview") else "mailings/preview.html"

@@ -25,6 +25,7 @@ from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
 from portal.main.supervisor import Supervisor
+from portal.notices import publishing as notice_publishing
 from portal.notices import services as notice_services
 from portal.notices import tasks as notice_tasks
 from portal.notices.content import STARTERS, fill_placeholders
@@ -94,7 +95,7 @@ def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
                                            actor=users[Role.AGENT])
     request = notice_services.request_signoff(notice, actor=users[Role.AGENT])
     signoff_services.decide(request.id, SignoffStatus.APPROVED, "", actor=users[Role.LEGAL])
-    notice_services.publish(notice, actor=users[Role.AGENT])
+    notice_publishing.publish(notice, actor=users[Role.AGENT])
     notice_tasks.after_publication([notice.id])
 
 
@@ -139,12 +140,15 @@ def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:
 def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
     """A draft mailing of the published notice to every affected customer, ready to preview,
     test and send."""
+    from portal.mailings import audience as mailing_audience
+    from portal.mailings import compose as mailing_compose
     from portal.mailings import services as mailing_services
 
     version = notice_services.event_notices(event)[0].latest_version
     mailing_services.create_mailing(event, mailing_services.MailingInput(
-        version.id, mailing_services.Audience(), False,
-        mailing_services.DEFAULT_GREETINGS["zh_CN"], mailing_services.DEFAULT_GREETINGS["en"]),
+        version.id, mailing_audience.Audience(), False,
+        mailing_compose.DEFAULT_GREETINGS["zh_CN"],
+        mailing_compose.DEFAULT_GREETINGS["en"]),
         actor=users[Role.AGENT])
 
 

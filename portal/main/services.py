@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 
 from portal.accounts import User
 from portal.audit.models import AuditEntry, AuditVerification
-from portal.cases import rules
-from portal.cases import services as case_services
+from portal.cases import rules, search
 from portal.cases.models import LABELS as CASE_LABELS
 from portal.cases.models import OPEN_STATUSES, Case, CaseStatus, Payment
 from portal.events.models import Event, EventStatus
@@ -58,7 +57,7 @@ class Chart:
 
 def figures() -> dict[str, int]:
     """The counts at the top of the dashboard."""
-    overdue = case_services.CaseFilter(overdue=True).statement()
+    overdue = search.CaseFilter(overdue=True).statement()
     return {
         "open_events": db.session.scalar(
             select(func.count(Event.id)).where(Event.status != EventStatus.CLOSED)),

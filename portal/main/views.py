@@ -13,7 +13,7 @@ from portal.config import LOCALES
 from portal.events.models import TARGET_METRICS
 from portal.i18n import LOCALE_COOKIE
 from portal.main import services as dashboard_services
-from portal.notices import services as notice_services
+from portal.notices import publishing as notice_publishing
 from portal.redirects import safe_next
 from portal.security import PUBLIC, STAFF, access
 from portal.signoffs import services as signoffs
@@ -40,7 +40,7 @@ def dashboard() -> ResponseReturnValue:
         latest_check=dashboard_services.latest_verification(),
         recent=recent, pending_signoffs=signoffs.queue(),
         overdue=signoffs.overdue_retroactive(),
-        emergencies=notice_services.emergency_publications_awaiting_review(),
+        emergencies=notice_publishing.emergency_publications_awaiting_review(),
         missed_targets=command_centre.missed_targets(), metric_labels=TARGET_METRICS,
         status_chart=dashboard_services.open_cases_by_status(),
         money=money, money_scale=dashboard_services.amounts_scale(money),

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from portal import documents, jobs, uow
 from portal.extensions import db, rq
 from portal.models import PdfStatus, utcnow
-from portal.notices import pdf, services, signals
+from portal.notices import pdf, publishing, services, signals
 from portal.notices.models import NoticePdf, NoticeVersion, Publication
 from portal.signoffs import services as signoffs
 
@@ -100,7 +100,7 @@ def after_publication(notice_ids: list[int]) -> None:
 @rq.job
 @jobs.unit_of_work
 def publish_due_job() -> list[int]:
-    published = services.publish_due()
+    published = publishing.publish_due()
     if published:
         after_publication(published)
     return published

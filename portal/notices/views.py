@@ -28,7 +28,7 @@ from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.markdown import check_renderable, render_markdown
 from portal.models import PdfStatus
-from portal.notices import comparison, services, signals, tasks
+from portal.notices import comparison, publishing, services, signals, tasks
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.notices.forms import (
     DiffForm,
@@ -201,7 +201,7 @@ def request_signoff(notice_id: int) -> ResponseReturnValue:
 @access(*DRAFTERS, when=services.may_publish)
 def publish(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> object:
-        publication = services.publish(notice, actor=current_user)
+        publication = publishing.publish(notice, actor=current_user)
         if publication is not None:
             tasks.after_publication([notice.id])
         return publication
@@ -217,8 +217,8 @@ def emergency_publish(notice_id: int) -> ResponseReturnValue:
     form = ReasonForm()
 
     def action(notice: Notice) -> object:
-        publication = services.emergency_publish(notice, reason=form.reason.data or "",
-                                                 actor=current_user)
+        publication = publishing.emergency_publish(notice, reason=form.reason.data or "",
+                                                   actor=current_user)
         tasks.after_publication([notice.id])
         return publication
 
@@ -232,8 +232,8 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
     form = WithdrawForm()
 
     def action(notice: Notice) -> None:
-        services.withdraw(notice, reason=form.reason.data or "", hide=bool(form.hide.data),
-                          actor=current_user)
+        publishing.withdraw(notice, reason=form.reason.data or "", hide=bool(form.hide.data),
+                            actor=current_user)
         uow.after_commit(signals.public_content_changed.send)
 
     return _act(notice_id, action, _("Withdrawn."))

@@ -143,17 +143,17 @@ def feed() -> ResponseReturnValue:
 def unsubscribe(token: str) -> ResponseReturnValue:
     """The link in every mailing. GET asks (link scanners must not unsubscribe anyone); POST,
     from the page or a mail client's one-click (RFC 8058), records it."""
-    from portal.mailings import services as mailings
+    from portal.mailings import unsubscribe as unsubscribing
 
-    if token == mailings.PREVIEW_TOKEN:  # from a staff preview or a test send: record nothing
+    if token == unsubscribing.PREVIEW_TOKEN:  # from a staff preview or a test send: record nothing
         html = render_template("public/unsubscribe.html", preview=True)
         return Response(html, headers={"Cache-Control": "no-store"})
-    customer = mailings.customer_for_token(token)
+    customer = unsubscribing.customer_for_token(token)
     if customer is None:
         abort(404)
     done = False
     if request.method == "POST":
-        mailings.unsubscribe(customer, via="one-click" if request.form.get(
+        unsubscribing.unsubscribe(customer, via="one-click" if request.form.get(
             "List-Unsubscribe") == "One-Click" else "unsubscribe page")
         done = True
     lang = request.args.get("lang", "").replace("-", "_")
