@@ -209,14 +209,13 @@ def auth(client: FlaskClient, users: dict[Role, User]) -> AuthActions:
 @pytest.fixture
 def run_worker(app: Flask):
     """Run the queued jobs with a real RQ SimpleWorker in burst mode, in this process."""
-    from rq import SimpleWorker
-
     from portal.extensions import rq
+    from portal.mailings.cli import PromptlyStoppingWorker
 
     def run() -> None:
         queues = list(rq.queues.values())
-        worker = SimpleWorker(queues, connection=queues[0].connection,
-                              job_class=queues[0].job_class)
+        worker = PromptlyStoppingWorker(queues, connection=queues[0].connection,
+                                        job_class=queues[0].job_class)
         uow.commit()  # the jobs read what the test wrote (and what it queued goes out now)
         worker.work(burst=True)
         db.session.expire_all()  # see what the jobs committed

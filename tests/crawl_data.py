@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 
-from rq import SimpleWorker
 from sqlalchemy import update
 
 from portal import jobs
@@ -23,6 +22,7 @@ from portal.extensions import db, rq
 from portal.lifecycle import erasure, export, retention
 from portal.mailings import audience, compose, unsubscribe
 from portal.mailings import services as mailings
+from portal.mailings.cli import PromptlyStoppingWorker
 from portal.main import cli as demo
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
 from portal.models import utcnow
@@ -54,8 +54,8 @@ def run_slow_work() -> None:
         if not jobs.reconcile_all(min_age=timedelta(0)):
             return
         queues = list(rq.queues.values())
-        SimpleWorker(queues, connection=queues[0].connection,
-                     job_class=queues[0].job_class).work(burst=True)
+        PromptlyStoppingWorker(queues, connection=queues[0].connection,
+                               job_class=queues[0].job_class).work(burst=True)
         db.session.expire_all()
 
 

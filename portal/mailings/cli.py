@@ -23,24 +23,17 @@ MAX_RECONNECT_WAIT = 30.0
 mailings_cli = AppGroup("mailings", help="Mailings: the mail queue's worker.")
 
 
-class AppWorker(SimpleWorker):
-    """Runs each job in this process, in a fresh application context. Flask-RQ's worker starts
-    a new Python process per job (about a second each), too slow for thousands of messages;
-    a chunk job sends hundreds, so no fork is needed for isolation from a crash either: the
-    reconciler recovers a chunk whose worker died."""
-
-    app: Flask
-
-    def execute_job(self, job: Any, queue: Any) -> Any:
-        with self.app.app_context():
-            return super().execute_job(job, queue)
+class PromptlyStoppingWorker(SimpleWorker):
+    """RQ's worker, which runs jobs in its own process, with a stop that never waits long
+    for its command thread (also for the tests' in-process workers)."""
 
     def unsubscribe(self) -> None:
         """Stop the thread that listens for RQ's worker commands, waiting at most a second.
         RQ sends UNSUBSCRIBE and only then stops the thread, and redis-py's ``stop()`` waits
         for it without a bound: when the thread reads the reply first, it goes on to wait a
-        minute for a new subscription, and a SIGTERM waited with it. Here the thread is told to
-        stop first, so the reply ends it. Safe to call again, and when Redis is away."""
+        minute for a new subscription, and a SIGTERM (or a burst's end) waited with it. Here
+        the thread is told to stop first, so the reply ends it. Safe to call again, and when
+        Redis is away."""
         thread, pubsub = self.pubsub_thread, self.pubsub
         if thread is None or pubsub is None:
             return
@@ -53,6 +46,19 @@ class AppWorker(SimpleWorker):
         thread.join(timeout=1)
         if not thread.is_alive():  # a thread still running closes the subscription as it ends
             pubsub.close()
+
+
+class AppWorker(PromptlyStoppingWorker):
+    """Runs each job in this process, in a fresh application context. Flask-RQ's worker starts
+    a new Python process per job (about a second each), too slow for thousands of messages;
+    a chunk job sends hundreds, so no fork is needed for isolation from a crash either: the
+    reconciler recovers a chunk whose worker died."""
+
+    app: Flask
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        with self.app.app_context():
+            return super().execute_job(job, queue)
 
 
 def make_worker(app: Flask, queues: tuple[str, ...] = ("mail",), **kwargs: Any) -> AppWorker:
