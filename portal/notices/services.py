@@ -16,7 +16,7 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
-from portal import refs
+from portal import documents, refs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
@@ -30,6 +30,7 @@ from portal.notices.models import (
     AUDIENCES,
     CONTENT_LOCALES,
     Notice,
+    NoticePdf,
     NoticeStatus,
     NoticeVersion,
     Publication,
@@ -206,6 +207,21 @@ def pdf_kind(version: NoticeVersion) -> str:
     """The published version's PDF carries legal's stamp ("signed"); any other version's is a
     watermarked "draft"."""
     return "signed" if version.id == version.notice.published_version_id else "draft"
+
+
+def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
+    """The row for a version's PDF (created once; the caller queues it after the commit)."""
+    row, _created = documents.request(NoticePdf, {"version_id": version.id, "kind": kind})
+    return row
+
+
+def after_publication(notice_ids: list[int]) -> None:
+    """What follows a publication: the signed PDF's row, in the same unit of work; once it is
+    committed, a fresh public cache and the PDF's job."""
+    uow.after_commit(signals.public_content_changed.send)
+    for notice_id in notice_ids:
+        notice = db.session.get(Notice, notice_id)
+        documents.queue_after_commit(request_pdf(notice.published_version, "signed"))
 
 
 def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
