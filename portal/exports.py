@@ -1,5 +1,6 @@
 """The one CSV writer: every CSV the portal hands out (case export, audit export, delivery
-report, rejected import rows, archive files) is written here.
+report, rejected import rows, archive files) is written here, and every streamed CSV download
+is answered by :func:`response`.
 
 Files are UTF-8 with a BOM, so spreadsheet tools read Chinese. Each value becomes a cell that
 a spreadsheet shows and never runs: text starting with = + - @ TAB or CR gets a leading
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from flask import current_app
+from flask import Response, current_app, stream_with_context
 
 BOM = "\ufeff"
 # A cell starting with one of these is run as a formula by Excel and LibreOffice.
@@ -66,6 +67,13 @@ def stream(header: Iterable[object], rows: Iterable[Iterable[object]]) -> Iterat
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def response(filename: str, chunks: Iterator[str]) -> Response:
+    """A CSV download (``text/csv; charset=utf-8``), sent as ``chunks`` (a service's generator
+    over :func:`stream`) are written, inside the request's context."""
+    return Response(stream_with_context(chunks), mimetype="text/csv",
+                    headers={"Content-Disposition": f"attachment; filename={filename}"})
 
 
 def to_bytes(header: Iterable[object], rows: Iterable[Iterable[object]]) -> bytes:

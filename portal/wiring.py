@@ -12,7 +12,7 @@ told which handler answers for each kind of subject here too.
 
 from __future__ import annotations
 
-from portal import jobs
+from portal import documents, jobs
 from portal.audit import tasks as audit_tasks
 from portal.cases import services as case_services
 from portal.cases import tasks as case_tasks
@@ -21,11 +21,12 @@ from portal.lifecycle import tasks as lifecycle_tasks
 from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
+from portal.notices import pdf as notice_pdf
 from portal.notices import services as notice_services
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
+from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
-from portal.postmortems import tasks as postmortem_tasks
 from portal.public import cache as public_cache
 from portal.signoffs import services as signoffs
 
@@ -46,6 +47,9 @@ def connect() -> None:
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)
 
+    # The documents the shared job renders (``documents.render_document_job``).
+    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE)
+
     # Work whose job vanished from Redis is queued again (``main_tasks.reconcile_job``).
     jobs.add_reconcilers(
         audit_tasks.requeue_lost_verifications,
@@ -55,8 +59,8 @@ def connect() -> None:
         lifecycle_tasks.requeue_lost_retention_runs,
         mailing_tasks.requeue_lost_chunks,
         mailing_tasks.requeue_lost_tests,
-        notice_tasks.requeue_lost_pdfs,
-        postmortem_tasks.requeue_lost_postmortem_pdfs,
+        notice_pdf.PIPELINE.requeue_lost,
+        postmortem_pdf.PIPELINE.requeue_lost,
     )
 
     jobs.schedule(main_tasks.reconcile_job, every_seconds=main_tasks.RECONCILE_INTERVAL_SECONDS)

@@ -28,7 +28,6 @@ from portal.main import tasks as _periodic  # noqa: F401  (registers every recon
 from portal.models import utcnow
 from portal.notices import publishing
 from portal.notices import services as notices
-from portal.notices import tasks as notice_tasks
 from portal.postmortems import services as postmortems
 from portal.signoffs import services as signoffs
 from tests.case_helpers import second_agent
@@ -74,7 +73,7 @@ def _notices(event: Event, staff: dict[Role, User]) -> None:
     notices.save(draft, content={"zh_CN": {"title": "草稿", "body": "第二稿 **粗体**"},
                                  "en": {"title": "Draft", "body": "Two, *with* a [link](/x)"}},
                  audience="direct", planned_publish_at=None, based_on=1, actor=agent)
-    notice_tasks.request_pdf(draft.latest_version, "draft")
+    notices.request_pdf(draft.latest_version, "draft")
     notices.request_signoff(notices.create_notice(
         event, audience="public", actor=agent,
         content={"en": {"title": "In review", "body": "Waiting for legal"}}), actor=agent)
@@ -88,7 +87,7 @@ def _notices(event: Event, staff: dict[Role, User]) -> None:
     publishing.publish(withdrawn, actor=agent)
     mailings.create_mailing(event, _version_input(withdrawn.latest_version.id), actor=agent)
     publishing.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
-    notice_tasks.after_publication([emergency.id, withdrawn.id])
+    publishing.after_publication([emergency.id, withdrawn.id])
     db.session.commit()
 
 

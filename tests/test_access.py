@@ -57,7 +57,6 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
     from portal.events import services as events
     from portal.extensions import db
     from portal.notices import services as notices
-    from portal.notices import tasks as notice_tasks
 
     with app.app_context():
         event = events.create_event(title="Outage", kind="incident", severity="sev2",
@@ -67,7 +66,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
         notice = notices.create_notice(event, audience="public", actor=users[Role.AGENT],
                                        content={"en": {"title": "Down", "body": "Call us"}})
         signoff = notices.request_signoff(notice, actor=users[Role.AGENT])
-        pdf = notice_tasks.request_pdf(notice.latest_version, "draft")
+        pdf = notices.request_pdf(notice.latest_version, "draft")
         db.session.commit()
         customer = customers.create_customer(event, {"external_ref": "K1", "name": "Kunde"},
                                              actor=users[Role.AGENT])

@@ -9,11 +9,12 @@ import io
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select, update
 
-from portal import jobs
+from portal import documents, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
@@ -27,7 +28,7 @@ from portal.lifecycle import tasks as lifecycle_tasks
 from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, RetentionRunStatus
 from portal.models import utcnow
 from portal.notices import pdf
-from portal.notices import tasks as notice_tasks
+from portal.notices import services as notice_services
 from portal.notices.models import NoticePdf
 from tests.notice_helpers import make_event, make_notice
 
@@ -135,9 +136,10 @@ def _retention(app, users):
 
 def _notice_pdf(app, users):
     notice = make_notice(users)
-    row = notice_tasks.request_pdf(notice.latest_version, "draft")
+    row = notice_services.request_pdf(notice.latest_version, "draft")
     db.session.commit()
-    return NoticePdf, row.id, notice_tasks.render_pdf_job, notice_tasks.PDF_CLAIM
+    return (NoticePdf, row.id, partial(documents.render_document_job, pdf.PIPELINE.name),
+            pdf.PIPELINE.claim)
 
 
 ROWS = {"audit verification": _verification, "import validation": _validation,
@@ -190,7 +192,7 @@ def test_a_pdf_that_kills_its_worker_fails_with_the_reason_after_the_last_attemp
         raise WorkerDied
 
     monkeypatch.setattr(pdf, "render_pdf", render_that_kills_the_worker)
-    for _attempt in range(pdf.MAX_ATTEMPTS):
+    for _attempt in range(documents.MAX_ATTEMPTS):
         with pytest.raises(WorkerDied):
             job(row_id)
         db.session.rollback()
@@ -202,9 +204,9 @@ def test_a_pdf_that_kills_its_worker_fails_with_the_reason_after_the_last_attemp
         db.session.commit()
     assert job(row_id) is None
     row = db.session.get(NoticePdf, row_id)
-    assert row.status == "failed" and f"{pdf.MAX_ATTEMPTS} attempts" in row.error
-    assert row.attempts == pdf.MAX_ATTEMPTS
-    assert notice_tasks.requeue_lost_pdfs(timedelta(0)) == 0  # nothing left to retry
+    assert row.status == "failed" and f"{documents.MAX_ATTEMPTS} attempts" in row.error
+    assert row.attempts == documents.MAX_ATTEMPTS
+    assert pdf.PIPELINE.requeue_lost(timedelta(0)) == 0  # nothing left to retry
     auth.login(Role.AGENT)
     status = client.get(f"/staff/notices/pdfs/{row_id}", headers={"HX-Request": "true"}).text
     assert "every 1s" not in status and "attempts" in status
@@ -232,7 +234,7 @@ def test_a_published_notice_whose_pdf_failed_says_so_instead_of_asking_to_wait(
 
     notice = make_notice(users)
     publish(notice, users)
-    row = notice_tasks.request_pdf(notice.published_version, "signed")
+    row = notice_services.request_pdf(notice.published_version, "signed")
     row.status, row.error = "failed", "Gave up after 3 attempts"
     db.session.commit()
     response = client.get(f"/notices/{notice.slug}.pdf", headers={"Accept-Language": "en"})

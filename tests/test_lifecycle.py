@@ -34,7 +34,8 @@ from portal.lifecycle.models import ArchiveStatus, EventArchive, RetentionRun, R
 from portal.mailings import services as mailings
 from portal.mailings.models import MailingRecipient
 from portal.models import utcnow
-from portal.notices import tasks as notice_tasks
+from portal.notices import pdf as notice_pdf
+from portal.notices import services as notice_services
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
 from tests.case_helpers import make_case
@@ -145,9 +146,9 @@ def _rewrite(source: Path, target: Path, name: str, change) -> None:
 def test_export_round_trip_through_the_worker(app, users, scene, client, auth, run_worker,
                                               runner, tmp_path: Path) -> None:
     event = scene["event"]
-    pdf_row = notice_tasks.request_pdf(scene["notice"].published_version, "signed")
+    pdf_row = notice_services.request_pdf(scene["notice"].published_version, "signed")
     db.session.commit()
-    notice_tasks.queue_pdf(pdf_row.id)
+    notice_pdf.PIPELINE.queue(pdf_row.id)
     close(event)
     auth.login(Role.ADMIN)
     response = client.post(f"/lifecycle/event/{event.id}/export")

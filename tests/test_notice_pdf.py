@@ -11,7 +11,8 @@ from sqlalchemy import select
 from portal import documents, uow
 from portal.accounts import Role
 from portal.extensions import db
-from portal.notices import pdf, tasks
+from portal.notices import pdf, publishing, tasks
+from portal.notices import services as notice_services
 from portal.notices.models import NoticePdf
 from tests.notice_helpers import ZH, make_notice, pdf_text_and_fonts, publish
 
@@ -23,7 +24,7 @@ def test_published_notice_pdf_via_worker(app, client, users, run_worker, tmp_pat
     app.config["PDF_DIR"] = str(tmp_path / "pdf")
     notice = make_notice(users)
     publish(notice, users)
-    tasks.after_publication([notice.id])
+    publishing.after_publication([notice.id])
     row = db.session.scalar(select(NoticePdf))
     row_id = row.id
     assert row.kind == "signed" and row.status == "queued"
@@ -46,7 +47,7 @@ def test_published_notice_pdf_via_worker(app, client, users, run_worker, tmp_pat
     assert client.get(f"/notices/{notice.slug}.pdf",
                       headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
     # Running the job again changes nothing: same row, same file.
-    assert tasks.render_pdf_job(row_id) == row.sha256
+    assert documents.render_document_job(pdf.PIPELINE.name, row_id) == row.sha256
     assert len(list((tmp_path / "pdf").glob("*.pdf"))) == 1
 
 
@@ -74,10 +75,10 @@ def test_draft_pdf_is_watermarked_and_identical_when_rendered_twice(
 
 
 def test_renderer_fetches_nothing() -> None:
-    fetcher = pdf.refusing_fetcher()
+    fetcher = documents.refusing_fetcher()
     for url in ("file:///etc/passwd", "https://example.com/x.png", "http://127.0.0.1/",
                 "data:image/png;base64,AAAA"):
-        with pytest.raises(pdf.FetchRefused):
+        with pytest.raises(documents.FetchRefused):
             fetcher.fetch(url)
 
 
@@ -89,7 +90,7 @@ def test_a_document_asking_for_local_files_gets_nothing(app, tmp_path) -> None:
     css.write_text('p::after { content: "LEAKED-MARKER"; }')
     html = f'<p>safe</p><link rel="stylesheet" href="{css.as_uri()}">'
     out = tmp_path / "out.pdf"
-    HTML(string=html, url_fetcher=pdf.refusing_fetcher()).write_pdf(out)
+    HTML(string=html, url_fetcher=documents.refusing_fetcher()).write_pdf(out)
     text, _fonts = pdf_text_and_fonts(out)
     assert "safe" in text and "LEAKED-MARKER" not in text
     # The same document with WeasyPrint's default fetcher does read it: the test can fail.
@@ -101,7 +102,7 @@ def test_failed_render_is_recorded_and_can_be_retried(app, users, run_worker, mo
                                                       tmp_path) -> None:
     app.config["PDF_DIR"] = str(tmp_path / "pdf")
     notice = make_notice(users)
-    row = tasks.request_pdf(notice.latest_version, "draft")
+    row = notice_services.request_pdf(notice.latest_version, "draft")
     db.session.commit()
     row_id = row.id
 
@@ -110,14 +111,14 @@ def test_failed_render_is_recorded_and_can_be_retried(app, users, run_worker, mo
 
     monkeypatch.setattr(pdf, "render_pdf", broken)
     with pytest.raises(RuntimeError):
-        tasks.render_pdf_job(row_id)
+        documents.render_document_job(pdf.PIPELINE.name, row_id)
     row = db.session.get(NoticePdf, row_id)
     assert row.status == "failed" and "renderer crashed" in row.error
     monkeypatch.undo()
-    row = tasks.request_pdf(notice.latest_version, "draft")
+    row = notice_services.request_pdf(notice.latest_version, "draft")
     db.session.commit()
     assert row.id == row_id and row.status == "queued"
-    tasks.queue_pdf(row_id)
+    pdf.PIPELINE.queue(row_id)
     run_worker()
     assert db.session.get(NoticePdf, row_id).status == "done"
 
@@ -131,7 +132,7 @@ def test_pdf_lost_with_redis_is_requeued_by_the_reconciler(app, runner, users, r
     app.config["PDF_DIR"] = str(tmp_path / "pdf")
     notice = make_notice(users)
     publish(notice, users)
-    tasks.after_publication([notice.id])
+    publishing.after_publication([notice.id])
     row = db.session.scalar(select(NoticePdf))
     row.requested_at -= timedelta(minutes=5)
     uow.commit()  # the publication's boundary: its PDF job is queued after the commit

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from portal import documents
 from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.cases import services as cases
@@ -20,7 +21,7 @@ from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient
 from portal.models import utcnow
 from portal.names import first_mentioned
-from portal.postmortems import services, tasks
+from portal.postmortems import pdf, services
 from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
@@ -351,7 +352,7 @@ def test_pdf_through_the_worker_with_legal_stamp(app, client, auth, users, run_w
     file = client.get(f"/postmortems/pdfs/{row.id}/file")
     assert file.status_code == 200 and file.mimetype == "application/pdf"
     # Running the job again changes nothing; asking again reuses the row.
-    assert tasks.render_postmortem_pdf_job(row.id) == row.sha256
+    assert documents.render_document_job(pdf.PIPELINE.name, row.id) == row.sha256
     assert services.request_pdf(postmortem, actor=users[Role.AGENT]).id == row.id
     assert len(list((tmp_path / "pdf").glob("*.pdf"))) == 1
     # The detail page shows the latest PDF.
@@ -371,15 +372,15 @@ def test_pdf_of_text_edited_meanwhile_fails_and_lost_jobs_are_requeued(
     assert row.signoff_id is None
     services.update(postmortem, {**TEXTS, "goals": "new"}, expected_version=2,
                     actor=users[Role.AGENT])
-    assert tasks.render_postmortem_pdf_job(row.id) is None
+    assert documents.render_document_job(pdf.PIPELINE.name, row.id) is None
     row = db.session.get(PostmortemPdf, row.id)
     assert row.status == "failed" and "edited after" in row.error
     # A fresh row for the new text; Redis loses its job; the reconciler queues it again.
     fresh = services.request_pdf(postmortem, actor=users[Role.AGENT])
     assert fresh.id != row.id and fresh.lock_version == 3
-    tasks.queue_pdf(fresh.id)
+    pdf.PIPELINE.queue(fresh.id)
     Redis.from_url(app.config["REDIS_URL"]).flushall()
-    assert tasks.requeue_lost_postmortem_pdfs(timedelta(0)) == 1
+    assert pdf.PIPELINE.requeue_lost(timedelta(0)) == 1
     run_worker()
     assert db.session.get(PostmortemPdf, fresh.id).status == "done"
 

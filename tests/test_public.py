@@ -78,9 +78,7 @@ def test_conditional_requests_and_cache_headers(app, client, users) -> None:
 def test_publishing_invalidates_the_cached_page(app, client, users) -> None:
     notice = make_notice(users)
     publish(notice, users)
-    from portal.notices import tasks
-
-    tasks.after_publication([notice.id])
+    publishing.after_publication([notice.id])
     before = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
     assert EN["title"] in before.text
     # The published row changes underneath, with no publication to invalidate the cache (a
@@ -95,7 +93,7 @@ def test_publishing_invalidates_the_cached_page(app, client, users) -> None:
                  audience="public", planned_publish_at=None, based_on=1,
                  actor=users[Role.AGENT])
     publish(notice, users)
-    tasks.after_publication([notice.id])
+    publishing.after_publication([notice.id])
     after = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en",
                                                            "If-None-Match": before.headers["ETag"]})
     assert after.status_code == 200

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -17,7 +15,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from portal import jobs
+from portal import exports, jobs
 from portal.accounts import Role, User
 from portal.audit import checkpoints, services, tasks
 from portal.audit.chain import public_key_hex
@@ -69,11 +67,7 @@ def index() -> ResponseReturnValue:
 def export() -> ResponseReturnValue:
     form = _filter_form()
     flt = form.to_filter() if form.validate() else services.AuditFilter()
-    return Response(
-        stream_with_context(services.export_csv(flt)),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=audit.csv"},
-    )
+    return exports.response("audit.csv", services.export_csv(flt))
 
 
 @bp.route("/verify", methods=["POST"])

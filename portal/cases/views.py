@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -20,7 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from portal import jobs, uow
+from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.cases import rules, search, services, tasks
@@ -97,8 +95,7 @@ def index() -> ResponseReturnValue:
 @bp.route("/export.csv")
 @access(STAFF)
 def export() -> ResponseReturnValue:
-    return Response(stream_with_context(search.export_csv(_filter())), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=cases.csv"})
+    return exports.response("cases.csv", search.export_csv(_filter()))
 
 
 @bp.route("/bulk", methods=["POST"])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -18,7 +16,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from portal import jobs
+from portal import exports, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.customers import services, tasks
@@ -178,6 +176,4 @@ def rejected_rows(batch_id: int) -> ResponseReturnValue:
     batch = db.get_or_404(ImportBatch, batch_id)
     if not services.rejected_path(batch).exists():
         abort(404)
-    return Response(stream_with_context(services.rejected_csv(batch)), mimetype="text/csv",
-                    headers={"Content-Disposition":
-                             f"attachment; filename=rejected-rows-{batch.id}.csv"})
+    return exports.response(f"rejected-rows-{batch.id}.csv", services.rejected_csv(batch))

@@ -34,6 +34,7 @@ from portal.mailings.models import (
     RecipientStatus,
 )
 from portal.models import utcnow
+from portal.notices import services as notices
 from portal.notices.models import Notice, NoticeVersion
 
 INSERT_BATCH = 1000
@@ -101,9 +102,7 @@ def _request_pdf(mailing: Mailing) -> None:
     """Ask for the signed PDF as soon as a mailing wants it, so it is ready at sending time
     (queued by the view after the commit; the reconciler catches a missed queueing)."""
     if mailing.attach_pdf:
-        from portal.notices import tasks as notice_tasks
-
-        notice_tasks.request_pdf(mailing.version, "signed")
+        notices.request_pdf(mailing.version, "signed")
 
 
 # ---------------------------------------------------------------------------------- sending

@@ -9,14 +9,13 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import jobs
+from portal import documents, exports, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.cases.models import CLOSED_STATUSES, OPEN_STATUSES
@@ -32,7 +31,6 @@ from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
-from portal.notices import tasks as notice_tasks
 from portal.security import STAFF, access
 from portal.web import database_int, refuse, wants_partial
 
@@ -62,7 +60,7 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
 def _queue_pdf(mailing: Mailing) -> None:
     row = compose.mailing_pdf(mailing) if mailing.attach_pdf else None
     if row is not None and row.status == PdfStatus.QUEUED:
-        jobs.enqueue_after_commit(notice_tasks.queue_pdf, row.id)
+        documents.queue_after_commit(row)
 
 
 @bp.route("/event/<int:event_id>")
@@ -249,6 +247,4 @@ def test_send(mailing_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def report(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
-    return Response(
-        stream_with_context(services.report_csv(mailing)), mimetype="text/csv",
-        headers={"Content-Disposition": f"attachment; filename=mailing-{mailing.id}-report.csv"})
+    return exports.response(f"mailing-{mailing.id}-report.csv", services.report_csv(mailing))

@@ -27,7 +27,6 @@ from portal.extensions import db
 from portal.main.supervisor import Supervisor
 from portal.notices import publishing as notice_publishing
 from portal.notices import services as notice_services
-from portal.notices import tasks as notice_tasks
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.signoffs import services as signoff_services
 from portal.signoffs.models import SignoffStatus
@@ -96,7 +95,7 @@ def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
     request = notice_services.request_signoff(notice, actor=users[Role.AGENT])
     signoff_services.decide(request.id, SignoffStatus.APPROVED, "", actor=users[Role.LEGAL])
     notice_publishing.publish(notice, actor=users[Role.AGENT])
-    notice_tasks.after_publication([notice.id])
+    notice_publishing.after_publication([notice.id])
 
 
 def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:

@@ -19,10 +19,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
+from portal.documents import DocumentRow
 from portal.events.models import Event
 from portal.extensions import db
-from portal.jobs import Claimable
-from portal.models import PdfStatus, UTCDateTime, utcnow
+from portal.models import UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
 CONTENT_LOCALES = ("zh_CN", "en")
@@ -186,7 +186,7 @@ class Publication(db.Model):
     signoff: Mapped[SignoffRequest | None] = relationship()
 
 
-class NoticePdf(Claimable, db.Model):
+class NoticePdf(DocumentRow, db.Model):
     """A PDF of one version: the row comes first, the RQ job fills it in."""
 
     __tablename__ = "notice_pdf"
@@ -195,19 +195,8 @@ class NoticePdf(Claimable, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
     kind: Mapped[str] = mapped_column(String(8))  # "draft" (watermarked) or "signed"
-    status: Mapped[str] = mapped_column(String(12), default=PdfStatus.QUEUED)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    size: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     version: Mapped[NoticeVersion] = relationship()
-
-    @property
-    def finished(self) -> bool:
-        """Rendered or given up: no job will change it any more."""
-        return self.status in (PdfStatus.DONE, PdfStatus.FAILED)
 
 
 @event.listens_for(NoticeVersion, "before_update")

@@ -1,44 +1,22 @@
-"""Rendering a notice version to PDF with WeasyPrint.
-
-Fonts come from the system (Noto Sans CJK SC, with libharfbuzz-subset0 for fast subsetting).
-Nothing is fetched: the stylesheet is passed as a string and the URL fetcher refuses every
-URL, so a notice body can never make the renderer read a local file or call out.
-"""
+"""The notice's PDF in the shared document pipeline (``portal.documents``): a version rendered
+in Chinese, watermarked as a draft or stamped with legal's sign-off."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
+from sqlalchemy import select
 
+from portal import documents, uow
+from portal.extensions import db
 from portal.markdown import render_markdown
-from portal.notices.models import NoticeVersion
+from portal.notices import services, signals
+from portal.notices.models import NoticePdf, NoticeVersion, Publication
+from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest, SignoffStatus
-
-# Renders of one PDF row a worker may start; one that kills its worker each time (deep
-# recursion, memory) then fails with the reason instead of being retried forever.
-MAX_ATTEMPTS = 3
-STYLESHEET = Path(__file__).resolve().parent.parent.parent / "static" / "css" / "pdf.css"
-
-
-class FetchRefused(ValueError):
-    """Raised for every URL a document asks WeasyPrint to fetch."""
-
-
-def refusing_fetcher() -> Any:
-    """A WeasyPrint URL fetcher that fetches nothing: no file://, no http(s)://, no data:."""
-    from weasyprint.urls import URLFetcher
-
-    class RefusingFetcher(URLFetcher):
-        def fetch(self, url: str, headers: Any = None) -> Any:
-            raise FetchRefused(f"PDF rendering fetches nothing; refused {url[:80]!r}")
-
-    return RefusingFetcher()
 
 
 @dataclass
@@ -61,8 +39,6 @@ def stamp_for(signoff: SignoffRequest | None, emergency: bool = False) -> Stamp:
 
 def render_pdf(version: NoticeVersion, stamp: Stamp, locale: str = "zh_CN") -> bytes:
     """The PDF bytes; identical input gives identical bytes (fixed dates and identifier)."""
-    from weasyprint import CSS, HTML
-
     shown_locale, entry = version.in_locale(locale)
     with force_locale(shown_locale):
         html = render_template(
@@ -70,10 +46,26 @@ def render_pdf(version: NoticeVersion, stamp: Stamp, locale: str = "zh_CN") -> b
             body_html=render_markdown(entry["body"]), stamp=stamp, locale=shown_locale,
             company=current_app.config["PORTAL_COMPANY_NAME"],
         )
-    fetcher = refusing_fetcher()
-    document = HTML(string=html, url_fetcher=fetcher, base_url=None)
-    identifier = hashlib.sha256(f"{version.id}:{version.content_hash}".encode()).digest()[:16]
-    return document.write_pdf(
-        stylesheets=[CSS(string=STYLESHEET.read_text(), url_fetcher=fetcher)],
-        pdf_identifier=identifier, uncompressed_pdf=False,
-    )
+    return documents.write_pdf(html, f"{version.id}:{version.content_hash}")
+
+
+def _render(row: NoticePdf) -> bytes:
+    """The row's PDF; a signed one carries the stamp of the publication (or, not published yet
+    — a mailing of an approved version — of legal's grant)."""
+    version = row.version
+    signoff, emergency = None, False
+    if row.kind == "signed":
+        publication = db.session.scalar(select(Publication).where(
+            Publication.version_id == version.id).order_by(Publication.id.desc()))
+        signoff = (publication.signoff if publication
+                   else signoffs.granted(services.SUBJECT, version.id))
+        emergency = bool(publication and publication.emergency)
+    with force_locale("zh_CN"):
+        data = render_pdf(version, stamp_for(signoff, emergency))
+    uow.after_commit(signals.public_content_changed.send)  # the public page offers it now
+    return data
+
+
+PIPELINE = documents.Pipeline(
+    "notice-pdf", NoticePdf, render=_render, views="notices",
+    download_name=lambda row: f"{row.version.notice.ref}-v{row.version.number}.pdf")

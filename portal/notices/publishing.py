@@ -13,6 +13,7 @@ from datetime import datetime
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
+from portal import documents, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
@@ -20,7 +21,14 @@ from portal.extensions import db
 from portal.models import text_digest, utcnow
 from portal.notices import signals
 from portal.notices.models import Notice, NoticeStatus, NoticeVersion, Publication
-from portal.notices.services import SUBJECT, may_withdraw, request_signoff, scope, snapshot
+from portal.notices.services import (
+    SUBJECT,
+    may_withdraw,
+    request_pdf,
+    request_signoff,
+    scope,
+    snapshot,
+)
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest, SignoffStatus
 
@@ -181,3 +189,11 @@ def emergency_publications_awaiting_review() -> list[Publication]:
         Publication.emergency.is_(True), Publication.version_id.in_(pending_versions)
     ).order_by(Publication.published_at)))
 
+
+def after_publication(notice_ids: list[int]) -> None:
+    """What follows a publication: the signed PDF's row, in the same unit of work; once it is
+    committed, a fresh public cache and the PDF's job."""
+    uow.after_commit(signals.public_content_changed.send)
+    for notice_id in notice_ids:
+        notice = db.session.get(Notice, notice_id)
+        documents.queue_after_commit(request_pdf(notice.published_version, "signed"))

@@ -18,7 +18,7 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal import refs
+from portal import documents, refs
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
@@ -30,6 +30,7 @@ from portal.notices.models import (
     AUDIENCES,
     CONTENT_LOCALES,
     Notice,
+    NoticePdf,
     NoticeStatus,
     NoticeVersion,
 )
@@ -205,6 +206,13 @@ def pdf_kind(version: NoticeVersion) -> str:
     """The published version's PDF carries legal's stamp ("signed"); any other version's is a
     watermarked "draft"."""
     return "signed" if version.id == version.notice.published_version_id else "draft"
+
+
+def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
+    """The row for a version's PDF (created once; the caller queues it after the commit)."""
+    row, _created = documents.request(NoticePdf, {"version_id": version.id, "kind": kind})
+    return row
+
 
 
 def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
-from portal import documents, jobs, uow
+from portal import documents, uow
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.errors import RuleViolation
@@ -27,8 +27,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
 from portal.markdown import check_renderable, render_markdown
-from portal.models import PdfStatus
-from portal.notices import comparison, publishing, services, signals, tasks
+from portal.notices import comparison, pdf, publishing, services, signals
 from portal.notices.content import STARTERS, fill_placeholders
 from portal.notices.forms import (
     DiffForm,
@@ -47,7 +46,7 @@ from portal.notices.models import (
 )
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import refuse, show_error, wants_partial
+from portal.web import refuse, show_error
 
 bp = Blueprint("notices", __name__, url_prefix="/staff/notices")
 DRAFTERS = (Role.AGENT, Role.ADMIN)
@@ -203,7 +202,7 @@ def publish(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> object:
         publication = publishing.publish(notice, actor=current_user)
         if publication is not None:
-            tasks.after_publication([notice.id])
+            publishing.after_publication([notice.id])
         return publication
 
     return _act(notice_id, action,
@@ -219,7 +218,7 @@ def emergency_publish(notice_id: int) -> ResponseReturnValue:
     def action(notice: Notice) -> object:
         publication = publishing.emergency_publish(notice, reason=form.reason.data or "",
                                                    actor=current_user)
-        tasks.after_publication([notice.id])
+        publishing.after_publication([notice.id])
         return publication
 
     return _act(notice_id, action, _("Published before legal review; legal has been asked "
@@ -243,28 +242,16 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def request_pdf(version_id: int) -> ResponseReturnValue:
     version = db.get_or_404(NoticeVersion, version_id)
-    row = tasks.request_pdf(version, services.pdf_kind(version))
-    if not row.finished:
-        jobs.enqueue_after_commit(
-            tasks.queue_pdf, row.id,
-            unreachable=_("The job queue cannot be reached. The PDF is saved as requested and "
-                          "will be made when the queue is back."))
-    return redirect(url_for("notices.pdf_status", pdf_id=row.id))
+    return documents.requested(services.request_pdf(version, services.pdf_kind(version)))
 
 
 @bp.route("/pdfs/<int:pdf_id>")
 @access(STAFF)
 def pdf_status(pdf_id: int) -> ResponseReturnValue:
-    row = db.get_or_404(NoticePdf, pdf_id)
-    if wants_partial():
-        return render_template("notices/_pdf_status.html", row=row)
-    return render_template("notices/pdf_status.html", row=row)
+    return documents.status_page(pdf.PIPELINE, pdf_id, "notices/pdf_status.html")
 
 
 @bp.route("/pdfs/<int:pdf_id>/file")
 @access(STAFF)
 def pdf_file(pdf_id: int) -> ResponseReturnValue:
-    row = db.session.get(NoticePdf, pdf_id)
-    if row is None or row.status != PdfStatus.DONE:
-        abort(404)
-    return documents.send_stored(row.sha256, f"{row.version.notice.ref}-v{row.version.number}.pdf")
+    return documents.download(pdf.PIPELINE, pdf_id)

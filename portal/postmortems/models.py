@@ -6,14 +6,14 @@ import hashlib
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
+from portal.documents import DocumentRow
 from portal.events.models import Event
 from portal.extensions import db
-from portal.jobs import Claimable
-from portal.models import PdfStatus, UTCDateTime, utcnow
+from portal.models import UTCDateTime, utcnow
 from portal.signoffs.models import SignoffRequest
 
 # The six steps of 复盘, in order. The Chinese term names the step in every language (it is
@@ -85,7 +85,7 @@ class Postmortem(db.Model):
             for step, text in self.texts().items()}}
 
 
-class PostmortemPdf(Claimable, db.Model):
+class PostmortemPdf(DocumentRow, db.Model):
     """A PDF of one saved state of a post-mortem: the row comes first, the RQ job fills it."""
 
     __tablename__ = "postmortem_pdf"
@@ -100,18 +100,7 @@ class PostmortemPdf(Claimable, db.Model):
     lock_version: Mapped[int] = mapped_column(Integer)
     # Legal's grant that covered that content when asked for (it stamps the PDF), if any.
     signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
-    status: Mapped[str] = mapped_column(String(12), default=PdfStatus.QUEUED)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    size: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     postmortem: Mapped[Postmortem] = relationship()
     signoff: Mapped[SignoffRequest | None] = relationship()
-
-    @property
-    def finished(self) -> bool:
-        """Rendered or given up: no job will change it any more."""
-        return self.status in (PdfStatus.DONE, PdfStatus.FAILED)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from portal import documents
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
@@ -24,7 +25,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
 from portal.markdown import check_renderable, render_markdown
-from portal.models import PdfStatus, text_digest, utcnow
+from portal.models import text_digest, utcnow
 from portal.names import first_mentioned
 from portal.notices.models import Notice
 from portal.postmortems.models import (
@@ -377,24 +378,14 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
     the commit."""
     state = signoff_state(postmortem)
     signoff_id = state.request.id if state.granted and state.request else None
-    row = db.session.scalar(select(PostmortemPdf).where(
-        PostmortemPdf.postmortem_id == postmortem.id,
-        PostmortemPdf.lock_version == postmortem.lock_version,
-        PostmortemPdf.signoff_id.is_(None) if signoff_id is None
-        else PostmortemPdf.signoff_id == signoff_id,
-    ).order_by(PostmortemPdf.id.desc()).limit(1))
-    if row is None:
-        row = PostmortemPdf(postmortem_id=postmortem.id, lock_version=postmortem.lock_version,
-                            signoff_id=signoff_id, status=PdfStatus.QUEUED, requested_at=utcnow(),
-                            requested_by_id=actor.id)
-        db.session.add(row)
-        db.session.flush()
+    row, created = documents.request(
+        PostmortemPdf, {"postmortem_id": postmortem.id, "lock_version": postmortem.lock_version,
+                        "signoff_id": signoff_id}, requested_by_id=actor.id)
+    if created:
         audit.record("postmortem.pdf", SUBJECT, postmortem.id,
                      "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
-    elif row.status == PdfStatus.FAILED:  # asked for again: a new set of attempts
-        row.status, row.error, row.requested_at, row.attempts = PdfStatus.QUEUED, None, utcnow(), 0
     return row
 
 

@@ -8,15 +8,14 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import documents, jobs
+from portal import documents
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
-from portal.models import PdfStatus
-from portal.postmortems import services, tasks
+from portal.postmortems import pdf, services
 from portal.postmortems.forms import PostmortemForm
 from portal.postmortems.models import (
     BLAMELESS_REMINDER,
@@ -24,7 +23,6 @@ from portal.postmortems.models import (
     STEP_TITLES,
     STEPS,
     Postmortem,
-    PostmortemPdf,
 )
 from portal.security import STAFF, access, can
 from portal.web import refuse, wants_partial
@@ -145,29 +143,16 @@ def request_pdf(event_id: int) -> ResponseReturnValue:
     postmortem = services.for_event(event)
     if postmortem is None or not ConfirmForm().validate_on_submit():
         abort(404 if postmortem is None else 400)
-    row = services.request_pdf(postmortem, actor=current_user)
-    if not row.finished:
-        jobs.enqueue_after_commit(
-            tasks.queue_pdf, row.id,
-            unreachable=_("The job queue cannot be reached. The PDF is saved as requested and "
-                          "will be made when the queue is back."))
-    return redirect(url_for("postmortems.pdf_status", pdf_id=row.id))
+    return documents.requested(services.request_pdf(postmortem, actor=current_user))
 
 
 @bp.route("/pdfs/<int:pdf_id>")
 @access(STAFF)
 def pdf_status(pdf_id: int) -> ResponseReturnValue:
-    row = db.get_or_404(PostmortemPdf, pdf_id)
-    if wants_partial():
-        return render_template("postmortems/_pdf_status.html", row=row)
-    return render_template("postmortems/pdf_status.html", row=row)
+    return documents.status_page(pdf.PIPELINE, pdf_id, "postmortems/pdf_status.html")
 
 
 @bp.route("/pdfs/<int:pdf_id>/file")
 @access(STAFF)
 def pdf_file(pdf_id: int) -> ResponseReturnValue:
-    row = db.session.get(PostmortemPdf, pdf_id)
-    if row is None or row.status != PdfStatus.DONE:
-        abort(404)
-    return documents.send_stored(row.sha256, f"postmortem-event-{row.postmortem.event_id}"
-                                  f"-v{row.lock_version}.pdf")
+    return documents.download(pdf.PIPELINE, pdf_id)
