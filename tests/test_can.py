@@ -9,10 +9,14 @@ import pytest
 from flask import Flask
 from flask_login import login_user
 
+from portal import uow
 from portal.accounts import Role
 from portal.cases import rules
 from portal.cases.models import Case, CaseStatus
+from portal.notices import services as notices
 from portal.security import can, rule_for
+from tests.case_helpers import make_case
+from tests.notice_helpers import make_notice
 
 ROOT = Path(__file__).resolve().parent.parent
 CAN_CALL = re.compile(r"""\bcan\(\s*['"]([\w.]+)['"]""")
@@ -90,3 +94,31 @@ def test_the_case_buttons_are_the_transition_table(app: Flask, users, status: Ca
                                               and status == CaseStatus.APPROVED)
     assert rules.waits_for_other_agent(case, proposer) == (status == CaseStatus.PROPOSED)
     assert not rules.waits_for_other_agent(case, other)
+
+
+LINK = re.compile(r"""<a\b[^>]*\bhref="(/[^"#?]*)""")
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_no_page_links_to_what_its_reader_may_not_open(app: Flask, users, client, auth,
+                                                       role: Role) -> None:
+    """The dashboard's charts and the case list, with a sign-off waiting and a case listed:
+    every link answers its reader (no 403), and only who may act on cases can select them."""
+    make_case(users)
+    notices.request_signoff(make_notice(users), actor=users[Role.AGENT])
+    uow.commit()
+    auth.login(role)
+    forbidden = []
+    for page in ("/dashboard", "/cases/"):
+        html = client.get(page).get_data(as_text=True)
+        for href in sorted(set(LINK.findall(html))):
+            if href.startswith(("/static/", "/logout")):
+                continue
+            if client.get(href).status_code == 403:
+                forbidden.append(f"{page} → {href}")
+        if page == "/cases/":
+            with app.test_request_context():
+                login_user(users[role])
+                may_select = can("cases.bulk")
+            assert ('name="case_ids"' in html) == may_select
+    assert forbidden == []
