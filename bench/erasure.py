@@ -96,7 +96,7 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
     from portal.customers.models import Customer, ImportBatch
     from portal.events import services as events
     from portal.extensions import db
-    from portal.lifecycle.models import DONE, EventArchive
+    from portal.lifecycle.models import ArchiveStatus, EventArchive
     from portal.mailings import audience, compose
     from portal.mailings import services as mailings
     from portal.models import utcnow
@@ -157,7 +157,8 @@ def seed(url: str, instance: Path) -> dict[str, Any]:
         archive_file = instance / "archives" / f"event-{event.id}-bench.zip"
         archive_file.parent.mkdir(parents=True, exist_ok=True)
         archive_file.write_bytes(b"PK\x05\x06" + b"\0" * 18)
-        db.session.add(EventArchive(event_id=event.id, requested_by_id=admin.id, status=DONE,
+        db.session.add(EventArchive(event_id=event.id, requested_by_id=admin.id,
+                                    status=ArchiveStatus.DONE,
                                     requested_at=utcnow(), finished_at=utcnow(),
                                     path=str(archive_file.relative_to(instance)),
                                     sha256="0" * 64, size=22))
@@ -199,6 +200,7 @@ def logins(url: str, instance: Path, stop_file: Path) -> dict[str, Any]:
 def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from portal import uow
     from portal.accounts import User
     from portal.audit import services as audit
     from portal.audit.models import AuditEntry
@@ -216,10 +218,12 @@ def erase(url: str, instance: Path, admin_id: int, event_id: int) -> dict[str, A
         run = retention.dry_run(actor=admin)
         retention.confirm_run(run, actor=admin)
         run_id = run.id
+        uow.commit()  # the admin's confirmation, as its request would
         db.session.remove()
         started_at = time.time()
         t = time.perf_counter()
-        retention.run_retention(run_id)
+        retention.run_retention(run_id, batch_done=uow.commit)  # as its job runs it
+        uow.commit()
         seconds = time.perf_counter() - t
         finished_at = time.time()
         run = db.session.get(RetentionRun, run_id)

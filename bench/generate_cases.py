@@ -35,11 +35,12 @@ from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from portal.accounts import Role, User  # noqa: E402
 from portal.auth import services as auth_services  # noqa: E402
-from portal.cases.models import REASONS, Case, RefCounter  # noqa: E402
+from portal.cases.models import REASONS, Case  # noqa: E402
 from portal.customers.models import Customer  # noqa: E402
 from portal.events.models import Event  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.models import utcnow  # noqa: E402
+from portal.refs import RefCounter  # noqa: E402
 
 BATCH = 5000
 BENCH_PASSWORD = "bench-password-2026"

@@ -138,6 +138,7 @@ def seed(app: Any) -> tuple[int, int]:
 
 
 def start_mailing(app: Any, event_id: int, version_id: int) -> int:
+    from portal import uow
     from portal.accounts import User
     from portal.events.models import Event
     from portal.extensions import db
@@ -150,6 +151,7 @@ def start_mailing(app: Any, event_id: int, version_id: int) -> int:
                                      compose.DEFAULT_GREETINGS["en"])
         mailing = services.create_mailing(db.session.get(Event, event_id), data, actor=agent)
         chunks = services.start(mailing, actor=agent)
+        uow.commit()  # the agent's start, as its request would; then its chunks are queued
         assert tasks.queue_chunks(mailing.id, chunks)
         return mailing.id
 
@@ -251,12 +253,12 @@ def run_backend(backend: str, url: str, tmp: Path) -> Result:
             workers = [start_worker(config, log=instance / "workers.log") for _ in range(WORKERS)]
 
             def reconcile() -> None:
-                from portal import jobs
+                from portal import jobs, uow
                 from portal.extensions import db
-                from portal.main import tasks as _main_tasks  # noqa: F401  (the reconcilers)
 
                 with app.app_context():
                     jobs.reconcile_all(timedelta(0))
+                    uow.commit()  # as `flask reconcile` does
                     db.session.remove()
 
             last = [time.monotonic()]

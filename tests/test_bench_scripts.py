@@ -1,0 +1,35 @@
+"""The benchmarks in bench/ are run by hand, not by the suite; their imports of the portal
+(many inside functions, in child processes) must still name what the portal has."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _portal_imports(path: Path) -> list[tuple[int, str, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                ("portal", "tests")):
+            found.extend((node.lineno, node.module, alias.name) for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("script", sorted(BENCH.glob("*.py")), ids=lambda p: p.name)
+def test_every_portal_name_a_bench_imports_exists(script: Path) -> None:
+    missing = []
+    for line, module_name, name in _portal_imports(script):
+        module = importlib.import_module(module_name)
+        if hasattr(module, name):
+            continue
+        try:
+            importlib.import_module(f"{module_name}.{name}")
+        except ImportError:
+            missing.append(f"{script.name}:{line}: {module_name}.{name}")
+    assert missing == []
