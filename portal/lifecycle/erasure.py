@@ -149,16 +149,23 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     them. The audit entries come last, in one INSERT, just before the caller commits: the
     chain's lock is then held only for writing them, not for the scrubbing (sign-ins append
     to the chain too). On a race with another erasure the claim decides: the customers the
-    other one took are left to it."""
+    other one took are left to it (their audit entries are its; what was scrubbed here of
+    their data is pseudonymised the same way there)."""
     now = utcnow()
+    # Read and change in memory first, claim last: on SQLite the claim takes the write lock,
+    # which is then held only for the claim, the flush, the audit entries and the commit.
     with db.session.no_autoflush:
         people = list(db.session.scalars(select(Customer).where(
             Customer.id.in_(customer_ids), Customer.erased_at.is_(None)).order_by(Customer.id)))
-        claimed = _claim([c.id for c in people], now) if people else []
-        people = [c for c in people if c.id in set(claimed)]
         if not people:
             return [], []
         entries, files = _scrub_customers(people, reason, now)
+        claimed = _claim([c.id for c in people], now)
+    taken = set(claimed)
+    people = [c for c in people if c.id in taken]
+    entries = [(customer_id, after) for customer_id, after in entries if customer_id in taken]
+    if not people:
+        return [], []
     for customer in people:
         customer.erased_at = now
     audit.record_many("customer.erase", "customer", [
