@@ -152,3 +152,13 @@ def load(instance_path: str) -> dict[str, Any]:
         # The most time one recipient's greeting may take to fill in (see mailings/greeting.py).
         "MAILING_GREETING_SECONDS": 0.5,
     }
+
+
+def instance_folder(name: str, setting: str | None = None) -> Path:
+    """The instance's folder ``name`` (or where the ``setting`` puts it), created if missing."""
+    from flask import current_app
+
+    path = Path((setting and current_app.config.get(setting))
+                or Path(current_app.instance_path) / name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

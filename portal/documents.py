@@ -26,12 +26,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Response, abort, current_app, redirect, render_template, send_file, url_for
+from flask import Response, abort, redirect, render_template, send_file, url_for
 from flask_babel import gettext as _
 from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import jobs
+from portal import config, jobs
 from portal.extensions import db, rq
 from portal.models import PdfStatus, UTCDateTime, utcnow
 from portal.web import wants_partial
@@ -46,9 +46,7 @@ STYLESHEET = Path(__file__).resolve().parent.parent / "static" / "css" / "pdf.cs
 # --- storage ---------------------------------------------------------------------------------
 
 def storage_dir() -> Path:
-    path = Path(current_app.config.get("PDF_DIR") or Path(current_app.instance_path) / "pdf")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return config.instance_folder("pdf", "PDF_DIR")
 
 
 def stored_path(sha256: str) -> Path:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
@@ -136,9 +135,7 @@ def update_customer(customer: Customer, raw: dict[str, str], *, actor: User) -> 
 
 
 def imports_dir() -> Path:
-    path = Path(current_app.config.get("IMPORT_DIR") or Path(current_app.instance_path) / "imports")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return config.instance_folder("imports", "IMPORT_DIR")
 
 
 def upload_path(batch: ImportBatch) -> Path:

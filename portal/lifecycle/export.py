@@ -17,7 +17,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
 
-from portal import documents, exports, jobs
+from portal import config, documents, exports, jobs
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.audit.models import AuditEntry
@@ -38,9 +38,7 @@ IN_BATCH = 500  # ids per IN (...) list
 
 
 def archives_dir() -> Path:
-    path = Path(current_app.instance_path) / "archives"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return config.instance_folder("archives")
 
 
 def archive_path(row: EventArchive) -> Path | None:
