@@ -214,15 +214,15 @@ def _render(pipeline: Pipeline, row_id: int) -> str | None:
 
 # --- the views' part -------------------------------------------------------------------------
 
-def requested(row: DocumentRow) -> Response:
-    """A view's answer to asking for a document: its job queued after the commit (unless it is
-    finished), then its status page."""
-    pipeline = pipeline_of(type(row))
-    if not row.finished:
-        queue_after_commit(row, unreachable=_(
-            "The job queue cannot be reached. The PDF is saved as requested and will be made "
-            "when the queue is back."))
-    return redirect(url_for(f"{pipeline.views}.pdf_status", pdf_id=row.id))
+def requested(row: DocumentRow, *others: DocumentRow) -> Response:
+    """A view's answer to asking for a document (or several, such as one per language): their
+    jobs queued after the commit (unless finished), then the status page of the first."""
+    unreachable = _("The job queue cannot be reached. The PDF is saved as requested and will "
+                    "be made when the queue is back.")
+    for each in (row, *others):
+        if not each.finished:
+            queue_after_commit(each, unreachable=unreachable)  # said once however many
+    return redirect(url_for(f"{pipeline_of(type(row)).views}.pdf_status", pdf_id=row.id))
 
 
 def status_page(pipeline: Pipeline, row_id: int, page: str) -> str:

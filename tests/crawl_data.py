@@ -30,6 +30,7 @@ from portal.notices import publishing
 from portal.notices import services as notices
 from portal.postmortems import services as postmortems
 from portal.signoffs import services as signoffs
+from portal.signoffs import stamp
 from tests.case_helpers import second_agent
 
 REFUSED = "refused@example.com"  # the SMTP server answers 550 for it
@@ -65,15 +66,18 @@ def _version_input(version_id: int, attach_pdf: bool = False) -> mailings.Mailin
 
 
 def _notices(event: Event, staff: dict[Role, User]) -> None:
-    """A draft with two versions and a draft PDF, one in review, an emergency publication
-    awaiting legal, and a withdrawn notice whose open mailing was cancelled."""
+    """A draft with two versions and its draft PDFs (Chinese and English), one in review, an
+    emergency publication in Chinese only (its English PDF falls back, with a note) awaiting
+    legal, and a withdrawn notice whose open mailing was cancelled; PDFs stamped with the
+    approver's name (the admin setting)."""
     agent, legal, admin = staff[Role.AGENT], staff[Role.LEGAL], staff[Role.ADMIN]
     draft = notices.create_notice(event, audience="direct", actor=agent, content={
         "zh_CN": {"title": "草稿", "body": "第一稿"}, "en": {"title": "Draft", "body": "One"}})
     notices.save(draft, content={"zh_CN": {"title": "草稿", "body": "第二稿 **粗体**"},
                                  "en": {"title": "Draft", "body": "Two, *with* a [link](/x)"}},
                  audience="direct", planned_publish_at=None, based_on=1, actor=agent)
-    notices.request_pdf(draft.latest_version, "draft")
+    notices.request_pdfs(draft.latest_version, "draft")
+    stamp.set_stamp_mode(stamp.APPROVER, actor=admin)
     notices.request_signoff(notices.create_notice(
         event, audience="public", actor=agent,
         content={"en": {"title": "In review", "body": "Waiting for legal"}}), actor=agent)

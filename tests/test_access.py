@@ -66,7 +66,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
         notice = notices.create_notice(event, audience="public", actor=users[Role.AGENT],
                                        content={"en": {"title": "Down", "body": "Call us"}})
         signoff = notices.request_signoff(notice, actor=users[Role.AGENT])
-        pdf = notices.request_pdf(notice.latest_version, "draft")
+        pdf = notices.request_pdf(notice.latest_version, "draft", "zh_CN")
         db.session.commit()
         customer = customers.create_customer(event, {"external_ref": "K1", "name": "Kunde"},
                                              actor=users[Role.AGENT])

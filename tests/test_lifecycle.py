@@ -146,7 +146,8 @@ def _rewrite(source: Path, target: Path, name: str, change) -> None:
 def test_export_round_trip_through_the_worker(app, users, scene, client, auth, run_worker,
                                               runner, tmp_path: Path) -> None:
     event = scene["event"]
-    pdf_row = notice_services.request_pdf(scene["notice"].published_version, "signed")
+    pdf_row = notice_services.request_pdf(scene["notice"].published_version, "signed",
+                                           "zh_CN")
     db.session.commit()
     notice_pdf.PIPELINE.queue(pdf_row.id)
     close(event)

@@ -1,6 +1,6 @@
 """What a mailing sends: the notice versions legal approved for mailing, the greeting and
-personal values, the parts every message shares (the signed PDF included), and one customer's
-rendered message as MIME.
+personal values, the parts every message shares (the signed PDFs, one per language, included),
+and one customer's rendered message as MIME with the PDF of their language.
 
 Jobs (``tasks.py``) prepare :class:`MessageParts` once and call :func:`compose_message` per
 recipient; the staff preview calls :func:`render_for`.
@@ -144,7 +144,7 @@ class MessageParts:
     body_html: dict[str, Markup]
     greeting: dict[str, greetings.Greeting | greetings.BrokenGreeting]
     notice_url: str | None
-    pdf: tuple[str, bytes] | None
+    pdf: dict[str, tuple[str, bytes]] | None  # the customer's locale → (file name, bytes)
     domain: str
 
     @classmethod
@@ -165,28 +165,38 @@ class MessageParts:
         notice = mailing.notice
         notice_url = (f"{base}/notices/{notice.slug}" if notice.publicly_visible else None)
         return cls(mailing.id, shown, subject, text, html, greeting, notice_url,
-                   _pdf_attachment(mailing) if mailing.attach_pdf else None,
+                   _pdf_attachments(mailing) if mailing.attach_pdf else None,
                    base.split("//")[-1].split(":")[0].split("/")[0] or "aftercare.local")
 
 
 # -------------------------------------------------------------------------- the signed PDF
 
-def _pdf_attachment(mailing: Mailing) -> tuple[str, bytes]:
-    row = mailing_pdf(mailing)
-    if row is None or row.status != PdfStatus.DONE or not row.sha256:
-        raise RuntimeError(f"the PDF of mailing {mailing.id} is not ready")
-    data = (documents.stored_path(row.sha256)).read_bytes()
-    return f"{mailing.notice.ref}-v{mailing.version.number}.pdf", data
+def _pdf_attachments(mailing: Mailing) -> dict[str, tuple[str, bytes]]:
+    """The finished signed PDFs by language; a recipient whose language's PDF is missing is
+    refused by :func:`compose_message` (sending starts only when :func:`pdf_ready`)."""
+    ref, number = mailing.notice.ref, mailing.version.number
+    return {locale: (f"{ref}-v{number}-{locale}.pdf",
+                     documents.stored_path(row.sha256).read_bytes())
+            for locale, row in mailing_pdfs(mailing).items()
+            if row.status == PdfStatus.DONE and row.sha256}
 
 
-def mailing_pdf(mailing: Mailing) -> NoticePdf | None:
-    return db.session.scalar(select(NoticePdf).where(NoticePdf.version_id == mailing.version_id,
-                                                     NoticePdf.kind == "signed"))
+def mailing_pdfs(mailing: Mailing) -> dict[str, NoticePdf]:
+    """The signed PDFs of the mailing's version, by language."""
+    return notices.signed_pdfs(mailing.version_id)
 
 
-def pdf_ready(mailing: Mailing) -> bool:
-    row = mailing_pdf(mailing)
-    return row is not None and row.status == PdfStatus.DONE
+def pdf_locales(mailing: Mailing) -> tuple[str, ...]:
+    """The languages whose PDF the mailing's recipients get: its audience's, else all."""
+    chosen = mailing.audience.get("locales") or CUSTOMER_LOCALES
+    return tuple(locale for locale in CUSTOMER_LOCALES if locale in chosen)
+
+
+def pdf_ready(mailing: Mailing, locales: Iterable[str] | None = None) -> bool:
+    """Whether the PDF of each of ``locales`` (default :func:`pdf_locales`) is rendered."""
+    rows = mailing_pdfs(mailing)
+    return all(locale in rows and rows[locale].status == PdfStatus.DONE
+               for locale in (locales or pdf_locales(mailing)))
 
 
 # ---------------------------------------------------------------------------------- messages
@@ -241,10 +251,13 @@ def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, per
     alternatives = MIMEMultipart("alternative")
     alternatives.attach(MIMEText(rendered.text, "plain", "utf-8"))
     alternatives.attach(MIMEText(rendered.html, "html", "utf-8"))
-    if parts.pdf:
+    if parts.pdf is not None:
+        pdf_locale = locale if locale in CUSTOMER_LOCALES else "zh_CN"
+        if pdf_locale not in parts.pdf:
+            raise RuntimeError(f"the {pdf_locale} PDF of mailing {parts.mailing_id} is not ready")
         message: Message = MIMEMultipart("mixed")
         message.attach(alternatives)
-        filename, data = parts.pdf
+        filename, data = parts.pdf[pdf_locale]
         attachment = MIMEApplication(data, "pdf")
         attachment.add_header("Content-Disposition", "attachment", filename=filename)
         message.attach(attachment)

@@ -99,10 +99,11 @@ def update_mailing(mailing: Mailing, data: MailingInput, *, actor: User) -> None
 
 
 def _request_pdf(mailing: Mailing) -> None:
-    """Ask for the signed PDF as soon as a mailing wants it, so it is ready at sending time
-    (queued by the view after the commit; the reconciler catches a missed queueing)."""
+    """Ask for the signed PDFs (one per language) as soon as a mailing wants them, so they are
+    ready at sending time (queued by the view after the commit; the reconciler catches a
+    missed queueing)."""
     if mailing.attach_pdf:
-        notices.request_pdf(mailing.version, "signed")
+        notices.request_pdfs(mailing.version, "signed")
 
 
 # ---------------------------------------------------------------------------------- sending
@@ -327,7 +328,8 @@ def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) ->
     if customer is not None and customer.event_id != mailing.event_id:
         raise RuleViolation(_("Choose a customer of this event."), field="customer")
     sendable_grant(mailing.version)
-    if mailing.attach_pdf and not pdf_ready(mailing):
+    test_locale = customer.locale if customer is not None else "zh_CN"
+    if mailing.attach_pdf and not pdf_ready(mailing, [test_locale]):
         raise RuleViolation(_("The PDF is not ready yet; wait until it is rendered."))
     row = MailingTestSend(mailing_id=mailing.id, customer_id=customer.id if customer else None,
                           to_address=actor.email, requested_by_id=actor.id, created_at=utcnow())

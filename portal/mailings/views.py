@@ -58,9 +58,9 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
 
 
 def _queue_pdf(mailing: Mailing) -> None:
-    row = compose.mailing_pdf(mailing) if mailing.attach_pdf else None
-    if row is not None and row.status == PdfStatus.QUEUED:
-        documents.queue_after_commit(row)
+    for row in (compose.mailing_pdfs(mailing).values() if mailing.attach_pdf else ()):
+        if row.status == PdfStatus.QUEUED:
+            documents.queue_after_commit(row)
 
 
 @bp.route("/event/<int:event_id>")
@@ -140,7 +140,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
     return render_template(
         "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
-        pdf=compose.mailing_pdf(mailing) if mailing.attach_pdf else None,
+        pdfs=compose.mailing_pdfs(mailing) if mailing.attach_pdf else {},
         mandatory=mailing.mandatory if not mailing.editable
         else compose.is_mandatory(mailing.version_id),
         history=audit.history("mailing", mailing.id))

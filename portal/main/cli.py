@@ -69,7 +69,7 @@ def seed_demo() -> str:
     _seed_command_centre(event, users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
-    uow.commit()  # the command's unit of work; then the demo notice's PDF is queued
+    uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -80,7 +80,8 @@ def seed_demo() -> str:
 
 def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
     """The CRM outage notice in Chinese and English: drafted by the agent, approved by legal,
-    published; its PDF is queued (or re-queued by the reconciler once Redis runs)."""
+    published; its PDFs, one in Chinese and one in English, are queued (or re-queued by the
+    reconciler once Redis runs), stamped "Legal department" (the default setting)."""
     values = {"event_title": "CRM 系统故障", "contact_phone": "400-800-1234",
               "contact_email": "support@example.com", "resolution_time": "今日 18:00"}
     starter = STARTERS["outage"]

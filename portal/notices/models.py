@@ -47,6 +47,16 @@ STATUS_LABELS = {
     "direct": _l("Direct (e-mail only)"),
 }
 
+# What the staff notice page says of a version's PDFs: their kind and their rendering.
+PDF_LABELS = {
+    "draft": _l("draft, watermarked"),
+    "signed": _l("with legal's stamp"),
+    "queued": _l("waiting"),
+    "running": _l("rendering"),
+    "done": _l("ready"),
+    "failed": _l("failed"),
+}
+
 
 class ImmutableError(RuntimeError):
     """Raised when code tries to change a notice version after it was saved."""
@@ -145,6 +155,7 @@ class NoticeVersion(db.Model):
 
     notice: Mapped[Notice] = relationship(back_populates="versions", foreign_keys=[notice_id])
     author: Mapped[User | None] = relationship()
+    pdfs: Mapped[list[NoticePdf]] = relationship(viewonly=True, order_by="NoticePdf.id")
 
     def content(self) -> dict[str, dict[str, str]]:
         """Title and Markdown body per locale that has a title."""
@@ -187,14 +198,18 @@ class Publication(db.Model):
 
 
 class NoticePdf(DocumentRow, db.Model):
-    """A PDF of one version: the row comes first, the RQ job fills it in."""
+    """A PDF of one version in one language (one row per language of ``CONTENT_LOCALES``):
+    the row comes first, the RQ job fills it in."""
 
     __tablename__ = "notice_pdf"
-    __table_args__ = (UniqueConstraint("version_id", "kind"),)
+    __table_args__ = (UniqueConstraint("version_id", "kind", "locale"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
     kind: Mapped[str] = mapped_column(String(8))  # "draft" (watermarked) or "signed"
+    # The reader's language: its words, and its text (or, when the version lacks that
+    # language, the other one's text with a note saying so).
+    locale: Mapped[str] = mapped_column(String(8))
 
     version: Mapped[NoticeVersion] = relationship()
 

@@ -24,7 +24,7 @@ from portal.notices.models import Notice, NoticeStatus, NoticeVersion, Publicati
 from portal.notices.services import (
     SUBJECT,
     may_withdraw,
-    request_pdf,
+    request_pdfs,
     request_signoff,
     scope,
     snapshot,
@@ -191,9 +191,10 @@ def emergency_publications_awaiting_review() -> list[Publication]:
 
 
 def after_publication(notice_ids: list[int]) -> None:
-    """What follows a publication: the signed PDF's row, in the same unit of work; once it is
-    committed, a fresh public cache and the PDF's job."""
+    """What follows a publication: the signed PDFs' rows (one per language), in the same unit
+    of work; once it is committed, a fresh public cache and the PDFs' jobs."""
     uow.after_commit(signals.public_content_changed.send)
     for notice_id in notice_ids:
         notice = db.session.get(Notice, notice_id)
-        documents.queue_after_commit(request_pdf(notice.published_version, "signed"))
+        for row in request_pdfs(notice.published_version, "signed").values():
+            documents.queue_after_commit(row)

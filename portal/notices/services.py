@@ -208,10 +208,23 @@ def pdf_kind(version: NoticeVersion) -> str:
     return "signed" if version.id == version.notice.published_version_id else "draft"
 
 
-def request_pdf(version: NoticeVersion, kind: str) -> NoticePdf:
-    """The row for a version's PDF (created once; the caller queues it after the commit)."""
-    row, _created = documents.request(NoticePdf, {"version_id": version.id, "kind": kind})
+def request_pdf(version: NoticeVersion, kind: str, locale: str) -> NoticePdf:
+    """The row for a version's PDF in one language (created once; the caller queues it after
+    the commit)."""
+    row, _created = documents.request(NoticePdf, {"version_id": version.id, "kind": kind,
+                                                  "locale": locale})
     return row
+
+
+def request_pdfs(version: NoticeVersion, kind: str) -> dict[str, NoticePdf]:
+    """The rows of a version's PDFs, one per language (see :func:`request_pdf`)."""
+    return {locale: request_pdf(version, kind, locale) for locale in CONTENT_LOCALES}
+
+
+def signed_pdfs(version_id: int | None) -> dict[str, NoticePdf]:
+    """A version's stamped PDFs by language (the ones customers get)."""
+    return {row.locale: row for row in db.session.scalars(select(NoticePdf).where(
+        NoticePdf.version_id == version_id, NoticePdf.kind == "signed"))}
 
 
 

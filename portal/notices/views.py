@@ -25,7 +25,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
-from portal.i18n import local_to_utc, utc_to_local
+from portal.i18n import local_to_utc, locale_code, utc_to_local
 from portal.markdown import check_renderable, render_markdown
 from portal.notices import comparison, pdf, publishing, services, signals
 from portal.notices.content import STARTERS, fill_placeholders
@@ -38,6 +38,7 @@ from portal.notices.forms import (
 )
 from portal.notices.models import (
     CONTENT_LOCALES,
+    PDF_LABELS,
     STATUS_LABELS,
     Notice,
     NoticePdf,
@@ -57,7 +58,7 @@ bp.add_app_template_global(NoticeStatus, "NoticeStatus")
 
 @bp.app_context_processor
 def notice_labels() -> dict[str, object]:
-    return {"notice_labels": STATUS_LABELS}
+    return {"notice_labels": STATUS_LABELS, "pdf_labels": PDF_LABELS}
 
 
 @bp.app_template_filter("markdown")
@@ -104,8 +105,11 @@ def detail(notice_id: int) -> ResponseReturnValue:
     notice = db.get_or_404(Notice, notice_id)
     latest = notice.latest_version
     request_ = signoffs.latest(services.SUBJECT, latest.id) if latest else None
-    pdfs = db.session.scalars(select(NoticePdf).join(NoticeVersion).where(
-        NoticeVersion.notice_id == notice.id).order_by(NoticePdf.id.desc())).all()
+    pdfs: dict[tuple[NoticeVersion, str], dict[str, NoticePdf]] = {}
+    for row in db.session.scalars(select(NoticePdf).join(NoticeVersion).where(
+            NoticeVersion.notice_id == notice.id).order_by(NoticeVersion.number.desc(),
+                                                           NoticePdf.kind.desc())):
+        pdfs.setdefault((row.version, row.kind), {})[row.locale] = row
     return render_template(
         "notices/detail.html", notice=notice, latest=latest, signoff=request_,
         confirm=ConfirmForm(), emergency_form=ReasonForm(), withdraw_form=WithdrawForm(),
@@ -241,8 +245,10 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
 @bp.route("/versions/<int:version_id>/pdf", methods=["POST"])
 @access(STAFF)
 def request_pdf(version_id: int) -> ResponseReturnValue:
+    """Both languages' PDFs of the version; the reader's own is the status page shown."""
     version = db.get_or_404(NoticeVersion, version_id)
-    return documents.requested(services.request_pdf(version, services.pdf_kind(version)))
+    rows = services.request_pdfs(version, services.pdf_kind(version))
+    return documents.requested(rows.pop(locale_code()), *rows.values())
 
 
 @bp.route("/pdfs/<int:pdf_id>")

@@ -9,10 +9,10 @@ from flask_babel import force_locale
 
 from portal import documents, jobs
 from portal.models import utcnow
-from portal.notices.pdf import Stamp, stamp_for
 from portal.postmortems import services
 from portal.postmortems.models import PostmortemPdf
 from portal.signoffs import services as signoffs
+from portal.signoffs.stamp import Stamp, stamp_for
 
 
 def render_pdf(row: PostmortemPdf, stamp: Stamp, found: services.Facts) -> bytes:

@@ -30,7 +30,7 @@ from portal.i18n import locale_code
 from portal.markdown import render_markdown
 from portal.models import PdfStatus
 from portal.notices import services
-from portal.notices.models import NoticePdf, Publication
+from portal.notices.models import Publication
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
 from portal.web import database_int
@@ -77,13 +77,13 @@ def notice(slug: str) -> ResponseReturnValue:
             abort(404)
         version = item.published_version
         shown_locale, entry = version.in_locale(locale)
-        pdf_ready = db.session.scalar(select(NoticePdf.id).where(
-            NoticePdf.version_id == version.id, NoticePdf.kind == "signed",
-            NoticePdf.status == PdfStatus.DONE)) is not None
+        pdf = services.signed_pdfs(version.id).get(locale)  # this page's language's PDF
+        pdf_ready = pdf is not None and pdf.status == PdfStatus.DONE
         html = render_template(
             "public/notice.html", notice=item, version=version, entry=entry,
             shown_locale=shown_locale, body_html=render_markdown(entry["body"]),
             publications=list(reversed(item.publications)), pdf_ready=pdf_ready,
+            locale=locale,
         )
         return html, item.withdrawn_at or item.last_published_at, "text/html"
 
@@ -93,11 +93,14 @@ def notice(slug: str) -> ResponseReturnValue:
 @bp.route("/notices/<slug>.pdf")
 @access(PUBLIC)
 def notice_pdf_file(slug: str) -> ResponseReturnValue:
+    """The published version's stamped PDF in the reader's language, chosen as the page
+    chooses it (``?lang=``, then Accept-Language); a language taken from the header makes the
+    answer vary with it."""
     item = services.public_notice(slug)
     if item is None:
         abort(404)
-    row = db.session.scalar(select(NoticePdf).where(
-        NoticePdf.version_id == item.published_version_id, NoticePdf.kind == "signed"))
+    locale = _locale()
+    row = services.signed_pdfs(item.published_version_id).get(locale)
     if row is not None and row.status == PdfStatus.FAILED:  # no retry to wait for: say so
         return Response(_("The PDF of this notice could not be made; read the notice on its "
                           "page.") + "\n", 503, {"Cache-Control": "no-store"},
@@ -108,8 +111,11 @@ def notice_pdf_file(slug: str) -> ResponseReturnValue:
                         mimetype="text/plain")
     path = documents.stored_path(row.sha256)
     response = send_file(path, mimetype="application/pdf", etag=row.sha256,
-                         download_name=f"{item.ref}.pdf", conditional=True, max_age=300)
+                         download_name=f"{item.ref}-{locale}.pdf", conditional=True,
+                         max_age=300)
     response.cache_control.public = True
+    if request.args.get("lang") not in LOCALES:
+        response.vary.add("Accept-Language")
     return response
 
 

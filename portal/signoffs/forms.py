@@ -8,6 +8,7 @@ from wtforms import BooleanField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from portal.signoffs.models import SignoffStatus
+from portal.signoffs.stamp import STAMP_CHOICES
 
 
 class DecisionForm(FlaskForm):
@@ -20,3 +21,8 @@ class DecisionForm(FlaskForm):
                             validators=[Length(max=5000)])
     mandatory = BooleanField(_l("Mandatory notice: e-mail it also to customers who "
                                 "unsubscribed (legal or safety information)"))
+
+
+class StampForm(FlaskForm):
+    stamp = RadioField(_l("Legal's stamp on PDFs names"), choices=list(STAMP_CHOICES.items()),
+                       validators=[DataRequired(message=_l("Choose one of the options."))])

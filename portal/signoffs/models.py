@@ -89,3 +89,13 @@ class SignoffRequest(db.Model):
             "snapshot_hash": self.snapshot_hash, "comment_sha256": text_digest(self.comment),
             "retroactive": self.retroactive, "mandatory": self.mandatory,
         }
+
+
+class SignoffSetting(db.Model):
+    """An admin-chosen setting of legal's sign-offs (e.g. how PDFs name the approver); a
+    missing row means the default."""
+
+    __tablename__ = "signoff_setting"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(40))

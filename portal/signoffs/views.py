@@ -12,8 +12,8 @@ from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.security import STAFF, access
-from portal.signoffs import services
-from portal.signoffs.forms import DecisionForm
+from portal.signoffs import services, stamp
+from portal.signoffs.forms import DecisionForm, StampForm
 from portal.signoffs.models import STATUS_LABELS, SUBJECT_LABELS, SignoffRequest, SignoffStatus
 from portal.web import refuse
 
@@ -66,3 +66,22 @@ def decide(request_id: int) -> ResponseReturnValue:
         refusal=services.may_decide(item, current_user),
         history=audit.history("signoff", item.id),
     ), 422
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def settings() -> ResponseReturnValue:
+    """What legal's stamp on PDFs names: the legal department (the default) or the approver."""
+    form = StampForm()
+    if request.method == "GET":
+        form.stamp.data = stamp.stamp_mode()
+    elif form.validate_on_submit():
+        try:
+            changed = stamp.set_stamp_mode(form.stamp.data, actor=current_user)
+        except RuleViolation as err:
+            refuse(err, form)
+        else:
+            flash(_("PDF stamp saved; it applies to PDFs rendered from now on.") if changed
+                  else _("Nothing changed."), "success" if changed else "info")
+            return redirect(url_for("signoffs.settings"))
+    return render_template("signoffs/settings.html", form=form), 422 if form.errors else 200

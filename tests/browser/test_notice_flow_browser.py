@@ -156,7 +156,7 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
     download = visitor.get_by_role("link", name=ZH["Download PDF"], exact=True)
     expect(download).to_be_visible()
     href = download.get_attribute("href")
-    assert href == f"/notices/{slug}.pdf", href
+    assert href == f"/notices/{slug}.pdf?lang=zh_CN", href
     response = visitor.request.get(href)
     assert response.status == 200, response.status
     assert response.headers["content-type"].startswith("application/pdf")
