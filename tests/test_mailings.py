@@ -38,7 +38,7 @@ from portal.notices import publishing
 from portal.notices import services as notices
 from portal.signoffs import services as signoffs
 from tests.mail_helpers import recipients_received, start_server, start_worker
-from tests.notice_helpers import make_event, make_notice, pdf_text_and_fonts
+from tests.notice_helpers import EN, ZH, make_event, make_notice, pdf_text_and_fonts
 from tests.notice_helpers import publish as publish_notice
 
 
@@ -464,26 +464,32 @@ def test_redis_down_keeps_the_mailing_queued_until_it_is_back(
 
 
 @pytest.mark.integration
-def test_signed_pdf_is_attached_even_before_publication(app, users, smtp, run_worker,
-                                                        tmp_path) -> None:
+def test_signed_pdf_is_attached_even_before_publication_in_each_recipients_language(
+        app, users, smtp, run_worker, tmp_path) -> None:
     event = make_event()
     notice = make_notice(users, event)
     approve(notice, users)  # approved, not published: legal's grant stamps the PDF
-    add_customers(users, event, 1)
+    english, chinese = add_customers(users, event, 2)  # the first reads English
+    assert (english.locale, chinese.locale) == ("en", "zh_CN")
     handler = smtp()
     mailing = draft(users, event, notice, attach_pdf=True)
-    assert jobs.reconcile_all(timedelta(0)) == 1  # the PDF row the draft asked for
+    assert jobs.reconcile_all(timedelta(0)) == 2  # the PDF rows the draft asked for
     run_worker()
     start(users, mailing)
     run_worker()
-    [message] = read_messages(handler.directory)
-    [attachment] = list(message.iter_attachments())
-    assert attachment.get_content_type() == "application/pdf"
-    assert attachment.get_filename() == f"{notice.ref}-v1.pdf"
-    path = tmp_path / "attached.pdf"
-    path.write_bytes(attachment.get_content())
-    text, _fonts = pdf_text_and_fonts(path)
-    assert notice.ref in text and "DRAFT" not in text and "草稿" not in text
+    messages = {m["To"].addresses[0].addr_spec: m for m in read_messages(handler.directory)}
+    texts = {}
+    for customer in (english, chinese):
+        [attachment] = list(messages[customer.email].iter_attachments())
+        assert attachment.get_content_type() == "application/pdf"
+        assert attachment.get_filename() == f"{notice.ref}-v1-{customer.locale}.pdf"
+        path = tmp_path / f"attached-{customer.locale}.pdf"
+        path.write_bytes(attachment.get_content())
+        texts[customer.locale] = pdf_text_and_fonts(path)[0]
+        assert notice.ref in texts[customer.locale]
+        assert "DRAFT" not in texts[customer.locale] and "草稿" not in texts[customer.locale]
+    assert EN["title"] in texts["en"] and ZH["title"] not in texts["en"]
+    assert ZH["title"] in texts["zh_CN"] and EN["title"] not in texts["zh_CN"]
 
 
 def test_start_refuses_until_the_pdf_is_ready(app, users, scenario) -> None:
@@ -493,6 +499,31 @@ def test_start_refuses_until_the_pdf_is_ready(app, users, scenario) -> None:
     with pytest.raises(RuleViolation, match="PDF"):
         mailings.start(mailing, actor=users[Role.AGENT])
     assert db.session.get(Mailing, mailing.id).status == "draft"
+
+
+@pytest.mark.integration
+def test_start_waits_for_the_pdf_of_each_recipients_language(app, users, run_worker,
+                                                             tmp_path) -> None:
+    """Only the Chinese PDF is rendered: a mailing that reaches English readers waits (as for
+    any PDF not ready), one to Chinese readers only may start."""
+    from portal.notices import pdf as notice_pdf
+
+    app.config["PDF_DIR"] = str(tmp_path / "pdf")
+    event = make_event()
+    notice = make_notice(users, event)
+    approve(notice, users)
+    add_customers(users, event, 2)
+    everyone = draft(users, event, notice, attach_pdf=True)
+    chinese_only = draft(users, event, notice, attach_pdf=True,
+                         audience={"locales": ["zh_CN"]})
+    db.session.commit()
+    zh_row = notices.signed_pdfs(notice.latest_version.id)["zh_CN"]
+    notice_pdf.PIPELINE.queue(zh_row.id)
+    run_worker()
+    with pytest.raises(RuleViolation, match="PDF"):
+        mailings.start(everyone, actor=users[Role.AGENT])
+    db.session.rollback()
+    assert mailings.start(chinese_only, actor=users[Role.AGENT])
 
 
 # ----------------------------------------------------------------------------- unsubscribe

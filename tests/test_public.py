@@ -168,3 +168,68 @@ def test_cached_page_is_served_before_flask_runs(app, client, users) -> None:
         assert calls == [url, url]
     finally:
         fast.wsgi_app = inner
+
+
+def test_notice_pdf_in_the_readers_language(app, client, users, run_worker, tmp_path) -> None:
+    """``?lang=`` first, then Accept-Language, as the page; each language's PDF has its own
+    ETag, and the answer varies with Accept-Language only where the header chose it."""
+    from tests.notice_helpers import pdf_text_and_fonts
+
+    app.config["PDF_DIR"] = str(tmp_path / "pdf")
+    notice = make_notice(users)
+    publish(notice, users)
+    publishing.after_publication([notice.id])
+    url = f"/notices/{notice.slug}.pdf"
+    pending = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"})
+    assert "The PDF is being prepared." in pending.text and url not in pending.text
+    run_worker()
+    rows = notices.signed_pdfs(notice.published_version_id)
+    answers = {
+        "lang=en": client.get(f"{url}?lang=en", headers={"Accept-Language": "zh-CN"}),
+        "lang=zh_CN": client.get(f"{url}?lang=zh_CN", headers={"Accept-Language": "en"}),
+        "header en": client.get(url, headers={"Accept-Language": "en-US,en;q=0.9"}),
+        "header zh": client.get(url, headers={"Accept-Language": "zh-CN,zh;q=0.9"}),
+    }
+    expected = {"lang=en": "en", "lang=zh_CN": "zh_CN", "header en": "en",
+                "header zh": "zh_CN"}
+    for how, response in answers.items():
+        locale = expected[how]
+        assert response.status_code == 200 and response.mimetype == "application/pdf", how
+        assert response.headers["ETag"].strip('"') == rows[locale].sha256, how
+        assert response.headers["Cache-Control"] == "public, max-age=300", how
+        assert f"{notice.ref}-{locale}.pdf" in response.headers["Content-Disposition"], how
+        path = tmp_path / f"{how}.pdf"
+        path.write_bytes(response.data)
+        text = pdf_text_and_fonts(path)[0]
+        mine, other = (EN, ZH) if locale == "en" else (ZH, EN)
+        assert mine["title"] in text and other["title"] not in text, how
+    assert "Accept-Language" in answers["header en"].headers["Vary"]
+    assert "Accept-Language" in answers["header zh"].headers["Vary"]
+    assert "Vary" not in answers["lang=en"].headers  # the URL alone chose it
+    # Revalidation per language: the English ETag is current for English only.
+    en_etag = answers["header en"].headers["ETag"]
+    same = client.get(url, headers={"Accept-Language": "en", "If-None-Match": en_etag})
+    assert same.status_code == 304 and "Accept-Language" in same.headers["Vary"]
+    assert client.get(url, headers={"Accept-Language": "zh-CN",
+                                    "If-None-Match": en_etag}).status_code == 200
+
+
+def test_notice_page_links_the_pdf_of_its_language(app, client, users, run_worker,
+                                                   tmp_path) -> None:
+    app.config["PDF_DIR"] = str(tmp_path / "pdf")
+    notice = make_notice(users)
+    only_zh = make_notice(users, content={"zh_CN": ZH})
+    for item in (notice, only_zh):
+        publish(item, users)
+    publishing.after_publication([notice.id, only_zh.id])
+    run_worker()
+    en = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "en"}).text
+    zh = client.get(f"/notices/{notice.slug}", headers={"Accept-Language": "zh-CN"}).text
+    assert f'href="/notices/{notice.slug}.pdf?lang=en"' in en and ".pdf?lang=zh_CN" not in en
+    assert f'href="/notices/{notice.slug}.pdf?lang=zh_CN"' in zh and ".pdf?lang=en" not in zh
+    # A notice without English: the English page says so and links the English PDF, which
+    # carries the Chinese text under the same note.
+    fallback = client.get(f"/notices/{only_zh.slug}", headers={"Accept-Language": "en"}).text
+    assert "This notice has no English text; the Chinese text follows." in fallback
+    assert f'href="/notices/{only_zh.slug}.pdf?lang=en"' in fallback
+    assert "no English text" not in client.get(f"/notices/{notice.slug}?lang=en").text
