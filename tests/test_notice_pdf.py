@@ -75,7 +75,8 @@ def test_each_language_has_its_own_pdf_with_its_text(app, client, auth, users, r
         assert f"/staff/notices/pdfs/{row.id}" in page
     assert page.count('<span class="badge ok">ready</span>') == 2
     status = client.get(f"/staff/notices/pdfs/{rows['en'].id}").text
-    assert "For readers of English." in status and f"/staff/notices/pdfs/{rows['zh_CN'].id}" in status
+    assert "For readers of English." in status
+    assert f"/staff/notices/pdfs/{rows['zh_CN'].id}" in status  # the other language's
 
 
 def test_staff_pdf_request_makes_both_languages(app, client, auth, users, run_worker,
@@ -107,14 +108,15 @@ def test_a_language_the_version_lacks_falls_back_with_a_note(app, users, run_wor
     assert ZH["title"] in zh and "no English text" not in zh and "没有" not in zh
 
 
-def _published_signoff(users, tmp_path, app):
+def _published_grant(users, tmp_path, app):
+    """Legal's grant of a notice just published (its PDFs queued, not rendered yet)."""
     from portal.signoffs import services as signoffs
 
     app.config["PDF_DIR"] = str(tmp_path / "pdf")
     notice = make_notice(users)
     publish(notice, users)
     publishing.after_publication([notice.id])
-    return notice, signoffs.granted(notice_services.SUBJECT, notice.published_version_id)
+    return signoffs.granted(notice_services.SUBJECT, notice.published_version_id)
 
 
 def test_a_snapshot_changed_after_signing_is_not_stamped(app, users, run_worker,
@@ -123,7 +125,7 @@ def test_a_snapshot_changed_after_signing_is_not_stamped(app, users, run_worker,
 
     from portal.signoffs.models import SignoffRequest
 
-    notice, grant = _published_signoff(users, tmp_path, app)
+    grant = _published_grant(users, tmp_path, app)
     forged = {**grant.snapshot, "locales": {**grant.snapshot["locales"],
                                             "en": {"title": "Forged", "body_html": "<p>x</p>"}}}
     db.session.execute(update(SignoffRequest).where(SignoffRequest.id == grant.id)
@@ -142,7 +144,7 @@ def test_only_the_text_legal_approved_goes_in(app, users, run_worker, tmp_path) 
     from portal.signoffs import services as signoffs
     from portal.signoffs.models import SignoffRequest
 
-    notice, grant = _published_signoff(users, tmp_path, app)
+    grant = _published_grant(users, tmp_path, app)
     other = {**grant.snapshot, "locales": {**grant.snapshot["locales"],
                                            "en": {"title": "Other", "body_html": "<p>x</p>"}}}
     db.session.execute(update(SignoffRequest).where(SignoffRequest.id == grant.id).values(
