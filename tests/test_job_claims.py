@@ -234,7 +234,7 @@ def test_a_published_notice_whose_pdf_failed_says_so_instead_of_asking_to_wait(
 
     notice = make_notice(users)
     publish(notice, users)
-    row = notice_services.request_pdf(notice.published_version, "signed", "zh_CN")
+    row = notice_services.request_pdf(notice.published_version, "signed", "en")
     row.status, row.error = "failed", "Gave up after 3 attempts"
     db.session.commit()
     response = client.get(f"/notices/{notice.slug}.pdf", headers={"Accept-Language": "en"})

@@ -345,7 +345,8 @@ def test_pdf_through_the_worker_with_legal_stamp(app, client, auth, users, run_w
     assert "CRM 系统故障 六月" in text
     assert "回顾目标" in text and "分析原因" in text
     assert "Restore withdrawals" in text and "100.10" in text
-    assert request.snapshot_hash[:12] in text and "Legal Tester" in text  # legal's stamp
+    assert request.snapshot_hash[:12] in text and "法务部已审批" in text  # legal's stamp
+    assert "Legal Tester" not in text  # by default it names the department, not the person
     assert "Noto-Sans-CJK-SC" in fonts or "NotoSansCJK" in fonts
     done = client.get(status_url, headers={"HX-Request": "true"})
     assert "every 1s" not in done.text and "Download PDF" in done.text
@@ -357,6 +358,14 @@ def test_pdf_through_the_worker_with_legal_stamp(app, client, auth, users, run_w
     assert len(list((tmp_path / "pdf").glob("*.pdf"))) == 1
     # The detail page shows the latest PDF.
     assert "Download PDF" in client.get(f"/postmortems/event/{event.id}").text
+    # The admin setting: PDFs rendered afterwards name the approver.
+    from portal.signoffs import stamp
+
+    stamp.set_stamp_mode(stamp.APPROVER, actor=users[Role.ADMIN])
+    with app.test_request_context():
+        named = pdf.render_pdf(row, stamp.stamp_for(row.signoff), services.facts(event))
+    (tmp_path / "named.pdf").write_bytes(named)
+    assert "Approved by legal: Legal Tester" in pdf_text_and_fonts(tmp_path / "named.pdf")[0]
 
 
 @pytest.mark.integration
