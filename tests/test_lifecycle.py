@@ -91,7 +91,7 @@ def scene(app, users):
 
 
 def trail_text() -> str:
-    return "\n".join(audit.canonical_json([e.summary, e.before, e.after])
+    return "\n".join(audit.canonical_json([e.summary, e.message_params, e.before, e.after])
                      for e in db.session.scalars(select(AuditEntry)))
 
 

@@ -68,7 +68,7 @@ def set_sla(severity: str, hours: int, *, actor: User) -> bool:
     else:
         policy.hours = hours
     audit.record("settings.sla", audit.SETTING, f"sla:{severity}",
-                 N_("SLA for %(severity)s set to %(hours)d hours",
+                 N_("SLA for %(severity)s set (hours: %(hours)d)",
                     severity=term("event", severity), hours=hours),
                  before={"hours": before}, after={"hours": hours}, actor=actor)
     return True

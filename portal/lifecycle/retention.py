@@ -61,7 +61,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
     row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
     db.session.add(row)
     audit.record("settings.retention", audit.SETTING, "retention",
-                 N_("Retention set to %(days)d days after an event closed", days=days),
+                 N_("Retention set (days after an event closed: %(days)d)", days=days),
                  before={"days": before}, after={"days": days}, actor=actor)
     return True
 
@@ -131,8 +131,8 @@ def dry_run(*, actor: User | None) -> RetentionRun:
     db.session.add(run)
     db.session.flush()
     audit.record("retention.dry_run", "retention_run", run.id,
-                 N_("Retention dry run: events: %(events)d, customers: %(customers)d, past "
-                    "%(days)d days", events=len(run.report["events"]),
+                 N_("Retention dry run: events: %(events)d, customers: %(customers)d, retention "
+                    "(days): %(days)d", events=len(run.report["events"]),
                     customers=run.customer_total, days=days),
                  after={"events": [e["event_id"] for e in run.report["events"]],
                         "customers": run.customer_total, "days": days}, actor=actor)
