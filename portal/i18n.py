@@ -4,6 +4,7 @@ only ``?lang=`` and Accept-Language."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from flask import Flask, current_app, has_request_context, request
-from flask_babel import get_locale, get_timezone, gettext
+from flask_babel import force_locale, get_locale, get_timezone, gettext, lazy_gettext
 from flask_login import current_user
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -60,19 +61,84 @@ def select_timezone() -> str:
     return current_app.config["BABEL_DEFAULT_TIMEZONE"]
 
 
+# --- codes shown as words -------------------------------------------------------------------
+
+# Each kind of code (a case status, a role…) and its labels, lazy texts read in the reader's
+# language; filled by ``portal.wiring`` from the domains' own label maps.
+_TERMS: dict[str, Mapping[str, Any]] = {"value": {"none": lazy_gettext("none")}}
+
+
+def register_terms(**kinds: Mapping[str, Any]) -> None:
+    """Name the label map of each kind of code (``portal.wiring`` does, once per process)."""
+    _TERMS.update(kinds)
+
+
+def term_kinds() -> frozenset[str]:
+    return frozenset(_TERMS)
+
+
+def term_label(kind: str, value: object) -> str:
+    """The label of a code in the reader's language; an unknown code is shown as it is."""
+    label = _TERMS.get(kind, {}).get(value)
+    return "" if value is None else str(value if label is None else label)
+
+
+def term(kind: str, value: object) -> dict[str, str]:
+    """A message parameter that is a code (a status, a kind, a role…): stored as the code and
+    shown as its label in the reader's language."""
+    return {"term": kind, "value": str(value)}
+
+
+def localised(texts: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """A message parameter written in each language (a notice's titles): shown in the
+    reader's, else in the default language, else in any."""
+    return {"localised": dict(texts)}
+
+
+def reader_locale() -> str:
+    """The language being rendered (``force_locale`` included): ``zh_CN`` or ``en``."""
+    return "zh_CN" if get_locale().language == "zh" else "en"
+
+
+def _param_text(value: Any) -> Any:
+    """A stored parameter as text for the reader (codes as labels, nested messages read, a
+    list as its items in a row)."""
+    if isinstance(value, list):
+        separator = "、" if reader_locale() == "zh_CN" else ", "
+        return separator.join(str(_param_text(item)) for item in value)
+    if isinstance(value, dict):
+        if "term" in value:
+            return term_label(value["term"], value.get("value"))
+        if "localised" in value:
+            texts = value["localised"]
+            default = current_app.config["BABEL_DEFAULT_LOCALE"]
+            return (texts.get(reader_locale()) or texts.get(default)
+                    or next(iter(texts.values()), ""))
+        if "message" in value:
+            return str(Message.from_json(value["message"]))
+    return value
+
+
+def _stored(value: Any) -> Any:
+    return {"message": value.to_json()} if isinstance(value, Message) else value
+
+
 class Message:
     """A text for people kept as its msgid and parameters, so it is translated when it is
     read, in the reader's language, not when and where it was made (a job has no reader).
-    Stored as JSON (``to_json``); mark msgids with ``N_`` so ``make messages`` finds them."""
+    Parameters are plain values, codes (:func:`term`), texts per language (:func:`localised`)
+    or other messages. Stored as JSON (``to_json``); mark msgids with ``N_`` so
+    ``make messages`` finds them."""
 
     __slots__ = ("key", "params")
 
     def __init__(self, key: str, **params: Any) -> None:
         self.key = key
-        self.params = params
+        self.params = {name: _stored(value) for name, value in params.items()}
 
     def __str__(self) -> str:
-        return gettext(self.key, **self.params)
+        return gettext(self.key, **{name: _param_text(value)
+                                    for name, value in self.params.items()})
 
     def __repr__(self) -> str:
         return f"Message({self.key!r}, **{self.params!r})"
@@ -95,6 +161,11 @@ class Message:
             return cls(data)
         return cls(data["key"], **data.get("params", {}))
 
+    def in_english(self) -> str:
+        """The text in English (what is kept beside the key for exports and archives)."""
+        with force_locale("en"):
+            return str(self)
+
 
 def N_(key: str, **params: Any) -> Message:
     """A Message; the name is the marker Babel extracts by default."""
@@ -109,7 +180,8 @@ def html_lang() -> str:
 def init_app(app: Flask) -> None:
     @app.context_processor
     def locale_context() -> dict[str, object]:
-        return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES}
+        return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES,
+                "term_label": term_label}
 
 
 def local_to_utc(value: datetime | None) -> datetime | None:

@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
@@ -17,6 +18,14 @@ class PdfStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+PDF_STATUS_LABELS = {
+    PdfStatus.QUEUED: _l("Queued"),
+    PdfStatus.RUNNING: _l("Rendering"),
+    PdfStatus.DONE: _l("Done"),
+    PdfStatus.FAILED: _l("Failed"),
+}
 
 
 def utcnow() -> datetime:

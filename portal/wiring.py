@@ -12,22 +12,32 @@ told which handler answers for each kind of subject here too.
 
 from __future__ import annotations
 
-from portal import documents, jobs
+from portal import documents, i18n, jobs
+from portal.accounts import ROLE_LABELS
 from portal.audit import tasks as audit_tasks
+from portal.cases import models as case_models
+from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import tasks as case_tasks
+from portal.customers import models as customer_models
 from portal.customers import tasks as customer_tasks
+from portal.events import models as event_models
 from portal.lifecycle import tasks as lifecycle_tasks
+from portal.mailings import models as mailing_models
 from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
+from portal.models import PDF_STATUS_LABELS
+from portal.notices import models as notice_models
 from portal.notices import pdf as notice_pdf
 from portal.notices import services as notice_services
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
+from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
 from portal.public import cache as public_cache
+from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
 
 
@@ -35,9 +45,35 @@ def _refresh_public_pages(_sender: object) -> None:
     public_cache.invalidate()
 
 
+def _register_terms() -> None:
+    """The label maps of the codes that messages (audit entries, sign-off titles) keep as
+    ``term(kind, code)`` and templates show with ``term_label(kind, code)``."""
+    i18n.register_terms(
+        role=ROLE_LABELS,
+        event=event_models.LABELS,
+        target_metric=event_models.TARGET_METRICS,
+        case=case_models.LABELS,
+        case_action={t.action: t.label for t in case_rules.TRANSITIONS},
+        reply_status=case_models.REPLY_LABELS,
+        import_status=customer_models.IMPORT_LABELS,
+        signoff_status=signoff_models.STATUS_LABELS,
+        signoff_subject=signoff_models.SUBJECT_LABELS,
+        signoff_void=signoff_models.VOID_REASONS,
+        notice=notice_models.STATUS_LABELS,
+        pdf_kind=notice_models.PDF_KINDS,
+        pdf_status=PDF_STATUS_LABELS,
+        mailing_status=mailing_models.STATUS_LABELS,
+        mailing_change=mailing_models.CHANGE_LABELS,
+        test_send_status=mailing_models.TEST_SEND_LABELS,
+        unsubscribe_via=mailing_models.UNSUBSCRIBE_VIA,
+        postmortem_step=postmortem_models.STEP_TERMS,
+    )
+
+
 def connect() -> None:
     """Connect receivers, sign-off handlers, reconcilers and cron entries (each only once,
-    however many apps a process creates)."""
+    however many apps a process creates), and name the label maps of the codes."""
+    _register_terms()
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)

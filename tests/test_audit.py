@@ -15,6 +15,7 @@ from portal.audit import services as audit
 from portal.audit.models import GENESIS_HASH, AppendOnlyError, AuditEntry, AuditVerification
 from portal.auth import services as auth_services
 from portal.extensions import db
+from portal.i18n import Message
 
 
 def _entries() -> list[AuditEntry]:
@@ -55,7 +56,7 @@ def test_entry_records_who_what_and_state(app, users) -> None:
 
 def test_entry_is_written_in_the_same_transaction(app, users) -> None:
     count = db.session.scalar(select(func.count(AuditEntry.id)))
-    audit.record("test.rolled_back", "user", 1, "never committed")
+    audit.record("test.rolled_back", "user", 1, Message("never committed"))
     db.session.rollback()
     assert db.session.scalar(select(func.count(AuditEntry.id))) == count
 
@@ -120,7 +121,7 @@ def test_verify_detects_a_rehashed_entry(app, users) -> None:
 
 def test_audit_page_filters_and_paginates(app, client, auth, users) -> None:
     for n in range(12):
-        audit.record("test.ping", "thing", n, f"ping {n}", actor=users[Role.LEGAL])
+        audit.record("test.ping", "thing", n, Message(f"ping {n}"), actor=users[Role.LEGAL])
     db.session.commit()
     app.config["AUDIT_PAGE_SIZE"] = 5
     auth.login(Role.AGENT)
@@ -144,7 +145,7 @@ def test_audit_page_filters_and_paginates(app, client, auth, users) -> None:
 
 
 def test_csv_export_streams_the_filtered_rows(app, client, auth, users) -> None:
-    audit.record("test.export", "thing", 1, "导出 with, comma", actor=users[Role.ADMIN])
+    audit.record("test.export", "thing", 1, Message("导出 with, comma"), actor=users[Role.ADMIN])
     db.session.commit()
     auth.login(Role.LEGAL)
     response = client.get("/audit/export.csv?action=test.export")
@@ -257,8 +258,8 @@ def test_boosted_navigation_gets_the_full_page(app, client, auth, users) -> None
 
 def test_settings_entries_written_under_the_former_name_read_as_settings(app, users) -> None:
     """Older entries say "settings"; they stay as chained, and read with the new ones."""
-    audit.record("settings.target", "settings", 0, "old name", actor=users[Role.ADMIN])
-    audit.record("settings.retention", audit.SETTING, "retention", "new name",
+    audit.record("settings.target", "settings", 0, Message("old name"), actor=users[Role.ADMIN])
+    audit.record("settings.retention", audit.SETTING, "retention", Message("new name"),
                  actor=users[Role.ADMIN])
     db.session.commit()
     assert "settings" not in audit.known_subject_types()

@@ -19,6 +19,7 @@ from portal.audit import services as audit
 from portal.audit.chain import MAC_CONTEXT
 from portal.audit.models import AuditCheckpoint, AuditEntry
 from portal.extensions import db
+from portal.i18n import Message
 from portal.lifecycle import archive as plain
 
 
@@ -40,13 +41,14 @@ def _sql(statements: list[tuple[str, dict]]) -> None:
 
 def _payments(users, n: int = 6) -> None:
     for i in range(n):
-        audit.record("case.pay", "case", i, f"Case {i} paid", after={"amount": f"{i}00.00"},
-                     actor=users[Role.AGENT])
+        audit.record("case.pay", "case", i, Message(f"Case {i} paid"),
+                     after={"amount": f"{i}00.00"}, actor=users[Role.AGENT])
     db.session.commit()
 
 
 def _plain_fields(entry: AuditEntry) -> dict:
-    fields = {name: getattr(entry, name) for name in plain.HASHED_FIELDS}
+    fields = {name: getattr(entry, name)
+              for name in (*plain.HASHED_FIELDS, *plain.MESSAGE_FIELDS)}
     fields["created_at"] = entry.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return fields
 
@@ -194,7 +196,7 @@ def test_a_checkpoint_is_not_written_over_a_chain_that_lost_its_head(app, runner
     _payments(users)
     assert runner.invoke(args=["audit", "checkpoint"]).exit_code == 0
     _sql([("DELETE FROM audit_entry WHERE id = :id", {"id": _entries()[-1].id})])
-    audit.record("test.after", "thing", 1, "written after the truncation")
+    audit.record("test.after", "thing", 1, Message("written after the truncation"))
     db.session.commit()
     result = runner.invoke(args=["audit", "checkpoint"])
     assert result.exit_code == 1 and "Refused" in result.output
@@ -224,7 +226,7 @@ def test_the_verification_page_describes_the_finding_in_the_readers_language(
 
 def _entry_at(moment: datetime, summary: str, monkeypatch) -> None:
     monkeypatch.setattr(audit, "utcnow", lambda: moment)
-    audit.record("test.time", "thing", 1, summary)
+    audit.record("test.time", "thing", 1, Message(summary))
     db.session.commit()
 
 

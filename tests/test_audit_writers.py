@@ -11,6 +11,7 @@ import threading
 from portal.accounts import Role
 from portal.audit import services as audit
 from portal.extensions import db
+from portal.i18n import Message
 from tests.conftest import PASSWORD
 
 
@@ -21,7 +22,7 @@ def test_sign_ins_never_fail_while_another_writer_appends_all_the_time(app, user
         with app.app_context():
             try:
                 while not stop.is_set():
-                    audit.record("bench.write", "system", 0, "a concurrent writer")
+                    audit.record("bench.write", "system", 0, Message("a concurrent writer"))
                     db.session.commit()
             except Exception as exc:  # reported in the test's thread
                 errors.append(exc)

@@ -21,6 +21,7 @@ from portal.cases.models import Case
 from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.extensions import db
+from portal.i18n import Message
 from portal.lifecycle import archive as fmt
 from portal.lifecycle import export
 from portal.mailings import services as mailings
@@ -93,7 +94,7 @@ def test_archive_csvs_escape_formulas_and_still_verify(app, users, tmp_path) -> 
 
 
 def test_the_audit_export_escapes_formulas(app, client, auth, users) -> None:
-    audit.record("test.export", "thing", 1, FORMULA, actor=users[Role.ADMIN])
+    audit.record("test.export", "thing", 1, Message(FORMULA), actor=users[Role.ADMIN])
     db.session.commit()
     auth.login(Role.LEGAL)
     body = client.get("/audit/export.csv?action=test.export").get_data(as_text=True)

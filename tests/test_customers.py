@@ -232,13 +232,13 @@ def test_upload_preview_and_import_through_the_worker(app, client, auth, users,
     assert 'hx-trigger="every 1s"' in client.get(status_url, headers={"HX-Request": "true"}).text
     run_worker()
     preview = client.get(status_url).text
-    assert "Import the 1 valid rows" in preview and "name is required" in preview
+    assert "Import the 1 valid row<" in preview and "name is required" in preview
     batch = db.session.scalar(select(ImportBatch))
     rejected = client.get(f"/customers/imports/{batch.id}/rejected.csv")
     assert rejected.status_code == 200 and b"name is required" in rejected.data
     client.post(f"/customers/imports/{batch.id}/confirm")
     run_worker()
-    assert "1 customers added" in client.get(status_url).text
+    assert "1 customer added, 0 updated." in client.get(status_url).text
     assert db.session.scalar(select(Customer.name)) == "王芳"
 
 

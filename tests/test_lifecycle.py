@@ -91,7 +91,7 @@ def scene(app, users):
 
 
 def trail_text() -> str:
-    return "\n".join(audit.canonical_json([e.summary, e.before, e.after])
+    return "\n".join(audit.canonical_json([e.summary, e.message_params, e.before, e.after])
                      for e in db.session.scalars(select(AuditEntry)))
 
 
@@ -115,7 +115,8 @@ def test_audit_entries_hold_keyed_digests_not_personal_data(app, users, scene) -
 
 def test_archive_hash_is_the_audit_hash(app, users, scene) -> None:
     for entry in db.session.scalars(select(AuditEntry)):
-        exported = {name: getattr(entry, name) for name in fmt.HASHED_FIELDS}
+        exported = {name: getattr(entry, name)
+                    for name in (*fmt.HASHED_FIELDS, *fmt.MESSAGE_FIELDS)}
         exported["created_at"] = entry.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert fmt.entry_hash(exported) == audit.compute_hash(entry) == entry.hash
 

@@ -106,7 +106,7 @@ def test_a_row_left_sending_too_often_is_failed_with_a_reason_not_sent_forever(
     assert db.session.get(Mailing, mailing.id).status == MailingStatus.DONE
     recovered = db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "mailing.recover"))
-    assert "1 failed after the last attempt" in recovered.summary
+    assert "failed after the last attempt: 1" in recovered.summary
 
 
 # ------------------------------------------------- one bad setting pauses, never fails all

@@ -47,6 +47,10 @@ def compute_hash(entry: AuditEntry) -> str:
         "ip": entry.ip,
         "prev_hash": entry.prev_hash,
     }
+    if entry.message_key is not None:
+        # Only entries written with a message key hash it, so every older one keeps its hash.
+        payload["message_key"] = entry.message_key
+        payload["message_params"] = entry.message_params
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 

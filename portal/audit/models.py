@@ -7,15 +7,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 from portal.accounts import User
 from portal.extensions import db
+from portal.i18n import Message
 from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 
 GENESIS_HASH = "0" * 64
+# The actor label of an entry no one signed in wrote (a job, a customer's own link).
+SYSTEM_ACTOR = "system"
 
 
 class AppendOnlyError(RuntimeError):
@@ -32,7 +36,11 @@ class AuditEntry(db.Model):
     action: Mapped[str] = mapped_column(String(64), index=True)
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[str] = mapped_column(String(64))
+    # The summary in English, as written; the readers' languages come from the message key
+    # (an English msgid) and its parameters, kept since they were introduced (NULL before).
     summary: Mapped[str] = mapped_column(Text)
+    message_key: Mapped[str | None] = mapped_column(Text)
+    message_params: Mapped[Any | None] = mapped_column(JSON)
     before: Mapped[Any | None] = mapped_column(JSON)
     after: Mapped[Any | None] = mapped_column(JSON)
     ip: Mapped[str | None] = mapped_column(String(64))
@@ -48,6 +56,24 @@ class AuditEntry(db.Model):
     __table_args__ = (
         db.Index("ix_audit_entry_subject", "subject_type", "subject_id", "id"),
     )
+
+    @property
+    def text(self) -> str:
+        """The summary in the reader's language; an entry written before message keys, or
+        whose translation does not fit its parameters, shows its stored summary."""
+        if self.message_key is None:
+            return self.summary
+        try:
+            return str(Message(self.message_key, **(self.message_params or {})))
+        except (KeyError, ValueError, TypeError):
+            return self.summary
+
+    @property
+    def actor_display(self) -> str:
+        """Who acted, for a reader: the account's name, or "system" in their language."""
+        if self.actor is not None:
+            return self.actor.name
+        return _("system") if self.actor_label == SYSTEM_ACTOR else self.actor_label
 
 
 class VerificationStatus(StrEnum):

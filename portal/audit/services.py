@@ -1,7 +1,9 @@
 """Writing, reading and verifying the audit trail.
 
 ``record`` is called by every domain service inside the transaction of the change it
-records; it never commits. The chain is extended under a lock (an advisory lock on
+records; it never commits. What happened is given as a ``portal.i18n.Message`` (``N_``): the
+entry keeps its key and parameters, read in each reader's language, and its English text as
+``summary``. The chain is extended under a lock (an advisory lock on
 PostgreSQL; SQLite serialises writers itself) and the unique ``prev_hash`` refuses a fork.
 Each entry also carries an HMAC of its hash under a key kept outside the database, and
 ``verify_chain`` checks the chain against every signed checkpoint (``checkpoints``).
@@ -24,9 +26,15 @@ from portal.accounts import User
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
 from portal.audit.findings import describe
-from portal.audit.models import GENESIS_HASH, AuditEntry, AuditVerification, VerificationStatus
+from portal.audit.models import (
+    GENESIS_HASH,
+    SYSTEM_ACTOR,
+    AuditEntry,
+    AuditVerification,
+    VerificationStatus,
+)
 from portal.extensions import db
-from portal.i18n import local_to_utc
+from portal.i18n import N_, Message, local_to_utc
 from portal.models import utcnow
 
 
@@ -55,20 +63,23 @@ def record(
     action: str,
     subject_type: str,
     subject_id: object,
-    summary: str,
+    message: Message,
     *,
     before: Any = None,
     after: Any = None,
     actor: User | None = None,
 ) -> AuditEntry:
-    """Append an entry to the chain in the current transaction (the caller commits)."""
+    """Append an entry to the chain in the current transaction (the caller commits).
+    ``message`` says what happened, as ``N_("…%(name)s…", name=…)``: ids, refs, digests and
+    codes (``term``) only, never a customer's personal data."""
+    _require_message(message)
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user._get_current_object()  # type: ignore[attr-defined]
     # The caller's pending changes go out first, outside the lock: the lock (held until the
     # transaction ends) then covers only reading the head and appending this entry.
     db.session.flush()
     lock_chain()
-    entry = _chained_entry(action, subject_type, subject_id, summary, before, after, actor,
+    entry = _chained_entry(action, subject_type, subject_id, message, before, after, actor,
                            _head_hash())
     db.session.add(entry)
     db.session.flush()
@@ -80,17 +91,25 @@ def _head_hash() -> str:
         select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)) or GENESIS_HASH
 
 
-def _chained_entry(action: str, subject_type: str, subject_id: object, summary: str,
+def _require_message(message: object) -> None:
+    if not isinstance(message, Message):
+        raise TypeError("an audit entry says what happened as a portal.i18n.Message "
+                        "(N_(key, **params)), not as finished text")
+
+
+def _chained_entry(action: str, subject_type: str, subject_id: object, message: Message,
                    before: Any, after: Any, actor: User | None, prev_hash: str) -> AuditEntry:
     """A new entry following ``prev_hash``, with its hash and keyed MAC."""
     entry = AuditEntry(
         created_at=utcnow(),
         actor_id=actor.id if actor else None,
-        actor_label=actor.email if actor else "system",
+        actor_label=actor.email if actor else SYSTEM_ACTOR,
         action=action,
         subject_type=subject_type,
         subject_id=str(subject_id),
-        summary=summary,
+        summary=message.in_english(),
+        message_key=message.key,
+        message_params=normalise(message.params),
         before=normalise(before),
         after=normalise(after),
         ip=client_ip(),
@@ -101,9 +120,10 @@ def _chained_entry(action: str, subject_type: str, subject_id: object, summary: 
     return entry
 
 
-def record_many(action: str, subject_type: str, items: Iterable[tuple[object, str, Any]], *,
+def record_many(action: str, subject_type: str,
+                items: Iterable[tuple[object, Message, Any]], *,
                 actor: User | None = None) -> int:
-    """Append one entry per ``(subject_id, summary, after)`` like :func:`record`, with one
+    """Append one entry per ``(subject_id, message, after)`` like :func:`record`, with one
     head read and one INSERT: for bulk work (a batch of erasures), so that the chain's lock
     is held for milliseconds, not for one ORM round trip per entry."""
     if actor is None and has_request_context() and current_user.is_authenticated:
@@ -112,8 +132,9 @@ def record_many(action: str, subject_type: str, items: Iterable[tuple[object, st
     lock_chain()
     prev = _head_hash()
     rows = []
-    for subject_id, summary, after in items:
-        entry = _chained_entry(action, subject_type, subject_id, summary, None, after, actor,
+    for subject_id, message, after in items:
+        _require_message(message)
+        entry = _chained_entry(action, subject_type, subject_id, message, None, after, actor,
                                prev)
         prev = entry.hash
         rows.append({c.key: getattr(entry, c.key) for c in AuditEntry.__mapper__.column_attrs
@@ -281,16 +302,20 @@ def known_subject_types() -> list[str]:
 
 CSV_COLUMNS = [
     "id", "created_at", "actor", "action", "subject_type", "subject_id", "summary",
-    "before", "after", "ip", "prev_hash", "hash",
+    "before", "after", "ip", "prev_hash", "hash", "message_key", "message_params",
 ]
 
 
+def _json_cell(value: Any) -> str:
+    return "" if value is None else canonical_json(value)
+
+
 def export_csv(flt: AuditFilter, batch: int = 1000) -> Iterator[str]:
-    """Stream the filtered entries as CSV."""
+    """Stream the filtered entries as CSV: the stored English summary, and the message key
+    and parameters it was written from (every field the hash covers)."""
     rows = ([e.id, e.created_at, e.actor_label, e.action, e.subject_type, e.subject_id,
-             e.summary, "" if e.before is None else canonical_json(e.before),
-             "" if e.after is None else canonical_json(e.after), e.ip or "", e.prev_hash,
-             e.hash]
+             e.summary, _json_cell(e.before), _json_cell(e.after), e.ip or "", e.prev_hash,
+             e.hash, e.message_key or "", _json_cell(e.message_params)]
             for e in db.session.scalars(entries(flt).execution_options(yield_per=batch)))
     yield from exports.stream(CSV_COLUMNS, rows)
 
@@ -305,7 +330,7 @@ def request_verification(requested_by: User | None) -> AuditVerification:
     db.session.flush()
     record(
         "audit.verify_requested", "audit_verification", verification.id,
-        "Chain verification requested", actor=requested_by,
+        N_("Chain verification requested"), actor=requested_by,
     )
     return verification
 

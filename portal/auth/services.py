@@ -16,6 +16,7 @@ from portal.audit import services as audit
 from portal.auth.models import LoginFailure
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.models import utcnow
 
 MIN_PASSWORD_LENGTH = 10
@@ -85,7 +86,8 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
             user.failed_logins = 0
             user.locked_until = None
         user.last_login_at = now
-        audit.record("auth.login", "user", user.id, f"{user.email} signed in", actor=user)
+        audit.record("auth.login", "user", user.id,
+                     N_("%(email)s signed in", email=user.email), actor=user)
         return SignInResult(user)
 
     db.session.add(LoginFailure(ip=ip, email=email[:254], at=now))
@@ -96,8 +98,9 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
             user.failed_logins = 0
             audit.record(
                 "auth.locked", "user", user.id,
-                f"{user.email} locked for {cfg['LOGIN_LOCKOUT_MINUTES']} minutes after "
-                f"{cfg['LOGIN_MAX_FAILURES']} failed sign-ins",
+                N_("%(email)s locked for %(minutes)d minutes after %(failures)d failed "
+                   "sign-ins", email=user.email, minutes=cfg["LOGIN_LOCKOUT_MINUTES"],
+                   failures=cfg["LOGIN_MAX_FAILURES"]),
                 actor=None,
             )
     return _sign_in_refused()
@@ -107,7 +110,8 @@ def sign_out(user: User) -> None:
     """End the session on the server too: a new session token makes every copy of the
     session cookie worthless (it signs the account out on every device)."""
     user.session_token = new_session_token()
-    audit.record("auth.logout", "user", user.id, f"{user.email} signed out", actor=user)
+    audit.record("auth.logout", "user", user.id, N_("%(email)s signed out", email=user.email),
+                 actor=user)
 
 
 def prune_login_failures(older_than: timedelta = timedelta(days=1)) -> int:
@@ -142,7 +146,9 @@ def create_user(
     )
     db.session.add(user)
     db.session.flush()
-    audit.record("user.create", "user", user.id, f"Account {email} created as {role.value}",
+    audit.record("user.create", "user", user.id,
+                 N_("Account %(email)s created as %(role)s", email=email,
+                    role=term("role", role.value)),
                  after=user.audit_state(), actor=actor)
     return user, password
 
@@ -161,7 +167,8 @@ def update_user(user: User, *, name: str, role: Role | str, actor: User) -> bool
     after = user.audit_state()
     if before == after:
         return False
-    audit.record("user.update", "user", user.id, f"Account {user.email} updated",
+    audit.record("user.update", "user", user.id,
+                 N_("Account %(email)s updated", email=user.email),
                  before=before, after=after, actor=actor)
     return True
 
@@ -191,8 +198,9 @@ def set_active(user: User, active: bool, *, actor: User) -> None:
         user.locked_until = None
         user.failed_logins = 0
     action = "user.activate" if active else "user.deactivate"
-    verb = "reactivated" if active else "deactivated"
-    audit.record(action, "user", user.id, f"Account {user.email} {verb}",
+    audit.record(action, "user", user.id,
+                 N_("Account %(email)s reactivated", email=user.email) if active
+                 else N_("Account %(email)s deactivated", email=user.email),
                  before=before, after=user.audit_state(), actor=actor)
 
 
@@ -206,7 +214,8 @@ def reset_password(user: User, *, actor: User) -> str:
     user.locked_until = None
     user.failed_logins = 0
     audit.record("user.password_reset", "user", user.id,
-                 f"Password of {user.email} reset; must be changed at next sign-in",
+                 N_("Password of %(email)s reset; must be changed at next sign-in",
+                    email=user.email),
                  before=before, after=user.audit_state(), actor=actor)
     return password
 
@@ -221,8 +230,8 @@ def change_password(user: User, current: str, new: str) -> None:
     user.password_hash = hash_password(new)
     user.must_change_password = False
     user.session_token = new_session_token()
-    audit.record("user.password_change", "user", user.id, f"{user.email} changed their password",
-                 actor=user)
+    audit.record("user.password_change", "user", user.id,
+                 N_("%(email)s changed their password", email=user.email), actor=user)
 
 
 def update_profile(user: User, *, name: str, locale: str | None) -> None:
@@ -230,5 +239,7 @@ def update_profile(user: User, *, name: str, locale: str | None) -> None:
     user.name = name.strip() or user.name
     user.locale = locale or None
     if before != user.audit_state():
-        audit.record("user.profile", "user", user.id, f"{user.email} updated their profile",
+        audit.record("user.profile", "user", user.id,
+                     N_("%(email)s updated their profile", email=user.email),
+
                      before=before, after=user.audit_state(), actor=user)

@@ -75,6 +75,14 @@ class ReplyStatus(StrEnum):
     FAILED = "failed"
 
 
+REPLY_LABELS = {
+    ReplyStatus.QUEUED: _l("Queued"),
+    ReplyStatus.SENDING: _l("Sending"),
+    ReplyStatus.SENT: _l("Sent"),
+    ReplyStatus.FAILED: _l("Failed"),
+}
+
+
 class Case(db.Model):
     __tablename__ = "case_file"
     __table_args__ = (

@@ -35,6 +35,7 @@ from portal.cases.settings import needs_signoff, parse_currency, sla_hours
 from portal.customers.models import Customer
 from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, Message, term
 from portal.models import utcnow
 from portal.money import parse_amount
 from portal.signoffs import services as signoffs
@@ -114,8 +115,10 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
         if existing:
             raise DuplicateCase(existing) from None
         raise
-    audit.record("case.open", "case", case.id, f"Case {case.ref} opened: {case.kind} of "
-                 f"{case.amount} {case.currency} for order {case.order_ref}",
+    audit.record("case.open", "case", case.id,
+                 N_("Case %(ref)s opened: %(kind)s of %(amount)s %(currency)s for order "
+                    "%(order)s", ref=case.ref, kind=term("case", case.kind),
+                    amount=str(case.amount), currency=case.currency, order=case.order_ref),
                  after=case.audit_state(), actor=actor)
     return case
 
@@ -166,8 +169,8 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
     case.updated_at = utcnow()
     _flush()
-    audit.record("case.edit", "case", case.id, f"Case {case.ref} edited", before=before,
-                 after=_edit_state(case), actor=actor)
+    audit.record("case.edit", "case", case.id, N_("Case %(ref)s edited", ref=case.ref),
+                 before=before, after=_edit_state(case), actor=actor)
     _flush()
     return True
 
@@ -179,7 +182,7 @@ def _scope(case: Case) -> str:
     return f"case:{case.id}"
 
 
-def _move(case: Case, target: str, actor: User | None, summary: str,
+def _move(case: Case, target: str, actor: User | None, message: Message,
           comment: str | None = None) -> None:
     before = case.audit_state()
     case.status = target
@@ -194,7 +197,7 @@ def _move(case: Case, target: str, actor: User | None, summary: str,
         db.session.add(note)
         db.session.flush()
         note_ref = {"note_id": note.id, "digest": case.customer.audit_digest(comment)}
-    audit.record(f"case.{target}", "case", case.id, summary, before=before,
+    audit.record(f"case.{target}", "case", case.id, message, before=before,
                  after={**case.audit_state(), "comment": note_ref}, actor=actor)
 
 
@@ -212,7 +215,9 @@ def change_status(case: Case, action: str, *, comment: str = "", actor: User,
         raise RuleViolation(_("Say why: a comment is required for this step."), field="comment")
     if transition.target in CLOSED_STATUSES:
         signoffs.void_scope(_scope(case), f"case {transition.target}", actor=actor)
-    _move(case, transition.target, actor, f"Case {case.ref}: {action} → {transition.target}",
+    _move(case, transition.target, actor,
+          N_("Case %(ref)s: %(action)s → %(status)s", ref=case.ref,
+             action=term("case_action", action), status=term("case", transition.target)),
           comment or None)
     _flush()
 
@@ -239,14 +244,18 @@ def propose(case: Case, *, actor: User, expected_version: int | None = None) -> 
     if needs_signoff(case.amount, case.currency):
         request = signoffs.open_request(
             subject_type=SUBJECT, subject_id=case.id, scope=_scope(case),
-            title=f"{case.ref} — {case.kind} {case.amount} {case.currency}",
+            title=N_("%(ref)s — %(kind)s %(amount)s %(currency)s", ref=case.ref,
+                     kind=term("case", case.kind), amount=str(case.amount),
+                     currency=case.currency),
             snapshot=snapshot(case), author_id=actor.id, requested_by=actor)
         case.signoff_id = request.id
         _move(case, CaseStatus.AWAITING_SIGNOFF, actor,
-              f"Case {case.ref} proposed at {case.amount} {case.currency}; legal sign-off needed")
+              N_("Case %(ref)s proposed at %(amount)s %(currency)s; legal sign-off needed",
+                 ref=case.ref, amount=str(case.amount), currency=case.currency))
     else:
         _move(case, CaseStatus.PROPOSED, actor,
-              f"Case {case.ref} proposed at {case.amount} {case.currency}; a second agent approves")
+              N_("Case %(ref)s proposed at %(amount)s %(currency)s; a second agent approves",
+                 ref=case.ref, amount=str(case.amount), currency=case.currency))
     _flush()
 
 
@@ -265,7 +274,8 @@ def approve(case: Case, *, actor: User, expected_version: int | None = None) -> 
     case.approved_by_id = actor.id
     case.approved_amount = case.amount
     _move(case, CaseStatus.APPROVED, actor,
-          f"Case {case.ref} approved at {case.amount} {case.currency}")
+          N_("Case %(ref)s approved at %(amount)s %(currency)s", ref=case.ref,
+             amount=str(case.amount), currency=case.currency))
     _flush()
 
 
@@ -279,11 +289,12 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
         case.approved_by_id = actor.id
         case.approved_amount = case.amount
         _move(case, CaseStatus.APPROVED, actor,
-              f"Case {case.ref} approved by legal at {case.amount} {case.currency}")
+              N_("Case %(ref)s approved by legal at %(amount)s %(currency)s", ref=case.ref,
+                 amount=str(case.amount), currency=case.currency))
     else:
         case.proposed_by_id = None
-        _move(case, CaseStatus.IN_PROGRESS, actor, f"Case {case.ref} returned by legal",
-              request.comment)
+        _move(case, CaseStatus.IN_PROGRESS, actor,
+              N_("Case %(ref)s returned by legal", ref=case.ref), request.comment)
 
 
 def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor: User) -> Payment:
@@ -313,8 +324,9 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
     except IntegrityError:
         raise RuleViolation(_("This case has already been paid, or the payout reference was "
                               "used before.")) from None
-    _move(case, CaseStatus.PAID, actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
-          f"{payout_ref}")
+    _move(case, CaseStatus.PAID, actor,
+          N_("Case %(ref)s paid: %(amount)s %(currency)s, payout %(payout)s", ref=case.ref,
+             amount=str(value), currency=case.currency, payout=payout_ref))
     _flush()
     return payment
 
@@ -329,7 +341,8 @@ def add_note(case: Case, body: str, *, actor: User) -> CaseNote:
     note = CaseNote(case_id=case.id, kind="internal", body=body[:20000], author_id=actor.id)
     db.session.add(note)
     db.session.flush()
-    audit.record("case.note", "case", case.id, f"Internal note on {case.ref}", actor=actor)
+    audit.record("case.note", "case", case.id, N_("Internal note on %(ref)s", ref=case.ref),
+                 actor=actor)
     return note
 
 
@@ -344,7 +357,8 @@ def add_reply(case: Case, body: str, *, actor: User) -> CaseNote:
                     mail_status=ReplyStatus.QUEUED, to_address=case.customer.email)
     db.session.add(note)
     db.session.flush()
-    audit.record("case.reply", "case", case.id, f"Reply to the customer on {case.ref} queued",
+    audit.record("case.reply", "case", case.id,
+                 N_("Reply to the customer on %(ref)s queued", ref=case.ref),
                  after={"note_id": note.id, "to": case.customer.audit_digest(note.to_address)},
                  actor=actor)
     return note
@@ -373,8 +387,10 @@ def bulk_assign(case_ids: list[int], assignee_id: int, *, actor: User) -> list[I
         case.assignee_id = assignee.id
         case.updated_at = utcnow()
         _flush()
-        audit.record("case.assign", "case", case.id, f"Case {case.ref} assigned to "
-                     f"{assignee.email}", before=before, after=case.audit_state(), actor=actor)
+        audit.record("case.assign", "case", case.id,
+                     N_("Case %(ref)s assigned to %(email)s", ref=case.ref,
+                        email=assignee.email),
+                     before=before, after=case.audit_state(), actor=actor)
         results.append(ItemResult(case.ref, True, _("assigned")))
     _flush()
     return results
@@ -386,7 +402,10 @@ def bulk_close(case_ids: list[int], *, actor: User) -> list[ItemResult]:
         if rules.find(case.status, "close") is None:
             results.append(ItemResult(case.ref, False, _("only paid cases can be closed")))
             continue
-        _move(case, CaseStatus.CLOSED, actor, f"Case {case.ref}: close → closed (bulk)")
+        _move(case, CaseStatus.CLOSED, actor,
+              N_("Case %(ref)s: %(action)s → %(status)s (bulk)", ref=case.ref,
+                 action=term("case_action", "close"), status=term("case", CaseStatus.CLOSED)))
+
         results.append(ItemResult(case.ref, True, _("closed")))
     _flush()
     return results

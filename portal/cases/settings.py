@@ -14,6 +14,7 @@ from portal.audit import services as audit
 from portal.cases.models import SignoffThreshold, SlaPolicy
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.money import parse_amount
 
 CURRENCIES = frozenset(list_currencies())
@@ -66,8 +67,10 @@ def set_sla(severity: str, hours: int, *, actor: User) -> bool:
         db.session.add(SlaPolicy(severity=severity, hours=hours))
     else:
         policy.hours = hours
-    audit.record("settings.sla", audit.SETTING, f"sla:{severity}", f"SLA for {severity} set to "
-                 f"{hours} hours", before={"hours": before}, after={"hours": hours}, actor=actor)
+    audit.record("settings.sla", audit.SETTING, f"sla:{severity}",
+                 N_("SLA for %(severity)s set (hours: %(hours)d)",
+                    severity=term("event", severity), hours=hours),
+                 before={"hours": before}, after={"hours": hours}, actor=actor)
     return True
 
 
@@ -85,7 +88,9 @@ def set_threshold(currency: str, amount: str | Decimal, *, actor: User) -> bool:
     else:
         row.amount = value
     audit.record("settings.threshold", audit.SETTING, f"threshold:{currency}",
-                 f"Sign-off threshold for {currency} set to {value}",
+                 N_("Sign-off threshold for %(currency)s set to %(amount)s",
+                    currency=currency, amount=str(value)),
+
                  before={"amount": before}, after={"amount": str(value)}, actor=actor)
     return True
 

@@ -21,6 +21,7 @@ from portal import jobs, uow
 from portal.audit import services as audit
 from portal.cases.models import CaseNote, ReplyStatus
 from portal.extensions import db, rq
+from portal.i18n import N_
 from portal.mail import transport
 from portal.models import utcnow
 
@@ -100,8 +101,11 @@ def _recover_stalled(now: datetime) -> list[int]:
             .execution_options(synchronize_session=False)).rowcount
         if changed:
             audit.record("case.reply_recover", "case", note.case_id,
-                         f"Reply #{note.id} on case #{note.case_id} recovered from a stopped "
-                         f"worker: {'failed' if give_up else 'sent again'}",
+                         N_("Reply #%(note)d on case #%(case)d recovered from a stopped "
+                            "worker: failed", note=note.id, case=note.case_id) if give_up
+                         else N_("Reply #%(note)d on case #%(case)d recovered from a stopped "
+                                 "worker: sent again", note=note.id, case=note.case_id),
+
                          after={"note_id": note.id, "attempts": note.mail_attempts,
                                 "status": ReplyStatus.FAILED if give_up
                                 else ReplyStatus.QUEUED}, actor=None)

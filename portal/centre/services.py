@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from portal.audit.models import AuditEntry
@@ -24,6 +25,7 @@ from portal.events.models import (
 )
 from portal.events.services import target_minutes
 from portal.extensions import db
+from portal.i18n import reader_locale
 from portal.mailings.models import Mailing
 from portal.models import utcnow
 from portal.notices import services as notice_services
@@ -107,11 +109,11 @@ def timeline(event: Event) -> list[TimelineItem]:
         status = (entry.after or {}).get("status", "")
         items.append(TimelineItem(entry.created_at, "status",
                                   _("Moved to %(status)s", status=LABELS.get(status, status)),
-                                  entry.actor.name if entry.actor else entry.actor_label))
+                                  entry.actor_display))
     for publication, notice in db.session.execute(
             select(Publication, Notice).join(Notice, Notice.id == Publication.notice_id)
             .where(Notice.event_id == event.id)):
-        title = publication.version.in_locale("zh_CN")[1]["title"]
+        title = publication.version.in_locale(reader_locale())[1]["title"]
         text = (_("Emergency publication: %(ref)s %(title)s", ref=notice.ref, title=title)
                 if publication.emergency else
                 _("Notice published: %(ref)s %(title)s", ref=notice.ref, title=title))
@@ -122,8 +124,9 @@ def timeline(event: Event) -> list[TimelineItem]:
     for mailing in db.session.scalars(select(Mailing).where(Mailing.event_id == event.id,
                                                             Mailing.started_at.is_not(None))):
         items.append(TimelineItem(mailing.started_at, "mailing",
-                                  _("Mailing %(id)d started to %(n)d customers",
-                                    id=mailing.id, n=mailing.total), None,
+                                  ngettext("Mailing %(id)d started to %(num)d customer",
+                                           "Mailing %(id)d started to %(num)d customers",
+                                           mailing.total, id=mailing.id), None,
                                   "mailings.detail", {"mailing_id": mailing.id}))
     for entry in db.session.scalars(select(TimelineEntry).where(
             TimelineEntry.event_id == event.id)):

@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -115,6 +116,17 @@ class ImportStatus(StrEnum):
     IMPORTED = "imported"
     DISCARDED = "discarded"
     FAILED = "failed"
+
+
+IMPORT_LABELS = {
+    ImportStatus.UPLOADED: _l("uploaded"),
+    ImportStatus.VALIDATING: _l("checking"),
+    ImportStatus.VALIDATED: _l("checked"),
+    ImportStatus.IMPORTING: _l("importing"),
+    ImportStatus.IMPORTED: _l("imported"),
+    ImportStatus.DISCARDED: _l("discarded"),
+    ImportStatus.FAILED: _l("failed"),
+}
 
 
 # A job works on the file (or is about to).

@@ -106,7 +106,7 @@ def create_customer(event: Event, raw: dict[str, str], *, actor: User) -> Custom
     db.session.add(customer)
     db.session.flush()
     audit.record("customer.create", "customer", customer.id,
-                 f"Customer #{customer.id} added by hand",
+                 N_("Customer #%(id)d added by hand", id=customer.id),
                  after=customer.audit_state(), actor=actor)
     return customer
 
@@ -126,7 +126,7 @@ def update_customer(customer: Customer, raw: dict[str, str], *, actor: User) -> 
         return False
     customer.updated_at = utcnow()
     audit.record("customer.update", "customer", customer.id,
-                 f"Customer #{customer.id} edited", before=before,
+                 N_("Customer #%(id)d edited", id=customer.id), before=before,
                  after=customer.audit_state(), actor=actor)
     return True
 
@@ -171,7 +171,8 @@ def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) 
         raise RuleViolation(_("The file is empty."), field="file")
     batch.sha256, batch.size = digest.hexdigest(), size
     audit.record("customer_import.upload", "customer_import", batch.id,
-                 f"CSV {filename} uploaded for event {event.id} ({size} bytes)",
+                 N_("CSV %(file)s uploaded for event %(event)d (bytes: %(size)d)",
+                    file=filename, event=event.id, size=size),
                  after={"sha256": batch.sha256, "size": size}, actor=actor)
     return batch
 
@@ -301,7 +302,8 @@ def confirm_import(batch: ImportBatch, *, actor: User) -> None:
         raise RuleViolation(_("There are no valid rows to import."))
     batch.status = ImportStatus.IMPORTING
     audit.record("customer_import.confirm", "customer_import", batch.id,
-                 f"Import of {batch.valid_rows} valid rows confirmed", actor=actor)
+                 N_("Import confirmed (valid rows: %(rows)d)", rows=batch.valid_rows),
+                 actor=actor)
 
 
 def discard_import(batch: ImportBatch, *, actor: User) -> None:
@@ -309,7 +311,7 @@ def discard_import(batch: ImportBatch, *, actor: User) -> None:
         raise RuleViolation(_("This file can no longer be discarded."))
     batch.status, batch.finished_at = ImportStatus.DISCARDED, utcnow()
     audit.record("customer_import.discard", "customer_import", batch.id,
-                 "Import discarded; nothing was imported", actor=actor)
+                 N_("Import discarded; nothing was imported"), actor=actor)
     upload_path(batch).unlink(missing_ok=True)
 
 
@@ -368,6 +370,8 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
         batch.status, batch.finished_at = ImportStatus.IMPORTED, utcnow()
         batch.created_count, batch.updated_count = created, updated
         audit.record("customer_import.done", "customer_import", batch.id,
-                     f"{created} customers added and {updated} updated from {batch.filename} "
-                     f"(sha256 {batch.sha256[:12]}…)",
+                     N_("Import of %(file)s done: customers added: %(created)d, updated: "
+                        "%(updated)d (sha256 %(digest)s…)", file=batch.filename,
+                        created=created, updated=updated, digest=batch.sha256[:12]),
+
                      after={"created": created, "updated": updated, "sha256": batch.sha256})

@@ -27,6 +27,7 @@ from portal.events.models import (
     TimelineEntry,
 )
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.models import text_digest, utcnow
 
 
@@ -54,8 +55,10 @@ def create_event(
     db.session.add(event)
     db.session.flush()
     tasks = _add_checklist(event) if with_checklist else 0
-    audit.record("event.create", "event", event.id, f"Event “{title}” opened"
-                 + (f" with a checklist of {tasks} tasks" if tasks else ""),
+    audit.record("event.create", "event", event.id,
+                 N_("Event “%(title)s” opened with a checklist (tasks: %(tasks)d)",
+                    title=title, tasks=tasks) if tasks
+                 else N_("Event “%(title)s” opened", title=title),
                  after=event.audit_state(), actor=actor)
     return event
 
@@ -75,7 +78,7 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
     event.summary = summary.strip()
     if event.audit_state() == before:
         return False
-    audit.record("event.update", "event", event.id, f"Event “{title}” updated",
+    audit.record("event.update", "event", event.id, N_("Event “%(title)s” updated", title=title),
                  before=before, after=event.audit_state(), actor=actor)
     return True
 
@@ -99,7 +102,8 @@ def change_status(event: Event, status: str, *, actor: User) -> None:
     event.status = status
     event.closed_at = utcnow() if status == EventStatus.CLOSED else None
     audit.record("event.status", "event", event.id,
-                 f"Event “{event.title}” moved from {before['status']} to {status}",
+                 N_("Event “%(title)s” moved from %(before)s to %(after)s", title=event.title,
+                    before=term("event", before["status"]), after=term("event", status)),
                  before=before, after=event.audit_state(), actor=actor)
 
 
@@ -209,7 +213,8 @@ def add_task(event: Event, *, department: str, title: str, owner_id: int | None,
                      owner_id=owner_id, due_at=due_at)
     db.session.add(task)
     db.session.flush()
-    audit.record("event.task.add", "event", event.id, f"Task added: {task.title}",
+    audit.record("event.task.add", "event", event.id,
+                 N_("Task added: %(task)s", task=task.title),
                  after=task.audit_state(), actor=actor)
     return task
 
@@ -223,7 +228,8 @@ def assign_task(task: EventTask, *, owner_id: int | None, due_at: datetime | Non
     db.session.flush()
     if task.audit_state() == before:
         return
-    audit.record("event.task.assign", "event", task.event_id, f"Task changed: {task.title}",
+    audit.record("event.task.assign", "event", task.event_id,
+                 N_("Task changed: %(task)s", task=task.title),
                  before=before, after=task.audit_state(), actor=actor)
 
 
@@ -233,7 +239,8 @@ def set_task_done(task: EventTask, done: bool, *, actor: User) -> None:
     before = task.audit_state()
     task.done_at, task.done_by_id = (utcnow(), actor.id) if done else (None, None)
     audit.record("event.task.done" if done else "event.task.reopen", "event", task.event_id,
-                 f"Task {'done' if done else 'reopened'}: {task.title}",
+                 N_("Task done: %(task)s", task=task.title) if done
+                 else N_("Task reopened: %(task)s", task=task.title),
                  before=before, after=task.audit_state(), actor=actor)
 
 
@@ -253,7 +260,8 @@ def add_timeline_entry(event: Event, *, occurred_at: datetime | None, text: str,
     db.session.flush()
     # The text's hash, not the text: an entry may name a customer, and erasure scrubs the
     # timeline but can never change the append-only trail.
-    audit.record("event.timeline", "event", event.id, f"Timeline entry #{entry.id} added",
+    audit.record("event.timeline", "event", event.id,
+                 N_("Timeline entry #%(id)d added", id=entry.id),
                  after={"entry_id": entry.id, "occurred_at": when.isoformat(),
                         "text_sha256": text_digest(entry.text)},
                  actor=actor)
@@ -271,7 +279,8 @@ def add_stakeholder(event: Event, *, kind: str, name: str, contact: str,
                               contact=contact.strip()[:300])
     db.session.add(stakeholder)
     db.session.flush()
-    audit.record("event.stakeholder.add", "event", event.id, f"Stakeholder added: {name}",
+    audit.record("event.stakeholder.add", "event", event.id,
+                 N_("Stakeholder added: %(name)s", name=name),
                  after=stakeholder.audit_state(), actor=actor)
     return stakeholder
 
@@ -281,7 +290,7 @@ def mark_informed(stakeholder: Stakeholder, *, actor: User) -> None:
         raise RuleViolation(_("Already recorded as informed."))
     stakeholder.informed_at, stakeholder.informed_by_id = utcnow(), actor.id
     audit.record("event.stakeholder.informed", "event", stakeholder.event_id,
-                 f"Stakeholder informed: {stakeholder.name}",
+                 N_("Stakeholder informed: %(name)s", name=stakeholder.name),
                  after=stakeholder.audit_state(), actor=actor)
 
 
@@ -318,7 +327,10 @@ def set_targets(values: dict[tuple[str, str], int | None], *, actor: User) -> in
             db.session.add(row)
         row.minutes = minutes or 0
         audit.record("settings.target", audit.SETTING, 0,
-                     f"Response target {severity} {metric}: {before} → {minutes or 'none'} min",
+                     N_("Response target %(severity)s, %(metric)s: %(before)s → %(after)s min",
+                        severity=term("event", severity), metric=term("target_metric", metric),
+                        before=before or term("value", "none"),
+                        after=minutes or term("value", "none")),
                      before={"minutes": before}, after={"minutes": minutes or None},
                      actor=actor)
         changed += 1
@@ -338,7 +350,8 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
     db.session.add(item)
     db.session.flush()
     audit.record("settings.checklist.add", audit.SETTING, 0,
-                 f"Checklist template ({kind}): added {item.title}",
+                 N_("Checklist template (%(kind)s): added %(task)s",
+                    kind=term("event", kind), task=item.title),
                  after=item.audit_state(), actor=actor)
     return item
 
@@ -346,6 +359,8 @@ def add_template_item(*, kind: str, department: str, title: str, due_hours: int,
 def delete_template_item(item: ChecklistTemplateItem, *, actor: User) -> None:
     """Remove a template task (events already opened keep theirs)."""
     audit.record("settings.checklist.remove", audit.SETTING, 0,
-                 f"Checklist template ({item.kind}): removed {item.title}",
+                 N_("Checklist template (%(kind)s): removed %(task)s",
+                    kind=term("event", item.kind), task=item.title),
+
                  before=item.audit_state(), actor=actor)
     db.session.delete(item)

@@ -31,6 +31,8 @@ GENESIS_HASH = "0" * 64
 # The fields an audit entry's hash covers (created_at as "%Y-%m-%dT%H:%M:%S.%fZ" in UTC).
 HASHED_FIELDS = ("created_at", "actor_id", "actor_label", "action", "subject_type",
                  "subject_id", "summary", "before", "after", "ip", "prev_hash")
+# Hashed too, but only when the entry has a message key (entries written before keys lack it).
+MESSAGE_FIELDS = ("message_key", "message_params")
 
 
 def canonical_json(value: Any) -> str:
@@ -41,6 +43,8 @@ def canonical_json(value: Any) -> str:
 def entry_hash(entry: dict[str, Any]) -> str:
     """The chain hash of an exported audit entry, recomputed from its fields."""
     payload = {name: entry.get(name) for name in HASHED_FIELDS}
+    if entry.get("message_key") is not None:
+        payload.update({name: entry.get(name) for name in MESSAGE_FIELDS})
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 

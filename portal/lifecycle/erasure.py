@@ -38,6 +38,7 @@ from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
+from portal.i18n import N_
 from portal.lifecycle.models import ArchiveStatus, EventArchive
 from portal.mailings.models import (
     OPEN_RECIPIENT_STATUSES,
@@ -169,7 +170,8 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     for customer in people:
         customer.erased_at = now
     audit.record_many("customer.erase", "customer", [
-        (customer_id, f"Personal data of customer #{customer_id} erased", after)
+        (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
+
         for customer_id, after in entries], actor=actor)
     return claimed, files
 

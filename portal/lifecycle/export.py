@@ -26,6 +26,7 @@ from portal.customers.models import Customer, ImportBatch
 from portal.errors import RuleViolation
 from portal.events.models import Event, EventTask, Stakeholder, TimelineEntry
 from portal.extensions import db
+from portal.i18n import N_
 from portal.lifecycle import archive as fmt
 from portal.lifecycle.models import ArchiveStatus, EventArchive
 from portal.mailings.models import Mailing, MailingRecipient
@@ -54,14 +55,17 @@ def request_export(event: Event, *, actor: User) -> EventArchive:
     db.session.add(row)
     db.session.flush()
     audit.record("event.export", "event", event.id,
-                 f"Export archive {row.id} of event {event.id} requested",
+                 N_("Export archive %(archive)d of event %(event)d requested", archive=row.id,
+                    event=event.id),
                  after={"archive_id": row.id}, actor=actor)
     return row
 
 
 def record_download(row: EventArchive, *, actor: User) -> None:
     audit.record("event.export_download", "event", row.event_id,
-                 f"Export archive {row.id} of event {row.event_id} downloaded",
+                 N_("Export archive %(archive)d of event %(event)d downloaded", archive=row.id,
+                    event=row.event_id),
+
                  after={"archive_id": row.id, "sha256": row.sha256}, actor=actor)
 
 
@@ -161,6 +165,7 @@ def _audit_lines(subjects: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
                 "actor_id": e.actor_id, "actor_label": e.actor_label, "action": e.action,
                 "subject_type": e.subject_type, "subject_id": e.subject_id,
                 "summary": e.summary, "before": e.before, "after": e.after, "ip": e.ip,
+                "message_key": e.message_key, "message_params": e.message_params,
                 "prev_hash": e.prev_hash, "hash": e.hash,
                 "chain_prev_id": prev_ids.get(e.prev_hash),
             }

@@ -24,6 +24,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event, EventStatus
 from portal.extensions import db
+from portal.i18n import N_
 from portal.lifecycle import erasure
 from portal.lifecycle.models import (
     DEFAULT_RETENTION_DAYS,
@@ -60,7 +61,7 @@ def set_retention_days(days: int, *, actor: User) -> bool:
     row.days, row.updated_at, row.updated_by_id = days, utcnow(), actor.id
     db.session.add(row)
     audit.record("settings.retention", audit.SETTING, "retention",
-                 f"Retention set to {days} days after an event closed",
+                 N_("Retention set (days after an event closed: %(days)d)", days=days),
                  before={"days": before}, after={"days": days}, actor=actor)
     return True
 
@@ -130,8 +131,9 @@ def dry_run(*, actor: User | None) -> RetentionRun:
     db.session.add(run)
     db.session.flush()
     audit.record("retention.dry_run", "retention_run", run.id,
-                 f"Retention dry run: {len(run.report['events'])} events, "
-                 f"{run.customer_total} customers past {days} days",
+                 N_("Retention dry run: events: %(events)d, customers: %(customers)d, retention "
+                    "(days): %(days)d", events=len(run.report["events"]),
+                    customers=run.customer_total, days=days),
                  after={"events": [e["event_id"] for e in run.report["events"]],
                         "customers": run.customer_total, "days": days}, actor=actor)
     return run
@@ -169,8 +171,9 @@ def confirm_run(run: RetentionRun, *, actor: User) -> None:
         raise RuleViolation(_("Only a dry run awaiting confirmation can be confirmed."))
     db.session.refresh(run)
     audit.record("retention.confirm", "retention_run", run.id,
-                 f"Retention run {run.id} confirmed: erase {run.customer_total} customers of "
-                 f"{len(run.report['events'])} events",
+                 N_("Retention run %(run)d confirmed: customers to erase: %(customers)d, "
+                    "events: %(events)d", run=run.id, customers=run.customer_total,
+                    events=len(run.report["events"])),
                  after={"events": [e["event_id"] for e in run.report["events"]]}, actor=actor)
 
 
@@ -179,7 +182,7 @@ def cancel_run(run: RetentionRun, *, actor: User) -> None:
         raise RuleViolation(_("Only a dry run awaiting confirmation can be cancelled."))
     run.status, run.finished_at = RetentionRunStatus.CANCELLED, utcnow()
     audit.record("retention.cancel", "retention_run", run.id,
-                 f"Retention run {run.id} cancelled", actor=actor)
+                 N_("Retention run %(run)d cancelled", run=run.id), actor=actor)
 
 
 def run_retention(run_id: int, *, batch_done: Callable[[], None] | None = None) -> None:
@@ -218,6 +221,8 @@ def run_retention(run_id: int, *, batch_done: Callable[[], None] | None = None) 
         run = db.session.get(RetentionRun, run_id)
         run.status, run.finished_at = RetentionRunStatus.DONE, utcnow()
         audit.record("retention.done", "retention_run", run.id,
-                     f"Retention run {run.id} finished: {erased} customers erased",
+                     N_("Retention run %(run)d finished: customers erased: %(erased)d",
+                        run=run.id, erased=erased),
+
                      after={"erased": erased, "skipped_events": skipped}, actor=actor)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -99,7 +100,8 @@ def retention() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             if retention_rules.set_retention_days(form.days.data, actor=current_user):
-                flash(_("Retention changed to %(days)d days.", days=form.days.data), "success")
+                flash(ngettext("Retention changed to %(num)d day.",
+                               "Retention changed to %(num)d days.", form.days.data), "success")
             return redirect(url_for("lifecycle.retention"))
         except RuleViolation as err:
             refuse(err, form)

@@ -56,6 +56,18 @@ class MailingTestSendStatus(StrEnum):
     FAILED = "failed"
 
 
+TEST_SEND_LABELS = {
+    MailingTestSendStatus.QUEUED: _l("Queued"),
+    MailingTestSendStatus.SENDING: _l("Sending"),
+    MailingTestSendStatus.SENT: _l("Sent"),
+    MailingTestSendStatus.FAILED: _l("Failed"),
+}
+# What pausing, resuming and cancelling did, as the audit trail says it.
+CHANGE_LABELS = {"pause": _l("paused"), "resume": _l("resumed"), "cancel": _l("cancelled")}
+# How a customer unsubscribed.
+UNSUBSCRIBE_VIA = {"one-click": _l("one-click"), "unsubscribe page": _l("unsubscribe page")}
+
+
 # Not finished yet: a withdrawn notice cancels these.
 OPEN_MAILING_STATUSES = (MailingStatus.DRAFT, MailingStatus.SENDING, MailingStatus.PAUSED)
 OPEN_RECIPIENT_STATUSES = (RecipientStatus.PENDING, RecipientStatus.SENDING)

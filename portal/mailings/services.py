@@ -22,6 +22,7 @@ from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.mailings.audience import Audience, audience_members, skip_reason
 from portal.mailings.compose import check_greeting, pdf_ready, sendable_grant
 from portal.mailings.models import (
@@ -75,7 +76,8 @@ def create_mailing(event: Event, data: MailingInput, *, actor: User) -> Mailing:
     db.session.add(mailing)
     db.session.flush()
     audit.record("mailing.create", "mailing", mailing.id,
-                 f"Mailing {mailing.id} of {version.notice.ref} v{version.number} drafted",
+                 N_("Mailing %(id)d of %(ref)s v%(n)d drafted", id=mailing.id,
+                    ref=version.notice.ref, n=version.number),
                  after=mailing.audit_state(), actor=actor)
     _request_pdf(mailing)
     return mailing
@@ -93,7 +95,7 @@ def update_mailing(mailing: Mailing, data: MailingInput, *, actor: User) -> None
     mailing.greeting_en = check_greeting(data.greeting_en, "greeting_en")
     db.session.flush()
     db.session.refresh(mailing, ["version", "notice"])
-    audit.record("mailing.edit", "mailing", mailing.id, f"Mailing {mailing.id} changed",
+    audit.record("mailing.edit", "mailing", mailing.id, N_("Mailing %(id)d changed", id=mailing.id),
                  before=before, after=mailing.audit_state(), actor=actor)
     _request_pdf(mailing)
 
@@ -156,8 +158,11 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
     audit.record("mailing.start", "mailing", mailing.id,
-                 f"Mailing {mailing.id} started: {queued} to send, {skipped} skipped"
-                 + (" (mandatory notice)" if mandatory else ""),
+                 N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "
+                    "(mandatory notice)", id=mailing.id, queued=queued, skipped=skipped)
+                 if mandatory else
+                 N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d",
+                    id=mailing.id, queued=queued, skipped=skipped),
                  before=before, after=mailing.audit_state(), actor=actor)
     return list(range((queued + size - 1) // size))
 
@@ -175,7 +180,9 @@ def _change_status(mailing: Mailing, allowed: tuple[str, ...], new: str, action:
         raise RuleViolation(message)
     before = {"status": mailing.status}
     db.session.refresh(mailing)
-    audit.record(f"mailing.{action}", "mailing", mailing.id, f"Mailing {mailing.id} {action}d",
+    audit.record(f"mailing.{action}", "mailing", mailing.id,
+                 N_("Mailing %(id)d %(change)s", id=mailing.id,
+                    change=term("mailing_change", action)),
                  before=before, after={"status": new}, actor=actor)
 
 
@@ -195,8 +202,9 @@ def pause_for_server(mailing_id: int, reason: str) -> bool:
         .execution_options(synchronize_session=False)).rowcount
     if paused == 1:
         audit.record("mailing.pause", "mailing", mailing_id,
-                     f"Mailing {mailing_id} paused by itself: the mail server cannot be used "
-                     f"({reason[:300]}); resume once the SMTP settings are fixed",
+                     N_("Mailing %(id)d paused by itself: the mail server cannot be used "
+                        "(%(reason)s); resume once the SMTP settings are fixed",
+                        id=mailing_id, reason=reason[:300]),
                      before={"status": MailingStatus.SENDING},
                      after={"status": MailingStatus.PAUSED, "reason": reason},
                      actor=None)
@@ -261,9 +269,10 @@ def finish_if_done(mailing_id: int) -> bool:
         return False
     counts = progress_counts(mailing_id)
     audit.record("mailing.finish", "mailing", mailing_id,
-                 f"Mailing {mailing_id} finished: {counts[RecipientStatus.SENT]} sent, "
-                 f"{counts[RecipientStatus.FAILED]} failed, "
-                 f"{counts[RecipientStatus.SKIPPED]} skipped",
+                 N_("Mailing %(id)d finished: sent: %(sent)d, failed: %(failed)d, skipped: "
+                    "%(skipped)d", id=mailing_id, sent=counts[RecipientStatus.SENT],
+                    failed=counts[RecipientStatus.FAILED],
+                    skipped=counts[RecipientStatus.SKIPPED]),
                  before={"status": MailingStatus.SENDING},
                  after={"status": MailingStatus.DONE, **counts}, actor=None)
     return True
@@ -336,7 +345,9 @@ def request_test(mailing: Mailing, customer: Customer | None, *, actor: User) ->
     db.session.add(row)
     db.session.flush()
     audit.record("mailing.test", "mailing", mailing.id,
-                 f"Test message of mailing {mailing.id} to {actor.email}",
+                 N_("Test message of mailing %(id)d to %(email)s", id=mailing.id,
+                    email=actor.email),
+
                  after={"customer_id": row.customer_id, "to": actor.email}, actor=actor)
     return row
 

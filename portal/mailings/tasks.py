@@ -28,6 +28,7 @@ from portal import jobs, uow
 from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db, rq
+from portal.i18n import N_
 from portal.mail import transport
 from portal.mailings import compose, services
 from portal.mailings.models import (
@@ -342,9 +343,11 @@ def requeue_lost_chunks(min_age: timedelta) -> int:
                 log.warning("mailing %s chunk %s: %s row(s) in doubt sent again, %s failed",
                             mailing_id, chunk, stale, given_up)
                 audit.record("mailing.recover", "mailing", mailing_id,
-                             f"Mailing {mailing_id}: chunk {chunk} recovered from a stopped "
-                             f"worker; {stale} message(s) in doubt sent again, {given_up} "
-                             "failed after the last attempt",
+                             N_("Mailing %(id)d: chunk %(chunk)d recovered from a stopped "
+                                "worker; in doubt and sent again: %(stale)d, failed after the "
+                                "last attempt: %(failed)d", id=mailing_id, chunk=chunk,
+                                stale=stale, failed=given_up),
+
                              after={"chunk": chunk, "in_doubt": stale, "failed": given_up},
                              actor=None)
             uow.commit()  # before the chunk is queued again: its job reads these rows

@@ -8,6 +8,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from portal.audit import services as audit
 from portal.customers.models import Customer
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.models import utcnow
 
 # The unsubscribe token of previews and test sends: its page says so and records nothing.
@@ -49,6 +50,8 @@ def unsubscribe(customer: Customer, *, via: str) -> bool:
         return False
     customer.unsubscribed_at = utcnow()
     audit.record("customer.unsubscribe", "customer", customer.id,
-                 f"Customer #{customer.id} unsubscribed ({via})",
+                 N_("Customer #%(id)d unsubscribed (%(via)s)", id=customer.id,
+                    via=term("unsubscribe_via", via)),
+
                  after={"unsubscribed_at": customer.unsubscribed_at.isoformat()}, actor=None)
     return True

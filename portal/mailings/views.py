@@ -13,6 +13,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from portal import documents, exports, jobs
@@ -25,6 +26,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
+from portal.i18n import reader_locale
 from portal.mailings import compose, services, tasks
 from portal.mailings.audience import NO_CASE, Audience, audience_members, event_tags, summarise
 from portal.mailings.forms import MailingForm
@@ -49,7 +51,8 @@ def _form(event: Event, mailing: Mailing | None = None) -> MailingForm:
         form.greeting_zh.data = compose.DEFAULT_GREETINGS["zh_CN"]
         form.greeting_en.data = compose.DEFAULT_GREETINGS["en"]
     form.version_id.choices = [
-        (version.id, f"{notice.ref} v{version.number} · {version.in_locale('zh_CN')[1]['title']}")
+        (version.id, f"{notice.ref} v{version.number} · "
+                     f"{version.in_locale(reader_locale())[1]['title']}")
         for notice, version in compose.sendable_versions(event)]
     form.tags.choices = [(t, t) for t in event_tags(event.id)]
     form.case_statuses.choices = [(NO_CASE, _("No case"))] + [
@@ -216,7 +219,9 @@ def change(mailing_id: int, action: str) -> ResponseReturnValue:
         else:
             dropped = services.cancel(mailing, actor=current_user)
             chunks = None
-            message = _("Cancelled: %(n)d waiting recipients will not be mailed.", n=dropped)
+            message = ngettext("Cancelled: %(num)d waiting recipient will not be mailed.",
+                               "Cancelled: %(num)d waiting recipients will not be mailed.",
+                               dropped)
     except RuleViolation as err:
         refuse(err)
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))

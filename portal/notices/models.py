@@ -37,6 +37,8 @@ class NoticeStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+# A version's PDF: watermarked draft, or with legal's stamp.
+PDF_KINDS = {"draft": _l("draft"), "signed": _l("signed")}
 STATUS_LABELS = {
     NoticeStatus.DRAFT: _l("Draft"),
     NoticeStatus.IN_REVIEW: _l("In review"),

@@ -18,6 +18,7 @@ from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_
 from portal.models import text_digest, utcnow
 from portal.notices import signals
 from portal.notices.models import Notice, NoticeStatus, NoticeVersion, Publication
@@ -36,10 +37,10 @@ from portal.signoffs.models import SignoffRequest, SignoffStatus
 def _check_grant(notice: Notice, version: NoticeVersion) -> SignoffRequest:
     grant = signoffs.granted(SUBJECT, version.id)
     if grant is None or grant.retroactive:
-        raise RuleViolation(_("Legal has not approved this version."))
+        raise RuleViolation(N_("Legal has not approved this version."))
     if not signoffs.check_binding(grant, snapshot(notice, version)):
-        raise RuleViolation(_("The approved text differs from this version; request a new "
-                              "sign-off."))
+        raise RuleViolation(N_("The approved text differs from this version; request a new "
+                               "sign-off."))
     return grant
 
 
@@ -57,8 +58,9 @@ def publish(notice: Notice, *, actor: User, now: datetime | None = None) -> Publ
         notice.scheduled_at = notice.planned_publish_at
         notice.scheduled_version_id = version.id
         audit.record("notice.schedule", "notice", notice.id,
-                     f"Notice {notice.ref} v{version.number} scheduled for "
-                     f"{notice.scheduled_at.isoformat()}", after=notice.audit_state(),
+                     N_("Notice %(ref)s v%(n)d scheduled for %(when)s", ref=notice.ref,
+                        n=version.number, when=notice.scheduled_at.isoformat()),
+                     after=notice.audit_state(),
                      actor=actor)
         return None
     publication = _publish_version(notice, version, actor=actor, signoff=grant, now=now)
@@ -94,10 +96,15 @@ def _publish_version(
     )
     db.session.add(publication)
     db.session.flush()
-    kind = "emergency-published" if emergency_reason else ("updated" if is_update
-                                                          else "published")
+    if emergency_reason:
+        message = N_("Notice %(ref)s v%(n)d emergency-published", ref=notice.ref,
+                     n=version.number)
+    elif is_update:
+        message = N_("Notice %(ref)s v%(n)d updated", ref=notice.ref, n=version.number)
+    else:
+        message = N_("Notice %(ref)s v%(n)d published", ref=notice.ref, n=version.number)
     audit.record("notice.emergency_publish" if emergency_reason else "notice.publish",
-                 "notice", notice.id, f"Notice {notice.ref} v{version.number} {kind}",
+                 "notice", notice.id, message,
                  before=before, after={**notice.audit_state(),
                                        "reason_sha256": text_digest(emergency_reason)},
                  actor=actor)
@@ -115,13 +122,14 @@ def publish_due(now: datetime | None = None) -> list[int]:
         version = db.session.get(NoticeVersion, notice.scheduled_version_id)
         try:
             if version is None or version.id != notice.latest_version.id:
-                raise RuleViolation("the scheduled version is no longer the latest")
+                raise RuleViolation(N_("the scheduled version is no longer the latest"))
             grant = _check_grant(notice, version)
         except RuleViolation as err:
             notice.scheduled_at = None
             notice.scheduled_version_id = None
             audit.record("notice.schedule_dropped", "notice", notice.id,
-                         f"Scheduled publication of {notice.ref} dropped: {err.message}")
+                         N_("Scheduled publication of %(ref)s dropped: %(reason)s",
+                            ref=notice.ref, reason=err.text))
             continue
         try:
             _publish_version(notice, version, actor=None, signoff=grant, now=now)
@@ -174,7 +182,9 @@ def withdraw(notice: Notice, *, reason: str, hide: bool, actor: User) -> None:
     signoffs.void_scope(scope(notice), "notice withdrawn", actor=actor,
                         keep_subject_ids={notice.published_version_id} - {None})
     audit.record("notice.withdraw", "notice", notice.id,
-                 f"Notice {notice.ref} withdrawn" + (" and hidden" if hide else ""),
+                 N_("Notice %(ref)s withdrawn and hidden", ref=notice.ref) if hide
+                 else N_("Notice %(ref)s withdrawn", ref=notice.ref),
+
                  before=before, after={**notice.audit_state(),
                                        "reason_sha256": text_digest(reason)}, actor=actor)
     signals.withdrawn.send(notice, reason="notice withdrawn", actor=actor)

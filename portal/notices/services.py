@@ -25,6 +25,7 @@ from portal.audit.services import canonical_json
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import N_, localised
 from portal.markdown import check_renderable, render_markdown
 from portal.notices.models import (
     AUDIENCES,
@@ -35,7 +36,7 @@ from portal.notices.models import (
     NoticeVersion,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
+from portal.signoffs.models import ON_APPROVAL, STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "notice_version"
 MAX_TITLE = 300
@@ -100,7 +101,6 @@ def create_notice(
     if audience not in AUDIENCES:
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
     content = clean_content(content)
-    first_title = next(iter(content.values()))["title"]
     # The counter row numbers it: two drafters at the same moment get two numbers.
     ref = refs.next_ref("N", 4, failure=_("Could not number the notice; try again."))
     slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
@@ -112,7 +112,8 @@ def create_notice(
     version = _new_version(notice, content, actor)
     db.session.flush()
     audit.record("notice.create", "notice", notice.id,
-                 f"Notice {notice.ref} “{first_title}” drafted (version 1)",
+                 N_("Notice %(ref)s “%(title)s” drafted (version 1)", ref=notice.ref,
+                    title=localised({locale: entry["title"] for locale, entry in content.items()})),
                  after={**notice.audit_state(), "version": 1,
                         "content_hash": version.content_hash}, actor=actor)
     return notice
@@ -151,10 +152,11 @@ def save(
     keep = {notice.published_version_id} if notice.published_version_id else set()
     voided = signoffs.void_scope(scope(notice), "content changed", actor=actor,
                                  keep_subject_ids=keep)
-    what = f"version {version.number}" if version else "settings"
+    saved = (N_("Notice %(ref)s: version %(n)d saved", ref=notice.ref, n=version.number)
+             if version else N_("Notice %(ref)s: settings saved", ref=notice.ref))
     audit.record("notice.edit", "notice", notice.id,
-                 f"Notice {notice.ref}: {what} saved" + (f"; {voided} sign-off(s) voided"
-                                                          if voided else ""),
+                 N_("%(change)s; sign-offs voided: %(voided)d", change=saved, voided=voided)
+                 if voided else saved,
                  before=before, after={**notice.audit_state(),
                                        "version": (version or latest).number}, actor=actor)
     return version
@@ -235,7 +237,7 @@ def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
         "version": version.number,
         "audience": notice.audience,
         "publish_plan": notice.planned_publish_at.isoformat()
-        if notice.planned_publish_at else "on approval",
+        if notice.planned_publish_at else ON_APPROVAL,
         "locales": {
             locale: {"title": entry["title"], "body_html": render_markdown(entry["body"])}
             for locale, entry in version.content().items()
@@ -252,7 +254,10 @@ def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -
                               "prepare an update."))
     request = signoffs.open_request(
         subject_type=SUBJECT, subject_id=version.id, scope=scope(notice),
-        title=f"{notice.ref} v{version.number} — {version.in_locale('zh_CN')[1]['title']}",
+        title=N_("%(ref)s v%(n)d — %(title)s", ref=notice.ref, n=version.number,
+                 title=localised({locale: entry["title"]
+                                  for locale, entry in version.content().items()})),
+
         snapshot=snapshot(notice, version), author_id=version.author_id, requested_by=actor,
         retroactive=retroactive,
     )

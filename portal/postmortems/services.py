@@ -23,6 +23,7 @@ from portal.customers.models import Customer
 from portal.errors import Conflict, RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
 from portal.markdown import check_renderable, render_markdown
 from portal.models import text_digest, utcnow
@@ -71,7 +72,7 @@ def start(event: Event, *, actor: User) -> Postmortem:
             raise
         return found
     audit.record("postmortem.start", SUBJECT, postmortem.id,
-                 f"Post-mortem started for event “{event.title}”",
+                 N_("Post-mortem started for event “%(title)s”", title=event.title),
                  after=postmortem.audit_state(), actor=actor)
     return postmortem
 
@@ -176,7 +177,8 @@ def update(postmortem: Postmortem, texts: dict[str, str], *, expected_version: i
     signoffs.void_scope(_scope(postmortem), "post-mortem edited", actor=actor)
     changed = [s for s in STEPS if before[s] != cleaned[s]]
     audit.record("postmortem.edit", SUBJECT, postmortem.id,
-                 f"Post-mortem edited: {', '.join(changed)}", before=before,
+                 N_("Post-mortem edited: %(steps)s",
+                    steps=[term("postmortem_step", step) for step in changed]), before=before,
                  after=postmortem.audit_state(), actor=actor)
     return True
 
@@ -346,10 +348,10 @@ def request_signoff(postmortem: Postmortem, *, actor: User) -> SignoffRequest:
         raise RuleViolation(_("Write the post-mortem before asking legal to sign it off."))
     request = signoffs.open_request(
         subject_type=SUBJECT, subject_id=postmortem.id, scope=_scope(postmortem),
-        title=f"复盘 · {postmortem.event.title}", snapshot=current,
+        title=N_("Post-mortem · %(event)s", event=postmortem.event.title), snapshot=current,
         author_id=postmortem.updated_by_id or postmortem.created_by_id, requested_by=actor)
     audit.record("postmortem.signoff_request", SUBJECT, postmortem.id,
-                 "Legal sign-off requested for the post-mortem",
+                 N_("Legal sign-off requested for the post-mortem"),
                  after={"signoff_id": request.id, "snapshot_hash": request.snapshot_hash},
                  actor=actor)
     return request
@@ -364,7 +366,8 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
         raise RuleViolation(_("The post-mortem or its facts changed since the request; it "
                               "needs a new one."))
     audit.record(f"postmortem.signoff_{request.status}", SUBJECT, postmortem.id,
-                 f"Legal sign-off of the post-mortem: {request.status.replace('_', ' ')}",
+                 N_("Legal sign-off of the post-mortem: %(decision)s",
+                    decision=term("signoff_status", request.status)),
                  after={"signoff_id": request.id,
                         "comment_sha256": text_digest(request.comment)}, actor=actor)
 
@@ -383,7 +386,9 @@ def request_pdf(postmortem: Postmortem, *, actor: User) -> PostmortemPdf:
                         "signoff_id": signoff_id}, requested_by_id=actor.id)
     if created:
         audit.record("postmortem.pdf", SUBJECT, postmortem.id,
-                     "PDF of the post-mortem requested" + (" (legal stamp)" if signoff_id else ""),
+                     N_("PDF of the post-mortem requested (legal stamp)") if signoff_id
+                     else N_("PDF of the post-mortem requested"),
+
                      after={"pdf_id": row.id, "lock_version": row.lock_version,
                             "signoff_id": signoff_id}, actor=actor)
     return row

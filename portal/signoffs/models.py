@@ -6,12 +6,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import format_datetime
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
 from portal.extensions import db
+from portal.i18n import Message
 from portal.models import UTCDateTime, text_digest, utcnow
 
 
@@ -27,6 +30,8 @@ DECISIONS = (SignoffStatus.APPROVED, SignoffStatus.REJECTED, SignoffStatus.CHANG
 # Asked for or granted: what a new change of the subject voids.
 STANDING = (SignoffStatus.PENDING, SignoffStatus.APPROVED)
 OVERDUE_AFTER = timedelta(hours=24)
+# A notice snapshot's publish plan when it is published as soon as it is approved.
+ON_APPROVAL = "on approval"
 
 STATUS_LABELS = {
     SignoffStatus.PENDING: _l("Pending"),
@@ -37,6 +42,18 @@ STATUS_LABELS = {
 }
 SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision"),
                   "postmortem": _l("Post-mortem")}
+# Why a request was voided: the codes the subjects' domains pass to ``void_scope``.
+VOID_REASONS = {
+    "case edited": _l("case edited"),
+    "case closed": _l("case closed"),
+    "case rejected": _l("case rejected"),
+    "case withdrawn": _l("case withdrawn"),
+    "content changed": _l("content changed"),
+    "published in an emergency": _l("published in an emergency"),
+    "notice withdrawn": _l("notice withdrawn"),
+    "post-mortem edited": _l("post-mortem edited"),
+    "facts changed": _l("facts changed"),
+}
 
 
 class SignoffRequest(db.Model):
@@ -54,7 +71,10 @@ class SignoffRequest(db.Model):
     subject_id: Mapped[int] = mapped_column(Integer)
     # The subject's owner (e.g. "notice:7"): a change there voids its open and granted requests.
     scope: Mapped[str] = mapped_column(String(64), index=True)
+    # The title in English as written, and the message it was written from, read in the
+    # reader's language (NULL for requests opened before titles were kept as messages).
     title: Mapped[str] = mapped_column(String(300))
+    title_message: Mapped[Any | None] = mapped_column(JSON)
     snapshot: Mapped[Any] = mapped_column(JSON)
     snapshot_hash: Mapped[str] = mapped_column(String(64))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -72,6 +92,26 @@ class SignoffRequest(db.Model):
     author: Mapped[User | None] = relationship(foreign_keys=[author_id])
     requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    @property
+    def heading(self) -> str:
+        """The title in the reader's language."""
+        if self.title_message is None:
+            return self.title
+        return str(Message.from_json(self.title_message))
+
+    @property
+    def publish_plan_label(self) -> str:
+        """A notice snapshot's publish plan for the reader: a time, or "on approval"."""
+        plan = (self.snapshot or {}).get("publish_plan")
+        if plan is None or plan == ON_APPROVAL:
+            return _("on approval")
+        return format_datetime(datetime.fromisoformat(plan), "short")
+
+    @property
+    def void_reason_label(self) -> str | None:
+        return (None if self.void_reason is None
+                else str(VOID_REASONS.get(self.void_reason, self.void_reason)))
 
     @property
     def age(self) -> timedelta:

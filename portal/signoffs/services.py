@@ -20,6 +20,7 @@ from portal.audit import services as audit
 from portal.audit.services import canonical_json
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, Message, term
 from portal.models import utcnow
 from portal.signoffs.models import (
     DECISIONS,
@@ -45,10 +46,11 @@ def snapshot_hash(snapshot: Any) -> str:
 
 
 def open_request(
-    *, subject_type: str, subject_id: int, scope: str, title: str, snapshot: Any,
+    *, subject_type: str, subject_id: int, scope: str, title: Message, snapshot: Any,
     author_id: int | None, requested_by: User | None, retroactive: bool = False,
 ) -> SignoffRequest:
-    """Ask legal to approve exactly ``snapshot`` (the caller commits)."""
+    """Ask legal to approve exactly ``snapshot`` (the caller commits). ``title`` names the
+    subject as ``N_(…)`` with codes as ``term``s, so each reader sees it in their language."""
     existing = db.session.scalar(select(SignoffRequest).where(
         SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id == subject_id,
         SignoffRequest.status.in_(STANDING)))
@@ -56,7 +58,8 @@ def open_request(
         raise RuleViolation(_("This version already has an open or granted sign-off."))
     snapshot = audit.normalise(snapshot)
     request = SignoffRequest(
-        subject_type=subject_type, subject_id=subject_id, scope=scope, title=title[:300],
+        subject_type=subject_type, subject_id=subject_id, scope=scope,
+        title=title.in_english()[:300], title_message=audit.normalise(title.to_json()),
         snapshot=snapshot, snapshot_hash=snapshot_hash(snapshot), author_id=author_id,
         requested_by_id=requested_by.id if requested_by else None, retroactive=retroactive,
         status=SignoffStatus.PENDING, requested_at=utcnow(),
@@ -64,9 +67,16 @@ def open_request(
     db.session.add(request)
     db.session.flush()
     audit.record("signoff.request", "signoff", request.id,
-                 f"Sign-off requested for {title}" + (" (retroactive)" if retroactive else ""),
+                 N_("Sign-off requested for %(subject)s (retroactive)", subject=title)
+                 if retroactive else N_("Sign-off requested for %(subject)s", subject=title),
                  after=request.audit_state(), actor=requested_by)
     return request
+
+
+def _subject(request: SignoffRequest) -> Message | str:
+    """The request's title as a message parameter (the stored text for older requests)."""
+    return (request.title if request.title_message is None
+            else Message.from_json(request.title_message))
 
 
 def may_decide(request: SignoffRequest, user: User) -> str | None:
@@ -114,7 +124,8 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
         raise RuleViolation(_("This request has already been decided."))
     db.session.refresh(request)
     audit.record(f"signoff.{decision}", "signoff", request.id,
-                 f"Sign-off {decision.replace('_', ' ')}: {request.title}",
+                 N_("Sign-off decided (%(decision)s): %(subject)s",
+                    decision=term("signoff_status", decision), subject=_subject(request)),
                  before={"status": SignoffStatus.PENDING}, after=request.audit_state(), actor=actor)
     handler = _HANDLERS.get(request.subject_type)
     if handler:
@@ -124,7 +135,8 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
 
 def void_scope(scope: str, reason: str, *, actor: User | None,
                keep_subject_ids: set[int] | frozenset[int] = frozenset()) -> int:
-    """Void the open and granted requests of a changed subject (the caller commits)."""
+    """Void the open and granted requests of a changed subject (the caller commits);
+    ``reason`` is one of ``models.VOID_REASONS``."""
     requests = db.session.scalars(select(SignoffRequest).where(
         SignoffRequest.scope == scope, SignoffRequest.status.in_(STANDING))).all()
     count = 0
@@ -135,7 +147,8 @@ def void_scope(scope: str, reason: str, *, actor: User | None,
         request.status = SignoffStatus.VOIDED
         request.void_reason = reason
         audit.record("signoff.void", "signoff", request.id,
-                     f"Sign-off voided ({reason}): {request.title}",
+                     N_("Sign-off voided (%(reason)s): %(subject)s",
+                        reason=term("signoff_void", reason), subject=_subject(request)),
                      before={"status": before}, after=request.audit_state(), actor=actor)
         count += 1
     return count
