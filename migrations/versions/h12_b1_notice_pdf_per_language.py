@@ -5,7 +5,7 @@ Each gets an English sibling, queued, which the reconciler renders. The unique k
 the language.
 
 Revision ID: h12_b1
-Revises: h11_a1
+Revises: h12_a1
 Create Date: 2026-12-08 10:00:00.000000
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h12_b1'
-down_revision = 'h11_a1'
+down_revision = 'h12_a1'
 branch_labels = None
 depends_on = None
 
