@@ -39,6 +39,7 @@ from portal.postmortems import services as postmortem_services
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
+from portal.signoffs import stamp
 
 
 def _refresh_public_pages(_sender: object) -> None:
@@ -67,6 +68,7 @@ def _register_terms() -> None:
         test_send_status=mailing_models.TEST_SEND_LABELS,
         unsubscribe_via=mailing_models.UNSUBSCRIBE_VIA,
         postmortem_step=postmortem_models.STEP_TERMS,
+        pdf_stamp=stamp.STAMP_CHOICES,
     )
 
 

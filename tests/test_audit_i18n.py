@@ -270,7 +270,7 @@ def chinese_pages(app, users, client):
     unsubscribing.unsubscribe(case.customer, via="one-click")
     notice = make_notice(users)
     approve(notice, users)
-    notices.request_pdf(notice.latest_version, "signed")
+    notices.request_pdfs(notice.latest_version, "signed")
     db.session.commit()
     client.set_cookie(LOCALE_COOKIE, "zh_CN")
     client.post("/login", data={"email": users[Role.LEGAL].email, "password": PASSWORD})
@@ -302,7 +302,7 @@ def test_case_customer_and_notice_pages_in_chinese_hold_no_english(
     assert ">系统<" in customer_page and "一键退订" in customer_page
     assert _english_in(customer_page) == []
     notice_page = client.get(f"/staff/notices/{notice.id}").text
-    assert "v1 · 已签章 · 排队中" in notice_page
+    assert "第 1 版 · 带法务签章" in notice_page and "等待中" in notice_page
     assert _english_in(notice_page) == []
 
 

@@ -15,6 +15,7 @@ from portal.accounts import User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.signoffs.models import SignoffRequest, SignoffSetting, SignoffStatus
 
 STAMP_SETTING = "pdf_stamp"
@@ -63,6 +64,6 @@ def set_stamp_mode(mode: str, *, actor: User) -> bool:
         row.value = mode
     db.session.flush()
     audit.record("settings.pdf_stamp", audit.SETTING, STAMP_SETTING,
-                 f"PDF stamp set to {mode}", before={"stamp": before}, after={"stamp": mode},
-                 actor=actor)
+                 N_("PDF stamp set to %(stamp)s", stamp=term("pdf_stamp", mode)),
+                 before={"stamp": before}, after={"stamp": mode}, actor=actor)
     return True
