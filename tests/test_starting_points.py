@@ -15,6 +15,7 @@ from portal.events import services as events
 from portal.extensions import db
 from portal.notices import publishing
 from portal.notices import services as notices
+from portal.notices.models import Notice
 from portal.security import who_can
 from tests.notice_helpers import make_event, make_notice, publish
 
@@ -80,6 +81,9 @@ def test_event_page_leads_with_notices_and_a_navigation_with_counts(client, auth
     for anchor in ("#cases", "#timeline", "#checklist", "/mailings/"):
         assert anchor in nav
     assert "Drafting a notice is for: Customer service, Admin / incident lead." in page
+    notice_page = client.get(f"/staff/notices/{notice.id}").text
+    assert ("Editing, sending to legal and publishing notices is for: Customer service, "
+            "Admin / incident lead.") in notice_page
 
 
 def test_event_titles_per_language_and_public_title(client, auth, users) -> None:
@@ -118,3 +122,22 @@ def test_public_filter_names_only_events_with_a_public_title(client, users) -> N
                        (str(shutdown.id), "旧业务关停")]
     assert "drill" not in en and "(internal)" not in en
     assert "在线服务中断" in client.get("/notices?lang=zh_CN").text
+
+
+def test_demo_data_shows_titles_publish_on_approval_and_a_change_for_legal(app) -> None:
+    from portal.main.cli import seed_demo
+    from portal.notices.comparison import last_approved_before
+    from portal.signoffs.models import SignoffRequest
+
+    seed_demo()
+    [notice] = db.session.scalars(db.select(Notice)).all()
+    event = notice.event
+    assert (event.title_zh, event.title_en) == ("CRM 系统故障", "CRM outage")
+    assert event.public_title_zh and event.public_title_en
+    assert notice.publish_on_approval and notice.publications[0].published_by.role == "legal"
+    pending = notice.latest_version
+    assert pending.number == 2 and notice.published_version.number == 1
+    request = db.session.scalar(db.select(SignoffRequest).where(
+        SignoffRequest.subject_id == pending.id, SignoffRequest.status == "pending"))
+    assert request is not None and last_approved_before(pending).number == 1
+    assert "{{" not in pending.body_zh + pending.body_en
