@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.accounts import Role
@@ -108,6 +109,16 @@ def can(endpoint: str, obj: Any = None) -> bool:
     return True
 
 
+def who_can(endpoint: str) -> str:
+    """The roles ``endpoint`` admits, named in the reader's language (for the line a page
+    shows where it hides a button: "Only Admin / incident lead can open an event")."""
+    rule = rule_for(current_app, endpoint)
+    if rule is None:
+        return ""
+    roles = list(Role) if rule.roles is None else [r for r in Role if r in rule.roles]
+    return _(", ").join(role.label for role in roles)
+
+
 def _enforce_access() -> Any:
     from flask import current_app
 
@@ -163,5 +174,6 @@ def init_app(app: Flask) -> None:
 
     app.view_functions["static"] = static
     app.jinja_env.globals["can"] = can
+    app.jinja_env.globals["who_can"] = who_can
     app.before_request(_enforce_access)
     app.after_request(_security_headers)

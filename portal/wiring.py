@@ -28,8 +28,10 @@ from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
 from portal.models import PDF_STATUS_LABELS
+from portal.notices import comparison as notice_comparison
 from portal.notices import models as notice_models
 from portal.notices import pdf as notice_pdf
+from portal.notices import publishing as notice_publishing
 from portal.notices import services as notice_services
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
@@ -80,7 +82,9 @@ def connect() -> None:
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
 
-    signoffs.handle_decisions(notice_services.SUBJECT, notice_services.after_signoff_decision)
+    # Approving a notice planned "on approval" publishes it (``notices.publishing``).
+    signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)
+    signoffs.show_changes(notice_services.SUBJECT, notice_comparison.signoff_changes)
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)

@@ -92,7 +92,25 @@ def _notices(event: Event, staff: dict[Role, User]) -> None:
     mailings.create_mailing(event, _version_input(withdrawn.latest_version.id), actor=agent)
     publishing.withdraw(withdrawn, reason="Superseded", hide=False, actor=admin)
     publishing.after_publication([emergency.id, withdrawn.id])
+    # A draft from the outage template whose time of resolution is still to be filled in.
+    notices.create_notice(event, audience="public", actor=agent, content={
+        "zh_CN": {"title": "故障通知", "body": "预计于 {{ resolution_time }} 前恢复。"},
+        "en": {"title": "Outage", "body": "Expected back by {{ resolution_time }}."}})
+    _test_event(staff)
     db.session.commit()
+
+
+def _test_event(staff: dict[Role, User]) -> None:
+    """An internal drill without a public title: its published notice is public, but the
+    public event filter does not name the event."""
+    agent, legal = staff[Role.AGENT], staff[Role.LEGAL]
+    drill = events.create_event(title="演练 / Drill (test event)", kind="incident",
+                                severity="sev4", cause="system", actor=staff[Role.ADMIN])
+    notice = notices.create_notice(drill, audience="public", actor=agent,
+                                   publish_on_approval=True, content={
+                                       "zh_CN": {"title": "演练通知", "body": "演练"}})
+    request = notices.request_signoff(notice, actor=agent)
+    signoffs.decide(request.id, "approved", "", actor=legal)
 
 
 def _cases(event: Event, staff: dict[Role, User]) -> None:

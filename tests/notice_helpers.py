@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,6 +40,14 @@ def approve(notice: Notice, users: dict[Role, User]) -> None:
 def publish(notice: Notice, users: dict[Role, User]) -> None:
     approve(notice, users)
     publishing.publish(notice, actor=users[Role.AGENT])
+
+
+def marked(page: str, tag: str) -> list[str]:
+    """The texts a diff page marks with ``<del>`` or ``<ins>``, without the words announced to
+    screen readers (unescaped)."""
+    hidden = re.compile(r'<span class="visually-hidden">.*?</span>', re.DOTALL)
+    return [html.unescape(hidden.sub("", inner))
+            for inner in re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)]
 
 
 def pdf_text_and_fonts(path: Path) -> tuple[str, str]:

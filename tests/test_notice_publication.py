@@ -11,15 +11,18 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.extensions import db
 from portal.models import utcnow
+from portal.notices import services as notices
 from portal.notices import tasks
 from portal.notices.models import Notice, Publication
+from portal.signoffs import services as signoffs
+from portal.signoffs.models import SignoffRequest
 from tests.conftest import PASSWORD
 from tests.notice_helpers import approve, make_notice
 
@@ -120,3 +123,72 @@ def test_the_database_refuses_a_second_publication_of_a_version(app, users) -> N
             published_at=utcnow(), emergency=False))
         db.session.flush()
     db.session.rollback()
+
+
+# --- publishing on approval ------------------------------------------------------------------
+
+
+def _approve(notice: Notice, users) -> SignoffRequest:
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    return signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+
+
+def _audit_actions(notice: Notice) -> list[str]:
+    return list(db.session.scalars(select(AuditEntry.action).where(
+        AuditEntry.subject_type == "notice", AuditEntry.subject_id == str(notice.id))
+        .order_by(AuditEntry.id)))
+
+
+def test_approval_publishes_a_notice_planned_on_approval(client, users) -> None:
+    notice = make_notice(users, publish_on_approval=True)
+    decided = _approve(notice, users)
+    db.session.commit()
+    db.session.refresh(notice)
+    assert notice.status == "published"
+    assert notice.published_version_id == notice.latest_version.id
+    [publication] = notice.publications
+    assert publication.signoff_id == decided.id  # the grant it was published under
+    assert _audit_actions(notice)[-1] == "notice.publish"
+    assert decided.outcome == f"Notice {notice.ref} approved and published."
+    assert client.get(f"/notices/{notice.slug}").status_code == 200  # public at once
+
+
+def test_approval_of_a_notice_published_by_hand_only_approves(users) -> None:
+    notice = make_notice(users)  # the default plan: someone publishes it once approved
+    decided = _approve(notice, users)
+    assert notice.status == "approved" and notice.published_version_id is None
+    assert decided.outcome is None
+    assert "notice.publish" not in _audit_actions(notice)
+
+
+def test_a_planned_time_wins_over_on_approval(users) -> None:
+    notice = make_notice(users, publish_on_approval=True,
+                         planned_publish_at=utcnow() + timedelta(days=1))
+    assert notice.publish_on_approval is False
+    _approve(notice, users)
+    assert notice.published_version_id is None
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    ({"status": "withdrawn"}, "withdrawn"),        # withdrawn while legal was reading
+    ({"audience": "direct"}, "not_covered"),       # the approved plan no longer matches
+])
+def test_approval_stands_when_publishing_on_approval_is_refused(
+        client, auth, users, change, refusal) -> None:
+    notice = make_notice(users, publish_on_approval=True)
+    notices.request_signoff(notice, actor=users[Role.AGENT])
+    # A change that reached the row without voiding the request (as a concurrent one would).
+    db.session.execute(update(Notice).where(Notice.id == notice.id).values(**change))
+    db.session.expire(notice)
+    request = db.session.scalar(select(SignoffRequest))
+    decided = signoffs.decide(request.id, "approved", "", actor=users[Role.LEGAL])
+    db.session.commit()
+    assert decided.status == "approved"  # the approval stands
+    db.session.refresh(notice)
+    assert notice.published_version_id is None and notice.publications == []
+    assert notice.publish_refusal == refusal
+    assert _audit_actions(notice)[-1] == "notice.publish_refused"
+    assert decided.outcome.startswith("Approved, but not published")
+    auth.login(Role.AGENT)
+    page = client.get(f"/staff/notices/{notice.id}").text
+    assert 'id="publish-refusal"' in page and "Approved, but not published" in page

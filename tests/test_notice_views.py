@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from sqlalchemy import select
 
 from portal.accounts import Role
@@ -9,8 +12,9 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.notices import services as notices
 from portal.notices.models import Notice
+from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
-from tests.notice_helpers import EN, ZH, approve, make_event, make_notice
+from tests.notice_helpers import EN, ZH, approve, make_event, make_notice, marked
 
 
 def test_admin_opens_and_moves_an_event(client, auth, users) -> None:
@@ -100,8 +104,9 @@ def test_diff_shows_changed_lines_side_by_side(client, auth, users) -> None:
                  actor=users[Role.AGENT])
     auth.login(Role.LEGAL)
     page = client.get(f"/staff/notices/{notice.id}/diff?a=1&b=2")
-    assert "<del>For withdrawals call **400-800-1234**.</del>" in page.text
-    assert "<ins>Call 400-800-9999.</ins>" in page.text
+    # Inside the changed paragraph only the changed words are marked, not the whole line.
+    assert marked(page.text, "del") == ["For", "withdrawals call **", "1234**"]
+    assert marked(page.text, "ins") == ["Call", "9999"]
 
 
 def test_full_flow_through_the_staff_pages(app, client, auth, users) -> None:
@@ -186,3 +191,113 @@ def test_withdraw_through_the_page(client, auth, users) -> None:
     db.session.refresh(notice)
     assert notice.status == "withdrawn" and notice.hidden
     assert client.get(f"/notices/{notice.slug}").status_code == 404
+
+
+# --- placeholders, the inline difference, legal's view of a change, publishing on approval ---
+
+PLACEHOLDER_TEXT = {
+    "zh_CN": {"title": "故障通知", "body": "预计于 {{ resolution_time }} 前恢复。"},
+    "en": {"title": "Outage", "body": "Expected back by {{ resolution_time }}."}}
+
+
+@pytest.mark.parametrize(("language", "sentence"), [
+    ("en", "Fill in every placeholder before asking for sign-off"),
+    ("zh-CN", "请先填写所有占位符，再提交法务审批"),
+])
+def test_request_signoff_refused_lists_the_missing_placeholders(
+        client, auth, users, language, sentence) -> None:
+    notice = make_notice(users, content=PLACEHOLDER_TEXT)
+    auth.login(Role.AGENT)
+    headers = {"Accept-Language": language}
+    detail = client.get(f"/staff/notices/{notice.id}", headers=headers).text
+    assert 'id="unfilled"' in detail and "{{ resolution_time }}" in detail
+    response = client.post(f"/staff/notices/{notice.id}/request-signoff", headers=headers)
+    assert response.status_code == 422
+    page = response.text
+    assert sentence in page
+    # Beside each text field that holds one, its placeholder.
+    for field in ("body_zh_CN", "body_en"):
+        error = re.search(rf'<p class="error" id="{field}-error">(.*?)</p>', page, re.DOTALL)
+        assert error and "{{ resolution_time }}" in error.group(1)
+    assert 'id="title_en-error"' not in page
+    assert db.session.scalar(select(SignoffRequest)) is None
+    assert db.session.get(Notice, notice.id).status == "draft"
+
+
+def test_new_notice_from_the_outage_starter(client, auth, users) -> None:
+    event = make_event(title="CRM 故障 / CRM outage (internal)")
+    event.title_zh, event.title_en = "CRM 系统故障", "CRM outage"
+    db.session.commit()
+    auth.login(Role.AGENT)
+    page = client.get(f"/staff/notices/new/{event.id}?starter=outage").text
+    assert 'value="CRM 系统故障：服务故障通知"' in page
+    assert 'value="CRM outage: service disruption"' in page
+    assert "(internal)</textarea>" not in page and "(internal):" not in page
+
+
+def test_diff_marks_single_changed_chinese_characters(client, auth, users) -> None:
+    notice = make_notice(users)
+    notices.save(notice, content={"zh_CN": {**ZH, "body": "出金申请请致电 **400-800-1235**。"},
+                                  "en": EN},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    auth.login(Role.LEGAL)
+    page = client.get(f"/staff/notices/{notice.id}/diff?a=1&b=2").text
+    assert marked(page, "del") == ["1234"]
+    assert marked(page, "ins") == ["1235"]
+    assert '<span class="visually-hidden">[deleted: </span>' in page  # said without colour
+
+
+def test_diff_escapes_the_content(client, auth, users) -> None:
+    notice = make_notice(users, content={"en": {"title": "T", "body": "a <b>bold</b> claim"}})
+    notices.save(notice, content={"en": {"title": "T", "body": "a <script>x</script> claim"}},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    auth.login(Role.LEGAL)
+    page = client.get(f"/staff/notices/{notice.id}/diff?a=1&b=2").text
+    assert page.count("<script") == 1  # htmx's own; the content's is text
+    assert "a &lt;<ins>" in page and marked(page, "ins") == ["script", "x", "script"]
+
+
+def test_signoff_page_shows_the_change_since_the_last_approved_version(
+        client, auth, users) -> None:
+    notice = make_notice(users)
+    first = notices.request_signoff(notice, actor=users[Role.AGENT])
+    auth.login(Role.LEGAL)
+    page = client.get(f"/signoffs/{first.id}").text
+    assert "First version to be reviewed" in page
+    signoffs.decide(first.id, "approved", "", actor=users[Role.LEGAL])
+    notices.save(notice, content={"zh_CN": {**ZH, "title": "CRM 系统故障公告"}, "en": EN},
+                 audience="public", planned_publish_at=None, based_on=1,
+                 actor=users[Role.AGENT])
+    second = notices.request_signoff(notice, actor=users[Role.AGENT])
+    db.session.commit()
+    page = client.get(f"/signoffs/{second.id}").text
+    assert "What changed since the last approved version" in page
+    assert marked(page, "del") == ["通知"] and marked(page, "ins") == ["公告"]
+
+
+def test_approving_on_the_decision_page_says_it_was_published(client, auth, users) -> None:
+    notice = make_notice(users, publish_on_approval=True)
+    request = notices.request_signoff(notice, actor=users[Role.AGENT])
+    db.session.commit()
+    auth.login(Role.LEGAL)
+    response = client.post(f"/signoffs/{request.id}/decide",
+                           data={"decision": "approved", "comment": ""}, follow_redirects=True)
+    assert f"Notice {notice.ref} approved and published." in response.text
+    assert db.session.get(Notice, notice.id).status == "published"
+
+
+def test_admin_sets_the_notice_contact_details(client, auth, users) -> None:
+    auth.login(Role.AGENT)
+    assert client.get("/staff/notices/settings").status_code == 403
+    auth.logout()
+    auth.login(Role.ADMIN)
+    bad = client.post("/staff/notices/settings",
+                      data={"contact_phone": "call us", "contact_email": "care@example.com"})
+    assert bad.status_code == 422
+    assert re.search(r'id="contact_phone-error">Enter a phone number', bad.text)
+    ok = client.post("/staff/notices/settings",
+                     data={"contact_phone": "400-123-4567", "contact_email": "care@example.com"})
+    assert ok.status_code == 302
+    assert 'value="400-123-4567"' in client.get("/staff/notices/settings").text

@@ -15,9 +15,10 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.markdown import ALLOWED_TAGS, render_markdown
 from portal.models import utcnow
-from portal.notices import publishing
+from portal.notices import content, publishing, settings
 from portal.notices import services as notices
-from portal.notices.content import fill_placeholders
+from portal.notices.comparison import inline, last_approved_before, side_by_side
+from portal.notices.content import fill_placeholders, unfilled_placeholders
 from portal.notices.models import ImmutableError, NoticeVersion, Publication
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
@@ -362,3 +363,87 @@ def test_every_state_change_is_audited_with_the_notice(app, users) -> None:
         AuditEntry.subject_type == "notice", AuditEntry.subject_id == str(notice.id))).all()
     assert actions == ["notice.create", "notice.publish"]
     assert db.session.scalar(select(func.count(Publication.id))) == 1
+
+
+# --- placeholders, the inline difference, the last approved version, contact settings ---------
+
+
+def test_unfilled_placeholders_block_the_request_for_signoff(users) -> None:
+    notice = make_notice(users, content={
+        "zh_CN": {"title": "故障",
+                  "body": "预计 {{ resolution_time }} 恢复，请致电 {{contact_phone}}。"},
+        "en": {"title": "Outage {{ event_title }}", "body": "Back by {{ resolution_time }}."}})
+    with pytest.raises(notices.UnfilledPlaceholders) as refused:
+        notices.request_signoff(notice, actor=users[Role.AGENT])
+    assert refused.value.missing == {
+        "body_zh_CN": ["{{ resolution_time }}", "{{ contact_phone }}"],
+        "title_en": ["{{ event_title }}"], "body_en": ["{{ resolution_time }}"]}
+    assert db.session.scalar(select(func.count(SignoffRequest.id))) == 0
+    assert notice.status == "draft"
+    assert unfilled_placeholders({"en": {"title": "Done", "body": "Call 400-800-1234."}}) == {}
+
+
+def test_outage_starter_fills_each_language_and_the_settings(app, users) -> None:
+    settings.save_contact(phone="400-123-4567", email="care@example.com",
+                          actor=users[Role.ADMIN])
+    event = make_event(title="CRM 故障 / CRM outage")
+    event.title_zh, event.title_en = "CRM 系统故障", "CRM outage"
+    values = {locale: {"event_title": event.title_in(locale), **settings.contact_details()}
+              for locale in ("zh_CN", "en")}
+    filled = content.starter("outage", values)
+    assert filled["zh_CN"]["title"].startswith("CRM 系统故障：")
+    assert filled["en"]["title"].startswith("CRM outage:")
+    for entry in filled.values():
+        assert "400-123-4567" in entry["body"] and "care@example.com" in entry["body"]
+        assert "400-800-1234" not in entry["body"] and "withdrawal" not in entry["body"]
+        assert "出金" not in entry["body"]
+    # Only the time of resolution is left for the drafter, and it blocks the sign-off.
+    assert content.unfilled_placeholders(filled) == {
+        "body_zh_CN": ["{{ resolution_time }}"], "body_en": ["{{ resolution_time }}"]}
+
+
+def test_contact_settings_are_checked_and_audited(app, users) -> None:
+    assert settings.contact_details()["contact_phone"] == app.config["PORTAL_CONTACT_PHONE"]
+    with pytest.raises(settings.InvalidContact) as refused:
+        settings.save_contact(phone="call us", email="nobody", actor=users[Role.ADMIN])
+    assert set(refused.value.errors) == {"contact_phone", "contact_email"}
+    assert settings.save_contact(phone="+86 (10) 1234 5678", email="care@example.com",
+                                 actor=users[Role.ADMIN]) == 2
+    assert settings.contact_details() == {"contact_phone": "+86 (10) 1234 5678",
+                                          "contact_email": "care@example.com"}
+    assert db.session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action == "settings.notice_contact")) == 2
+    assert settings.save_contact(phone="+86 (10) 1234 5678", email="care@example.com",
+                                 actor=users[Role.ADMIN]) == 0
+
+
+def test_inline_difference_marks_single_chinese_characters_and_english_words() -> None:
+    old, new = inline("预计于今日 18:00 前恢复。", "预计于今日 20:30 前恢复。")
+    assert [t for op, t in old if op == "del"] == ["18", "00"]
+    assert [t for op, t in new if op == "ins"] == ["20", "30"]
+    old, new = inline("我们正在全力处理。", "我们正在尽力处理。")
+    assert old == [("same", "我们正在"), ("del", "全"), ("same", "力处理。")]
+    assert new == [("same", "我们正在"), ("ins", "尽"), ("same", "力处理。")]
+    old, new = inline("We expect to restore them by noon.", "We expect to restore them by 6 pm.")
+    assert [t for op, t in old if op == "del"] == ["noon"]
+    assert [t for op, t in new if op == "ins"] == ["6 pm"]
+    rows = side_by_side("标题\n\n第一段。\n第二段。", "标题\n\n第一段！\n第二段。")
+    assert [r.kind for r in rows] == ["equal", "equal", "changed", "equal"]
+    # Text with no likeness is replaced whole, not shredded.
+    assert inline("完全不同", "Something else") == ([("del", "完全不同")],
+                                                   [("ins", "Something else")])
+
+
+def test_last_approved_version_is_the_one_legal_granted_before(users) -> None:
+    notice = make_notice(users)
+    assert last_approved_before(notice.latest_version) is None
+    publish(notice, users)
+    first = notice.latest_version
+    for number in (2, 3):  # version 2 is rejected, version 3 is under review
+        notices.save(notice, content={"zh_CN": {**ZH, "body": f"第 {number} 稿"}},
+                     audience="public", planned_publish_at=None, based_on=number - 1,
+                     actor=users[Role.AGENT])
+        request = notices.request_signoff(notice, actor=users[Role.AGENT])
+        if number == 2:
+            signoffs.decide(request.id, "rejected", "No", actor=users[Role.LEGAL])
+    assert last_approved_before(notice.latest_version) == first

@@ -38,6 +38,7 @@ from portal.cases.settings import (
     sla_hours,
     threshold,
 )
+from portal.customers import lookup
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
@@ -120,6 +121,17 @@ def bulk() -> ResponseReturnValue:
             uow.rollback()
             error = err.message
     return render_template("cases/_bulk_result.html", results=results, error=error)
+
+
+@bp.route("/new")
+@access(*WORKERS)
+def pick_customer() -> ResponseReturnValue:
+    """A new case starts from its customer: find them by name, e-mail or ref, across events."""
+    q = (request.args.get("q") or "").strip()[:100]
+    context = {"q": q, "customers": lookup.find_customers(q), "min_query": lookup.MIN_QUERY}
+    if wants_partial("customer-picks"):
+        return render_template("cases/_customer_picks.html", **context)
+    return render_template("cases/pick_customer.html", **context)
 
 
 @bp.route("/new/<int:customer_id>", methods=["GET", "POST"])

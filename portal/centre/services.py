@@ -149,6 +149,7 @@ class CommandCentre:
     open_totals: dict[str, Decimal]  # currency → sum of the open cases' amounts
     pending_signoffs: list[SignoffRequest]
     notices: list[Notice]
+    mailings: int  # how many the event has had (the in-page navigation counts them)
 
 
 def event_signoffs(event: Event, status: str = SignoffStatus.PENDING) -> list[SignoffRequest]:
@@ -189,4 +190,6 @@ def command_centre(event: Event) -> CommandCentre:
         open_totals={currency: total for currency, _n, total in open_cases},  # exact sums
         pending_signoffs=event_signoffs(event),
         notices=notice_services.event_notices(event),
+        mailings=db.session.scalar(select(func.count(Mailing.id))
+                                   .where(Mailing.event_id == event.id)) or 0,
     )

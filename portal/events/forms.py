@@ -34,13 +34,24 @@ def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, object]]:
 
 
 class EventForm(FlaskForm):
-    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=200)])
+    title = StringField(_l("Internal title"), validators=[DataRequired(), Length(max=200)])
+    title_zh = StringField(_l("Title in Chinese (for notices)"), validators=[Length(max=200)])
+    title_en = StringField(_l("Title in English (for notices)"), validators=[Length(max=200)])
+    public_title_zh = StringField(_l("Public title in Chinese"),
+                                  validators=[Length(max=200)])
+    public_title_en = StringField(_l("Public title in English"),
+                                  validators=[Length(max=200)])
     kind = SelectField(_l("Kind"), choices=_choices([k.value for k in EventKind]))
     severity = SelectField(_l("Severity"), choices=_choices(SEVERITIES))
     cause = SelectField(_l("Cause"), choices=_choices(CAUSES))
     summary = TextAreaField(_l("Summary"), validators=[Length(max=5000)])
     with_checklist = BooleanField(_l("Start the checklist from the template of this kind"),
                                   default=True)
+
+    def titles(self) -> dict[str, str | None]:
+        """The optional titles, by the names the event services take."""
+        return {name: getattr(self, name).data for name in (
+            "title_zh", "title_en", "public_title_zh", "public_title_en")}
 
 
 class EventEditForm(EventForm):

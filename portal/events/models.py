@@ -76,7 +76,13 @@ class Event(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The internal title staff know it by; the titles per language go into notices; the
+    # public titles (optional) name it on the public pages, which list no event without one.
     title: Mapped[str] = mapped_column(String(200))
+    title_zh: Mapped[str | None] = mapped_column(String(200))
+    title_en: Mapped[str | None] = mapped_column(String(200))
+    public_title_zh: Mapped[str | None] = mapped_column(String(200))
+    public_title_en: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     severity: Mapped[str] = mapped_column(String(8))
     cause: Mapped[str] = mapped_column(String(16))
@@ -98,9 +104,22 @@ class Event(db.Model):
     def urgent(self) -> bool:
         return self.severity in ("sev1", "sev2")
 
+    def title_in(self, locale: str) -> str:
+        """The title for a text in ``locale`` (zh_CN or en): its own, else the internal one."""
+        own = self.title_zh if locale.startswith("zh") else self.title_en
+        return own or self.title
+
+    def public_title_in(self, locale: str) -> str | None:
+        """The public title in ``locale``, else in the other language; None when it has none
+        (then the public pages do not name it)."""
+        zh, en = self.public_title_zh, self.public_title_en
+        return (zh or en) if locale.startswith("zh") else (en or zh)
+
     def audit_state(self) -> dict[str, object]:
         return {
-            "title": self.title, "kind": self.kind, "severity": self.severity,
+            "title": self.title, "title_zh": self.title_zh, "title_en": self.title_en,
+            "public_title_zh": self.public_title_zh, "public_title_en": self.public_title_en,
+            "kind": self.kind, "severity": self.severity,
             "cause": self.cause, "status": self.status,
             "summary_sha256": text_digest(self.summary),  # the text may name a customer
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
@@ -30,15 +31,33 @@ from portal.extensions import db
 from portal.i18n import N_, term
 from portal.models import text_digest, utcnow
 
+# The event's titles besides the internal one: per language for notices, public ones.
+TITLE_FIELDS = ("title_zh", "title_en", "public_title_zh", "public_title_en")
+MAX_TITLE = 200
+
+
+def _clean_titles(titles: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    """Each title trimmed, empty ones as None; each at most 200 characters."""
+    cleaned: dict[str, str | None] = {}
+    for name in TITLE_FIELDS:
+        value = ((titles or {}).get(name) or "").strip()
+        if len(value) > MAX_TITLE:
+            raise RuleViolation(_("At most %(n)d characters.", n=MAX_TITLE), field=name)
+        cleaned[name] = value or None
+    return cleaned
+
 
 def create_event(
     *, title: str, kind: str, severity: str, cause: str, summary: str = "",
     actor: User | None = None, with_checklist: bool = True,
+    titles: Mapping[str, str | None] | None = None,
 ) -> Event:
-    """Open an event; its checklist starts from the template of its kind unless told not to."""
+    """Open an event; its checklist starts from the template of its kind unless told not to.
+    ``titles`` holds the optional titles of ``TITLE_FIELDS``."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
+    more_titles = _clean_titles(titles)
     try:
         event_kind = EventKind(kind)
     except ValueError:
@@ -50,7 +69,7 @@ def create_event(
     event = Event(
         title=title, kind=event_kind.value, severity=severity, cause=cause,
         status=STATUSES[event_kind][0], summary=summary.strip(),
-        created_by_id=actor.id if actor else None,
+        created_by_id=actor.id if actor else None, **more_titles,
     )
     db.session.add(event)
     db.session.flush()
@@ -64,17 +83,20 @@ def create_event(
 
 
 def update_event(event: Event, *, title: str, severity: str, cause: str, summary: str,
-                 actor: User) -> bool:
-    """Change title, severity, cause or summary; returns whether anything changed."""
+                 actor: User, titles: Mapping[str, str | None] | None = None) -> bool:
+    """Change titles, severity, cause or summary; returns whether anything changed."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
+    more_titles = _clean_titles(titles)
     if severity not in SEVERITIES:
         raise RuleViolation(_("Unknown severity."), field="severity")
     if cause not in CAUSES:
         raise RuleViolation(_("Unknown cause."), field="cause")
     before = event.audit_state()
     event.title, event.severity, event.cause = title, severity, cause
+    for name, value in more_titles.items():
+        setattr(event, name, value)
     event.summary = summary.strip()
     if event.audit_state() == before:
         return False

@@ -56,7 +56,7 @@ def create() -> ResponseReturnValue:
             event = services.create_event(
                 title=form.title.data, kind=form.kind.data, severity=form.severity.data,
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
-                with_checklist=bool(form.with_checklist.data))
+                with_checklist=bool(form.with_checklist.data), titles=form.titles())
         except RuleViolation as err:
             refuse(err, form)
         else:
@@ -142,7 +142,7 @@ def edit(event_id: int) -> ResponseReturnValue:
         try:
             services.update_event(event, title=form.title.data, severity=form.severity.data,
                                   cause=form.cause.data, summary=form.summary.data or "",
-                                  actor=current_user)
+                                  actor=current_user, titles=form.titles())
         except RuleViolation as err:
             refuse(err, form)
         else:

@@ -25,9 +25,10 @@ from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
 from portal.main.supervisor import Supervisor
-from portal.notices import publishing as notice_publishing
+from portal.notices import content
 from portal.notices import services as notice_services
-from portal.notices.content import STARTERS, fill_placeholders
+from portal.notices import settings as notice_settings
+from portal.notices.models import Notice
 from portal.signoffs import services as signoff_services
 from portal.signoffs.models import SignoffStatus
 
@@ -62,10 +63,15 @@ def seed_demo() -> str:
         summary="CRM 系统不可用，客户无法在线提交出金申请。请致电 400-800-1234。\n"
                 "The CRM is down; customers with withdrawal requests, call 400-800-1234.",
         actor=users[Role.ADMIN],
+        titles={"title_zh": "CRM 系统故障", "title_en": "CRM outage",
+                "public_title_zh": "在线服务中断", "public_title_en": "Online service disruption"},
     )
-    _seed_published_notice(event, users)
+    notice_settings.save_contact(phone="400-800-1234", email="care@example.com",
+                                 actor=users[Role.ADMIN])
+    notice = _seed_published_notice(event, users)
     _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
+    _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
@@ -78,25 +84,35 @@ def seed_demo() -> str:
     return text
 
 
-def _seed_published_notice(event: Event, users: dict[Role, User]) -> None:
-    """The CRM outage notice in Chinese and English: drafted by the agent, approved by legal,
-    published; its PDFs, one in Chinese and one in English, are queued (or re-queued by the
-    reconciler once Redis runs), stamped "Legal department" (the default setting)."""
-    values = {"event_title": "CRM 系统故障", "contact_phone": "400-800-1234",
-              "contact_email": "support@example.com", "resolution_time": "今日 18:00"}
-    starter = STARTERS["outage"]
-    content = {
-        "zh_CN": {k: fill_placeholders(v, values) for k, v in starter["zh_CN"].items()},
-        "en": {k: fill_placeholders(v, {**values, "event_title": "CRM outage",
-                                        "resolution_time": "18:00 today"})
-               for k, v in starter["en"].items()},
-    }
-    notice = notice_services.create_notice(event, audience="public", content=content,
-                                           actor=users[Role.AGENT])
+def _outage_text(resolution: dict[str, str], event: Event) -> dict[str, dict[str, str]]:
+    """The outage starter filled in as a drafter would: the event's titles and the contact
+    settings by the template, the time of resolution by hand."""
+    contact = notice_settings.contact_details()
+    return content.starter("outage", {
+        locale: {"event_title": event.title_in(locale), "resolution_time": resolution[locale],
+                 **contact} for locale in resolution})
+
+
+def _seed_published_notice(event: Event, users: dict[Role, User]) -> Notice:
+    """The CRM outage notice in Chinese and English, planned "on approval": drafted by the
+    agent and published by legal's approval; its PDF is queued (or re-queued by the reconciler
+    once Redis runs)."""
+    text = _outage_text({"zh_CN": "今日 18:00", "en": "18:00 today"}, event)
+    notice = notice_services.create_notice(event, audience="public", content=text,
+                                           actor=users[Role.AGENT], publish_on_approval=True)
     request = notice_services.request_signoff(notice, actor=users[Role.AGENT])
     signoff_services.decide(request.id, SignoffStatus.APPROVED, "", actor=users[Role.LEGAL])
-    notice_publishing.publish(notice, actor=users[Role.AGENT])
-    notice_publishing.after_publication([notice.id])
+    return notice
+
+
+def _seed_notice_update(notice: Notice, users: dict[Role, User]) -> None:
+    """An update of the published notice waiting for legal: a new time of resolution, a few
+    characters apart, so the sign-off page shows the change character by character."""
+    text = _outage_text({"zh_CN": "今日 20:30", "en": "20:30 today"}, notice.event)
+    notice_services.save(notice, content=text, audience=notice.audience,
+                         planned_publish_at=None, based_on=notice.latest_version.number,
+                         actor=users[Role.AGENT])
+    notice_services.request_signoff(notice, actor=users[Role.AGENT])
 
 
 def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
@@ -144,7 +160,7 @@ def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
     from portal.mailings import compose as mailing_compose
     from portal.mailings import services as mailing_services
 
-    version = notice_services.event_notices(event)[0].latest_version
+    version = notice_services.event_notices(event)[0].published_version
     mailing_services.create_mailing(event, mailing_services.MailingInput(
         version.id, mailing_audience.Audience(), False,
         mailing_compose.DEFAULT_GREETINGS["zh_CN"],

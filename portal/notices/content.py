@@ -6,11 +6,34 @@ import re
 from collections.abc import Mapping
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# What counts as left unfilled: any "{{ … }}", also one mistyped past the pattern above.
+_UNFILLED = re.compile(r"\{\{(.{0,60}?)\}\}")
 
 
 def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
     """Replace ``{{ name }}`` with its value; unknown names stay visible for the drafter."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def unfilled_placeholders(content: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """The placeholders still in the text, by form field (``title_zh_CN``, ``body_en``…),
+    each as written (``{{ resolution_time }}``), in order of appearance, once."""
+    missing: dict[str, list[str]] = {}
+    for locale, entry in content.items():
+        for part in ("title", "body"):
+            found = [f"{{{{ {m.group(1).strip()} }}}}"
+                     for m in _UNFILLED.finditer(entry.get(part) or "")]
+            if found:
+                missing[f"{part}_{locale}"] = list(dict.fromkeys(found))
+    return missing
+
+
+def starter(name: str, values: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """Starter ``name`` filled in per locale with ``values[locale]`` (the event's title in
+    that language, the hotline, the contact e-mail); what only the drafter knows (a time, a
+    date) stays a placeholder, which blocks the request for sign-off until filled."""
+    return {locale: {part: fill_placeholders(text, values[locale]) for part, text in entry.items()}
+            for locale, entry in STARTERS[name].items()}
 
 
 STARTERS: dict[str, dict[str, dict[str, str]]] = {
@@ -20,7 +43,7 @@ STARTERS: dict[str, dict[str, dict[str, str]]] = {
             "body": (
                 "尊敬的客户：\n\n{{ event_title }}，相关线上服务暂时无法使用。"
                 "我们正在全力处理，预计于 {{ resolution_time }} 前恢复。\n\n"
-                "**出金申请等紧急业务，请致电 {{ contact_phone }}**，或发送邮件至 "
+                "**如有紧急业务，请致电 {{ contact_phone }}**，或发送邮件至 "
                 "{{ contact_email }}。\n\n给您带来的不便，我们深表歉意。处理进展将在本页更新。"
             ),
         },
@@ -29,8 +52,8 @@ STARTERS: dict[str, dict[str, dict[str, str]]] = {
             "body": (
                 "Dear customer,\n\n{{ event_title }}: some online services are unavailable. "
                 "We are working on it and expect to restore them by {{ resolution_time }}.\n\n"
-                "**For withdrawal requests and other urgent matters, call "
-                "{{ contact_phone }}** or write to {{ contact_email }}.\n\n"
+                "**For urgent matters, call {{ contact_phone }}** or write to "
+                "{{ contact_email }}.\n\n"
                 "We apologise for the inconvenience. We will post progress on this page."
             ),
         },

@@ -34,8 +34,10 @@ class NoticeForm(FlaskForm):
     title_en = StringField(_l("Title (English)"), validators=[Length(max=300)])
     body_en = TextAreaField(_l("Text (English, Markdown)"), validators=[Length(max=50_000)])
     planned_publish_at = DateTimeLocalField(
-        _l("Publish at (leave empty to publish once approved)"), format="%Y-%m-%dT%H:%M",
-        validators=[Optional()])
+        _l("Publish at (optional)"), format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    publish_on_approval = BooleanField(
+        _l("Without a time: publish as soon as legal approves (otherwise someone publishes "
+           "it by hand once approved)"))
     based_on = HiddenField()
 
     def content(self) -> dict[str, dict[str, str]]:
@@ -66,3 +68,9 @@ class StarterForm(FlaskForm):
         csrf = False
 
     starter = SelectField(_l("Start from"), choices=STARTER_CHOICES, validators=[Optional()])
+
+
+class ContactForm(FlaskForm):
+    contact_phone = StringField(_l("Hotline"), validators=[DataRequired(), Length(max=30)])
+    contact_email = StringField(_l("Contact e-mail"),
+                                validators=[DataRequired(), Length(max=254)])

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,18 @@ PDF_LABELS = {
 }
 
 
+PLAN_ON_APPROVAL = "on approval"
+PLAN_BY_HAND = "by hand"
+# Why an approval under the plan "on approval" did not publish the version.
+PUBLISH_REFUSALS = {
+    "not_latest": _l("Approved, but not published: a newer version was saved meanwhile."),
+    "withdrawn": _l("Approved, but not published: the notice was withdrawn meanwhile."),
+    "published": _l("Approved, but not published: this version was already published."),
+    "not_covered": _l("Approved, but not published: the approved text or plan no longer "
+                      "matches this version; request a new sign-off."),
+}
+
+
 class ImmutableError(RuntimeError):
     """Raised when code tries to change a notice version after it was saved."""
 
@@ -80,8 +93,13 @@ class Notice(db.Model):
     slug: Mapped[str] = mapped_column(String(120), unique=True)
     audience: Mapped[str] = mapped_column(String(8), default="public")
     status: Mapped[str] = mapped_column(String(12), default=NoticeStatus.DRAFT)
-    # When the approved version should go out; None means "as soon as it is approved".
+    # The publish plan: at a time, as soon as legal approves, or by hand once approved.
     planned_publish_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    publish_on_approval: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                      server_default=false())
+    # Why the last approval under the plan "on approval" did not publish (a PUBLISH_REFUSALS
+    # key, shown on the notice page); cleared by the next publication or edit.
+    publish_refusal: Mapped[str | None] = mapped_column(String(32))
     # A scheduled publication waiting for its time (kept here so a restart cannot lose it).
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     scheduled_version_id: Mapped[int | None] = mapped_column(
@@ -127,12 +145,20 @@ class Notice(db.Model):
             and not self.hidden
         )
 
+    @property
+    def publish_plan(self) -> str:
+        """The plan as legal's snapshot states it: a time, "on approval" or "by hand"."""
+        if self.planned_publish_at:
+            return self.planned_publish_at.isoformat()
+        return PLAN_ON_APPROVAL if self.publish_on_approval else PLAN_BY_HAND
+
     def audit_state(self) -> dict[str, object]:
         return {
             "ref": self.ref, "slug": self.slug, "audience": self.audience,
             "status": self.status,
             "planned_publish_at": self.planned_publish_at.isoformat()
             if self.planned_publish_at else None,
+            "publish_on_approval": self.publish_on_approval,
             "published_version_id": self.published_version_id,
             "hidden": self.hidden,
         }
@@ -197,6 +223,15 @@ class Publication(db.Model):
     version: Mapped[NoticeVersion] = relationship()
     published_by: Mapped[User | None] = relationship()
     signoff: Mapped[SignoffRequest | None] = relationship()
+
+
+class NoticeSetting(db.Model):
+    """A setting the notice templates fill in (the hotline, the contact e-mail)."""
+
+    __tablename__ = "notice_setting"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(300))
 
 
 class NoticePdf(DocumentRow, db.Model):

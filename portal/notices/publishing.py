@@ -21,7 +21,13 @@ from portal.extensions import db
 from portal.i18n import N_
 from portal.models import text_digest, utcnow
 from portal.notices import signals
-from portal.notices.models import Notice, NoticeStatus, NoticeVersion, Publication
+from portal.notices.models import (
+    PUBLISH_REFUSALS,
+    Notice,
+    NoticeStatus,
+    NoticeVersion,
+    Publication,
+)
 from portal.notices.services import (
     SUBJECT,
     may_withdraw,
@@ -30,6 +36,7 @@ from portal.notices.services import (
     scope,
     snapshot,
 )
+from portal.notices.services import after_signoff_decision as after_decision
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest, SignoffStatus
 
@@ -84,7 +91,8 @@ def _publish_version(
                 Notice.published_version_id != version.id))
         .values(published_version_id=version.id, status=NoticeStatus.PUBLISHED,
                 first_published_at=func.coalesce(Notice.first_published_at, now),
-                last_published_at=now, scheduled_at=None, scheduled_version_id=None)
+                last_published_at=now, scheduled_at=None, scheduled_version_id=None,
+                publish_refusal=None)
         .execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
         raise RuleViolation(_("This version is already published."))
@@ -109,6 +117,48 @@ def _publish_version(
                                        "reason_sha256": text_digest(emergency_reason)},
                  actor=actor)
     return publication
+
+
+def after_signoff_decision(request: SignoffRequest, actor: User) -> str | None:
+    """Legal decided on a notice version (the handler ``portal.wiring`` registers). An approval
+    of a notice planned "on approval" publishes the version in the same unit of work, with the
+    checks of a publication by hand (the grant re-checked against a fresh snapshot) and its
+    audit entry. When it cannot, the approval stands and the notice says why."""
+    after_decision(request, actor)
+    version = db.session.get(NoticeVersion, request.subject_id)
+    notice = version.notice
+    if (request.status != SignoffStatus.APPROVED or request.retroactive
+            or not notice.publish_on_approval or notice.planned_publish_at):
+        return None
+    refusal = _why_not_publishable(notice, version)
+    if refusal is None:
+        try:
+            _publish_version(notice, version, actor=actor, signoff=request, now=utcnow())
+        except RuleViolation:  # a racing publisher won; nothing was written here
+            refusal = "published"
+    if refusal is not None:
+        notice.publish_refusal = refusal
+        audit.record("notice.publish_refused", "notice", notice.id,
+                     f"Notice {notice.ref} v{version.number} approved but not published "
+                     f"on approval: {refusal}", after=notice.audit_state(), actor=actor)
+        return str(PUBLISH_REFUSALS[refusal])
+    after_publication([notice.id])
+    return _("Notice %(ref)s approved and published.", ref=notice.ref)
+
+
+def _why_not_publishable(notice: Notice, version: NoticeVersion) -> str | None:
+    """The PUBLISH_REFUSALS key saying why ``version`` cannot go out now, or None."""
+    if notice.status == NoticeStatus.WITHDRAWN:
+        return "withdrawn"
+    if notice.latest_version is None or version.id != notice.latest_version.id:
+        return "not_latest"
+    if version.id == notice.published_version_id:
+        return "published"
+    try:
+        _check_grant(notice, version)
+    except RuleViolation:
+        return "not_covered"
+    return None
 
 
 def publish_due(now: datetime | None = None) -> list[int]:

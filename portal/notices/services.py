@@ -27,6 +27,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import N_, localised
 from portal.markdown import check_renderable, render_markdown
+from portal.notices.content import unfilled_placeholders
 from portal.notices.models import (
     AUDIENCES,
     CONTENT_LOCALES,
@@ -36,7 +37,7 @@ from portal.notices.models import (
     NoticeVersion,
 )
 from portal.signoffs import services as signoffs
-from portal.signoffs.models import ON_APPROVAL, STANDING, SignoffRequest, SignoffStatus
+from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
 
 SUBJECT = "notice_version"
 MAX_TITLE = 300
@@ -96,7 +97,7 @@ def _new_version(notice: Notice, content: Content, author: User | None) -> Notic
 
 def create_notice(
     event: Event, *, audience: str, content: Content, actor: User,
-    planned_publish_at: datetime | None = None,
+    planned_publish_at: datetime | None = None, publish_on_approval: bool = False,
 ) -> Notice:
     if audience not in AUDIENCES:
         raise RuleViolation(_("Choose who the notice is for."), field="audience")
@@ -106,7 +107,9 @@ def create_notice(
     slug_tail = _slugify(content.get("en", {}).get("title", "")) or "notice"
     notice = Notice(
         event=event, ref=ref, slug=f"{ref.lower()}-{slug_tail}", audience=audience,
-        status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at, created_by_id=actor.id,
+        status=NoticeStatus.DRAFT, planned_publish_at=planned_publish_at,
+        publish_on_approval=publish_on_approval and planned_publish_at is None,
+        created_by_id=actor.id,
     )
     db.session.add(notice)
     version = _new_version(notice, content, actor)
@@ -121,11 +124,12 @@ def create_notice(
 
 def save(
     notice: Notice, *, content: Content, audience: str, planned_publish_at: datetime | None,
-    based_on: int, actor: User,
+    based_on: int, actor: User, publish_on_approval: bool | None = None,
 ) -> NoticeVersion | None:
     """Save an edit. Changed content makes a new immutable version; any change voids the
     notice's open and granted sign-offs. ``based_on`` is the version the editor started from:
-    if someone saved a newer one meanwhile, nothing is overwritten."""
+    if someone saved a newer one meanwhile, nothing is overwritten. ``publish_on_approval``
+    None keeps the plan's choice between "on approval" and "by hand"."""
     if not editable(actor, notice):
         raise RuleViolation(_("A withdrawn notice cannot be edited."))
     if audience not in AUDIENCES:
@@ -135,15 +139,21 @@ def save(
         raise RuleViolation(_("Someone saved a newer version while you were editing. Reload "
                               "the page to see it; your text has not been saved."))
     content = clean_content(content)
+    if publish_on_approval is None:
+        publish_on_approval = notice.publish_on_approval
+    publish_on_approval = publish_on_approval and planned_publish_at is None
     content_changed = content_hash(content) != latest.content_hash
     settings_changed = (audience != notice.audience
-                        or planned_publish_at != notice.planned_publish_at)
+                        or planned_publish_at != notice.planned_publish_at
+                        or publish_on_approval != notice.publish_on_approval)
     if not content_changed and not settings_changed:
         return None
     before = notice.audit_state()
     version = _new_version(notice, content, actor) if content_changed else None
     notice.audience = audience
     notice.planned_publish_at = planned_publish_at
+    notice.publish_on_approval = publish_on_approval
+    notice.publish_refusal = None
     notice.scheduled_at = None
     notice.scheduled_version_id = None
     if notice.under_review:
@@ -236,8 +246,7 @@ def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
         "notice": notice.ref,
         "version": version.number,
         "audience": notice.audience,
-        "publish_plan": notice.planned_publish_at.isoformat()
-        if notice.planned_publish_at else ON_APPROVAL,
+        "publish_plan": notice.publish_plan,
         "locales": {
             locale: {"title": entry["title"], "body_html": render_markdown(entry["body"])}
             for locale, entry in version.content().items()
@@ -245,19 +254,34 @@ def snapshot(notice: Notice, version: NoticeVersion) -> dict[str, Any]:
     }
 
 
+class UnfilledPlaceholders(RuleViolation):
+    """The text still holds template placeholders; ``missing`` lists them per form field."""
+
+    def __init__(self, missing: dict[str, list[str]]) -> None:
+        names = sorted({name for names in missing.values() for name in names})
+        super().__init__(_("Fill in every placeholder before asking for sign-off: "
+                           "%(names)s.", names=", ".join(names)), field=next(iter(missing)))
+        self.missing = missing
+
+
 def request_signoff(notice: Notice, *, actor: User, retroactive: bool = False) -> SignoffRequest:
+    """Ask legal to approve the latest version. Refused while its text holds an unfilled
+    placeholder (``UnfilledPlaceholders``), and for the published version unless
+    ``retroactive`` (an emergency publication, reviewed afterwards)."""
     version = notice.latest_version
     if version is None or notice.status == NoticeStatus.WITHDRAWN:
         raise RuleViolation(_("There is nothing to review."))
     if version.id == notice.published_version_id and not retroactive:
         raise RuleViolation(_("This version is already published; edit the notice to "
                               "prepare an update."))
+    missing = unfilled_placeholders(version.content())
+    if missing and not retroactive:
+        raise UnfilledPlaceholders(missing)
     request = signoffs.open_request(
         subject_type=SUBJECT, subject_id=version.id, scope=scope(notice),
         title=N_("%(ref)s v%(n)d — %(title)s", ref=notice.ref, n=version.number,
                  title=localised({locale: entry["title"]
                                   for locale, entry in version.content().items()})),
-
         snapshot=snapshot(notice, version), author_id=version.author_id, requested_by=actor,
         retroactive=retroactive,
     )
@@ -291,6 +315,14 @@ def public_notices(event_id: int | None = None) -> list[Notice]:
     if event_id:
         stmt = stmt.where(Notice.event_id == event_id)
     return list(db.session.scalars(stmt))
+
+
+def public_events(locale: str) -> list[tuple[int, str]]:
+    """(id, public title in ``locale``) of the events that have published public notices and
+    a public title; an event without one (an internal or test event) is not named."""
+    events = {n.event_id: n.event for n in public_notices()}
+    named = [(event.id, event.public_title_in(locale)) for event in events.values()]
+    return [(event_id, title) for event_id, title in named if title]
 
 
 def public_notice(slug: str) -> Notice | None:

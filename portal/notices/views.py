@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -27,9 +26,11 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, locale_code, utc_to_local
 from portal.markdown import check_renderable, render_markdown
-from portal.notices import comparison, pdf, publishing, services, signals
-from portal.notices.content import STARTERS, fill_placeholders
+from portal.notices import comparison, content, pdf, publishing, services, signals
+from portal.notices import settings as notice_settings
+from portal.notices.content import STARTERS
 from portal.notices.forms import (
+    ContactForm,
     DiffForm,
     NoticeForm,
     ReasonForm,
@@ -39,6 +40,7 @@ from portal.notices.forms import (
 from portal.notices.models import (
     CONTENT_LOCALES,
     PDF_LABELS,
+    PUBLISH_REFUSALS,
     STATUS_LABELS,
     Notice,
     NoticePdf,
@@ -66,10 +68,12 @@ def markdown_filter(text: str) -> Markup:
     return Markup(render_markdown(text))  # sanitised by an allow-list
 
 
-def _placeholders(event: Event) -> dict[str, str]:
-    cfg = current_app.config
-    return {"event_title": event.title, "contact_phone": cfg["PORTAL_CONTACT_PHONE"],
-            "contact_email": cfg["PORTAL_CONTACT_EMAIL"]}
+def _placeholders(event: Event) -> dict[str, dict[str, str]]:
+    """What a starter is filled in with, per language: the event's title in that language,
+    the hotline and the contact e-mail of the settings."""
+    contact = notice_settings.contact_details()
+    return {locale: {"event_title": event.title_in(locale), **contact}
+            for locale in CONTENT_LOCALES}
 
 
 @bp.route("/new/<int:event_id>", methods=["GET", "POST"])
@@ -79,16 +83,17 @@ def create(event_id: int) -> ResponseReturnValue:
     form = NoticeForm()
     starter = StarterForm(request.args)
     if request.method == "GET" and starter.starter.data in STARTERS:
-        values = _placeholders(event)
-        for locale, entry in STARTERS[starter.starter.data].items():
-            getattr(form, f"title_{locale}").data = fill_placeholders(entry["title"], values)
-            getattr(form, f"body_{locale}").data = fill_placeholders(entry["body"], values)
+        filled = content.starter(starter.starter.data, _placeholders(event))
+        for locale, entry in filled.items():
+            getattr(form, f"title_{locale}").data = entry["title"]
+            getattr(form, f"body_{locale}").data = entry["body"]
     failed = False
     if form.validate_on_submit():
         try:
             notice = services.create_notice(
                 event, audience=form.audience.data, content=form.content(), actor=current_user,
-                planned_publish_at=local_to_utc(form.planned_publish_at.data))
+                planned_publish_at=local_to_utc(form.planned_publish_at.data),
+                publish_on_approval=bool(form.publish_on_approval.data))
         except RuleViolation as err:
             refuse(err, form)
             failed = True
@@ -114,6 +119,8 @@ def detail(notice_id: int) -> ResponseReturnValue:
         "notices/detail.html", notice=notice, latest=latest, signoff=request_,
         confirm=ConfirmForm(), emergency_form=ReasonForm(), withdraw_form=WithdrawForm(),
         pdfs=pdfs, history=audit.history("notice", notice.id),
+        unfilled=content.unfilled_placeholders(latest.content()) if latest else {},
+        publish_refusals=PUBLISH_REFUSALS,
     )
 
 
@@ -121,15 +128,9 @@ def detail(notice_id: int) -> ResponseReturnValue:
 @access(*DRAFTERS, when=services.editable)
 def edit(notice_id: int) -> ResponseReturnValue:
     notice = db.get_or_404(Notice, notice_id)
-    latest = notice.latest_version
     form = NoticeForm(obj=None)
     if request.method == "GET":
-        form.audience.data = notice.audience
-        form.planned_publish_at.data = utc_to_local(notice.planned_publish_at)
-        form.based_on.data = str(latest.number)
-        for locale, entry in latest.content().items():
-            getattr(form, f"title_{locale}").data = entry["title"]
-            getattr(form, f"body_{locale}").data = entry["body"]
+        _fill_from(form, notice)
     failed = False
     if form.validate_on_submit():
         try:
@@ -137,7 +138,8 @@ def edit(notice_id: int) -> ResponseReturnValue:
             version = services.save(
                 notice, content=form.content(), audience=form.audience.data,
                 planned_publish_at=local_to_utc(form.planned_publish_at.data),
-                based_on=based_on, actor=current_user)
+                based_on=based_on, actor=current_user,
+                publish_on_approval=bool(form.publish_on_approval.data))
         except (RuleViolation, ValueError) as err:
             uow.rollback()
             show_error(form, err if isinstance(err, RuleViolation)
@@ -151,6 +153,18 @@ def edit(notice_id: int) -> ResponseReturnValue:
             return redirect(url_for("notices.detail", notice_id=notice.id))
     return render_template("notices/edit.html", form=form, notice=notice), (
         422 if form.errors or failed else 200)
+
+
+def _fill_from(form: NoticeForm, notice: Notice) -> None:
+    """The editing form as the notice's latest version and plan stand."""
+    latest = notice.latest_version
+    form.audience.data = notice.audience
+    form.planned_publish_at.data = utc_to_local(notice.planned_publish_at)
+    form.publish_on_approval.data = notice.publish_on_approval
+    form.based_on.data = str(latest.number)
+    for locale, entry in latest.content().items():
+        getattr(form, f"title_{locale}").data = entry["title"]
+        getattr(form, f"body_{locale}").data = entry["body"]
 
 
 @bp.route("/preview", methods=["POST"])
@@ -182,6 +196,33 @@ def diff(notice_id: int) -> ResponseReturnValue:
                            sections=comparison.compare(notice, a, b))
 
 
+@bp.route("/settings", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def settings() -> ResponseReturnValue:
+    """The hotline and the contact e-mail notice templates fill in."""
+    form = ContactForm()
+    if request.method == "GET":
+        form.contact_phone.data = notice_settings.contact_details()["contact_phone"]
+        form.contact_email.data = notice_settings.contact_details()["contact_email"]
+    failed = False
+    if form.validate_on_submit():
+        try:
+            changed = notice_settings.save_contact(phone=form.contact_phone.data or "",
+                                                   email=form.contact_email.data or "",
+                                                   actor=current_user)
+        except notice_settings.InvalidContact as err:
+            uow.rollback()
+            for name, message in err.errors.items():
+                getattr(form, name).errors = [message]
+            failed = True
+        else:
+            flash(_("Notice contact details saved.") if changed else _("Nothing changed."),
+                  "success" if changed else "info")
+            return redirect(url_for("notices.settings"))
+    return render_template("notices/settings.html", form=form), (
+        422 if form.errors or failed else 200)
+
+
 def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
     notice = db.get_or_404(Notice, notice_id)
     try:
@@ -196,8 +237,26 @@ def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
 @bp.route("/<int:notice_id>/request-signoff", methods=["POST"])
 @access(*DRAFTERS, when=services.may_request_signoff)
 def request_signoff(notice_id: int) -> ResponseReturnValue:
-    return _act(notice_id, lambda n: services.request_signoff(n, actor=current_user),
-                _("Sent to legal for sign-off."))
+    """Ask legal; a text with unfilled placeholders comes back as the editing form, each
+    field's missing placeholders beside it (422, nothing asked)."""
+    notice = db.get_or_404(Notice, notice_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.request_signoff(notice, actor=current_user)
+        except services.UnfilledPlaceholders as err:
+            uow.rollback()
+            form = NoticeForm(formdata=None)
+            _fill_from(form, notice)
+            for name, placeholders in err.missing.items():
+                getattr(form, name).errors = [_("Fill in: %(names)s", names=", ".join(
+                    placeholders))]
+            flash(err.message, "error")
+            return render_template("notices/edit.html", form=form, notice=notice), 422
+        except RuleViolation as err:
+            refuse(err)
+        else:
+            flash(_("Notice %(ref)s sent to legal for sign-off.", ref=notice.ref), "success")
+    return redirect(url_for("notices.detail", notice_id=notice_id))
 
 
 @bp.route("/<int:notice_id>/publish", methods=["POST"])

@@ -57,10 +57,10 @@ def index() -> ResponseReturnValue:
 
     def render() -> tuple[str, datetime | None, str]:
         notices = services.public_notices(event_id)
-        events = {n.event_id: n.event for n in services.public_notices()}
+        events = services.public_events(locale)
         last = max((n.last_published_at for n in notices), default=None)
         html = render_template("public/index.html", notices=notices, locale=locale,
-                               events=events.values(), event_id=event_id)
+                               events=events, event_id=event_id)
         return html, last, "text/html"
 
     return _respond(page_cache().get_or_render(("index", locale, event_id), render))

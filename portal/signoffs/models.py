@@ -89,6 +89,9 @@ class SignoffRequest(db.Model):
     mandatory: Mapped[bool] = mapped_column(Boolean, default=False)
     void_reason: Mapped[str | None] = mapped_column(Text)
 
+    # Not stored: what the subject's domain said followed the decision just taken.
+    outcome = None
+
     author: Mapped[User | None] = relationship(foreign_keys=[author_id])
     requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])

@@ -31,14 +31,46 @@ from portal.signoffs.models import (
 
 # Subjects legal may mark mandatory (sent even to customers who unsubscribed).
 MANDATORY_SUBJECTS = ("notice_version",)
-DecisionHandler = Callable[[SignoffRequest, User], None]
+# What a subject's domain does when legal decides; it may answer with a sentence saying what
+# followed (e.g. "published"), which the decider is shown.
+DecisionHandler = Callable[[SignoffRequest, User], str | None]
 _HANDLERS: dict[str, DecisionHandler] = {}
+
+
+# What the decision page shows of a subject's change since legal last approved it: the
+# subject's domain answers with a template name and its values (see ``show_changes``).
+ChangeView = Callable[[SignoffRequest], dict[str, Any] | None]
+_CHANGE_VIEWS: dict[str, ChangeView] = {}
 
 
 def handle_decisions(subject_type: str, handler: DecisionHandler) -> None:
     """Register what a domain does when legal decides on one of its subjects (done by
     ``portal.wiring``)."""
     _HANDLERS[subject_type] = handler
+
+
+def show_changes(subject_type: str, view: ChangeView) -> None:
+    """Register how a domain shows what changed in a subject since its last approval (done
+    by ``portal.wiring``); ``view(request)`` returns ``{"template": …, **values}`` or None."""
+    _CHANGE_VIEWS[subject_type] = view
+
+
+def changes(request: SignoffRequest) -> dict[str, Any] | None:
+    """What changed since the last approval, as the subject's domain shows it (or None)."""
+    view = _CHANGE_VIEWS.get(request.subject_type)
+    return view(request) if view else None
+
+
+def ever_granted(subject_type: str, subject_ids: list[int]) -> set[int]:
+    """Which of the subjects legal approved at some point: granted now, or granted and voided
+    later (only a grant is both decided and voidable)."""
+    if not subject_ids:
+        return set()
+    return set(db.session.scalars(select(SignoffRequest.subject_id).where(
+        SignoffRequest.subject_type == subject_type, SignoffRequest.subject_id.in_(subject_ids),
+        (SignoffRequest.status == SignoffStatus.APPROVED)
+        | ((SignoffRequest.status == SignoffStatus.VOIDED)
+           & SignoffRequest.decided_by_id.is_not(None)))))
 
 
 def snapshot_hash(snapshot: Any) -> str:
@@ -95,8 +127,10 @@ def may_decide(request: SignoffRequest, user: User) -> str | None:
 def decide(request_id: int, decision: str, comment: str, *, actor: User,
            mandatory: bool = False) -> SignoffRequest:
     """Record legal's decision. Exactly one decision wins, even when two reviewers act at once:
-    the status changes only if it is still pending, in one UPDATE. ``mandatory`` (notices only,
-    with an approval) lets mailings of the notice reach customers who unsubscribed."""
+    the status changes only if it is still pending, in one UPDATE. The subject's handler runs
+    in the same unit of work; what it says followed is ``request.outcome``. ``mandatory``
+    (notices only, with an approval) lets mailings of the notice reach customers who
+    unsubscribed."""
     if decision not in DECISIONS:
         raise RuleViolation(_("Unknown decision."), field="decision")
     comment = comment.strip()
@@ -128,8 +162,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
                     decision=term("signoff_status", decision), subject=_subject(request)),
                  before={"status": SignoffStatus.PENDING}, after=request.audit_state(), actor=actor)
     handler = _HANDLERS.get(request.subject_type)
-    if handler:
-        handler(request, actor)
+    request.outcome = handler(request, actor) if handler else None
     return request
 
 

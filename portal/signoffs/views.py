@@ -42,7 +42,7 @@ def detail(request_id: int) -> ResponseReturnValue:
     return render_template(
         "signoffs/detail.html", item=item, form=DecisionForm(),
         refusal=services.may_decide(item, current_user),
-        history=audit.history("signoff", item.id),
+        history=audit.history("signoff", item.id), changes=services.changes(item),
     )
 
 
@@ -53,18 +53,18 @@ def decide(request_id: int) -> ResponseReturnValue:
     form = DecisionForm()
     if form.validate_on_submit():
         try:
-            services.decide(item.id, form.decision.data, form.comment.data or "",
-                            actor=current_user, mandatory=bool(form.mandatory.data))
+            decided = services.decide(item.id, form.decision.data, form.comment.data or "",
+                                      actor=current_user, mandatory=bool(form.mandatory.data))
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Decision recorded."), "success")
+            flash(decided.outcome or _("Decision recorded."), "success")
             return redirect(url_for("signoffs.queue"))
     item = db.get_or_404(SignoffRequest, request_id)
     return render_template(
         "signoffs/detail.html", item=item, form=form,
         refusal=services.may_decide(item, current_user),
-        history=audit.history("signoff", item.id),
+        history=audit.history("signoff", item.id), changes=services.changes(item),
     ), 422
 
 

@@ -22,7 +22,7 @@ def test_open_an_incident_tick_tasks_and_follow_a_chart(new_page, users) -> None
     admin = new_page(locale="en-US")
     sign_in(admin, users[Role.ADMIN].email)
     admin.goto("/events/new")
-    admin.get_by_label("Title", exact=True).fill("Payment gateway outage")
+    admin.get_by_label("Internal title", exact=True).fill("Payment gateway outage")
     admin.get_by_label("Kind", exact=True).select_option("incident")
     admin.get_by_label("Severity", exact=True).select_option("sev1")
     expect(admin.get_by_label("Start the checklist from the template of this kind")).to_be_checked()

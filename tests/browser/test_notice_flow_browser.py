@@ -34,7 +34,7 @@ ZH = {
     "Save draft": "保存草稿",
     "Draft saved as version 1.": "草稿已保存为第 1 版。",
     "Request legal sign-off": "提交法务审批",
-    "Sent to legal for sign-off.": "已提交法务审批。",
+    "Notice %(ref)s sent to legal for sign-off.": "公告 %(ref)s 已提交法务审批。",
     "In review": "审核中",
     "Approve": "批准",
     "Record decision": "提交审批结果",
@@ -99,7 +99,8 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
     assert notice.latest_version.content()["zh_CN"] == {"title": TITLE_ZH, "body": BODY_ZH}
 
     agent.get_by_role("button", name=ZH["Request legal sign-off"], exact=True).click()
-    expect(agent.locator("#main")).to_contain_text(ZH["Sent to legal for sign-off."])
+    expect(agent.locator("#main")).to_contain_text(
+        ZH["Notice %(ref)s sent to legal for sign-off."] % {"ref": notice.ref})
     expect(agent.locator(".badge.status-in_review")).to_have_text(ZH["In review"])
     expect(agent.get_by_role("button", name=ZH["Request legal sign-off"])).to_have_count(0)
 
