@@ -33,6 +33,7 @@ from portal.notices import models as notice_models
 from portal.notices import pdf as notice_pdf
 from portal.notices import publishing as notice_publishing
 from portal.notices import services as notice_services
+from portal.notices import settings as notice_settings
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
 from portal.postmortems import models as postmortem_models
@@ -71,6 +72,8 @@ def _register_terms() -> None:
         unsubscribe_via=mailing_models.UNSUBSCRIBE_VIA,
         postmortem_step=postmortem_models.STEP_TERMS,
         pdf_stamp=stamp.STAMP_CHOICES,
+        publish_refusal=notice_models.PUBLISH_REFUSALS,
+        notice_setting=notice_settings.SETTING_LABELS,
     )
 
 

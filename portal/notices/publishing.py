@@ -18,7 +18,7 @@ from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import db
-from portal.i18n import N_
+from portal.i18n import N_, term
 from portal.models import text_digest, utcnow
 from portal.notices import signals
 from portal.notices.models import (
@@ -139,8 +139,10 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> str | None:
     if refusal is not None:
         notice.publish_refusal = refusal
         audit.record("notice.publish_refused", "notice", notice.id,
-                     f"Notice {notice.ref} v{version.number} approved but not published "
-                     f"on approval: {refusal}", after=notice.audit_state(), actor=actor)
+                     N_("Notice %(ref)s v%(n)d approved but not published on approval: "
+                        "%(reason)s", ref=notice.ref, n=version.number,
+                        reason=term("publish_refusal", refusal)),
+                     after=notice.audit_state(), actor=actor)
         return str(PUBLISH_REFUSALS[refusal])
     after_publication([notice.id])
     return _("Notice %(ref)s approved and published.", ref=notice.ref)

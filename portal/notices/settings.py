@@ -8,13 +8,16 @@ import re
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_, term
 from portal.notices.models import NoticeSetting
 
+SETTING_LABELS = {"contact_phone": _l("Hotline"), "contact_email": _l("Contact e-mail")}
 CONTACT_KEYS = {"contact_phone": "PORTAL_CONTACT_PHONE", "contact_email": "PORTAL_CONTACT_EMAIL"}
 # Digits with the separators a hotline is written with: 400-800-1234, +86 (10) 1234 5678.
 PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{2,28}[0-9]")
@@ -67,7 +70,8 @@ def save_contact(*, phone: str, email: str, actor: User) -> int:
             row.value = value
         # A company hotline or mailbox, not a person's: kept in clear like other settings.
         audit.record("settings.notice_contact", audit.SETTING, f"notice:{key}",
-                     f"Notice setting {key} changed", before={"value": current[key]},
+                     N_("Notice setting %(setting)s changed",
+                        setting=term("notice_setting", key)), before={"value": current[key]},
                      after={"value": value}, actor=actor)
         changed += 1
     db.session.flush()
