@@ -287,7 +287,7 @@ def test_sign_off_pages_in_chinese_hold_no_english(app, users, client, chinese_p
     request = db.session.scalar(select(SignoffRequest).where(
         SignoffRequest.subject_type == "notice_version"))
     page = client.get(f"/signoffs/{request.id}").text
-    assert "发布对象：公开" in page and "批准后立即发布" in page
+    assert "发布对象：公开" in page and "法务批准后由人工发布" in page
     assert "CRM 系统故障通知" in page
     assert _english_in(page) == []
 

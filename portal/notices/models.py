@@ -24,7 +24,7 @@ from portal.documents import DocumentRow
 from portal.events.models import Event
 from portal.extensions import db
 from portal.models import UTCDateTime, utcnow
-from portal.signoffs.models import SignoffRequest
+from portal.signoffs.models import BY_HAND, ON_APPROVAL, SignoffRequest
 
 CONTENT_LOCALES = ("zh_CN", "en")
 AUDIENCES = ("public", "direct")
@@ -61,8 +61,8 @@ PDF_LABELS = {
 }
 
 
-PLAN_ON_APPROVAL = "on approval"
-PLAN_BY_HAND = "by hand"
+# The plans a sign-off snapshot names (the sign-off page reads them, see signoffs.models).
+PLAN_ON_APPROVAL, PLAN_BY_HAND = ON_APPROVAL, BY_HAND
 # Why an approval under the plan "on approval" did not publish the version.
 PUBLISH_REFUSALS = {
     "not_latest": _l("Approved, but not published: a newer version was saved meanwhile."),

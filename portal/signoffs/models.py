@@ -32,6 +32,8 @@ STANDING = (SignoffStatus.PENDING, SignoffStatus.APPROVED)
 OVERDUE_AFTER = timedelta(hours=24)
 # A notice snapshot's publish plan when it is published as soon as it is approved.
 ON_APPROVAL = "on approval"
+# …and when someone publishes it by hand once it is approved.
+BY_HAND = "by hand"
 
 STATUS_LABELS = {
     SignoffStatus.PENDING: _l("Pending"),
@@ -109,6 +111,8 @@ class SignoffRequest(db.Model):
         plan = (self.snapshot or {}).get("publish_plan")
         if plan is None or plan == ON_APPROVAL:
             return _("on approval")
+        if plan == BY_HAND:
+            return _("by hand, once legal approves it")
         return format_datetime(datetime.fromisoformat(plan), "short")
 
     @property
