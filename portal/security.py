@@ -17,6 +17,8 @@ from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from portal.accounts import Role
+from portal.errors import Refusal, attempt_refused
+from portal.uow import SAFE_METHODS
 from portal.extensions import htmx, login_manager
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,8 +125,22 @@ def _enforce_access() -> Any:
     if current_user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
         return redirect(url_for("auth.change_password"))
     if not rule.allows(current_user.role):
+        if request.method not in SAFE_METHODS:
+            _tell_refused_change(request.endpoint)
         abort(403)
     return None
+
+
+def _tell_refused_change(endpoint: str) -> None:
+    """A change the user's role does not allow (a decision by a non-lawyer, a crafted form):
+    an attempt the audit trail keeps."""
+    role = str(current_user.role)
+    args = {k: str(v) for k, v in (request.view_args or {}).items()}
+    attempt_refused.send(Refusal(
+        "forbidden", action="access.refused", subject_type="endpoint", subject_id=endpoint,
+        summary=f"{request.method} {endpoint} refused to the {role} role",
+        details={"method": request.method, "endpoint": endpoint, "args": args, "role": role},
+        status=403))
 
 
 SECURITY_HEADERS = [

@@ -12,7 +12,8 @@ told which handler answers for each kind of subject here too.
 
 from __future__ import annotations
 
-from portal import documents, jobs
+from portal import documents, errors, jobs
+from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
 from portal.cases import services as case_services
 from portal.cases import tasks as case_tasks
@@ -41,6 +42,9 @@ def connect() -> None:
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
+    # A refused attempt (a second payment, a duplicate case, a decision one may not take)
+    # is kept in the audit trail, in its own transaction after the request's rollback.
+    errors.attempt_refused.connect(audit.record_refusal)
 
     signoffs.handle_decisions(notice_services.SUBJECT, notice_services.after_signoff_decision)
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)

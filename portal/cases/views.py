@@ -44,7 +44,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import database_int, database_ints, refuse, wants_partial
+from portal.web import database_int, database_ints, refuse, roll_back, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 bp.add_app_template_global(ReplyStatus, "ReplyStatus")
@@ -136,7 +136,7 @@ def create(customer_id: int) -> ResponseReturnValue:
         try:
             case = services.open_case(customer, _input(form), actor=current_user)
         except services.DuplicateCase as err:
-            uow.rollback()
+            roll_back(err)
             link = url_for("cases.detail", case_id=err.existing_id)
             form.order_ref.errors = [*form.order_ref.errors, Markup(
                 '{} <a href="{}">{}</a>').format(err.message, link, _("Open it"))]
