@@ -18,8 +18,8 @@ from flask_login import current_user
 
 from portal.accounts import Role
 from portal.errors import Refusal, attempt_refused
-from portal.uow import SAFE_METHODS
 from portal.extensions import htmx, login_manager
+from portal.uow import SAFE_METHODS
 
 F = TypeVar("F", bound=Callable[..., Any])
 # An object-level rule: may this user act on this object now (its status, who made it)?

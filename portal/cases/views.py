@@ -29,6 +29,7 @@ from portal.cases.models import (
     LABELS,
     OPEN_STATUSES,
     Case,
+    CaseStatus,
     ReplyStatus,
 )
 from portal.cases.settings import (
@@ -207,7 +208,8 @@ def edit(case_id: int) -> ResponseReturnValue:
             refuse(err, form)
             failed = True
         else:
-            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            flash(_("Case %(ref)s saved.", ref=case.ref) if changed
+                  else _("Case %(ref)s: nothing changed.", ref=case.ref), "success")
             return redirect(url_for("cases.detail", case_id=case.id))
     return render_template("cases/form.html", form=form, customer=case.customer, case=case), (
         422 if form.errors or failed else 200)
@@ -239,8 +241,18 @@ def step(case_id: int) -> ResponseReturnValue:
             return _detail(case, 422, step_form=form)
         flash(err.message, "error")
         return redirect(url_for("cases.detail", case_id=case_id))
-    flash(_("Done."), "success")
+    flash(_step_done(case), "success")
     return redirect(url_for("cases.detail", case_id=case_id))
+
+
+def _step_done(case: Case) -> str:
+    """What the step did, said with the case's ref and where it now stands."""
+    if case.status == CaseStatus.AWAITING_SIGNOFF:
+        return _("Case %(ref)s proposed to legal for sign-off.", ref=case.ref)
+    if case.status == CaseStatus.PROPOSED:
+        return _("Case %(ref)s proposed; another agent approves it.", ref=case.ref)
+    return _("Case %(ref)s is now “%(status)s”.", ref=case.ref,
+             status=LABELS.get(case.status, case.status))
 
 
 @bp.route("/<int:case_id>/pay", methods=["POST"])
@@ -255,7 +267,9 @@ def pay(case_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Payment recorded."), "success")
+            flash(_("Payment of %(amount)s %(currency)s recorded for case %(ref)s.",
+                    amount=case.approved_amount, currency=case.currency, ref=case.ref),
+                  "success")
             return redirect(url_for("cases.detail", case_id=case_id))
     return _detail(db.get_or_404(Case, case_id), 422, payment_form=form)
 
@@ -278,7 +292,9 @@ def add_note(case_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Saved."), "success")
+            flash(_("Reply to the customer of case %(ref)s saved; it is being e-mailed.",
+                    ref=case.ref) if form.kind.data == "reply"
+                  else _("Internal note added to case %(ref)s.", ref=case.ref), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
     return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
 
@@ -307,7 +323,7 @@ def settings() -> ResponseReturnValue:
             uow.rollback()
             errors = err.errors
         else:
-            flash(_("Settings saved."), "success")
+            flash(_("Case settings saved: SLA hours and sign-off thresholds."), "success")
             return redirect(url_for("cases.settings"))
     thresholds = current_thresholds()
     return render_template(
