@@ -29,7 +29,8 @@ class RepeatSend:
     @property
     def message(self) -> str:
         return ngettext(
-            "This version was already sent to this recipient on %(date)s. Send it again?",
+            "This version was already sent to %(already)s of %(total)s recipient on %(date)s. "
+            "Send it again?",
             "This version was already sent to %(already)s of these %(total)s recipients on "
             "%(date)s. Send it again?",
             self.to_send, already=format_number(self.already),

@@ -105,7 +105,8 @@ def create(event_id: int) -> ResponseReturnValue:
 def edit(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not mailing.editable:
-        flash(_("Only a draft mailing can be changed."), "error")
+        flash(_("Mailing %(id)d has been started; only a draft can be changed.",
+                id=mailing.id), "error")
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     form = _form(mailing.event, mailing)
     if form.validate_on_submit():
