@@ -95,7 +95,7 @@ def test_compose_preview_send_and_watch_progress(new_page, users, database_url, 
 
         agent.once("dialog", accept)
         agent.get_by_role("button", name="Send to 12 customers", exact=True).click()
-        expect(agent.locator(".flash")).to_contain_text("Sending started")
+        expect(agent.locator(".flash")).to_contain_text("started:")
         assert dialogs == ["Send this notice to 12 customers now?"]
         expect(agent).to_have_url(url_path(detail_path))
         percent = agent.locator("#mailing-progress [data-percent]")
