@@ -37,13 +37,15 @@ class Refusal(RuleViolation):
     """A refused attempt the audit trail keeps (deciding one's own sign-off, paying a case a
     second time, opening a duplicate case): ``action`` (ending in ``.refused``), the subject,
     a plain English ``summary`` and ``details`` (ids and codes, no personal data) describe it.
-    ``status`` is what the view answers (403 for a refusal of who the user is)."""
+    ``status`` is what the view answers (403 for a refusal of who the user is); ``actor`` who
+    tried (by default the signed-in user)."""
 
     def __init__(self, text: str | Message, *, action: str, subject_type: str,
                  subject_id: object, summary: str, details: dict[str, Any] | None = None,
-                 field: str | None = None, status: int = 422) -> None:
+                 field: str | None = None, status: int = 422, actor: Any = None) -> None:
         super().__init__(text, field)
         if not action.endswith(".refused"):
             raise ValueError(f"a refusal's action ends in .refused, not {action!r}")
         self.action, self.subject_type, self.subject_id = action, subject_type, subject_id
         self.summary, self.details, self.status = summary, details or {}, status
+        self.actor = actor

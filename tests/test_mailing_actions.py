@@ -63,20 +63,29 @@ def test_sending_a_version_again_needs_the_confirmation_with_the_count(
         MailingRecipient.mailing_id == again.id)) == 5
 
 
-def test_the_count_covers_only_recipients_who_got_it(app, users, scenario) -> None:
-    """Skipped, failed or other versions' recipients do not count; the date is the latest."""
+def test_the_count_covers_recipients_reached_or_still_waiting(app, users, scenario) -> None:
+    """Sent and still waiting count (a mailing under way reaches them); failed, skipped and
+    cancelled rows do not; the date is the latest."""
     event, notice = scenario
-    people = add_customers(users, event, 4)
+    people = add_customers(users, event, 5)
     first = draft(users, event, notice)
     mailings.start(first, actor=users[Role.AGENT])
-    _sent(first, [people[0].id])  # the others still wait (or failed): not received
+    _sent(first, [people[0].id])
+    for person, status in zip(people[2:], (RecipientStatus.FAILED, RecipientStatus.SKIPPED,
+                                           RecipientStatus.CANCELLED), strict=True):
+        db.session.execute(update(MailingRecipient).where(
+            MailingRecipient.mailing_id == first.id,
+            MailingRecipient.customer_id == person.id).values(status=status))
+    # people[1] is still waiting in the first mailing
     again = draft(users, event, notice)
     repeat = repeats.repeat_of(again, mandatory=False)
-    assert (repeat.already, repeat.to_send, repeat.last_sent_at) == (1, 4, SENT_AT)
+    # the waiting one's date is its mailing's start, later than the other's delivery
+    assert (repeat.already, repeat.to_send) == (2, 5)
+    assert repeat.last_sent_at == db.session.get(Mailing, first.id).started_at > SENT_AT
     with pytest.raises(mailings.RuleViolation) as err:
         mailings.start(again, actor=users[Role.AGENT])
     assert err.value.field == repeats.CONFIRM_FIELD
-    assert "already sent to 1 of these 4 recipients" in err.value.message
+    assert "already sent to 2 of these 5 recipients" in err.value.message
     db.session.rollback()
 
 

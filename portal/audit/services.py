@@ -134,7 +134,7 @@ def record_refusal(refusal: Refusal) -> AuditEntry:
     ``portal.errors.attempt_refused`` in ``portal.wiring``)."""
     uow.rollback()  # nothing of the refused request may ride along with this commit
     entry = record(refusal.action, refusal.subject_type, refusal.subject_id, refusal.summary,
-                   after=refusal.details)
+                   after=refusal.details, actor=refusal.actor)
     uow.commit()  # a refused attempt is kept although its request is answered with an error
     return entry
 

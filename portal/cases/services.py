@@ -90,7 +90,7 @@ class DuplicateCase(Refusal):
     """A second open case for the same customer, kind and order: refused, and kept in the
     audit trail on the open case (without the order reference, which the customer gave)."""
 
-    def __init__(self, existing: Case) -> None:
+    def __init__(self, existing: Case, actor: User) -> None:
         super().__init__(_("This customer already has an open %(kind)s case for order "
                            "%(order)s: %(ref)s.", kind=existing.kind, order=existing.order_ref,
                            ref=existing.ref), field="order_ref",
@@ -99,21 +99,21 @@ class DuplicateCase(Refusal):
                          summary=f"Duplicate {existing.kind} case refused: {existing.ref} is "
                                  f"still open for that customer and order",
                          details={"existing": existing.ref, "customer_id": existing.customer_id,
-                                  "kind": existing.kind})
+                                  "kind": existing.kind}, actor=actor)
         self.existing_id = existing.id
 
 
-def _second_payment(case: Case, text: str, why: str) -> Refusal:
+def _second_payment(case: Case, text: str, why: str, actor: User) -> Refusal:
     return Refusal(text, action="case.payment.refused", subject_type="case", subject_id=case.id,
                    summary=f"Second payment of case {case.ref} refused: {why}",
-                   details={"case": case.ref, "status": case.status, "why": why})
+                   details={"case": case.ref, "status": case.status, "why": why}, actor=actor)
 
 
 def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
     values = _clean(data)
     existing = open_case_for(customer.id, values["kind"], values["order_ref"])
     if existing:
-        raise DuplicateCase(existing)
+        raise DuplicateCase(existing, actor)
     now = utcnow()
     case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
                 ref=refs.next_ref("C", 5, failure=_("Could not number the case; try again.")),
@@ -127,7 +127,7 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
         # The partial unique index decides when two agents open the same case at once.
         existing = open_case_for(customer.id, values["kind"], values["order_ref"])
         if existing:
-            raise DuplicateCase(existing) from None
+            raise DuplicateCase(existing, actor) from None
         raise
     audit.record("case.open", "case", case.id, f"Case {case.ref} opened: {case.kind} of "
                  f"{case.amount} {case.currency} for order {case.order_ref}",
@@ -312,7 +312,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise RuleViolation(_("Enter the payout reference from the payment system."),
                             field="payout_ref")
     if case.payment is not None or case.status == CaseStatus.PAID:
-        raise _second_payment(case, _("This case has already been paid."), "already paid")
+        raise _second_payment(case, _("This case has already been paid."), "already paid", actor)
     if case.status != CaseStatus.APPROVED or case.approved_amount is None:
         raise RuleViolation(_("Only an approved case can be paid."))
     if value != case.approved_amount:
@@ -328,7 +328,8 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
     except IntegrityError:
         raise _second_payment(case, _("This case has already been paid, or the payout "
                                       "reference was used before."),
-                              "paid meanwhile, or its payout reference was used before") from None
+                              "paid meanwhile, or its payout reference was used before",
+                              actor) from None
     _move(case, CaseStatus.PAID, actor, f"Case {case.ref} paid: {value} {case.currency}, payout "
           f"{payout_ref}")
     _flush()

@@ -11,10 +11,17 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.mailings.audience import Audience, audience_members, skip_reason
-from portal.mailings.models import Mailing, MailingRecipient, RecipientStatus
+from portal.mailings.models import (
+    OPEN_RECIPIENT_STATUSES,
+    Mailing,
+    MailingRecipient,
+    RecipientStatus,
+)
 
 # The start form's checkbox that confirms sending a version again.
 CONFIRM_FIELD = "repeat_confirmed"
+# A recipient row that got the message, or will unless its mailing is cancelled.
+REACHED = (RecipientStatus.SENT, *OPEN_RECIPIENT_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -39,12 +46,15 @@ class RepeatSend:
 
 
 def earlier_recipients(mailing: Mailing) -> dict[int, datetime | None]:
-    """Customers another mailing of the same version reached, with when it last did."""
+    """Customers another mailing of the same version reached or is about to reach (sent, or
+    still waiting in a mailing under way), with when: sent, or else when that mailing
+    started."""
+    when = func.coalesce(MailingRecipient.sent_at, Mailing.started_at)
     rows = db.session.execute(
-        select(MailingRecipient.customer_id, func.max(MailingRecipient.sent_at))
+        select(MailingRecipient.customer_id, func.max(when))
         .join(Mailing, Mailing.id == MailingRecipient.mailing_id)
         .where(Mailing.version_id == mailing.version_id, Mailing.id != mailing.id,
-               MailingRecipient.status == RecipientStatus.SENT)
+               MailingRecipient.status.in_(REACHED))
         .group_by(MailingRecipient.customer_id))
     return {customer_id: sent_at for customer_id, sent_at in rows}
 

@@ -115,7 +115,8 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
                       subject_id=request.id, status=403,
                       summary=f"Decision ({decision}) on sign-off {request.id} refused: "
                               f"{_why_not(request, actor)}",
-                      details={"decision": decision, "why": _why_not(request, actor)})
+                      details={"decision": decision, "why": _why_not(request, actor)},
+                      actor=actor)
     result = db.session.execute(
         update(SignoffRequest)
         .where(SignoffRequest.id == request_id, SignoffRequest.status == SignoffStatus.PENDING)
