@@ -169,7 +169,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     if (values["kind"], values["order_ref"]) != (case.kind, case.order_ref):
         existing = open_case_for(case.customer_id, values["kind"], values["order_ref"])
         if existing and existing.id != case.id:
-            raise DuplicateCase(existing)
+            raise DuplicateCase(existing, actor)
     if all(getattr(case, key) == value for key, value in values.items()):
         return False
     before, proposed = _edit_state(case), snapshot(case)
