@@ -31,9 +31,10 @@ from portal.cases.models import (
     ReplyStatus,
     order_ref_key,
 )
+from portal.cases.refusals import DuplicateCase, second_payment
 from portal.cases.settings import needs_signoff, parse_currency, sla_hours
 from portal.customers.models import Customer
-from portal.errors import Conflict, Refusal, RuleViolation
+from portal.errors import Conflict, RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
 from portal.money import parse_amount
@@ -84,29 +85,6 @@ def open_case_for(customer_id: int, kind: str, order_ref: str) -> Case | None:
         Case.customer_id == customer_id, Case.kind == kind,
         order_ref_key(Case.order_ref) == order_ref_key(order_ref),
         Case.status.not_in(CLOSED_STATUSES)))
-
-
-class DuplicateCase(Refusal):
-    """A second open case for the same customer, kind and order: refused, and kept in the
-    audit trail on the open case (without the order reference, which the customer gave)."""
-
-    def __init__(self, existing: Case, actor: User) -> None:
-        super().__init__(_("This customer already has an open %(kind)s case for order "
-                           "%(order)s: %(ref)s.", kind=existing.kind, order=existing.order_ref,
-                           ref=existing.ref), field="order_ref",
-                         action="case.duplicate.refused", subject_type="case",
-                         subject_id=existing.id,
-                         summary=f"Duplicate {existing.kind} case refused: {existing.ref} is "
-                                 f"still open for that customer and order",
-                         details={"existing": existing.ref, "customer_id": existing.customer_id,
-                                  "kind": existing.kind}, actor=actor)
-        self.existing_id = existing.id
-
-
-def _second_payment(case: Case, text: str, why: str, actor: User) -> Refusal:
-    return Refusal(text, action="case.payment.refused", subject_type="case", subject_id=case.id,
-                   summary=f"Second payment of case {case.ref} refused: {why}",
-                   details={"case": case.ref, "status": case.status, "why": why}, actor=actor)
 
 
 def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
@@ -312,7 +290,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise RuleViolation(_("Enter the payout reference from the payment system."),
                             field="payout_ref")
     if case.payment is not None or case.status == CaseStatus.PAID:
-        raise _second_payment(case, _("This case has already been paid."), "already paid", actor)
+        raise second_payment(case, _("This case has already been paid."), "already paid", actor)
     if case.status != CaseStatus.APPROVED or case.approved_amount is None:
         raise RuleViolation(_("Only an approved case can be paid."))
     if value != case.approved_amount:
@@ -326,7 +304,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         with db.session.begin_nested():
             db.session.flush()
     except IntegrityError:
-        raise _second_payment(case, _("This case has already been paid, or the payout "
+        raise second_payment(case, _("This case has already been paid, or the payout "
                                       "reference was used before."),
                               "paid meanwhile, or its payout reference was used before",
                               actor) from None
