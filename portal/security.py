@@ -18,7 +18,10 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.accounts import Role
+from portal.errors import Refusal, attempt_refused
 from portal.extensions import htmx, login_manager
+from portal.i18n import N_, term
+from portal.uow import SAFE_METHODS
 
 F = TypeVar("F", bound=Callable[..., Any])
 # An object-level rule: may this user act on this object now (its status, who made it)?
@@ -134,8 +137,23 @@ def _enforce_access() -> Any:
     if current_user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
         return redirect(url_for("auth.change_password"))
     if not rule.allows(current_user.role):
+        if request.method not in SAFE_METHODS:
+            _tell_refused_change(request.endpoint)
         abort(403)
     return None
+
+
+def _tell_refused_change(endpoint: str) -> None:
+    """A change the user's role does not allow (a decision by a non-lawyer, a crafted form):
+    an attempt the audit trail keeps."""
+    role = str(current_user.role)
+    args = {k: str(v) for k, v in (request.view_args or {}).items()}
+    attempt_refused.send(Refusal(
+        "forbidden", action="access.refused", subject_type="endpoint", subject_id=endpoint,
+        summary=N_("%(method)s %(endpoint)s refused to the %(role)s role",
+                   method=request.method, endpoint=endpoint, role=term("role", role)),
+        details={"method": request.method, "endpoint": endpoint, "args": args, "role": role},
+        status=403))
 
 
 SECURITY_HEADERS = [

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from portal import accounts, uow
-from portal.errors import RuleViolation
+from portal.errors import Refusal, RuleViolation, attempt_refused
 from portal.extensions import htmx, login_manager
 from portal.imports import too_large
 from portal.models import PdfStatus
@@ -90,11 +90,19 @@ def show_error(form: Any, err: Any) -> None:
         flash(err.message, "error")
 
 
-def refuse(err: RuleViolation, form: Any = None) -> None:
-    """A service refused: roll back the request's work (a rule may be broken halfway through),
-    then show why with :func:`show_error`. The view answers 422 (htmx gets 200, see
-    ``form_errors_reach_htmx``) or redirects."""
+def roll_back(err: RuleViolation) -> None:
+    """A service refused: roll back the request's work (a rule may be broken halfway through);
+    a :class:`Refusal` is then told to the audit trail, which keeps it in a transaction of
+    its own."""
     uow.rollback()
+    if isinstance(err, Refusal):
+        attempt_refused.send(err)
+
+
+def refuse(err: RuleViolation, form: Any = None) -> None:
+    """:func:`roll_back`, then show why with :func:`show_error`. The view answers 422 (htmx
+    gets 200, see ``form_errors_reach_htmx``), a refusal's status, or redirects."""
+    roll_back(err)
     show_error(form, err)
 
 

@@ -12,10 +12,12 @@ told which handler answers for each kind of subject here too.
 
 from __future__ import annotations
 
-from portal import documents, i18n, jobs
+from portal import documents, errors, i18n, jobs
 from portal.accounts import ROLE_LABELS
+from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
 from portal.cases import models as case_models
+from portal.cases import refusals as case_refusals
 from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import tasks as case_tasks
@@ -72,6 +74,8 @@ def _register_terms() -> None:
         unsubscribe_via=mailing_models.UNSUBSCRIBE_VIA,
         postmortem_step=postmortem_models.STEP_TERMS,
         pdf_stamp=stamp.STAMP_CHOICES,
+        payment_refusal=case_refusals.PAYMENT_REFUSALS,
+        signoff_refusal=signoff_models.DECIDE_REFUSALS,
         publish_refusal=notice_models.PUBLISH_REFUSALS,
         notice_setting=notice_settings.SETTING_LABELS,
     )
@@ -84,6 +88,9 @@ def connect() -> None:
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
+    # A refused attempt (a second payment, a duplicate case, a decision one may not take)
+    # is kept in the audit trail, in its own transaction after the request's rollback.
+    errors.attempt_refused.connect(audit.record_refusal)
 
     # Approving a notice planned "on approval" publishes it (``notices.publishing``).
     signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)

@@ -16,6 +16,7 @@ from portal.audit import services as audit
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.customers.models import Customer
+from portal.errors import Refusal
 from portal.events import services as events
 from portal.events.models import Event
 from portal.extensions import db, rq
@@ -31,6 +32,7 @@ from portal.notices import services as notices
 from portal.postmortems import services as postmortems
 from portal.signoffs import services as signoffs
 from portal.signoffs import stamp
+from portal.web import roll_back
 from tests.case_helpers import second_agent
 
 REFUSED = "refused@example.com"  # the SMTP server answers 550 for it
@@ -155,7 +157,7 @@ def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
                                        actor=agent)
     db.session.commit()
     run_slow_work()  # the signed PDF the mailing attaches
-    mailings.start(finished, actor=agent)
+    mailings.start(finished, actor=agent, repeat_confirmed=True)  # the demo's went first
     mailings.request_test(finished, customer_by_ref("CRM-10001"), actor=agent)
     db.session.commit()
 
@@ -200,7 +202,7 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     staff = {role: db.session.scalar(db.select(User).where(User.email == email))
              for role, (email, _password) in credentials.items()}
     event = db.session.scalar(db.select(Event).order_by(Event.id))
-    [started_draft] = mailings.mailings_of(event.id)  # the demo's draft
+    [started_draft] = [m for m in mailings.mailings_of(event.id) if m.editable]  # the demo's
     _notices(event, staff)
     _cases(event, staff)
     _mailings(event, started_draft.version_id, staff)
@@ -221,9 +223,23 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     customers.start_import(event, io.BytesIO(IMPORT_CSV), "again.csv", actor=staff[Role.AGENT])
     run_slow_work()
     retention.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
-    # Started last, so its recipients stay waiting: the demo's draft mailing.
-    mailings.start(started_draft, actor=staff[Role.AGENT])
+    # Started last, so its recipients stay waiting: the demo's draft mailing, which sends the
+    # version again to the customers the demo's first mailing reached (confirmed); and a
+    # draft of it once more, whose page asks for that confirmation.
+    mailings.start(started_draft, actor=staff[Role.AGENT], repeat_confirmed=True)
     mailings.create_mailing(event, _version_input(started_draft.version_id),
                             actor=staff[Role.AGENT])
     db.session.commit()
+    _refused_payment(event, staff)
     return credentials
+
+
+def _refused_payment(event: Event, staff: dict[Role, User]) -> None:
+    """A second payment of the paid case, refused and kept in the audit trail (the demo
+    already holds a refused duplicate case)."""
+    paid = next(c for c in event_cases(event) if c.status == "paid")
+    try:
+        cases.record_payment(paid, amount=paid.amount, payout_ref="PAY-AGAIN",
+                             actor=staff[Role.AGENT])
+    except Refusal as refusal:
+        roll_back(refusal)

@@ -47,7 +47,7 @@ def test_the_edit_page_saves_a_description_only_change(client, auth, users) -> N
         "reason": "service_outage", "description": "Called back on Monday",
         "assignee_id": str(users[Role.AGENT].id), "lock_version": str(case.lock_version)},
         follow_redirects=True)
-    assert "Saved." in response.text and "Nothing changed." not in response.text
+    assert f"Case {case.ref} saved." in response.text and "nothing changed" not in response.text
     db.session.expire_all()
     assert db.session.get(Case, case.id).description == "Called back on Monday"
 

@@ -291,6 +291,13 @@ def test_the_fill_holds_one_of_everything(site: Site) -> None:
         assert {"done", "proposed"} <= statuses(RetentionRun)
         assert db.session.scalar(select(Customer.id).where(Customer.erased_at.is_not(None)))
         assert len(site.targets) > 100
+        refused = set(db.session.scalars(select(AuditEntry.action).where(
+            AuditEntry.action.endswith(".refused"))))
+        assert {"case.duplicate.refused", "case.payment.refused"} <= refused
+        from portal.mailings.repeats import repeat_of
+
+        draft = db.session.scalar(select(Mailing).where(Mailing.status == "draft"))
+        assert repeat_of(draft, mandatory=False) is not None  # its page asks to confirm
 
 
 @pytest.mark.parametrize("locale", list(LOCALES))

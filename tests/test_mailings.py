@@ -68,8 +68,8 @@ def draft(users, event, notice, **kw) -> Mailing:
     return mailings.create_mailing(event, data, actor=users[Role.AGENT])
 
 
-def start(users, mailing: Mailing) -> list[int]:
-    chunks = mailings.start(mailing, actor=users[Role.AGENT])
+def start(users, mailing: Mailing, repeat_confirmed: bool = False) -> list[int]:
+    chunks = mailings.start(mailing, actor=users[Role.AGENT], repeat_confirmed=repeat_confirmed)
     db.session.commit()  # as the view's boundary does, before the chunks are queued
     assert tasks.queue_chunks(mailing.id, chunks)
     return chunks
@@ -424,7 +424,7 @@ def test_pause_resume_and_cancel(app, users, scenario, smtp, run_worker) -> None
     assert recipients_received(handler.directory) == Counter({c.email: 1 for c in people})
 
     other = draft(users, event, notice)
-    start(users, other)
+    start(users, other, repeat_confirmed=True)  # the same version again, on purpose
     assert mailings.cancel(other, actor=users[Role.AGENT]) == 6
     run_worker()
     assert sum(recipients_received(handler.directory).values()) == 6

@@ -132,7 +132,7 @@ def test_full_flow_through_the_staff_pages(app, client, auth, users) -> None:
     auth.login(Role.AGENT)
     assert "hx-confirm" in client.get(f"/staff/notices/{notice.id}").text
     response = client.post(f"/staff/notices/{notice.id}/publish", follow_redirects=True)
-    assert "Published." in response.text
+    assert f"Notice {notice.ref} published." in response.text
     db.session.refresh(notice)
     assert notice.status == "published"
     assert client.get(f"/notices/{notice.slug}").status_code == 200

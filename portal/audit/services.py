@@ -21,7 +21,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Select, func, insert, select
 
-from portal import exports, jobs
+from portal import exports, jobs, uow
 from portal.accounts import User
 from portal.audit import checkpoints
 from portal.audit.chain import canonical_json, compute_hash, entry_mac, lock_chain, mac_matches
@@ -33,6 +33,7 @@ from portal.audit.models import (
     AuditVerification,
     VerificationStatus,
 )
+from portal.errors import Refusal
 from portal.extensions import db
 from portal.i18n import N_, Message, local_to_utc
 from portal.models import utcnow
@@ -142,6 +143,21 @@ def record_many(action: str, subject_type: str,
     if rows:
         db.session.execute(insert(AuditEntry), rows)  # one executemany
     return len(rows)
+
+
+# The audit page's choice for every refused attempt (``access.refused``, ``case.payment.refused``…).
+REFUSED_ACTIONS = "*.refused"
+
+
+def record_refusal(refusal: Refusal) -> AuditEntry:
+    """Keep a refused attempt: its request's work is rolled back (``portal.web.refuse``), so
+    the entry is written and committed on its own, after that rollback (connected to
+    ``portal.errors.attempt_refused`` in ``portal.wiring``)."""
+    uow.rollback()  # nothing of the refused request may ride along with this commit
+    entry = record(refusal.action, refusal.subject_type, refusal.subject_id, refusal.summary,
+                   after=refusal.details, actor=refusal.actor)
+    uow.commit()  # a refused attempt is kept although its request is answered with an error
+    return entry
 
 
 @dataclass
@@ -266,7 +282,9 @@ class AuditFilter:
     def apply(self, stmt: Select[Any]) -> Select[Any]:
         if self.actor_id:
             stmt = stmt.where(AuditEntry.actor_id == self.actor_id)
-        if self.action:
+        if self.action and self.action.startswith("*."):  # every action ending so
+            stmt = stmt.where(AuditEntry.action.endswith(self.action[1:], autoescape=True))
+        elif self.action:
             stmt = stmt.where(AuditEntry.action == self.action)
         if self.subject_type:
             stmt = stmt.where(AuditEntry.subject_type.in_(subject_type_names(self.subject_type)))

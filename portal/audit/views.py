@@ -36,7 +36,9 @@ def _filter_form() -> AuditFilterForm:
     form = AuditFilterForm(request.args)
     users = db.session.scalars(select(User).order_by(User.email)).all()
     form.actor.choices = [("", _("Anyone"))] + [(str(u.id), u.email) for u in users]
-    form.action.choices = [("", _("Any action"))] + [(a, a) for a in services.known_actions()]
+    form.action.choices = [("", _("Any action")),
+                           (services.REFUSED_ACTIONS, _("Refused attempts (*.refused)"))] + [
+        (a, a) for a in services.known_actions()]
     form.subject_type.choices = [("", _("Any subject"))] + [
         (s, s) for s in services.known_subject_types()
     ]

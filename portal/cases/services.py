@@ -31,6 +31,7 @@ from portal.cases.models import (
     ReplyStatus,
     order_ref_key,
 )
+from portal.cases.refusals import DuplicateCase, second_payment
 from portal.cases.settings import needs_signoff, parse_currency, sla_hours
 from portal.customers.models import Customer
 from portal.errors import Conflict, RuleViolation
@@ -87,19 +88,11 @@ def open_case_for(customer_id: int, kind: str, order_ref: str) -> Case | None:
         Case.status.not_in(CLOSED_STATUSES)))
 
 
-class DuplicateCase(RuleViolation):
-    def __init__(self, existing: Case) -> None:
-        super().__init__(_("This customer already has an open %(kind)s case for order "
-                           "%(order)s: %(ref)s.", kind=existing.kind, order=existing.order_ref,
-                           ref=existing.ref), field="order_ref")
-        self.existing_id = existing.id
-
-
 def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
     values = _clean(data)
     existing = open_case_for(customer.id, values["kind"], values["order_ref"])
     if existing:
-        raise DuplicateCase(existing)
+        raise DuplicateCase(existing, actor)
     now = utcnow()
     case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
                 ref=refs.next_ref("C", 5, failure=_("Could not number the case; try again.")),
@@ -113,7 +106,7 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
         # The partial unique index decides when two agents open the same case at once.
         existing = open_case_for(customer.id, values["kind"], values["order_ref"])
         if existing:
-            raise DuplicateCase(existing) from None
+            raise DuplicateCase(existing, actor) from None
         raise
     audit.record("case.open", "case", case.id,
                  N_("Case %(ref)s opened: %(kind)s of %(amount)s %(currency)s for order "
@@ -157,7 +150,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     if (values["kind"], values["order_ref"]) != (case.kind, case.order_ref):
         existing = open_case_for(case.customer_id, values["kind"], values["order_ref"])
         if existing and existing.id != case.id:
-            raise DuplicateCase(existing)
+            raise DuplicateCase(existing, actor)
     if all(getattr(case, key) == value for key, value in values.items()):
         return False
     before, proposed = _edit_state(case), snapshot(case)
@@ -308,7 +301,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise RuleViolation(_("Enter the payout reference from the payment system."),
                             field="payout_ref")
     if case.payment is not None or case.status == CaseStatus.PAID:
-        raise RuleViolation(_("This case has already been paid."))
+        raise second_payment(case, _("This case has already been paid."), "already_paid", actor)
     if case.status != CaseStatus.APPROVED or case.approved_amount is None:
         raise RuleViolation(_("Only an approved case can be paid."))
     if value != case.approved_amount:
@@ -322,8 +315,10 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         with db.session.begin_nested():
             db.session.flush()
     except IntegrityError:
-        raise RuleViolation(_("This case has already been paid, or the payout reference was "
-                              "used before.")) from None
+        raise second_payment(case, _("This case has already been paid, or the payout "
+                                      "reference was used before."),
+                              "paid_meanwhile",
+                              actor) from None
     _move(case, CaseStatus.PAID, actor,
           N_("Case %(ref)s paid: %(amount)s %(currency)s, payout %(payout)s", ref=case.ref,
              amount=str(value), currency=case.currency, payout=payout_ref))

@@ -29,6 +29,7 @@ from portal.cases.models import (
     LABELS,
     OPEN_STATUSES,
     Case,
+    CaseStatus,
     ReplyStatus,
 )
 from portal.cases.settings import (
@@ -45,7 +46,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
-from portal.web import database_int, database_ints, refuse, wants_partial
+from portal.web import database_int, database_ints, refuse, roll_back, wants_partial
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 bp.add_app_template_global(ReplyStatus, "ReplyStatus")
@@ -148,7 +149,7 @@ def create(customer_id: int) -> ResponseReturnValue:
         try:
             case = services.open_case(customer, _input(form), actor=current_user)
         except services.DuplicateCase as err:
-            uow.rollback()
+            roll_back(err)
             link = url_for("cases.detail", case_id=err.existing_id)
             form.order_ref.errors = [*form.order_ref.errors, Markup(
                 '{} <a href="{}">{}</a>').format(err.message, link, _("Open it"))]
@@ -219,7 +220,8 @@ def edit(case_id: int) -> ResponseReturnValue:
             refuse(err, form)
             failed = True
         else:
-            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            flash(_("Case %(ref)s saved.", ref=case.ref) if changed
+                  else _("Case %(ref)s: nothing changed.", ref=case.ref), "success")
             return redirect(url_for("cases.detail", case_id=case.id))
     return render_template("cases/form.html", form=form, customer=case.customer, case=case), (
         422 if form.errors or failed else 200)
@@ -251,8 +253,18 @@ def step(case_id: int) -> ResponseReturnValue:
             return _detail(case, 422, step_form=form)
         flash(err.message, "error")
         return redirect(url_for("cases.detail", case_id=case_id))
-    flash(_("Done."), "success")
+    flash(_step_done(case), "success")
     return redirect(url_for("cases.detail", case_id=case_id))
+
+
+def _step_done(case: Case) -> str:
+    """What the step did, said with the case's ref and where it now stands."""
+    if case.status == CaseStatus.AWAITING_SIGNOFF:
+        return _("Case %(ref)s proposed to legal for sign-off.", ref=case.ref)
+    if case.status == CaseStatus.PROPOSED:
+        return _("Case %(ref)s proposed; another agent approves it.", ref=case.ref)
+    return _("Case %(ref)s is now “%(status)s”.", ref=case.ref,
+             status=LABELS.get(case.status, case.status))
 
 
 @bp.route("/<int:case_id>/pay", methods=["POST"])
@@ -267,7 +279,9 @@ def pay(case_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Payment recorded."), "success")
+            flash(_("Payment of %(amount)s %(currency)s recorded for case %(ref)s.",
+                    amount=case.approved_amount, currency=case.currency, ref=case.ref),
+                  "success")
             return redirect(url_for("cases.detail", case_id=case_id))
     return _detail(db.get_or_404(Case, case_id), 422, payment_form=form)
 
@@ -290,7 +304,9 @@ def add_note(case_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Saved."), "success")
+            flash(_("Reply to the customer of case %(ref)s saved; it is being e-mailed.",
+                    ref=case.ref) if form.kind.data == "reply"
+                  else _("Internal note added to case %(ref)s.", ref=case.ref), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
     return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
 
@@ -319,7 +335,7 @@ def settings() -> ResponseReturnValue:
             uow.rollback()
             errors = err.errors
         else:
-            flash(_("Settings saved."), "success")
+            flash(_("Case settings saved: SLA hours and sign-off thresholds."), "success")
             return redirect(url_for("cases.settings"))
     thresholds = current_thresholds()
     return render_template(

@@ -101,7 +101,8 @@ def add_task(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Task added."), "success")
+            flash(_("Task “%(title)s” added to the checklist of %(event)s.",
+                    title=form.title.data.strip(), event=event.title), "success")
             return _back(event, "checklist")
     return _invalid(event, task_form=form)
 
@@ -145,7 +146,7 @@ def add_timeline_entry(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Added to the timeline."), "success")
+            flash(_("Entry added to the timeline of %(event)s.", event=event.title), "success")
             return _back(event, "timeline")
     return _invalid(event, timeline_form=form)
 
@@ -162,7 +163,8 @@ def add_stakeholder(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Stakeholder added."), "success")
+            flash(_("Stakeholder “%(name)s” added to %(event)s.", name=form.name.data.strip(),
+                    event=event.title), "success")
             return _back(event, "stakeholders")
     return _invalid(event, stakeholder_form=form)
 

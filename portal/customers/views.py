@@ -72,7 +72,7 @@ def create(event_id: int) -> ResponseReturnValue:
             refuse(err, form)
             failed = True
         else:
-            flash(_("Customer added."), "success")
+            flash(_("Customer %(ref)s added.", ref=customer.external_ref), "success")
             return redirect(url_for("customers.detail", customer_id=customer.id))
     return render_template("customers/form.html", form=form, event=event, customer=None), (
         422 if form.errors or failed else 200)
@@ -102,7 +102,9 @@ def edit(customer_id: int) -> ResponseReturnValue:
             refuse(err, form)
             failed = True
         else:
-            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            flash(_("Customer %(ref)s saved.", ref=customer.external_ref) if changed
+                  else _("Customer %(ref)s: nothing changed.", ref=customer.external_ref),
+                  "success")
             return redirect(url_for("customers.detail", customer_id=customer.id))
     return render_template("customers/form.html", form=form, event=customer.event,
                            customer=customer), 422 if form.errors or failed else 200
@@ -166,7 +168,8 @@ def discard_import(batch_id: int) -> ResponseReturnValue:
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(_("Discarded: nothing was imported."), "success")
+        flash(_("Import of %(file)s discarded: nothing was imported.", file=batch.filename),
+              "success")
     return redirect(url_for("customers.import_status", batch_id=batch.id))
 
 

@@ -67,6 +67,11 @@ LABELS = {
 }
 
 
+# The public site's badge of an urgent event: a word per severity (sev1 and sev2 were both
+# "Urgent"), as the staff pages' levels say it (一级（特别重大）, 二级（重大）).
+URGENCY_LABELS = {"sev1": _l("Critical (level 1)"), "sev2": _l("Major (level 2)")}
+
+
 class Event(db.Model):
     __tablename__ = "event"
     __table_args__ = (
@@ -102,7 +107,12 @@ class Event(db.Model):
 
     @property
     def urgent(self) -> bool:
-        return self.severity in ("sev1", "sev2")
+        return self.severity in URGENCY_LABELS
+
+    @property
+    def urgency_label(self) -> str:
+        """What public readers see of an urgent event's severity (one word per severity)."""
+        return str(URGENCY_LABELS.get(self.severity, ""))
 
     def title_in(self, locale: str) -> str:
         """The title for a text in ``locale`` (zh_CN or en): its own, else the internal one."""

@@ -60,7 +60,7 @@ def create() -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Event opened."), "success")
+            flash(_("Event %(title)s opened.", title=event.title), "success")
             return redirect(url_for("centre.detail", event_id=event.id))
     return render_template("events/form.html", form=form, event=None), (
         422 if form.errors else 200)
@@ -81,7 +81,8 @@ def settings() -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Template task added."), "success")
+            flash(_("Task “%(title)s” added to the %(kind)s checklist template.",
+                    title=form.title.data.strip(), kind=LABELS[form.kind.data]), "success")
             return redirect(url_for("events.settings"))
     templates = {kind.value: services.shown_checklist_template(kind.value) for kind in EventKind}
     return render_template("events/settings.html", form=form, templates=templates,
@@ -98,8 +99,7 @@ def _delete_default_template_item() -> ResponseReturnValue:
             request.form.get("default_position", -1, type=database_int))
         if item is None:
             abort(404)
-        services.delete_template_item(item, actor=current_user)
-        flash(_("Template task removed."), "success")
+        _delete_template_item(item)
     return redirect(url_for("events.settings"))
 
 
@@ -108,9 +108,15 @@ def _delete_default_template_item() -> ResponseReturnValue:
 def delete_template_item(item_id: int) -> ResponseReturnValue:
     item = db.get_or_404(ChecklistTemplateItem, item_id)
     if ConfirmForm().validate_on_submit():
-        services.delete_template_item(item, actor=current_user)
-        flash(_("Template task removed."), "success")
+        _delete_template_item(item)
     return redirect(url_for("events.settings"))
+
+
+def _delete_template_item(item: ChecklistTemplateItem) -> None:
+    message = _("Task “%(title)s” removed from the %(kind)s checklist template.",
+                title=item.title, kind=LABELS.get(item.kind, item.kind))
+    services.delete_template_item(item, actor=current_user)
+    flash(message, "success")
 
 
 @bp.route("/settings/targets", methods=["POST"])
@@ -129,7 +135,7 @@ def save_targets() -> ResponseReturnValue:
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(_("Targets saved."), "success")
+        flash(_("Response targets saved for every severity."), "success")
     return redirect(url_for("events.settings"))
 
 
@@ -146,7 +152,7 @@ def edit(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Saved."), "success")
+            flash(_("Event %(title)s saved.", title=event.title), "success")
             return redirect(url_for("centre.detail", event_id=event.id))
     return render_template("events/form.html", form=form, event=event), (
         422 if form.errors else 200)
@@ -165,5 +171,6 @@ def change_status(event_id: int) -> ResponseReturnValue:
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(_("Status changed."), "success")
+        flash(_("Event %(title)s moved to “%(status)s”.", title=event.title,
+                status=LABELS[event.status]), "success")
     return redirect(url_for("centre.detail", event_id=event.id))

@@ -153,7 +153,7 @@ def cancel_run(run_id: int) -> ResponseReturnValue:
         abort(400)
     try:
         retention_rules.cancel_run(row, actor=current_user)
-        flash(_("The dry run was cancelled; nothing was erased."), "success")
+        flash(_("Retention run %(id)d cancelled; nothing was erased.", id=row.id), "success")
     except RuleViolation as err:
         refuse(err)
     return redirect(url_for("lifecycle.run", run_id=row.id))
@@ -167,7 +167,7 @@ def erase_customer(customer_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             erasure.erase_on_request(customer, form.reason.data, actor=current_user)
-            flash(_("The customer's personal data was erased."), "success")
+            flash(_("Personal data of customer #%(id)d erased.", id=customer.id), "success")
             return redirect(url_for("customers.detail", customer_id=customer.id))
         except RuleViolation as err:
             refuse(err, form)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from portal.cases.models import Case
 from portal.customers.models import Customer
@@ -15,6 +15,8 @@ from portal.extensions import db
 
 NO_CASE = "none"
 SAMPLE_SIZE = 10
+# How many customers a preview search shows.
+SEARCH_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,28 @@ def audience_members(event_id: int, audience: Audience) -> Iterator[Customer]:
     for customer in db.session.scalars(stmt):
         if audience.matches(customer, statuses.get(customer.id, set())):
             yield customer
+
+
+def search_members(event_id: int, audience: Audience, query: str,
+                   limit: int = SEARCH_LIMIT) -> tuple[list[Customer], bool]:
+    """Up to ``limit`` customers of the audience whose name, e-mail or reference contains
+    ``query`` (any case), in id order, and whether more match."""
+    query = query.strip()
+    if not query:
+        return [], False
+    statuses = _case_statuses(event_id) if audience.case_statuses else {}
+    stmt = (select(Customer).where(
+        Customer.event_id == event_id,
+        or_(*(column.icontains(query, autoescape=True) for column in
+              (Customer.name, Customer.email, Customer.external_ref))))
+        .order_by(Customer.id).execution_options(yield_per=200))
+    found: list[Customer] = []
+    for customer in db.session.scalars(stmt):
+        if audience.matches(customer, statuses.get(customer.id, set())):
+            if len(found) == limit:
+                return found, True
+            found.append(customer)
+    return found, False
 
 
 def skip_reason(customer: Customer, mandatory: bool) -> str | None:

@@ -78,12 +78,16 @@ STATUS_LABELS = {
     MailingStatus.PAUSED: _l("Paused"),
     MailingStatus.DONE: _l("Finished"),
     MailingStatus.CANCELLED: _l("Cancelled"),
+}
+# A recipient's own words: its "sending" is not the mailing's (the two enums share values, so
+# one dict for both showed a sending mailing as "Being sent").
+RECIPIENT_LABELS = {
     RecipientStatus.PENDING: _l("Waiting"),
-    # The same word as the mailing's "sending": this label wins for both (as it always did).
     RecipientStatus.SENDING: _l("Being sent"),
     RecipientStatus.SENT: _l("Sent"),
     RecipientStatus.FAILED: _l("Failed"),
     RecipientStatus.SKIPPED: _l("Skipped"),
+    RecipientStatus.CANCELLED: _l("Cancelled"),
 }
 
 

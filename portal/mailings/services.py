@@ -22,18 +22,20 @@ from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.i18n import N_, term
+from portal.i18n import N_, Message, term
 from portal.mailings.audience import Audience, audience_members, skip_reason
 from portal.mailings.compose import check_greeting, pdf_ready, sendable_grant
 from portal.mailings.models import (
     OPEN_MAILING_STATUSES,
     OPEN_RECIPIENT_STATUSES,
+    STATUS_LABELS,
     Mailing,
     MailingRecipient,
     MailingStatus,
     MailingTestSend,
     RecipientStatus,
 )
+from portal.mailings.repeats import CONFIRM_FIELD, RepeatCounter
 from portal.models import utcnow
 from portal.notices import services as notices
 from portal.notices.models import Notice, NoticeVersion
@@ -114,9 +116,24 @@ def chunk_size() -> int:
     return int(current_app.config["MAILING_CHUNK_SIZE"])
 
 
-def start(mailing: Mailing, *, actor: User) -> list[int]:
+def _start_summary(mailing_id: int, queued: int, skipped: int, mandatory: bool,
+                   already: int) -> Message:
+    summary = (N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "
+                  "(mandatory notice)", id=mailing_id, queued=queued, skipped=skipped)
+               if mandatory else
+               N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d",
+                  id=mailing_id, queued=queued, skipped=skipped))
+    if not already:
+        return summary
+    return N_("%(summary)s; received this version before, sent again on purpose: %(n)d",
+              summary=summary, n=already)
+
+
+def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> list[int]:
     """Materialise the recipients and open the mailing for the jobs; returns the chunk numbers
-    to queue (after the commit). The audience is read now, so late imports are included."""
+    to queue (after the commit). The audience is read now, so late imports are included.
+    Recipients who already received this version get it again only with ``repeat_confirmed``
+    (the refusal says how many and when)."""
     if mailing.status != MailingStatus.DRAFT:
         raise RuleViolation(_("This mailing has already been started."))
     grant = sendable_grant(mailing.version)
@@ -136,6 +153,7 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
     if taken != 1:
         raise RuleViolation(_("This mailing has already been started."))
     size = chunk_size()
+    repeats = RepeatCounter(mailing)
     rows, queued, skipped = [], 0, 0
     for customer in audience_members(mailing.event_id, Audience.from_dict(mailing.audience)):
         reason = skip_reason(customer, mandatory)
@@ -147,6 +165,7 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
         else:
             row.update(status=RecipientStatus.PENDING, last_error=None, chunk=queued // size)
             queued += 1
+            repeats.add(customer.id)
         rows.append(row)
         if len(rows) >= INSERT_BATCH:
             db.session.execute(insert(MailingRecipient), rows)
@@ -155,14 +174,14 @@ def start(mailing: Mailing, *, actor: User) -> list[int]:
         db.session.execute(insert(MailingRecipient), rows)
     if queued == 0:
         raise RuleViolation(_("Nobody in this audience can be e-mailed."))
+    repeat = repeats.result()
+    if repeat and not repeat_confirmed:
+        raise RuleViolation(repeat.message, field=CONFIRM_FIELD)
     mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
     audit.record("mailing.start", "mailing", mailing.id,
-                 N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "
-                    "(mandatory notice)", id=mailing.id, queued=queued, skipped=skipped)
-                 if mandatory else
-                 N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d",
-                    id=mailing.id, queued=queued, skipped=skipped),
+                 _start_summary(mailing.id, queued, skipped, mandatory,
+                                repeat.already if repeat else 0),
                  before=before, after=mailing.audit_state(), actor=actor)
     return list(range((queued + size - 1) // size))
 
@@ -290,6 +309,11 @@ def progress_counts(mailing_id: int) -> dict[str, int]:
 
 @dataclass
 class Progress:
+    """What a mailing's page shows of it, derived in one place from its row and its
+    recipients' counts, so that the status and the percentage never disagree: 100% only once
+    it is finished; a cancelled mailing shows the share that was handled before it stopped."""
+
+    status: str
     counts: dict[str, int]
     total: int
 
@@ -298,14 +322,33 @@ class Progress:
         return self.counts[RecipientStatus.PENDING] + self.counts[RecipientStatus.SENDING]
 
     @property
+    def handled(self) -> int:
+        """Sent, failed for good or skipped: nothing more will happen to them."""
+        c = self.counts
+        return c[RecipientStatus.SENT] + c[RecipientStatus.FAILED] + c[RecipientStatus.SKIPPED]
+
+    @property
     def percent(self) -> int:
-        if not self.total:
+        if self.status == MailingStatus.DONE:
+            return 100
+        if not self.total or self.status == MailingStatus.DRAFT:
             return 0
-        return int(100 * (self.total - self.remaining) / self.total)
+        return min(99, int(100 * self.handled / self.total))
+
+    @property
+    def label(self) -> str:
+        if self.status == MailingStatus.SENDING and not self.remaining:
+            return _("Closing: every message was handed to the mail server")
+        return str(STATUS_LABELS[self.status])
+
+    @property
+    def polling(self) -> bool:
+        """The page asks again while the mailing moves by itself."""
+        return self.status == MailingStatus.SENDING
 
 
 def progress(mailing: Mailing) -> Progress:
-    return Progress(progress_counts(mailing.id), mailing.total)
+    return Progress(mailing.status, progress_counts(mailing.id), mailing.total)
 
 
 def report_csv(mailing: Mailing) -> Iterator[str]:

@@ -27,14 +27,22 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import reader_locale
-from portal.mailings import compose, services, tasks
-from portal.mailings.audience import NO_CASE, Audience, audience_members, event_tags, summarise
+from portal.mailings import compose, repeats, services, tasks
+from portal.mailings.audience import (
+    NO_CASE,
+    SEARCH_LIMIT,
+    Audience,
+    audience_members,
+    event_tags,
+    search_members,
+    summarise,
+)
 from portal.mailings.forms import MailingForm
 from portal.mailings.greeting import GreetingError
-from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
+from portal.mailings.models import Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
 from portal.security import STAFF, access
-from portal.web import database_int, refuse, wants_partial
+from portal.web import database_int, refuse, roll_back, wants_partial
 
 bp = Blueprint("mailings", __name__, url_prefix="/mailings")
 bp.add_app_template_global(MailingStatus, "MailingStatus")
@@ -72,8 +80,7 @@ def index(event_id: int) -> ResponseReturnValue:
     event = db.get_or_404(Event, event_id)
     mailings = services.mailings_of(event.id)
     return render_template("mailings/index.html", event=event, mailings=mailings,
-                           progress={m.id: services.progress(m) for m in mailings},
-                           labels=STATUS_LABELS)
+                           progress={m.id: services.progress(m) for m in mailings})
 
 
 @bp.route("/event/<int:event_id>/new", methods=["GET", "POST"])
@@ -88,7 +95,8 @@ def create(event_id: int) -> ResponseReturnValue:
             refuse(err, form)
         else:
             _queue_pdf(mailing)
-            flash(_("Mailing drafted. Check the audience and a preview, then send."), "success")
+            flash(_("Mailing %(id)d of %(notice)s drafted. Check the audience and a preview, "
+                    "then send.", id=mailing.id, notice=mailing.notice.ref), "success")
             return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     return render_template("mailings/form.html", form=form, event=event, mailing=None), (
         422 if form.errors or request.method == "POST" else 200)
@@ -99,7 +107,8 @@ def create(event_id: int) -> ResponseReturnValue:
 def edit(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     if not mailing.editable:
-        flash(_("Only a draft mailing can be changed."), "error")
+        flash(_("Mailing %(id)d has been started; only a draft can be changed.",
+                id=mailing.id), "error")
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     form = _form(mailing.event, mailing)
     if form.validate_on_submit():
@@ -109,7 +118,7 @@ def edit(mailing_id: int) -> ResponseReturnValue:
             refuse(err, form)
         else:
             _queue_pdf(mailing)
-            flash(_("Saved."), "success")
+            flash(_("Mailing %(id)d saved.", id=mailing.id), "success")
             return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     return render_template("mailings/form.html", form=form, event=mailing.event,
                            mailing=mailing), 422 if request.method == "POST" else 200
@@ -128,32 +137,36 @@ def audience(event_id: int) -> ResponseReturnValue:
                            summary=summarise(event.id, chosen, mandatory))
 
 
-@bp.route("/<int:mailing_id>")
-@access(STAFF)
-def detail(mailing_id: int) -> ResponseReturnValue:
-    mailing = db.get_or_404(Mailing, mailing_id)
-    summary = None
+def _detail_page(mailing: Mailing, status: int = 200,
+                 repeat_error: str | None = None) -> ResponseReturnValue:
+    summary, repeat = None, None
+    mandatory = (mailing.mandatory if not mailing.editable
+                 else compose.is_mandatory(mailing.version_id))
     if mailing.editable:
-        summary = summarise(mailing.event_id,
-                            Audience.from_dict(mailing.audience),
-                            compose.is_mandatory(mailing.version_id))
+        summary = summarise(mailing.event_id, Audience.from_dict(mailing.audience), mandatory)
+        repeat = repeats.repeat_of(mailing, mandatory)
     tests = db.session.scalars(db.select(MailingTestSend).where(
         MailingTestSend.mailing_id == mailing.id).order_by(MailingTestSend.id.desc())
         .limit(5)).all()
     return render_template(
-        "mailings/detail.html", mailing=mailing, summary=summary, labels=STATUS_LABELS,
+        "mailings/detail.html", mailing=mailing, summary=summary, repeat=repeat,
+        repeat_error=repeat_error, repeat_field=repeats.CONFIRM_FIELD, search_limit=SEARCH_LIMIT,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdfs=compose.mailing_pdfs(mailing) if mailing.attach_pdf else {},
-        mandatory=mailing.mandatory if not mailing.editable
-        else compose.is_mandatory(mailing.version_id),
-        history=audit.history("mailing", mailing.id))
+        mandatory=mandatory, history=audit.history("mailing", mailing.id)), status
+
+
+@bp.route("/<int:mailing_id>")
+@access(STAFF)
+def detail(mailing_id: int) -> ResponseReturnValue:
+    return _detail_page(db.get_or_404(Mailing, mailing_id))
 
 
 @bp.route("/<int:mailing_id>/progress")
 @access(STAFF)
 def progress(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
-    return render_template("mailings/_progress.html", mailing=mailing, labels=STATUS_LABELS,
+    return render_template("mailings/_progress.html", mailing=mailing,
                            progress=services.progress(mailing), confirm=ConfirmForm())
 
 
@@ -179,6 +192,19 @@ def preview(mailing_id: int) -> ResponseReturnValue:
                            greeting_error=greeting_error)
 
 
+@bp.route("/<int:mailing_id>/preview/customers")
+@access(STAFF)
+def preview_customers(mailing_id: int) -> ResponseReturnValue:
+    """Customers of the audience to preview the message as, found by name, e-mail or ref."""
+    mailing = db.get_or_404(Mailing, mailing_id)
+    query = (request.args.get("q") or "")[:100]
+    matches, more = search_members(mailing.event_id, Audience.from_dict(mailing.audience), query)
+    template = ("mailings/_preview_matches.html" if wants_partial("preview-matches")
+                else "mailings/preview_customers.html")
+    return render_template(template, mailing=mailing, matches=matches, more=more, query=query,
+                           search_limit=SEARCH_LIMIT)
+
+
 def _action_done(mailing: Mailing, chunks: list[int] | None, message: str) -> Response:
     if chunks:
         jobs.enqueue_after_commit(
@@ -197,11 +223,19 @@ def start(mailing_id: int) -> ResponseReturnValue:
     if not ConfirmForm().validate_on_submit():
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
     try:
-        chunks = services.start(mailing, actor=current_user)
+        chunks = services.start(
+            mailing, actor=current_user,
+            repeat_confirmed=request.form.get(repeats.CONFIRM_FIELD) == "y")
     except RuleViolation as err:
+        if err.field == repeats.CONFIRM_FIELD:  # answered by the box to tick, not a redirect
+            roll_back(err)
+            return _detail_page(db.get_or_404(Mailing, mailing_id), 422, err.message)
         refuse(err)
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))
-    return _action_done(mailing, chunks, _("Sending started."))
+    return _action_done(mailing, chunks, ngettext(
+        "Mailing %(id)d of %(notice)s started: %(num)d customer will be e-mailed.",
+        "Mailing %(id)d of %(notice)s started: %(num)d customers will be e-mailed.",
+        services.progress(mailing).remaining, id=mailing.id, notice=mailing.notice.ref))
 
 
 @bp.route("/<int:mailing_id>/<any(pause, resume, cancel):action>", methods=["POST"])
@@ -213,15 +247,19 @@ def change(mailing_id: int, action: str) -> ResponseReturnValue:
     try:
         if action == "pause":
             services.pause(mailing, actor=current_user)
-            chunks, message = None, _("Paused. Messages being sent right now still go out.")
+            chunks = None
+            message = _("Mailing %(id)d paused. Messages being sent right now still go out.",
+                        id=mailing.id)
         elif action == "resume":
-            chunks, message = services.resume(mailing, actor=current_user), _("Resumed.")
+            chunks = services.resume(mailing, actor=current_user)
+            message = _("Mailing %(id)d resumed.", id=mailing.id)
         else:
             dropped = services.cancel(mailing, actor=current_user)
             chunks = None
-            message = ngettext("Cancelled: %(num)d waiting recipient will not be mailed.",
-                               "Cancelled: %(num)d waiting recipients will not be mailed.",
-                               dropped)
+            message = ngettext(
+                "Mailing %(id)d cancelled: %(num)d waiting recipient will not be mailed.",
+                "Mailing %(id)d cancelled: %(num)d waiting recipients will not be mailed.",
+                dropped, id=mailing.id)
     except RuleViolation as err:
         refuse(err)
         return redirect(url_for("mailings.detail", mailing_id=mailing.id))

@@ -20,6 +20,7 @@ from portal.accounts import Role, User
 from portal.audit import checkpoints as audit_checkpoints
 from portal.auth import services as auth_services
 from portal.cases import services as case_services
+from portal.cases.models import Case
 from portal.customers import services as customer_services
 from portal.events import services as event_services
 from portal.events.models import Event
@@ -69,13 +70,14 @@ def seed_demo() -> str:
     notice_settings.save_contact(phone="400-800-1234", email="care@example.com",
                                  actor=users[Role.ADMIN])
     notice = _seed_published_notice(event, users)
-    _seed_customers_and_cases(event, users)
+    small_case = _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
     uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
+    _seed_refused_attempt(small_case, users)
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -115,9 +117,9 @@ def _seed_notice_update(notice: Notice, users: dict[Role, User]) -> None:
     notice_services.request_signoff(notice, actor=users[Role.AGENT])
 
 
-def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
+def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> Case:
     """A few affected customers, one small refund awaiting a second agent and one large
-    compensation awaiting legal sign-off."""
+    compensation awaiting legal sign-off; returns the small one."""
     people = [("CRM-10001", "王芳", "华夏贸易有限公司", "wang.fang@example.com", "zh_CN"),
               ("CRM-10002", "李雷", "", "li.lei@example.com", "zh_CN"),
               ("CRM-10003", "Anna Schmidt", "Schmidt GmbH", "anna@example.com", "en")]
@@ -137,6 +139,7 @@ def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> None:
         actor=users[Role.AGENT])
     case_services.change_status(large, "start", actor=users[Role.AGENT])
     case_services.propose(large, actor=users[Role.AGENT])
+    return small
 
 
 def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:
@@ -154,18 +157,40 @@ def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:
 
 
 def _seed_mailing(event: Event, users: dict[Role, User]) -> None:
-    """A draft mailing of the published notice to every affected customer, ready to preview,
-    test and send."""
+    """The published notice mailed to the customers with a withdrawal request (started: the
+    worker sends it, or the reconciler queues it once Redis runs), and a draft of the same
+    version to every affected customer, ready to preview and test, whose start asks to
+    confirm sending it again to those who already have it."""
     from portal.mailings import audience as mailing_audience
     from portal.mailings import compose as mailing_compose
     from portal.mailings import services as mailing_services
+    from portal.mailings import tasks as mailing_tasks
 
     version = notice_services.event_notices(event)[0].published_version
-    mailing_services.create_mailing(event, mailing_services.MailingInput(
-        version.id, mailing_audience.Audience(), False,
-        mailing_compose.DEFAULT_GREETINGS["zh_CN"],
-        mailing_compose.DEFAULT_GREETINGS["en"]),
-        actor=users[Role.AGENT])
+
+    def mailing(audience: mailing_audience.Audience):
+        return mailing_services.create_mailing(event, mailing_services.MailingInput(
+            version.id, audience, False, mailing_compose.DEFAULT_GREETINGS["zh_CN"],
+            mailing_compose.DEFAULT_GREETINGS["en"]), actor=users[Role.AGENT])
+
+    first = mailing(mailing_audience.Audience(tags=("withdrawal",)))
+    chunks = mailing_services.start(first, actor=users[Role.AGENT])
+    jobs.enqueue_after_commit(mailing_tasks.queue_chunks, first.id, chunks)
+    mailing(mailing_audience.Audience())
+
+
+def _seed_refused_attempt(existing: Case, users: dict[Role, User]) -> None:
+    """A second case for the same customer and order, refused: the audit page lists it
+    under "Refused attempts" (kept in a transaction of its own, after the demo's)."""
+    from portal.errors import Refusal
+    from portal.web import roll_back
+
+    try:
+        case_services.open_case(existing.customer, case_services.CaseInput(
+            existing.kind, existing.order_ref, "100.00", "CNY", "service_outage", "",
+            users[Role.AGENT].id), actor=users[Role.AGENT])
+    except Refusal as refusal:
+        roll_back(refusal)
 
 
 @demo_cli.command("seed")

@@ -98,7 +98,7 @@ def create(event_id: int) -> ResponseReturnValue:
             refuse(err, form)
             failed = True
         else:
-            flash(_("Draft saved as version 1."), "success")
+            flash(_("Notice %(ref)s drafted as version 1.", ref=notice.ref), "success")
             return redirect(url_for("notices.detail", notice_id=notice.id))
     return render_template("notices/new.html", form=form, event=event, starter=starter), (
         422 if form.errors or failed else 200)
@@ -147,9 +147,10 @@ def edit(notice_id: int) -> ResponseReturnValue:
             failed = True
         else:
             if version:
-                flash(_("Saved as version %(n)d.", n=version.number), "success")
+                flash(_("Notice %(ref)s saved as version %(n)d.", ref=notice.ref,
+                        n=version.number), "success")
             else:
-                flash(_("Nothing changed."), "info")
+                flash(_("Notice %(ref)s: nothing changed.", ref=notice.ref), "info")
             return redirect(url_for("notices.detail", notice_id=notice.id))
     return render_template("notices/edit.html", form=form, notice=notice), (
         422 if form.errors or failed else 200)
@@ -223,14 +224,15 @@ def settings() -> ResponseReturnValue:
         422 if form.errors or failed else 200)
 
 
-def _act(notice_id: int, action, success: str) -> ResponseReturnValue:
+def _act(notice_id: int, action, success) -> ResponseReturnValue:
+    """Run ``action`` on the notice; ``success(notice, result)`` says what it did."""
     notice = db.get_or_404(Notice, notice_id)
     try:
         result = action(notice)
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(success if not callable(success) else success(result), "success")
+        flash(success(notice, result), "success")
     return redirect(url_for("notices.detail", notice_id=notice_id))
 
 
@@ -255,7 +257,8 @@ def request_signoff(notice_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err)
         else:
-            flash(_("Notice %(ref)s sent to legal for sign-off.", ref=notice.ref), "success")
+            flash(_("Notice %(ref)s version %(n)d sent to legal for sign-off.", ref=notice.ref,
+                    n=notice.latest_version.number), "success")
     return redirect(url_for("notices.detail", notice_id=notice_id))
 
 
@@ -269,8 +272,9 @@ def publish(notice_id: int) -> ResponseReturnValue:
         return publication
 
     return _act(notice_id, action,
-                lambda p: _("Published.") if p else _("Scheduled; it goes out at the planned "
-                                                       "time."))
+                lambda n, p: _("Notice %(ref)s published.", ref=n.ref) if p
+                else _("Notice %(ref)s scheduled; it is published at the planned time.",
+                       ref=n.ref))
 
 
 @bp.route("/<int:notice_id>/emergency-publish", methods=["POST"])
@@ -284,8 +288,9 @@ def emergency_publish(notice_id: int) -> ResponseReturnValue:
         publishing.after_publication([notice.id])
         return publication
 
-    return _act(notice_id, action, _("Published before legal review; legal has been asked "
-                                     "to review it."))
+    return _act(notice_id, action,
+                lambda n, _p: _("Notice %(ref)s published before legal review; legal has been "
+                                "asked to review it.", ref=n.ref))
 
 
 @bp.route("/<int:notice_id>/withdraw", methods=["POST"])
@@ -298,7 +303,7 @@ def withdraw(notice_id: int) -> ResponseReturnValue:
                             actor=current_user)
         uow.after_commit(signals.public_content_changed.send)
 
-    return _act(notice_id, action, _("Withdrawn."))
+    return _act(notice_id, action, lambda n, _r: _("Notice %(ref)s withdrawn.", ref=n.ref))
 
 
 @bp.route("/versions/<int:version_id>/pdf", methods=["POST"])

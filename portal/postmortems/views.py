@@ -115,7 +115,9 @@ def save(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            flash(_("Post-mortem of %(event)s saved.", event=event.title) if changed
+                  else _("Post-mortem of %(event)s: nothing changed.", event=event.title),
+                  "success")
             return redirect(url_for("postmortems.detail", event_id=event.id))
     return _page(event, db.session.get(Postmortem, postmortem.id), form, 422)
 
@@ -132,7 +134,8 @@ def request_signoff(event_id: int) -> ResponseReturnValue:
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(_("Sent to legal for sign-off."), "success")
+        flash(_("Post-mortem of %(event)s sent to legal for sign-off.", event=event.title),
+              "success")
     return redirect(url_for("postmortems.detail", event_id=event.id))
 
 

@@ -35,6 +35,13 @@ ON_APPROVAL = "on approval"
 # …and when someone publishes it by hand once it is approved.
 BY_HAND = "by hand"
 
+# Why someone was refused a decision (codes kept in the audit entry of the refused attempt).
+DECIDE_REFUSALS = {
+    "not_legal": _l("not in the legal team"),
+    "own_request": _l("they requested this sign-off"),
+    "own_content": _l("they wrote this content"),
+}
+
 STATUS_LABELS = {
     SignoffStatus.PENDING: _l("Pending"),
     SignoffStatus.APPROVED: _l("Approved"),

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.audit.services import canonical_json
-from portal.errors import RuleViolation
+from portal.errors import Refusal, RuleViolation
 from portal.extensions import db
 from portal.i18n import N_, Message, term
 from portal.models import utcnow
@@ -124,6 +124,13 @@ def may_decide(request: SignoffRequest, user: User) -> str | None:
     return None
 
 
+def _why_not(request: SignoffRequest, user: User) -> str:
+    """:func:`may_decide`'s reason for the audit trail (in English, as a code)."""
+    if user.role != Role.LEGAL:
+        return "not_legal"
+    return "own_request" if user.id == request.requested_by_id else "own_content"
+
+
 def decide(request_id: int, decision: str, comment: str, *, actor: User,
            mandatory: bool = False) -> SignoffRequest:
     """Record legal's decision. Exactly one decision wins, even when two reviewers act at once:
@@ -145,8 +152,16 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
         raise RuleViolation(_("Only an approved notice can be marked mandatory."),
                             field="mandatory")
     reason = may_decide(request, actor)
-    if reason:
+    if reason and request.status != SignoffStatus.PENDING:
         raise RuleViolation(reason)
+    if reason:
+        raise Refusal(reason, action="signoff.decision.refused", subject_type="signoff",
+                      subject_id=request.id, status=403,
+                      summary=N_("Decision (%(decision)s) on sign-off %(id)d refused: %(why)s",
+                                 decision=term("signoff_status", decision), id=request.id,
+                                 why=term("signoff_refusal", _why_not(request, actor))),
+                      details={"decision": decision, "why": _why_not(request, actor)},
+                      actor=actor)
     result = db.session.execute(
         update(SignoffRequest)
         .where(SignoffRequest.id == request_id, SignoffRequest.status == SignoffStatus.PENDING)

@@ -51,21 +51,25 @@ def detail(request_id: int) -> ResponseReturnValue:
 def decide(request_id: int) -> ResponseReturnValue:
     item = db.get_or_404(SignoffRequest, request_id)
     form = DecisionForm()
+    status = 422
     if form.validate_on_submit():
         try:
             decided = services.decide(item.id, form.decision.data, form.comment.data or "",
                                       actor=current_user, mandatory=bool(form.mandatory.data))
         except RuleViolation as err:
             refuse(err, form)
+            status = getattr(err, "status", 422)  # a refusal of who decides: 403
         else:
-            flash(decided.outcome or _("Decision recorded."), "success")
+            flash(decided.outcome or _("Sign-off of “%(subject)s”: %(decision)s.",
+                                       subject=decided.heading,
+                                       decision=STATUS_LABELS[decided.status]), "success")
             return redirect(url_for("signoffs.queue"))
     item = db.get_or_404(SignoffRequest, request_id)
     return render_template(
         "signoffs/detail.html", item=item, form=form,
         refusal=services.may_decide(item, current_user),
         history=audit.history("signoff", item.id), changes=services.changes(item),
-    ), 422
+    ), status
 
 
 @bp.route("/settings", methods=["GET", "POST"])

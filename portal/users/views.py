@@ -57,7 +57,8 @@ def detail(user_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             getattr(form, err.field or "role").errors.append(err.message)
         else:
-            flash(_("Saved.") if changed else _("Nothing changed."), "success")
+            flash(_("Account %(email)s saved.", email=user.email) if changed
+                  else _("Account %(email)s: nothing changed.", email=user.email), "success")
             return redirect(url_for("users.detail", user_id=user.id))
     return render_template(
         "users/detail.html", user=user, form=form, confirm=ConfirmForm(),
@@ -77,7 +78,8 @@ def toggle_active(user_id: int) -> ResponseReturnValue:
     except RuleViolation as err:
         refuse(err)
     else:
-        flash(_("Account reactivated.") if user.active else _("Account deactivated."), "success")
+        flash(_("Account %(email)s reactivated.", email=user.email) if user.active
+              else _("Account %(email)s deactivated.", email=user.email), "success")
     return redirect(url_for("users.detail", user_id=user.id))
 
 

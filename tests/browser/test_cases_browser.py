@@ -134,7 +134,7 @@ def test_case_from_csv_import_to_paid(new_page, users, run_worker, tmp_path: Pat
     legal.get_by_label("Approve", exact=True).check()
     legal.get_by_role("button", name="Record decision", exact=True).click()
     expect(legal).to_have_url(url_path("/signoffs/"))
-    expect(legal.locator("#main")).to_contain_text("Decision recorded.")
+    expect(legal.locator("#main")).to_contain_text("Approved.")
 
     # The agent records the payment once, confirming the dialog.
     agent.goto(case_path)
@@ -150,7 +150,7 @@ def test_case_from_csv_import_to_paid(new_page, users, run_worker, tmp_path: Pat
     agent.once("dialog", accept)
     agent.get_by_role("button", name="Record payment", exact=True).click()
     expect(status_badge(agent)).to_have_text("Paid")
-    expect(agent.locator("#main")).to_contain_text("Payment recorded.")
+    expect(agent.locator("#main")).to_contain_text("recorded for case")
     assert dialogs == ["Record the payment of 6800.00 CNY? A case is paid only once."], dialogs
 
     # A second payment is impossible: no form, and a forged post is refused.

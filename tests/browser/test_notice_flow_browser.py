@@ -32,17 +32,19 @@ ZH = {
     "Title (Chinese)": "标题（中文）",
     "Text (Chinese, Markdown)": "正文（中文，Markdown）",
     "Save draft": "保存草稿",
-    "Draft saved as version 1.": "草稿已保存为第 1 版。",
+    "Notice %(ref)s drafted as version 1.": "公告 %(ref)s 已保存为第 1 版草稿。",
     "Request legal sign-off": "提交法务审批",
-    "Notice %(ref)s sent to legal for sign-off.": "公告 %(ref)s 已提交法务审批。",
+    "Notice %(ref)s version %(n)d sent to legal for sign-off.":
+        "公告 %(ref)s 第 %(n)d 版已提交法务审批。",
     "In review": "审核中",
     "Approve": "批准",
     "Record decision": "提交审批结果",
-    "Decision recorded.": "审批结果已记录。",
+    "Sign-off of “%(subject)s”: %(decision)s.": "“%(subject)s”的审批：%(decision)s。",
+    "Approved": "已批准",
     "Publish": "发布",
     "Publish version %(n)d to customers now?": "确定立即向客户发布第 %(n)d 版吗？",
     "Published": "已发布",
-    "Published.": "已发布。",
+    "Notice %(ref)s published.": "公告 %(ref)s 已发布。",
     "Download PDF": "下载 PDF",
 }
 
@@ -91,16 +93,17 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
 
     agent.get_by_role("button", name=ZH["Save draft"], exact=True).click()
     expect(agent).to_have_url(re.compile(r"/staff/notices/\d+$"))
-    expect(agent.locator("#main")).to_contain_text(ZH["Draft saved as version 1."])
     notice_path = re.sub(r"^https?://[^/]+", "", agent.url)
     assert notice_count() == 1
     notice = db.session.scalar(select(Notice))
-    notice_id, slug = notice.id, notice.slug
+    notice_id, slug, ref = notice.id, notice.slug, notice.ref
+    expect(agent.locator("#main")).to_contain_text(
+        ZH["Notice %(ref)s drafted as version 1."] % {"ref": ref})
     assert notice.latest_version.content()["zh_CN"] == {"title": TITLE_ZH, "body": BODY_ZH}
 
     agent.get_by_role("button", name=ZH["Request legal sign-off"], exact=True).click()
     expect(agent.locator("#main")).to_contain_text(
-        ZH["Notice %(ref)s sent to legal for sign-off."] % {"ref": notice.ref})
+        ZH["Notice %(ref)s version %(n)d sent to legal for sign-off."] % {"ref": ref, "n": 1})
     expect(agent.locator(".badge.status-in_review")).to_have_text(ZH["In review"])
     expect(agent.get_by_role("button", name=ZH["Request legal sign-off"])).to_have_count(0)
 
@@ -120,7 +123,9 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
     legal.get_by_label(ZH["Approve"], exact=True).check()
     legal.get_by_role("button", name=ZH["Record decision"], exact=True).click()
     expect(legal).to_have_url(url_path("/signoffs/"))
-    expect(legal.locator("#main")).to_contain_text(ZH["Decision recorded."])
+    expect(legal.locator("#main")).to_contain_text(
+        ZH["Sign-off of “%(subject)s”: %(decision)s."]
+        % {"subject": f"{ref} v1 — {TITLE_ZH}", "decision": ZH["Approved"]})
 
     # The agent publishes it, confirming the dialog.
     sign_in(agent, users[Role.AGENT].email, zh=True)
@@ -134,7 +139,7 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
     agent.once("dialog", accept)
     agent.get_by_role("button", name=ZH["Publish"], exact=True).click()
     expect(agent.locator(".badge.status-published")).to_have_text(ZH["Published"])
-    expect(agent.locator("#main")).to_contain_text(ZH["Published."])
+    expect(agent.locator("#main")).to_contain_text(ZH["Notice %(ref)s published."] % {"ref": ref})
     assert dialogs == [ZH["Publish version %(n)d to customers now?"] % {"n": 1}], dialogs
 
     # The worker makes the signed PDF.
@@ -191,7 +196,7 @@ def test_author_cannot_decide_on_own_notice(new_page, users) -> None:
     response = page.request.post(f"/signoffs/{request_id}/decide",
                                  form={"csrf_token": token, "decision": "approved",
                                        "comment": ""})
-    assert response.status == 422, response.status
+    assert response.status == 403, response.status  # who decides is refused, not the input
     assert "You wrote this content; another legal reviewer must decide." in response.text()
 
     db.session.expire_all()

@@ -65,7 +65,7 @@ def test_postmortem_steps_blameless_check_and_pdf(new_page, users, run_worker) -
     page.locator("textarea[name=causes]").fill(BLAMELESS_CAUSES)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page).to_have_url(url_path(detail))
-    expect(page.locator(".flash")).to_contain_text("Saved.")
+    expect(page.locator(".flash")).to_contain_text("saved.")
     expect(page.locator("#causes-error")).to_have_count(0)
     db.session.expire_all()
     saved = db.session.query(Postmortem).one()
