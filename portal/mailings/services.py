@@ -22,7 +22,7 @@ from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
-from portal.i18n import N_, Message, term
+from portal.i18n import N_, term
 from portal.mailings.audience import Audience, audience_members, skip_reason
 from portal.mailings.compose import check_greeting, pdf_ready, sendable_grant
 from portal.mailings.models import (
@@ -116,19 +116,6 @@ def chunk_size() -> int:
     return int(current_app.config["MAILING_CHUNK_SIZE"])
 
 
-def _start_summary(mailing_id: int, queued: int, skipped: int, mandatory: bool,
-                   already: int) -> Message:
-    summary = (N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "
-                  "(mandatory notice)", id=mailing_id, queued=queued, skipped=skipped)
-               if mandatory else
-               N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d",
-                  id=mailing_id, queued=queued, skipped=skipped))
-    if not already:
-        return summary
-    return N_("%(summary)s; received this version before, sent again on purpose: %(n)d",
-              summary=summary, n=already)
-
-
 def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> list[int]:
     """Materialise the recipients and open the mailing for the jobs; returns the chunk numbers
     to queue (after the commit). The audience is read now, so late imports are included.
@@ -179,9 +166,16 @@ def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> l
         raise RuleViolation(repeat.message, field=CONFIRM_FIELD)
     mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
+    summary = (N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "
+                  "(mandatory notice)", id=mailing.id, queued=queued, skipped=skipped)
+               if mandatory else
+               N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d",
+                  id=mailing.id, queued=queued, skipped=skipped))
+    if repeat:
+        summary = N_("%(summary)s; received this version before, sent again on purpose: %(n)d",
+                     summary=summary, n=repeat.already)
     audit.record("mailing.start", "mailing", mailing.id,
-                 _start_summary(mailing.id, queued, skipped, mandatory,
-                                repeat.already if repeat else 0),
+                 summary,
                  before=before, after=mailing.audit_state(), actor=actor)
     return list(range((queued + size - 1) // size))
 
