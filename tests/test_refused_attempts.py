@@ -12,6 +12,7 @@ from portal.cases import services as cases
 from portal.cases.models import Case, Payment
 from portal.errors import Refusal
 from portal.extensions import db
+from portal.i18n import N_
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest, SignoffStatus
 from portal.web import refuse
@@ -65,7 +66,8 @@ def _signoff_requested_by_legal(users) -> SignoffRequest:
     case = make_case(users, amount="9000.00")
     request = signoffs.open_request(
         subject_type=cases.SUBJECT, subject_id=case.id, scope=f"case:{case.id}",
-        title=case.ref, snapshot=cases.snapshot(case), author_id=users[Role.AGENT].id,
+        title=N_("Case %(ref)s", ref=case.ref), snapshot=cases.snapshot(case),
+        author_id=users[Role.AGENT].id,
         requested_by=users[Role.LEGAL])
     db.session.commit()
     return request
@@ -108,7 +110,7 @@ def test_the_refusal_is_committed_alone_after_the_rollback(app, users) -> None:
         case.description = "changed before the refusal"
         db.session.flush()
         refuse(Refusal("no", action="case.payment.refused", subject_type="case",
-                       subject_id=case.id, summary="refused"))
+                       subject_id=case.id, summary=N_("refused")))
     db.session.rollback()
     assert db.session.get(Case, case.id).description == ""
     assert len(_refusals("case.payment.refused")) == 1

@@ -217,7 +217,8 @@ def settings() -> ResponseReturnValue:
                 getattr(form, name).errors = [message]
             failed = True
         else:
-            flash(_("Notice contact details saved.") if changed else _("Nothing changed."),
+            flash(_("Notice contact details saved: hotline and contact e-mail.") if changed
+                  else _("The notice contact details already were these; nothing changed."),
                   "success" if changed else "info")
             return redirect(url_for("notices.settings"))
     return render_template("notices/settings.html", form=form), (

@@ -86,6 +86,7 @@ def settings() -> ResponseReturnValue:
             refuse(err, form)
         else:
             flash(_("PDF stamp saved; it applies to PDFs rendered from now on.") if changed
-                  else _("Nothing changed."), "success" if changed else "info")
+                  else _("The PDF stamp already was that; nothing changed."),
+                  "success" if changed else "info")
             return redirect(url_for("signoffs.settings"))
     return render_template("signoffs/settings.html", form=form), 422 if form.errors else 200
