@@ -22,7 +22,11 @@ ABOUT_THE_READER = {"You have signed out.", "Your password has been changed.",
                     "Minutes must be a whole number."}
 # Settings pages: one of each, the message names which settings were saved.
 NAMED_SETTINGS = {"Case settings saved: SLA hours and sign-off thresholds.",
-                  "Response targets saved for every severity."}
+                  "Response targets saved for every severity.",
+                  "PDF stamp saved; it applies to PDFs rendered from now on.",
+                  "The PDF stamp already was that; nothing changed.",
+                  "Notice contact details saved: hotline and contact e-mail.",
+                  "The notice contact details already were these; nothing changed."}
 
 
 def _messages(node: ast.AST) -> list[str]:
