@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from portal import documents
+from portal import placeholders as greetings
 from portal.cases.models import Case
 from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
@@ -32,7 +33,6 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import html_lang
 from portal.mail import transport
-from portal.mailings import greeting as greetings
 from portal.mailings.models import Mailing
 from portal.mailings.unsubscribe import unsubscribe_url
 from portal.markdown import plain_text, render_markdown
@@ -96,10 +96,11 @@ def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
 
 def check_greeting(source: str, fieldname: str) -> str:
     """The greeting as stored, or RuleViolation next to its field: checked in every branch
-    and tried with sample values (see ``greeting.py``), so a mistake is caught when saved."""
+    and tried with sample values (see ``portal/placeholders.py``), so a mistake is caught when
+    saved."""
     try:
         return greetings.check(source)
-    except greetings.GreetingError as err:
+    except greetings.PlaceholderError as err:
         raise RuleViolation(err.message or "", field=fieldname) from None
 
 
@@ -142,7 +143,7 @@ class MessageParts:
     subject: dict[str, str]
     body_text: dict[str, str]
     body_html: dict[str, Markup]
-    greeting: dict[str, greetings.Greeting | greetings.BrokenGreeting]
+    greeting: dict[str, greetings.Template | greetings.BrokenTemplate]
     notice_url: str | None
     pdf: tuple[str, bytes] | None
     domain: str
@@ -210,7 +211,8 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
                customer_id: int | None) -> Rendered:
     """Subject, plain text and HTML of one customer's message, in their locale.
     ``customer_id`` is the recipient whose unsubscribe link it carries; None for a preview or
-    a test send (an inert link). A greeting that fails raises ``greeting.GreetingError``."""
+    a test send (an inert link). A greeting that fails raises
+    ``placeholders.PlaceholderError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
     greeting = parts.greeting[locale].render(person.values())
     link = unsubscribe_url(customer_id)

@@ -28,7 +28,7 @@ from portal.forms import ConfirmForm
 from portal.mailings import compose, services, tasks
 from portal.mailings.audience import NO_CASE, Audience, audience_members, event_tags, summarise
 from portal.mailings.forms import MailingForm
-from portal.mailings.greeting import GreetingError
+from portal.placeholders import PlaceholderError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
 from portal.security import STAFF, access
@@ -169,7 +169,7 @@ def preview(mailing_id: int) -> ResponseReturnValue:
         try:  # customer_id=None: the preview's unsubscribe link is inert
             rendered = compose.render_for(compose.MessageParts.for_mailing(mailing),
                                           customer.locale, person, None)
-        except GreetingError as err:
+        except PlaceholderError as err:
             greeting_error = err.message
     template = "mailings/_preview.html" if wants_partial("preview") else "mailings/preview.html"
     return render_template(template, mailing=mailing, customer=customer, rendered=rendered,
