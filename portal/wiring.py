@@ -15,6 +15,7 @@ from __future__ import annotations
 from portal import documents, jobs
 from portal.audit import tasks as audit_tasks
 from portal.cases import services as case_services
+from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
 from portal.customers import tasks as customer_tasks
 from portal.lifecycle import tasks as lifecycle_tasks
@@ -25,10 +26,13 @@ from portal.notices import pdf as notice_pdf
 from portal.notices import services as notice_services
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
+from portal.notifications import receivers as notification_receivers
+from portal.notifications import tasks as notification_tasks
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
 from portal.public import cache as public_cache
 from portal.signoffs import services as signoffs
+from portal.signoffs import signals as signoff_signals
 
 
 def _refresh_public_pages(_sender: object) -> None:
@@ -41,6 +45,10 @@ def connect() -> None:
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
+    # Staff e-mails: legal asked for a sign-off, a requester answered, an assignee told.
+    signoff_signals.requested.connect(notification_receivers.on_signoff_requested)
+    signoff_signals.decided.connect(notification_receivers.on_signoff_decided)
+    case_signals.assigned.connect(notification_receivers.on_case_assigned)
 
     signoffs.handle_decisions(notice_services.SUBJECT, notice_services.after_signoff_decision)
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)
@@ -73,3 +81,5 @@ def connect() -> None:
                   every_seconds=notice_tasks.SCHEDULE_INTERVAL_SECONDS)
     jobs.schedule(lifecycle_tasks.daily_retention_report_job,
                   every_seconds=lifecycle_tasks.DAILY_SECONDS)
+    jobs.schedule(notification_tasks.deliver_due_job,
+                  every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)

@@ -28,9 +28,9 @@ from portal.forms import ConfirmForm
 from portal.mailings import compose, services, tasks
 from portal.mailings.audience import NO_CASE, Audience, audience_members, event_tags, summarise
 from portal.mailings.forms import MailingForm
-from portal.placeholders import PlaceholderError
 from portal.mailings.models import STATUS_LABELS, Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
+from portal.placeholders import PlaceholderError
 from portal.security import STAFF, access
 from portal.web import database_int, refuse, wants_partial
 

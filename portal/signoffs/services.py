@@ -21,6 +21,7 @@ from portal.audit.services import canonical_json
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
+from portal.signoffs import signals
 from portal.signoffs.models import (
     DECISIONS,
     STANDING,
@@ -66,6 +67,7 @@ def open_request(
     audit.record("signoff.request", "signoff", request.id,
                  f"Sign-off requested for {title}" + (" (retroactive)" if retroactive else ""),
                  after=request.audit_state(), actor=requested_by)
+    signals.requested.send(request)
     return request
 
 
@@ -119,6 +121,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
     handler = _HANDLERS.get(request.subject_type)
     if handler:
         handler(request, actor)
+    signals.decided.send(request, actor=actor)
     return request
 
 
