@@ -60,6 +60,11 @@ _TAGS = {nodes.Assign: "{% set %}", nodes.AssignBlock: "{% set %}", nodes.Macro:
 _LOOP_FILTER = "_placeholder_loop"
 
 
+def format_amount(amount: Decimal, currency: str) -> str:
+    """An amount as the ``case_amount`` field shows it."""
+    return f"{currency} {amount:,.2f}"
+
+
 class PlaceholderError(TemplateError):
     """A template that may not be used, or that failed for one recipient; the message says
     why, in the reader's language."""

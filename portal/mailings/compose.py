@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from email.header import Header
 from email.message import Message
 from email.mime.application import MIMEApplication
@@ -116,10 +115,6 @@ class Personal:
                 "case_amount": self.case_amount}
 
 
-def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{currency} {amount:,.2f}"
-
-
 def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
     """Name, company and the newest case of each customer, in two queries."""
     people = {c.id: Personal(c.name, c.company or "") for c in customers}
@@ -130,7 +125,7 @@ def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
         .where(Case.customer_id.in_(list(people))).order_by(Case.id))
     for customer_id, ref, amount, approved, currency in rows:  # the newest case wins
         people[customer_id].case_ref = ref
-        people[customer_id].case_amount = format_amount(approved or amount, currency)
+        people[customer_id].case_amount = greetings.format_amount(approved or amount, currency)
     return people
 
 
