@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from portal import documents, jobs
 from portal.audit import tasks as audit_tasks
+from portal.cases import customer_timeline as case_timeline
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
+from portal.customers import people
 from portal.customers import tasks as customer_tasks
 from portal.lifecycle import tasks as lifecycle_tasks
+from portal.mailings import customer_timeline as mailing_timeline
 from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
@@ -54,6 +57,9 @@ def connect() -> None:
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)
+
+    # A customer's page shows their cases, replies, payments and the notices mailed to them.
+    people.add_sources(case_timeline.entries, mailing_timeline.entries)
 
     # The documents the shared job renders (``documents.render_document_job``).
     documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE)

@@ -78,10 +78,6 @@ class Customer(db.Model):
     last_import: Mapped[ImportBatch | None] = relationship(foreign_keys=[last_import_id])
     # Read-only, and named rather than imported: the cases domain sits above customers.
     cases = relationship("Case", viewonly=True, order_by="Case.id.desc()")
-    case_replies = relationship(
-        "CaseNote", secondary="case_file", viewonly=True, order_by="CaseNote.id.desc()",
-        primaryjoin="Customer.id == Case.customer_id",
-        secondaryjoin="and_(Case.id == CaseNote.case_id, CaseNote.kind == 'reply')")
 
     def __init__(self, **kwargs: Any) -> None:
         # Set at once (not at flush), so audit_state works on a customer not yet flushed.
