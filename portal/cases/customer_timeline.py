@@ -32,7 +32,7 @@ def entries(customer_ids: list[int]) -> list[Entry]:
             select(CaseNote, Case).join(Case, Case.id == CaseNote.case_id).where(
                 Case.customer_id.in_(customer_ids), CaseNote.kind == "reply")):
         found.append(Entry(note.sent_at or note.created_at, "reply", _(
-            "Reply on case %(ref)s e-mailed", ref=case.ref), case.customer_id,
+            "Reply to the customer on case %(ref)s", ref=case.ref), case.customer_id,
             str(REPLY_LABELS.get(note.mail_status, note.mail_status or "")),
             "cases.detail", {"case_id": case.id}))
     for payment, case in db.session.execute(
