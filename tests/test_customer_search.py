@@ -151,7 +151,8 @@ def test_the_customer_page_lists_everything_newest_first(app, users, auth, clien
     page = client.get(f"/customers/{customer.id}",
                       headers={"Accept-Language": "en"}).get_data(as_text=True)
     timeline = page[page.index('id="customer-timeline"'):]
-    order = ["Unsubscribed from e-mails", "Paid 100.00 CNY on case", "Reply to the customer on case",
+    order = ["Unsubscribed from e-mails", "Paid 100.00 CNY on case",
+             "Reply to the customer on case",
              f"Case {case.ref} opened", f"Notice {notice.ref} v1 mailed",
              "Updated by the import of second.csv", "Added by the import of first.csv"]
     positions = [timeline.index(text) for text in order]

@@ -17,6 +17,13 @@ from portal.signoffs import services as signoffs
 from tests.case_helpers import make_case, make_customer, second_agent
 
 
+@pytest.fixture(autouse=True)
+def notified(users) -> None:
+    """The staff of these tests want their e-mails (the shared fixture switches them off)."""
+    for user in users.values():
+        user.notify_by_email = True
+
+
 @pytest.fixture
 def mail(app, smtp_server):
     app.config.update(SMTP_HOST=smtp_server["host"], SMTP_PORT=smtp_server["port"],

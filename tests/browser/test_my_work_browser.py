@@ -72,7 +72,8 @@ def work(app, users):
         due_at=utcnow() - timedelta(hours=3)))
     unsubscribe.unsubscribe(wang, via="link")
     canned.create(canned.CannedInput(
-        "Refund in progress", "{{ name }}，您好：案件 {{ case_ref }}（{{ case_amount }}）正在处理。",
+        "Refund in progress",
+        "{{ name }}，您好：案件 {{ case_ref }}（{{ case_amount }}）正在处理。",
         "Dear {{ name }}, case {{ case_ref }} ({{ case_amount }}) is being processed."),
         actor=users[Role.ADMIN])
     db.session.commit()
