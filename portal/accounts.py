@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
-from sqlalchemy import Boolean, CheckConstraint, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -59,6 +59,9 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(32), default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # E-mails about one's own work (sign-offs asked of legal or decided, cases assigned);
+    # switched off in the profile.
+    notify_by_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -80,6 +83,7 @@ class User(UserMixin, db.Model):
             "active": self.active,
             "must_change_password": self.must_change_password,
             "locale": self.locale,
+            "notify_by_email": self.notify_by_email,
         }
 
     def __repr__(self) -> str:

@@ -149,8 +149,13 @@ def load(instance_path: str) -> dict[str, Any]:
         "MAILING_RETRY_INLINE_SECONDS": 10.0,
         "MAILING_LEASE_SECONDS": float(os.environ.get("MAILING_LEASE_SECONDS", "120")),
         "MAILING_JOB_TIMEOUT": 3600,
-        # The most time one recipient's greeting may take to fill in (see mailings/greeting.py).
+        # The most time one text with placeholders (a mailing's greeting, a canned reply) may
+        # take to fill in (see portal/placeholders.py).
         "MAILING_GREETING_SECONDS": 0.5,
+        # Sign-off requests wait this long before legal is e-mailed, so that several requests
+        # in a few minutes reach each reviewer as one digest; other staff e-mails go at once
+        # (and take along whatever waits for the same person).
+        "NOTIFY_DIGEST_SECONDS": float(os.environ.get("NOTIFY_DIGEST_SECONDS", "180")),
     }
 
 

@@ -16,15 +16,19 @@ from portal import documents, errors, i18n, jobs
 from portal.accounts import ROLE_LABELS
 from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
+from portal.cases import customer_timeline as case_timeline
 from portal.cases import models as case_models
 from portal.cases import refusals as case_refusals
 from portal.cases import rules as case_rules
 from portal.cases import services as case_services
+from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
 from portal.customers import models as customer_models
+from portal.customers import people
 from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
 from portal.lifecycle import tasks as lifecycle_tasks
+from portal.mailings import customer_timeline as mailing_timeline
 from portal.mailings import models as mailing_models
 from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
@@ -38,12 +42,15 @@ from portal.notices import services as notice_services
 from portal.notices import settings as notice_settings
 from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
+from portal.notifications import receivers as notification_receivers
+from portal.notifications import tasks as notification_tasks
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
+from portal.signoffs import signals as signoff_signals
 from portal.signoffs import stamp
 
 
@@ -91,6 +98,10 @@ def connect() -> None:
     # A refused attempt (a second payment, a duplicate case, a decision one may not take)
     # is kept in the audit trail, in its own transaction after the request's rollback.
     errors.attempt_refused.connect(audit.record_refusal)
+    # Staff e-mails: legal asked for a sign-off, a requester answered, an assignee told.
+    signoff_signals.requested.connect(notification_receivers.on_signoff_requested)
+    signoff_signals.decided.connect(notification_receivers.on_signoff_decided)
+    case_signals.assigned.connect(notification_receivers.on_case_assigned)
 
     # Approving a notice planned "on approval" publishes it (``notices.publishing``).
     signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)
@@ -98,6 +109,9 @@ def connect() -> None:
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)
+
+    # A customer's page shows their cases, replies, payments and the notices mailed to them.
+    people.add_sources(case_timeline.entries, mailing_timeline.entries)
 
     # The documents the shared job renders (``documents.render_document_job``).
     documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE)
@@ -125,3 +139,5 @@ def connect() -> None:
                   every_seconds=notice_tasks.SCHEDULE_INTERVAL_SECONDS)
     jobs.schedule(lifecycle_tasks.daily_retention_report_job,
                   every_seconds=lifecycle_tasks.DAILY_SECONDS)
+    jobs.schedule(notification_tasks.deliver_due_job,
+                  every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)

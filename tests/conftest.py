@@ -176,13 +176,16 @@ def runner(app: Flask):
 
 @pytest.fixture
 def users(app: Flask) -> dict[Role, User]:
-    """One active account per role, all with the password ``PASSWORD``."""
+    """One active account per role, all with the password ``PASSWORD``. They are not e-mailed
+    about their work (the tests that count the messages a server received would count those
+    too); the notification tests switch it on."""
     made = {}
     for role in Role:
         user, _ = auth_services.create_user(
             f"{role.value}@example.com", f"{role.value.title()} Tester", role, PASSWORD,
             must_change_password=False,
         )
+        user.notify_by_email = False
         made[role] = user
     db.session.commit()  # the accounts exist for every connection (live server, other apps)
     return made

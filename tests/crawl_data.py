@@ -13,6 +13,7 @@ from sqlalchemy import update
 from portal import jobs
 from portal.accounts import Role, User
 from portal.audit import services as audit
+from portal.cases import canned
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.customers.models import Customer
@@ -119,7 +120,8 @@ def _cases(event: Event, staff: dict[Role, User]) -> None:
     """The demo's small proposal approved and paid (with a note and an e-mailed reply), its
     large one still with legal, one returned by legal and one rejected."""
     agent, legal = staff[Role.AGENT], staff[Role.LEGAL]
-    small, large = sorted(event_cases(event), key=lambda c: c.amount)
+    by_order = {c.order_ref: c for c in event_cases(event)}
+    small, large = by_order["WD-20261122-001"], by_order["WD-20261122-017"]
     cases.approve(small, actor=second_agent())
     cases.record_payment(small, amount=small.amount, payout_ref="PAY-0001", actor=agent)
     cases.add_note(small, "Paid by bank transfer.", actor=agent)
@@ -131,6 +133,10 @@ def _cases(event: Event, staff: dict[Role, User]) -> None:
     cases.change_status(returned, "start", actor=agent)
     cases.propose(returned, actor=agent)
     signoffs.decide(returned.signoff_id, "changes_requested", "Evidence missing", actor=legal)
+    old_wording = canned.create(canned.CannedInput("Old wording", "旧的措辞 {{ case_ref }}",
+                                                   "Old wording {{ case_ref }}"),
+                                actor=staff[Role.ADMIN])
+    canned.retire(old_wording, actor=staff[Role.ADMIN])
     rejected = cases.open_case(customer, cases.CaseInput(
         "refund", "WD-REJECTED", "12.00", "USD", "other", "Duplicate claim", None), actor=agent)
     cases.change_status(rejected, "reject", comment="Already refunded", actor=agent)
@@ -202,7 +208,8 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     staff = {role: db.session.scalar(db.select(User).where(User.email == email))
              for role, (email, _password) in credentials.items()}
     event = db.session.scalar(db.select(Event).order_by(Event.id))
-    [started_draft] = [m for m in mailings.mailings_of(event.id) if m.editable]  # the demo's
+    [started_draft] = [m for m in mailings.mailings_of(event.id)  # the demo's draft
+                       if m.status == "draft"]
     _notices(event, staff)
     _cases(event, staff)
     _mailings(event, started_draft.version_id, staff)

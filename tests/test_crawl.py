@@ -27,7 +27,7 @@ from wtforms.fields.core import UnboundField
 from portal import create_app
 from portal.accounts import Role, User
 from portal.audit.models import AuditEntry, AuditVerification
-from portal.cases.models import Case
+from portal.cases.models import CannedReply, Case
 from portal.customers.models import Customer, ImportBatch
 from portal.events.models import Event
 from portal.extensions import db
@@ -103,6 +103,7 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
                                SignoffRequest.status),
     "notice_id": lambda: _ids(Notice, Notice.status, Notice.hidden),
     "verification_id": lambda: _ids(AuditVerification),
+    "reply_id": lambda: _ids(CannedReply, CannedReply.retired_at.is_(None)),
     "slug": _slugs,
     "token": _tokens,
     "filename": _static_files,

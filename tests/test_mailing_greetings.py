@@ -91,5 +91,5 @@ def test_a_broken_greeting_is_explained_in_the_readers_language(app) -> None:
     with app.test_request_context(), force_locale("zh_CN"):
         syntax = refusal("Dear {% if name %}{{ name }}")
         filling = refusal("Dear {{ name }}{% if company %}{{ company|round }}{% endif %}")
-    assert "问候语第 1 行的写法无效" in syntax and "{% endif %}" in syntax
-    assert "问候语对部分客户无法填写" in filling
+    assert "模板第 1 行的写法无效" in syntax and "{% endif %}" in syntax
+    assert "模板对部分客户无法填写" in filling

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
@@ -28,3 +28,5 @@ LOCALE_CHOICES = [("", _l("Browser setting")), ("zh_CN", "简体中文"), ("en",
 class ProfileForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
     locale = SelectField(_l("Language"), choices=LOCALE_CHOICES, validators=[Optional()])
+    notify_by_email = BooleanField(_l("E-mail me about my work: sign-offs asked of me, "
+                                      "decisions on my requests, cases assigned to me"))

@@ -234,10 +234,14 @@ def change_password(user: User, current: str, new: str) -> None:
                  N_("%(email)s changed their password", email=user.email), actor=user)
 
 
-def update_profile(user: User, *, name: str, locale: str | None) -> None:
+def update_profile(user: User, *, name: str, locale: str | None,
+                   notify_by_email: bool | None = None) -> None:
+    """Name, language and (when given) whether to be e-mailed about one's work."""
     before = user.audit_state()
     user.name = name.strip() or user.name
     user.locale = locale or None
+    if notify_by_email is not None:
+        user.notify_by_email = notify_by_email
     if before != user.audit_state():
         audit.record("user.profile", "user", user.id,
                      N_("%(email)s updated their profile", email=user.email),

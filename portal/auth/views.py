@@ -93,7 +93,8 @@ def profile() -> ResponseReturnValue:
     if request.method == "GET":
         form.locale.data = current_user.locale or ""
     if form.validate_on_submit():
-        services.update_profile(current_user, name=form.name.data, locale=form.locale.data)
+        services.update_profile(current_user, name=form.name.data, locale=form.locale.data,
+                                notify_by_email=form.notify_by_email.data)
         flash(_("Your profile has been saved."), "success")
         return redirect(url_for("auth.profile"))
     status = 422 if form.errors else 200

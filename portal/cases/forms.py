@@ -37,3 +37,10 @@ class NoteForm(FlaskForm):
     kind = SelectField(_l("Kind"), choices=[("internal", _l("Internal note")),
                                             ("reply", _l("Reply to the customer (e-mailed)"))])
     body = TextAreaField(_l("Text"), validators=[DataRequired(), Length(max=20000)])
+
+
+class CannedReplyForm(FlaskForm):
+    title = StringField(_l("Title (what agents pick)"),
+                        validators=[DataRequired(), Length(max=120)])
+    body_zh = TextAreaField(_l("Reply in Chinese"), validators=[DataRequired(), Length(max=5000)])
+    body_en = TextAreaField(_l("Reply in English"), validators=[DataRequired(), Length(max=5000)])

@@ -242,3 +242,32 @@ class SignoffThreshold(db.Model):
 
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(Money())
+
+
+class CannedReply(db.Model):
+    """An admin-written reply to customers, in both languages, with the placeholders of
+    ``portal.placeholders``; retired ones are kept (the audit trail names them)."""
+
+    __tablename__ = "canned_reply"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(120))
+    body_zh: Mapped[str] = mapped_column(Text)
+    body_en: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
+
+    def body_for(self, locale: str) -> str:
+        """The text in the customer's language."""
+        return self.body_en if locale == "en" else self.body_zh
+
+    def audit_state(self) -> dict[str, object]:
+        # Written by staff for every customer: no personal data, kept readable.
+        return {"title": self.title, "body_zh": self.body_zh, "body_en": self.body_en,
+                "retired": self.retired}

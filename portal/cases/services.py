@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from portal import refs
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import rules
+from portal.cases import rules, signals
 from portal.cases.models import (
     CLOSED_STATUSES,
     KINDS,
@@ -113,6 +113,8 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
                     "%(order)s", ref=case.ref, kind=term("case", case.kind),
                     amount=str(case.amount), currency=case.currency, order=case.order_ref),
                  after=case.audit_state(), actor=actor)
+    if case.assignee_id is not None:
+        signals.assigned.send(case, actor=actor)
     return case
 
 
@@ -154,6 +156,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     if all(getattr(case, key) == value for key, value in values.items()):
         return False
     before, proposed = _edit_state(case), snapshot(case)
+    reassigned = values["assignee_id"] not in (None, case.assignee_id)
     for key, value in values.items():
         setattr(case, key, value)
     if case.under_proposal and snapshot(case) != proposed:
@@ -165,6 +168,8 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     audit.record("case.edit", "case", case.id, N_("Case %(ref)s edited", ref=case.ref),
                  before=before, after=_edit_state(case), actor=actor)
     _flush()
+    if reassigned:
+        signals.assigned.send(case, actor=actor)
     return True
 
 
@@ -379,6 +384,7 @@ def bulk_assign(case_ids: list[int], assignee_id: int, *, actor: User) -> list[I
             results.append(ItemResult(case.ref, False, _("closed cases are not reassigned")))
             continue
         before = case.audit_state()
+        reassigned = case.assignee_id != assignee.id
         case.assignee_id = assignee.id
         case.updated_at = utcnow()
         _flush()
@@ -386,6 +392,8 @@ def bulk_assign(case_ids: list[int], assignee_id: int, *, actor: User) -> list[I
                      N_("Case %(ref)s assigned to %(email)s", ref=case.ref,
                         email=assignee.email),
                      before=before, after=case.audit_state(), actor=actor)
+        if reassigned:
+            signals.assigned.send(case, actor=actor)
         results.append(ItemResult(case.ref, True, _("assigned")))
     _flush()
     return results

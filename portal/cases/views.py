@@ -21,13 +21,14 @@ from sqlalchemy.orm import joinedload
 from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import rules, search, services, tasks
+from portal.cases import canned, rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
     KINDS,
     LABELS,
     OPEN_STATUSES,
+    CannedReply,
     Case,
     CaseStatus,
     ReplyStatus,
@@ -44,6 +45,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
+from portal.placeholders import PlaceholderError
 from portal.security import STAFF, access
 from portal.signoffs import services as signoffs
 from portal.web import database_int, database_ints, refuse, roll_back, wants_partial
@@ -184,6 +186,7 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "step_form": forms.get("step_form") or StepForm(),
         "payment_form": forms.get("payment_form") or PaymentForm(),
         "note_form": forms.get("note_form") or NoteForm(),
+        "canned_replies": canned.offered(),
         "signoff": signoffs.latest(services.SUBJECT, case.id),
         "threshold": threshold(case.currency),
         "history": audit.history("case", case.id),
@@ -309,6 +312,22 @@ def add_note(case_id: int) -> ResponseReturnValue:
                   else _("Internal note added to case %(ref)s.", ref=case.ref), "success")
             return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
     return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
+
+
+@bp.route("/<int:case_id>/reply-text")
+@access(*WORKERS)
+def reply_text(case_id: int) -> ResponseReturnValue:
+    """The reply box filled in with the chosen canned reply, in the customer's language."""
+    case = db.get_or_404(Case, case_id)
+    form = NoteForm(formdata=None)
+    reply = db.session.get(CannedReply, request.args.get("canned", 0, type=database_int) or 0)
+    if reply is not None and not reply.retired:
+        form.kind.data = "reply"
+        try:
+            form.body.data = canned.fill(reply, case)
+        except PlaceholderError as err:
+            form.body.errors = [err.message or ""]
+    return render_template("cases/_reply_body.html", note_form=form, case=case)
 
 
 @bp.route("/settings", methods=["GET", "POST"])

@@ -68,14 +68,17 @@ class Customer(db.Model):
     # Why it was erased, here and not in the audit trail (which holds its SHA-256): the reason
     # may name the person, and erasure scrubs it like every other text.
     erasure_reason: Mapped[str | None] = mapped_column(Text)
+    # The CSV import that added this customer, and the last one that wrote it (the customer
+    # page shows both); NULL for customers added by hand.
+    created_by_import_id: Mapped[int | None] = mapped_column(ForeignKey("customer_import.id"))
+    last_import_id: Mapped[int | None] = mapped_column(ForeignKey("customer_import.id"))
 
     event: Mapped[Event] = relationship()
+    created_by_import: Mapped[ImportBatch | None] = relationship(
+        foreign_keys=[created_by_import_id])
+    last_import: Mapped[ImportBatch | None] = relationship(foreign_keys=[last_import_id])
     # Read-only, and named rather than imported: the cases domain sits above customers.
     cases = relationship("Case", viewonly=True, order_by="Case.id.desc()")
-    case_replies = relationship(
-        "CaseNote", secondary="case_file", viewonly=True, order_by="CaseNote.id.desc()",
-        primaryjoin="Customer.id == Case.customer_id",
-        secondaryjoin="and_(Case.id == CaseNote.case_id, CaseNote.kind == 'reply')")
 
     def __init__(self, **kwargs: Any) -> None:
         # Set at once (not at flush), so audit_state works on a customer not yet flushed.

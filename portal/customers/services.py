@@ -324,7 +324,8 @@ def _upsert_statement() -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     stmt = dialect_insert(Customer.__table__)
-    columns = ("name", "company", "email", "phone", "locale", "tags", "updated_at")
+    columns = ("name", "company", "email", "phone", "locale", "tags", "updated_at",
+               "last_import_id")
     return stmt.on_conflict_do_update(
         index_elements=["event_id", "external_ref"],
         set_={c: stmt.excluded[c] for c in columns})
@@ -346,7 +347,8 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
 
     def flush() -> None:
         db.session.execute(upsert, [{**p, "event_id": event_id, "created_at": now,
-                                     "updated_at": now} for p in pending])
+                                     "updated_at": now, "created_by_import_id": batch_id,
+                                     "last_import_id": batch_id} for p in pending])
         pending.clear()
 
     failed = json.dumps(N_("The import failed and nothing was imported; the error is logged "

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from portal import exports, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
-from portal.customers import services, tasks
+from portal.customers import people, services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
 from portal.customers.models import Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
@@ -82,8 +82,10 @@ def create(event_id: int) -> ResponseReturnValue:
 @access(STAFF)
 def detail(customer_id: int) -> ResponseReturnValue:
     customer = db.get_or_404(Customer, customer_id)
+    rows = people.same_person(customer)
     return render_template("customers/detail.html", customer=customer, cases=customer.cases,
-                           messages=customer.case_replies,
+                           same_person=rows[1:], timeline=people.timeline(rows),
+                           events={c.id: c.event for c in rows},
                            history=audit.history("customer", customer.id))
 
 

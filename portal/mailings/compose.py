@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from email.header import Header
 from email.message import Message
 from email.mime.application import MIMEApplication
@@ -25,6 +24,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from portal import documents
+from portal import placeholders as greetings
 from portal.cases.models import Case
 from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
@@ -32,7 +32,6 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import html_lang
 from portal.mail import transport
-from portal.mailings import greeting as greetings
 from portal.mailings.models import Mailing
 from portal.mailings.unsubscribe import unsubscribe_url
 from portal.markdown import plain_text, render_markdown
@@ -96,10 +95,11 @@ def sendable_versions(event: Event) -> list[tuple[Notice, NoticeVersion]]:
 
 def check_greeting(source: str, fieldname: str) -> str:
     """The greeting as stored, or RuleViolation next to its field: checked in every branch
-    and tried with sample values (see ``greeting.py``), so a mistake is caught when saved."""
+    and tried with sample values (see ``portal/placeholders.py``), so a mistake is caught when
+    saved."""
     try:
         return greetings.check(source)
-    except greetings.GreetingError as err:
+    except greetings.PlaceholderError as err:
         raise RuleViolation(err.message or "", field=fieldname) from None
 
 
@@ -115,10 +115,6 @@ class Personal:
                 "case_amount": self.case_amount}
 
 
-def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{currency} {amount:,.2f}"
-
-
 def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
     """Name, company and the newest case of each customer, in two queries."""
     people = {c.id: Personal(c.name, c.company or "") for c in customers}
@@ -129,7 +125,7 @@ def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
         .where(Case.customer_id.in_(list(people))).order_by(Case.id))
     for customer_id, ref, amount, approved, currency in rows:  # the newest case wins
         people[customer_id].case_ref = ref
-        people[customer_id].case_amount = format_amount(approved or amount, currency)
+        people[customer_id].case_amount = greetings.format_amount(approved or amount, currency)
     return people
 
 
@@ -142,7 +138,7 @@ class MessageParts:
     subject: dict[str, str]
     body_text: dict[str, str]
     body_html: dict[str, Markup]
-    greeting: dict[str, greetings.Greeting | greetings.BrokenGreeting]
+    greeting: dict[str, greetings.Template | greetings.BrokenTemplate]
     notice_url: str | None
     pdf: dict[str, tuple[str, bytes]] | None  # the customer's locale → (file name, bytes)
     domain: str
@@ -220,7 +216,8 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
                customer_id: int | None) -> Rendered:
     """Subject, plain text and HTML of one customer's message, in their locale.
     ``customer_id`` is the recipient whose unsubscribe link it carries; None for a preview or
-    a test send (an inert link). A greeting that fails raises ``greeting.GreetingError``."""
+    a test send (an inert link). A greeting that fails raises
+    ``placeholders.PlaceholderError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
     greeting = parts.greeting[locale].render(person.values())
     link = unsubscribe_url(customer_id)

@@ -38,9 +38,9 @@ from portal.mailings.audience import (
     summarise,
 )
 from portal.mailings.forms import MailingForm
-from portal.mailings.greeting import GreetingError
 from portal.mailings.models import Mailing, MailingStatus, MailingTestSend
 from portal.models import PdfStatus
+from portal.placeholders import PlaceholderError
 from portal.security import STAFF, access
 from portal.web import database_int, refuse, roll_back, wants_partial
 
@@ -185,7 +185,7 @@ def preview(mailing_id: int) -> ResponseReturnValue:
         try:  # customer_id=None: the preview's unsubscribe link is inert
             rendered = compose.render_for(compose.MessageParts.for_mailing(mailing),
                                           customer.locale, person, None)
-        except GreetingError as err:
+        except PlaceholderError as err:
             greeting_error = err.message
     template = "mailings/_preview.html" if wants_partial("preview") else "mailings/preview.html"
     return render_template(template, mailing=mailing, customer=customer, rendered=rendered,

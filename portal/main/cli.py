@@ -31,7 +31,7 @@ from portal.notices import services as notice_services
 from portal.notices import settings as notice_settings
 from portal.notices.models import Notice
 from portal.signoffs import services as signoff_services
-from portal.signoffs.models import SignoffStatus
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 
 demo_cli = AppGroup("demo", help="Demo data for trying the portal.")
 
@@ -72,6 +72,7 @@ def seed_demo() -> str:
     notice = _seed_published_notice(event, users)
     small_case = _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
+    _seed_my_work(event, users)
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
     # The audit page shows a signed checkpoint of the chain from the start.
@@ -191,6 +192,69 @@ def _seed_refused_attempt(existing: Case, users: dict[Role, User]) -> None:
             users[Role.AGENT].id), actor=users[Role.AGENT])
     except Refusal as refusal:
         roll_back(refusal)
+
+
+CANNED_REPLIES = [
+    ("退款处理中 / Refund in progress",
+     "{{ name }}，您好：\n您的案件 {{ case_ref }}（{{ case_amount }}）正在处理，我们会在处理完成后"
+     "通知您。",
+     "Dear {{ name }},\nyour case {{ case_ref }} ({{ case_amount }}) is being processed; we "
+     "will write again once it is done."),
+    ("已支付 / Paid",
+     "{{ name }}，您好：\n案件 {{ case_ref }} 的 {{ case_amount }} 已支付，请注意查收。",
+     "Dear {{ name }},\n{{ case_amount }} for case {{ case_ref }} has been paid."),
+]
+
+
+def _seed_my_work(event: Event, users: dict[Role, User]) -> None:
+    """What each role's home shows: the agent's cases due today and overdue, legal's queue
+    with requests of several ages, canned replies, and 王芳 with a paid case, a reply, a
+    notice mailed to her and her unsubscription."""
+    from portal.cases import canned
+    from portal.cases.models import Case
+    from portal.customers.models import Customer
+    from portal.mailings import audience as mailing_audience
+    from portal.mailings import compose as mailing_compose
+    from portal.mailings import services as mailing_services
+    from portal.mailings import unsubscribe
+    from portal.models import utcnow
+
+    agent, legal, admin = users[Role.AGENT], users[Role.LEGAL], users[Role.ADMIN]
+    for title, zh, en in CANNED_REPLIES:
+        canned.create(canned.CannedInput(title, zh, en), actor=admin)
+    customers = {c.external_ref: c for c in db.session.scalars(
+        select(Customer).where(Customer.event_id == event.id))}
+    wang, li = customers["CRM-10001"], customers["CRM-10002"]
+    paid = case_services.open_case(wang, case_services.CaseInput(
+        "compensation", "WD-20261122-031", "6000.00", "CNY", "service_outage",
+        "提现延误造成的利息损失。", agent.id), actor=agent)
+    case_services.change_status(paid, "start", actor=agent)
+    case_services.propose(paid, actor=agent)
+    signoff_services.decide(paid.signoff_id, SignoffStatus.APPROVED, "", actor=legal)
+    case_services.record_payment(paid, amount=paid.amount, payout_ref="PAY-DEMO-0001",
+                                 actor=agent)
+    case_services.add_reply(paid, "您的赔偿已支付，请查收。", actor=agent)
+    now = utcnow()
+    for order_ref, amount, hours in (("WD-20261122-044", "6500.00", 50),
+                                     ("WD-20261122-052", "9200.00", 5)):
+        case = case_services.open_case(li, case_services.CaseInput(
+            "compensation", order_ref, amount, "CNY", "service_outage", "", agent.id),
+            actor=agent)
+        case_services.change_status(case, "start", actor=agent)
+        case_services.propose(case, actor=agent)
+        case.due_at = now - timedelta(hours=3) if hours > 24 else now + timedelta(hours=2)
+        db.session.get(SignoffRequest, case.signoff_id).requested_at = \
+            now - timedelta(hours=hours)
+    first = db.session.scalar(select(Case).where(Case.order_ref == "WD-20261122-001"))
+    first.due_at = now - timedelta(days=1)
+    version = notice_services.event_notices(event)[0].published_version
+    mailing = mailing_services.create_mailing(event, mailing_services.MailingInput(
+        version.id, mailing_audience.Audience(), False,
+        mailing_compose.DEFAULT_GREETINGS["zh_CN"], mailing_compose.DEFAULT_GREETINGS["en"]),
+        actor=agent)
+    # Its jobs are queued by the reconciler; the withdrawal customers had it already.
+    mailing_services.start(mailing, actor=agent, repeat_confirmed=True)
+    unsubscribe.unsubscribe(wang, via="link")
 
 
 @demo_cli.command("seed")

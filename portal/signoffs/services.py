@@ -22,6 +22,7 @@ from portal.errors import Refusal, RuleViolation
 from portal.extensions import db
 from portal.i18n import N_, Message, term
 from portal.models import utcnow
+from portal.signoffs import signals
 from portal.signoffs.models import (
     DECISIONS,
     STANDING,
@@ -102,6 +103,7 @@ def open_request(
                  N_("Sign-off requested for %(subject)s (retroactive)", subject=title)
                  if retroactive else N_("Sign-off requested for %(subject)s", subject=title),
                  after=request.audit_state(), actor=requested_by)
+    signals.requested.send(request)
     return request
 
 
@@ -178,6 +180,7 @@ def decide(request_id: int, decision: str, comment: str, *, actor: User,
                  before={"status": SignoffStatus.PENDING}, after=request.audit_state(), actor=actor)
     handler = _HANDLERS.get(request.subject_type)
     request.outcome = handler(request, actor) if handler else None
+    signals.decided.send(request, actor=actor)
     return request
 
 

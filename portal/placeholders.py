@@ -1,7 +1,8 @@
-"""Mailing greetings: a small part of Jinja, checked when saved and bounded when rendered.
+"""Texts with placeholders written by staff (mailing greetings, canned case replies): a small
+part of Jinja, checked when saved and bounded when rendered.
 
-A greeting is written by staff and rendered for every recipient, so it must not be able to
-reach anything but the declared fields, nor to make a worker compute forever. Two layers:
+Such a text is rendered for every recipient, so it must not be able to reach anything but the
+declared fields, nor to make a worker compute forever. Two layers:
 
 * when saved (and again when a job compiles it), the whole template is read, every branch
   included: only the declared fields (and loop variables), ``if``/``for``, comparisons,
@@ -56,11 +57,16 @@ _TAGS = {nodes.Assign: "{% set %}", nodes.AssignBlock: "{% set %}", nodes.Macro:
          nodes.FromImport: "{% from %}", nodes.Extends: "{% extends %}",
          nodes.Block: "{% block %}", nodes.ScopedEvalContextModifier: "{% autoescape %}",
          nodes.Dict: "{…}"}
-_LOOP_FILTER = "_greeting_loop"
+_LOOP_FILTER = "_placeholder_loop"
 
 
-class GreetingError(TemplateError):
-    """A greeting that may not be used, or that failed for one recipient; the message says
+def format_amount(amount: Decimal, currency: str) -> str:
+    """An amount as the ``case_amount`` field shows it."""
+    return f"{currency} {amount:,.2f}"
+
+
+class PlaceholderError(TemplateError):
+    """A template that may not be used, or that failed for one recipient; the message says
     why, in the reader's language."""
 
 
@@ -71,23 +77,23 @@ class _Budget:
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
-            raise GreetingError(_("The greeting took too long to fill in."))
+            raise PlaceholderError(_("The template took too long to fill in."))
 
 
-_budget: ContextVar[_Budget | None] = ContextVar("greeting_budget", default=None)
+_budget: ContextVar[_Budget | None] = ContextVar("placeholder_budget", default=None)
 
 
 def _current_budget() -> _Budget:
     budget = _budget.get()
     if budget is None:
-        raise RuntimeError("greetings are filled in only through Greeting.render")
+        raise RuntimeError("templates are filled in only through Template.render")
     return budget
 
 
 def _check_number(value: Any) -> None:
     if isinstance(value, int | float | Decimal) and not (
             math.isfinite(value) and abs(value) <= MAX_NUMBER):
-        raise GreetingError(_("Numbers in a greeting must stay below %(limit)s.",
+        raise PlaceholderError(_("Numbers in a template must stay below %(limit)s.",
                               limit=format(MAX_NUMBER, ",")))
 
 
@@ -100,10 +106,10 @@ class _Sandbox(SandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _current_budget().tick()
         if operator == "**":
-            raise GreetingError(_("Powers (**) are not allowed in a greeting."))
+            raise PlaceholderError(_("Powers (**) are not allowed in a template."))
         numbers = all(isinstance(v, int | float | Decimal) for v in (left, right))
         if operator != "+" and not numbers:
-            raise GreetingError(_("Only numbers can be used with %(operator)s in a greeting.",
+            raise PlaceholderError(_("Only numbers can be used with %(operator)s in a template.",
                                   operator=operator))
         for value in (left, right):
             _check_number(value)
@@ -119,7 +125,7 @@ def _capped_loop(context: Context, items: Iterable[Any]) -> Iterator[Any]:
     for item in items:
         budget.tick()
         if budget.rounds_left <= 0:
-            raise GreetingError(_("The greeting repeats too often (at most %(n)d loop rounds "
+            raise PlaceholderError(_("The template repeats too often (at most %(n)d loop rounds "
                                   "in all).", n=MAX_LOOP_ROUNDS))
         budget.rounds_left -= 1
         yield item
@@ -130,37 +136,37 @@ _env.filters[_LOOP_FILTER] = _capped_loop
 
 
 def _refusal(node: nodes.Node, loop_names: set[str]) -> str | None:
-    """Why this node may not appear in a greeting, or None."""
+    """Why this node may not appear in a template, or None."""
     if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Slice):
-        return _("Reading attributes or items (.x or [x]) is not allowed in a greeting.")
+        return _("Reading attributes or items (.x or [x]) is not allowed in a template.")
     if isinstance(node, nodes.Call):
-        return _("Calling functions is not allowed in a greeting.")
+        return _("Calling functions is not allowed in a template.")
     if isinstance(node, nodes.Pow):
-        return _("Powers (**) are not allowed in a greeting.")
+        return _("Powers (**) are not allowed in a template.")
     if isinstance(node, nodes.Filter) and node.name not in FILTERS:
-        return _("The filter %(name)s is not allowed in a greeting; use one of: %(allowed)s.",
+        return _("The filter %(name)s is not allowed in a template; use one of: %(allowed)s.",
                  name=node.name, allowed=", ".join(FILTERS))
     if isinstance(node, nodes.Test) and node.name not in TESTS:
-        return _("The test %(name)s is not allowed in a greeting; use one of: %(allowed)s.",
+        return _("The test %(name)s is not allowed in a template; use one of: %(allowed)s.",
                  name=node.name, allowed=", ".join(TESTS))
     if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in (
             *FIELDS, *loop_names):
         return _unknown_names({node.name})
     if isinstance(node, nodes.For) and node.recursive:
-        return _("Recursive loops are not allowed in a greeting.")
+        return _("Recursive loops are not allowed in a template.")
     if isinstance(node, nodes.Const) and isinstance(node.value, int | float):
         try:
             _check_number(node.value)
-        except GreetingError as err:
+        except PlaceholderError as err:
             return err.message
     if not isinstance(node, _ALLOWED_NODES):
         what = _TAGS.get(type(node), type(node).__name__)
-        return _("%(what)s is not allowed in a greeting.", what=what)
+        return _("%(what)s is not allowed in a template.", what=what)
     return None
 
 
 def _unknown_names(names: set[str]) -> str:
-    return _("A greeting may use only %(fields)s; %(names)s is unknown.",
+    return _("A template may use only %(fields)s; %(names)s is unknown.",
              fields=", ".join(FIELDS), names=", ".join(sorted(names)))
 
 
@@ -172,14 +178,14 @@ def _check(tree: nodes.Template) -> None:
     for node in (tree, *tree.find_all(nodes.Node)):
         reason = _refusal(node, loop_names)
         if reason:
-            raise GreetingError(reason)
+            raise PlaceholderError(reason)
     unknown = meta.find_undeclared_variables(tree) - set(FIELDS)
     if unknown:
-        raise GreetingError(_unknown_names(unknown))
+        raise PlaceholderError(_unknown_names(unknown))
 
 
-class Greeting:
-    """A checked, compiled greeting; :meth:`render` fills it in for one recipient."""
+class Template:
+    """A checked, compiled template; :meth:`render` fills it in for one recipient."""
 
     def __init__(self, source: str) -> None:
         try:
@@ -189,22 +195,22 @@ class Greeting:
                 loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None,
                                          lineno=loop.lineno)
             self._template = _env.from_string(tree)
-        except GreetingError:
+        except PlaceholderError:
             raise
         except TemplateSyntaxError as err:
-            raise GreetingError(_(
-                "The greeting is not valid on line %(line)d: check that every {{ }} and "
+            raise PlaceholderError(_(
+                "The template is not valid on line %(line)d: check that every {{ }} and "
                 "{%% %%} is closed and that every {%% if %%} has its {%% endif %%}. (Details: "
                 "%(error)s)", line=err.lineno, error=err.message or type(err).__name__)
             ) from None
         except TemplateError as err:
-            raise GreetingError(_("This greeting cannot be used: %(error)s",
+            raise PlaceholderError(_("This template cannot be used: %(error)s",
                                   error=err.message or type(err).__name__)) from None
         except RecursionError:  # ((((…)))) nested hundreds deep: Jinja's parser recurses
-            raise GreetingError(_("The greeting is nested too deeply.")) from None
+            raise PlaceholderError(_("The template is nested too deeply.")) from None
 
     def render(self, values: dict[str, str]) -> str:
-        """The filled-in greeting, or GreetingError saying why it cannot be."""
+        """The filled-in template, or PlaceholderError saying why it cannot be."""
         seconds = float(current_app.config["MAILING_GREETING_SECONDS"])
         budget = _Budget(deadline=time.monotonic() + seconds)
         token = _budget.set(budget)
@@ -215,14 +221,14 @@ class Greeting:
                 budget.tick()
                 length += len(piece)
                 if length > MAX_OUTPUT_CHARS:
-                    raise GreetingError(_("The greeting is too long once filled in (at most "
+                    raise PlaceholderError(_("The template is too long once filled in (at most "
                                           "%(n)d characters).", n=MAX_OUTPUT_CHARS))
                 pieces.append(piece)
-        except GreetingError:
+        except PlaceholderError:
             raise
         except Exception as err:  # any failure of the author's template is its failure
-            raise GreetingError(_(
-                "The greeting fails for some customers (for example one without a company or "
+            raise PlaceholderError(_(
+                "The template fails for some customers (for example one without a company or "
                 "a case): change it so that it works for everyone. (Details: %(error)s)",
                 error=str(err) or type(err).__name__)) from None
         finally:
@@ -230,29 +236,29 @@ class Greeting:
         return "".join(pieces).strip()
 
 
-class BrokenGreeting:
-    """Stands in for a stored greeting that no longer passes the check (saved before a rule
+class BrokenTemplate:
+    """Stands in for a stored template that no longer passes the check (saved before a rule
     existed): every recipient's message fails with the reason, and the job goes on."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
     def render(self, values: dict[str, str]) -> str:
-        raise GreetingError(self.reason)
+        raise PlaceholderError(self.reason)
 
 
-def compile_for_sending(source: str) -> Greeting | BrokenGreeting:
+def compile_for_sending(source: str) -> Template | BrokenTemplate:
     try:
-        return Greeting(source)
-    except GreetingError as err:
-        return BrokenGreeting(err.message or "")
+        return Template(source)
+    except PlaceholderError as err:
+        return BrokenTemplate(err.message or "")
 
 
 def check(source: str) -> str:
-    """The greeting as it will be stored, or GreetingError: compiled, checked in every
+    """The template as it will be stored, or PlaceholderError: compiled, checked in every
     branch, and tried with unlike sample customers."""
     source = source.strip()
-    greeting = Greeting(source)
+    template = Template(source)
     for values in TRIAL_VALUES:
-        greeting.render(values)
+        template.render(values)
     return source

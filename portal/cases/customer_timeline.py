@@ -1,0 +1,46 @@
+"""What the cases add to a customer's timeline (``customers.people``): each case opened, each
+reply e-mailed to the customer, each payment."""
+
+from __future__ import annotations
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from portal.cases.models import LABELS, Case, CaseNote, Payment, ReplyStatus
+from portal.customers.people import Entry
+from portal.extensions import db
+
+REPLY_LABELS = {
+    ReplyStatus.QUEUED: _l("queued"),
+    ReplyStatus.SENDING: _l("being sent"),
+    ReplyStatus.SENT: _l("sent"),
+    ReplyStatus.FAILED: _l("not delivered"),
+}
+
+
+def entries(customer_ids: list[int]) -> list[Entry]:
+    found = []
+    cases = db.session.scalars(select(Case).where(Case.customer_id.in_(customer_ids)))
+    for case in cases:
+        link = {"endpoint": "cases.detail", "args": {"case_id": case.id}}
+        found.append(Entry(case.created_at, "case", _(
+            "Case %(ref)s opened: %(kind)s of %(amount)s %(currency)s, order %(order)s",
+            ref=case.ref, kind=LABELS[case.kind], amount=case.amount, currency=case.currency,
+            order=case.order_ref), case.customer_id, str(LABELS[case.status]), **link))
+    for note, case in db.session.execute(
+            select(CaseNote, Case).join(Case, Case.id == CaseNote.case_id).where(
+                Case.customer_id.in_(customer_ids), CaseNote.kind == "reply")):
+        found.append(Entry(note.sent_at or note.created_at, "reply", _(
+            "Reply to the customer on case %(ref)s", ref=case.ref), case.customer_id,
+            str(REPLY_LABELS.get(note.mail_status, note.mail_status or "")),
+            "cases.detail", {"case_id": case.id}))
+    for payment, case in db.session.execute(
+            select(Payment, Case).join(Case, Case.id == Payment.case_id).where(
+                Case.customer_id.in_(customer_ids))):
+        found.append(Entry(payment.paid_at, "payment", _(
+            "Paid %(amount)s %(currency)s on case %(ref)s (payout %(payout)s)",
+            amount=payment.amount, currency=payment.currency, ref=case.ref,
+            payout=payment.payout_ref), case.customer_id, "", "cases.detail",
+            {"case_id": case.id}))
+    return found
