@@ -16,6 +16,7 @@ from portal.audit import services as audit
 from portal.cases.models import CannedReply, Case
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import N_
 from portal.models import utcnow
 
 TITLE_MAX = 120
@@ -65,7 +66,8 @@ def create(data: CannedInput, *, actor: User) -> CannedReply:
     db.session.add(reply)
     db.session.flush()
     audit.record("canned_reply.create", "canned_reply", reply.id,
-                 f"Canned reply #{reply.id} created", after=reply.audit_state(), actor=actor)
+                 N_("Canned reply #%(id)d created", id=reply.id),
+                 after=reply.audit_state(), actor=actor)
     return reply
 
 
@@ -81,7 +83,8 @@ def update(reply: CannedReply, data: CannedInput, *, actor: User) -> bool:
     reply.updated_at = utcnow()
     db.session.flush()
     audit.record("canned_reply.edit", "canned_reply", reply.id,
-                 f"Canned reply #{reply.id} edited", before=before, after=reply.audit_state(),
+                 N_("Canned reply #%(id)d edited", id=reply.id),
+                 before=before, after=reply.audit_state(),
                  actor=actor)
     return True
 
@@ -93,7 +96,8 @@ def retire(reply: CannedReply, *, actor: User) -> None:
     reply.retired_at = utcnow()
     db.session.flush()
     audit.record("canned_reply.retire", "canned_reply", reply.id,
-                 f"Canned reply #{reply.id} retired", before=before, after=reply.audit_state(),
+                 N_("Canned reply #%(id)d retired", id=reply.id),
+                 before=before, after=reply.audit_state(),
                  actor=actor)
 
 

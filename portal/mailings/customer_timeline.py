@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.customers.people import Entry
 from portal.extensions import db
-from portal.mailings.models import STATUS_LABELS, Mailing, MailingRecipient
+from portal.mailings.models import RECIPIENT_LABELS, Mailing, MailingRecipient
 from portal.notices.models import Notice, NoticeVersion
 
 
@@ -26,6 +26,6 @@ def entries(customer_ids: list[int]) -> list[Entry]:
             recipient.sent_at or mailing.started_at or mailing.created_at, "mailing",
             _("Notice %(ref)s v%(number)s mailed: %(title)s", ref=notice.ref,
               number=version.number, title=content["title"]), recipient.customer_id,
-            str(STATUS_LABELS.get(recipient.status, recipient.status)), "mailings.detail",
+            str(RECIPIENT_LABELS.get(recipient.status, recipient.status)), "mailings.detail",
             {"mailing_id": mailing.id}))
     return found
