@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 from datetime import UTC
 from pathlib import Path
 
@@ -256,7 +257,9 @@ ENGLISH = ("Case C-", "Sign-off requested", "Sign-off decided", "start → in_pr
 
 
 def _english_in(page: str) -> list[str]:
-    return [fragment for fragment in ENGLISH if fragment in page]
+    """The listed English fragments in the page's text (not in its tags' attributes)."""
+    text = re.sub(r"<[^>]*>", " ", page)
+    return [fragment for fragment in ENGLISH if fragment in text]
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def edit(reply_id: int) -> ResponseReturnValue:
             failed = True
         else:
             flash(_("Canned reply “%(title)s” saved.", title=reply.title) if changed
-                  else _("Nothing changed."), "success")
+                  else _("Canned reply “%(title)s” already said that; nothing changed.",
+                         title=reply.title), "success")
             return redirect(url_for("canned.index"))
     return render_template("cases/canned_form.html", form=form, reply=reply,
                            retire_form=ConfirmForm(),
