@@ -111,7 +111,6 @@ def _pages(long_event: Event, long_customer: Customer, case: Case) -> list[
         ("signoff-case", legal, f"/signoffs/{case_request}"),
         ("postmortem", agent, f"/postmortems/{_first(Postmortem)}"),
         ("audit", admin, "/audit/"),
-        ("history", admin, f"/audit/history/case/{case.id}"),
         ("users", admin, "/admin/users/"),
         ("user", admin, f"/admin/users/{_first(User, User.role == 'agent')}"),
         ("case-settings", admin, "/cases/settings"),
