@@ -13,6 +13,7 @@ from babel import Locale
 from flask import Flask, current_app, has_request_context, request
 from flask_babel import get_locale, get_timezone, gettext
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
@@ -106,7 +107,18 @@ def html_lang() -> str:
     return "zh-CN" if str(get_locale()).startswith("zh") else "en"
 
 
+def user_text(value: object) -> Markup:
+    """What a person typed (a name, a title, a note), shown as typed in either language:
+    marked ``data-user-content`` so the page-language check leaves it alone, and it breaks
+    anywhere rather than push out of its box. For text content only, not attributes."""
+    if value is None or value == "":
+        return Markup("")
+    return Markup("<span data-user-content>{}</span>").format(value)
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(user_text)
+
     @app.context_processor
     def locale_context() -> dict[str, object]:
         return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES}
