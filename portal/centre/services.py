@@ -24,6 +24,7 @@ from portal.events.models import (
 )
 from portal.events.services import target_minutes
 from portal.extensions import db
+from portal.i18n import locale_code
 from portal.mailings.models import Mailing
 from portal.models import utcnow
 from portal.notices import services as notice_services
@@ -89,12 +90,13 @@ def missed_targets() -> list[tuple[Event, TargetStatus]]:
 @dataclass
 class TimelineItem:
     at: datetime
-    kind: str  # status, notice, mailing, entry, created
+    kind: str  # status, notice, mailing, entry (its text typed by staff), created
     text: str
     by: str | None = None
     # The page it links to, as url_for(endpoint, **args) (built by the template).
     endpoint: str | None = None
     args: dict[str, object] | None = None
+    title: str = ""  # what staff typed that follows the text (a notice's title)
 
 
 def timeline(event: Event) -> list[TimelineItem]:
@@ -111,14 +113,13 @@ def timeline(event: Event) -> list[TimelineItem]:
     for publication, notice in db.session.execute(
             select(Publication, Notice).join(Notice, Notice.id == Publication.notice_id)
             .where(Notice.event_id == event.id)):
-        title = publication.version.in_locale("zh_CN")[1]["title"]
-        text = (_("Emergency publication: %(ref)s %(title)s", ref=notice.ref, title=title)
-                if publication.emergency else
-                _("Notice published: %(ref)s %(title)s", ref=notice.ref, title=title))
+        title = publication.version.in_locale(locale_code())[1]["title"]
+        text = (_("Emergency publication: %(ref)s", ref=notice.ref) if publication.emergency
+                else _("Notice published: %(ref)s", ref=notice.ref))
         items.append(TimelineItem(publication.published_at, "notice", text,
                                   publication.published_by.name
                                   if publication.published_by else None,
-                                  "notices.detail", {"notice_id": notice.id}))
+                                  "notices.detail", {"notice_id": notice.id}, title))
     for mailing in db.session.scalars(select(Mailing).where(Mailing.event_id == event.id,
                                                             Mailing.started_at.is_not(None))):
         items.append(TimelineItem(mailing.started_at, "mailing",

@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -116,6 +117,16 @@ class ImportStatus(StrEnum):
     DISCARDED = "discarded"
     FAILED = "failed"
 
+
+IMPORT_STATUS_LABELS = {
+    ImportStatus.UPLOADED: _l("uploaded"),
+    ImportStatus.VALIDATING: _l("being checked"),
+    ImportStatus.VALIDATED: _l("checked, awaiting confirmation"),
+    ImportStatus.IMPORTING: _l("importing"),
+    ImportStatus.IMPORTED: _l("imported"),
+    ImportStatus.DISCARDED: _l("discarded"),
+    ImportStatus.FAILED: _l("failed"),
+}
 
 # A job works on the file (or is about to).
 BUSY_IMPORT_STATUSES = (ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.IMPORTING)

@@ -19,7 +19,8 @@ class CheckboxesField(SelectMultipleField):
 
 class MailingForm(FlaskForm):
     version_id = SelectField(_l("Notice (an approved version)"), coerce=int,
-                             validators=[DataRequired()], render_kw={"data-user-content": ""})  # titles
+                             validators=[DataRequired()],
+                             render_kw={"data-user-content": ""})  # notices' titles
     tags = CheckboxesField(_l("Tags (any of them; none ticked: everyone)"), choices=[])
     locales = CheckboxesField(_l("Language (none ticked: all)"),
                               choices=[("zh_CN", "简体中文"), ("en", "English")])

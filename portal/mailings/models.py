@@ -72,6 +72,7 @@ STATUS_LABELS = {
     RecipientStatus.SENT: _l("Sent"),
     RecipientStatus.FAILED: _l("Failed"),
     RecipientStatus.SKIPPED: _l("Skipped"),
+    MailingTestSendStatus.QUEUED: _l("Queued"),  # a test message (its other states as above)
 }
 
 
