@@ -13,7 +13,7 @@ from babel import Locale
 from flask import Flask, current_app, has_request_context, request
 from flask_babel import get_locale, get_timezone, gettext
 from flask_login import current_user
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
@@ -116,8 +116,17 @@ def user_text(value: object) -> Markup:
     return Markup("<span data-user-content>{}</span>").format(value)
 
 
+def with_typed_values(message: Message) -> Markup:
+    """A message whose parameters are what someone typed (a rejected CSV cell), those
+    parameters marked as ``user_text``."""
+    typed = {key: user_text(value) if isinstance(value, str) else value
+             for key, value in message.params.items()}
+    return Markup(escape(gettext(message.key))) % typed if typed else Markup(escape(message))
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(user_text)
+    app.add_template_filter(with_typed_values)
 
     @app.context_processor
     def locale_context() -> dict[str, object]:

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 import pytest
 
 from portal.accounts import Role
+from portal.i18n import Message, with_typed_values
 from tests.test_crawl import LOCALES, ROLES, Site, _client_for, site  # noqa: F401 (fixture)
 
 # Proper names, product names and codes a Chinese page shows as they are.
@@ -132,3 +133,10 @@ def test_every_page_reads_in_its_own_language(site: Site, role: Role | None,  # 
     report = "\n".join(f"{where}: {', '.join(sorted(endpoints))}"
                        for where, endpoints in sorted(found.items()))
     assert not found, f"Foreign words on {locale} pages:\n{report}"
+
+
+def test_a_rejected_csv_cell_is_marked_as_typed_inside_its_message(app) -> None:
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        shown = with_typed_values(Message("%(value)s is not an e-mail address.",
+                                          value="not-an-email<b>"))
+    assert shown == "<span data-user-content>not-an-email&lt;b&gt;</span> 不是有效的邮箱地址。"
