@@ -117,11 +117,12 @@ def user_text(value: object) -> Markup:
 
 
 def with_typed_values(message: Message) -> Markup:
-    """A message whose parameters are what someone typed (a rejected CSV cell), those
-    parameters marked as ``user_text``."""
-    typed = {key: user_text(value) if isinstance(value, str) else value
-             for key, value in message.params.items()}
-    return Markup(escape(gettext(message.key))) % typed if typed else Markup(escape(message))
+    """A message with its ``value`` parameter (what someone typed: a rejected CSV cell)
+    marked as ``user_text``; its other parameters (a column's name) as they are."""
+    if not isinstance(message.params.get("value"), str):
+        return escape(message)
+    params = {**message.params, "value": user_text(message.params["value"])}
+    return Markup(escape(gettext(message.key))) % params
 
 
 def init_app(app: Flask) -> None:
