@@ -14,6 +14,7 @@ from babel import Locale
 from flask import Flask, current_app, has_request_context, request
 from flask_babel import force_locale, get_locale, get_timezone, gettext, lazy_gettext
 from flask_login import current_user
+from markupsafe import Markup, escape
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
@@ -177,7 +178,28 @@ def html_lang() -> str:
     return "zh-CN" if str(get_locale()).startswith("zh") else "en"
 
 
+def user_text(value: object) -> Markup:
+    """What a person typed (a name, a title, a note), shown as typed in either language:
+    marked ``data-user-content`` so the page-language check leaves it alone, and it breaks
+    anywhere rather than push out of its box. For text content only, not attributes."""
+    if value is None or value == "":
+        return Markup("")
+    return Markup("<span data-user-content>{}</span>").format(value)
+
+
+def with_typed_values(message: Message) -> Markup:
+    """A message with its ``value`` parameter (what someone typed: a rejected CSV cell)
+    marked as ``user_text``; its other parameters (a column's name) as they are."""
+    if not isinstance(message.params.get("value"), str):
+        return escape(message)
+    params = {**message.params, "value": user_text(message.params["value"])}
+    return Markup(escape(gettext(message.key))) % params
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(user_text)
+    app.add_template_filter(with_typed_values)
+
     @app.context_processor
     def locale_context() -> dict[str, object]:
         return {"html_lang": html_lang, "locale_names": LOCALE_NAMES, "locales": LOCALES,

@@ -15,8 +15,11 @@ class AuditFilterForm(FlaskForm):
         csrf = False
 
     actor = SelectField(_l("Actor"), coerce=str, validators=[Optional()])
-    action = SelectField(_l("Action"), coerce=str, validators=[Optional()])
-    subject_type = SelectField(_l("Subject type"), coerce=str, validators=[Optional()])
+    # Actions and subject types are codes of the trail (case.paid, customer), not words.
+    action = SelectField(_l("Action"), coerce=str, validators=[Optional()],
+                         render_kw={"translate": "no"})
+    subject_type = SelectField(_l("Subject type"), coerce=str, validators=[Optional()],
+                               render_kw={"translate": "no"})
     subject_id = StringField(_l("Subject id"), validators=[Optional(), Length(max=64)])
     date_from = DateField(_l("From"), validators=[Optional()])
     date_to = DateField(_l("To"), validators=[Optional()])

@@ -18,7 +18,8 @@ class CaseForm(FlaskForm):
                            validators=[DataRequired(), Length(min=3, max=3)])
     reason = SelectField(_l("Reason"), choices=[(r, LABELS[r]) for r in REASONS])
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=10000)])
-    assignee_id = SelectField(_l("Assignee"), coerce=str, validators=[Optional()])
+    assignee_id = SelectField(_l("Assignee"), coerce=str, validators=[Optional()],
+                              render_kw={"data-user-content": ""})  # people's names
     lock_version = HiddenField()
 
 

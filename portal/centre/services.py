@@ -91,12 +91,13 @@ def missed_targets() -> list[tuple[Event, TargetStatus]]:
 @dataclass
 class TimelineItem:
     at: datetime
-    kind: str  # status, notice, mailing, entry, created
+    kind: str  # status, notice, mailing, entry (its text typed by staff), created
     text: str
     by: str | None = None
     # The page it links to, as url_for(endpoint, **args) (built by the template).
     endpoint: str | None = None
     args: dict[str, object] | None = None
+    title: str = ""  # what staff typed that follows the text (a notice's title)
 
 
 def timeline(event: Event) -> list[TimelineItem]:
@@ -114,13 +115,12 @@ def timeline(event: Event) -> list[TimelineItem]:
             select(Publication, Notice).join(Notice, Notice.id == Publication.notice_id)
             .where(Notice.event_id == event.id)):
         title = publication.version.in_locale(reader_locale())[1]["title"]
-        text = (_("Emergency publication: %(ref)s %(title)s", ref=notice.ref, title=title)
-                if publication.emergency else
-                _("Notice published: %(ref)s %(title)s", ref=notice.ref, title=title))
+        text = (_("Emergency publication: %(ref)s", ref=notice.ref) if publication.emergency
+                else _("Notice published: %(ref)s", ref=notice.ref))
         items.append(TimelineItem(publication.published_at, "notice", text,
                                   publication.published_by.name
                                   if publication.published_by else None,
-                                  "notices.detail", {"notice_id": notice.id}))
+                                  "notices.detail", {"notice_id": notice.id}, title))
     for mailing in db.session.scalars(select(Mailing).where(Mailing.event_id == event.id,
                                                             Mailing.started_at.is_not(None))):
         items.append(TimelineItem(mailing.started_at, "mailing",

@@ -123,8 +123,8 @@ class ImportStatus(StrEnum):
 
 IMPORT_LABELS = {
     ImportStatus.UPLOADED: _l("uploaded"),
-    ImportStatus.VALIDATING: _l("checking"),
-    ImportStatus.VALIDATED: _l("checked"),
+    ImportStatus.VALIDATING: _l("being checked"),
+    ImportStatus.VALIDATED: _l("checked, awaiting confirmation"),
     ImportStatus.IMPORTING: _l("importing"),
     ImportStatus.IMPORTED: _l("imported"),
     ImportStatus.DISCARDED: _l("discarded"),

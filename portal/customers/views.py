@@ -21,7 +21,7 @@ from portal.accounts import Role
 from portal.audit import services as audit
 from portal.customers import people, services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
-from portal.customers.models import Customer, ImportBatch, ImportStatus
+from portal.customers.models import IMPORT_LABELS, Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
@@ -56,7 +56,8 @@ def index(event_id: int) -> ResponseReturnValue:
                                  .order_by(ImportBatch.id.desc()).limit(5)).all()
     total = db.session.scalar(select(func.count(Customer.id)).where(
         Customer.event_id == event.id))
-    return render_template("customers/index.html", imports=imports, total=total, **context)
+    return render_template("customers/index.html", imports=imports, total=total,
+                           import_labels=IMPORT_LABELS, **context)
 
 
 @bp.route("/event/<int:event_id>/new", methods=["GET", "POST"])

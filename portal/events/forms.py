@@ -69,12 +69,14 @@ class TaskForm(FlaskForm):
     department = SelectField(_l("Department"), choices=[
         (d, DEPARTMENT_LABELS[d]) for d in DEPARTMENTS])
     title = StringField(_l("Task"), validators=[DataRequired(), Length(max=200)])
-    owner_id = SelectField(_l("Owner"), choices=[], coerce=_optional_int)
+    owner_id = SelectField(_l("Owner"), choices=[], coerce=_optional_int,
+                           render_kw={"data-user-content": ""})  # people's names
     due_at = DateTimeLocalField(_l("Due"), format="%Y-%m-%dT%H:%M", validators=[Optional()])
 
 
 class AssignForm(FlaskForm):
-    owner_id = SelectField(_l("Owner"), choices=[], coerce=_optional_int)
+    owner_id = SelectField(_l("Owner"), choices=[], coerce=_optional_int,
+                           render_kw={"data-user-content": ""})  # people's names
     due_at = DateTimeLocalField(_l("Due"), format="%Y-%m-%dT%H:%M", validators=[Optional()])
 
 

@@ -19,15 +19,18 @@ class CheckboxesField(SelectMultipleField):
 
 class MailingForm(FlaskForm):
     version_id = SelectField(_l("Notice (an approved version)"), coerce=int,
-                             validators=[DataRequired()])
+                             validators=[DataRequired()],
+                             render_kw={"data-user-content": ""})  # notices' titles
     tags = CheckboxesField(_l("Tags (any of them; none ticked: everyone)"), choices=[])
     locales = CheckboxesField(_l("Language (none ticked: all)"),
                               choices=[("zh_CN", "简体中文"), ("en", "English")])
     case_statuses = CheckboxesField(_l("Case status (none ticked: with or without a case)"),
                                     choices=[])
     attach_pdf = BooleanField(_l("Attach the signed PDF of the notice"))
-    greeting_zh = TextAreaField(_l("Greeting in Chinese"), validators=[Length(max=2000)])
-    greeting_en = TextAreaField(_l("Greeting in English"), validators=[Length(max=2000)])
+    greeting_zh = TextAreaField(_l("Greeting in Chinese"), validators=[Length(max=2000)],
+                                render_kw={"lang": "zh-CN"})
+    greeting_en = TextAreaField(_l("Greeting in English"), validators=[Length(max=2000)],
+                                render_kw={"lang": "en"})
 
     def to_input(self) -> MailingInput:
         return MailingInput(

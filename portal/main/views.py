@@ -1,8 +1,8 @@
-"""The staff dashboard and the language switch."""
+"""The staff dashboard, the language switch and the favicon."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -35,6 +35,13 @@ def index() -> ResponseReturnValue:
 def navigation() -> dict[str, object]:
     """The count beside "Dashboard": computed only when a page draws it, once a request."""
     return {"my_work_count": my_work.nav_count}
+
+
+@bp.route("/favicon.ico")
+@access(PUBLIC)
+def favicon() -> ResponseReturnValue:
+    """Where browsers look without a ``<link rel=icon>`` (partials, PDFs, downloads)."""
+    return current_app.send_static_file("favicon.ico")
 
 
 @bp.route("/dashboard")

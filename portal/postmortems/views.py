@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 
 from portal import documents
 from portal.accounts import Role
@@ -46,7 +47,8 @@ def _page(event: Event, postmortem: Postmortem | None, form: PostmortemForm | No
     steps = services.steps(postmortem)
     if form is not None:
         for step in steps:
-            form[step.key].label.text = step.heading
+            form[step.key].label.text = Markup('{} <span lang="zh-CN">{}</span>{}').format(
+                step.number, step.term, "" if step.title == step.term else f" · {step.title}")
     found = services.facts(event)
     return render_template(
         "postmortems/detail.html", event=event, postmortem=postmortem, form=form,
