@@ -69,9 +69,17 @@ def select_timezone() -> str:
 _TERMS: dict[str, Mapping[str, Any]] = {"value": {"none": lazy_gettext("none")}}
 
 
-def register_terms(**kinds: Mapping[str, Any]) -> None:
-    """Name the label map of each kind of code (``portal.wiring`` does, once per process)."""
+# Kinds whose labels are one language's words in every reader's (the 复盘 step names): the
+# language they are written in, so a page marks them as such.
+_TERM_LANGUAGES: dict[str, str] = {}
+
+
+def register_terms(languages: Mapping[str, str] | None = None,
+                   **kinds: Mapping[str, Any]) -> None:
+    """Name the label map of each kind of code (``portal.wiring`` does, once per process);
+    ``languages`` names the kinds whose labels are always in one language (BCP 47 tag)."""
     _TERMS.update(kinds)
+    _TERM_LANGUAGES.update(languages or {})
 
 
 def term_kinds() -> frozenset[str]:
@@ -120,6 +128,24 @@ def _param_text(value: Any) -> Any:
     return value
 
 
+def _param_html(value: Any) -> Any:
+    """A stored parameter for a page: what people typed (plain text, texts per language)
+    marked as :func:`user_text`; labels of codes as words, numbers as they are."""
+    if isinstance(value, list):
+        separator = "、" if reader_locale() == "zh_CN" else ", "
+        return Markup(separator).join(_param_html(item) for item in value)
+    if isinstance(value, dict):
+        if "term" in value:
+            label = term_label(value["term"], value.get("value"))
+            language = _TERM_LANGUAGES.get(value["term"])
+            return (Markup('<span lang="{}">{}</span>').format(language, label) if language
+                    else label)
+        if "message" in value:
+            return Message.from_json(value["message"]).html()
+        return user_text(_param_text(value))
+    return user_text(value) if isinstance(value, str) else value
+
+
 def _stored(value: Any) -> Any:
     return {"message": value.to_json()} if isinstance(value, Message) else value
 
@@ -161,6 +187,12 @@ class Message:
         if isinstance(data, str):
             return cls(data)
         return cls(data["key"], **data.get("params", {}))
+
+    def html(self) -> Markup:
+        """The text for a page, in the reader's language, with what people typed marked as
+        such (:func:`user_text`): a title or a file name is not a word left untranslated."""
+        return Markup(escape(gettext(self.key))) % {
+            name: _param_html(value) for name, value in self.params.items()}
 
     def in_english(self) -> str:
         """The text in English (what is kept beside the key for exports and archives)."""

@@ -62,6 +62,7 @@ def _register_terms() -> None:
     """The label maps of the codes that messages (audit entries, sign-off titles) keep as
     ``term(kind, code)`` and templates show with ``term_label(kind, code)``."""
     i18n.register_terms(
+        languages={"postmortem_step": "zh-CN"},
         role=ROLE_LABELS,
         event=event_models.LABELS,
         target_metric=event_models.TARGET_METRICS,

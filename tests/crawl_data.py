@@ -158,7 +158,7 @@ def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
         customer = customers.create_customer(event, {"external_ref": ref, "name": name,
                                                      "email": email, "locale": "en"},
                                              actor=agent)
-    unsubscribe.unsubscribe(customer, via="link")
+    unsubscribe.unsubscribe(customer, via="unsubscribe page")
     finished = mailings.create_mailing(event, _version_input(version_id, attach_pdf=True),
                                        actor=agent)
     db.session.commit()

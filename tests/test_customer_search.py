@@ -126,7 +126,7 @@ def test_the_customer_page_lists_everything_newest_first(app, users, auth, clien
     cases.propose(case, actor=agent)
     cases.approve(case, actor=second_agent())
     cases.record_payment(case, amount=case.amount, payout_ref="PAY-9", actor=agent)
-    unsubscribe.unsubscribe(customer, via="link")
+    unsubscribe.unsubscribe(customer, via="unsubscribe page")
     # Space the moments out, in the order they happened.
     moments = {"import": 6, "mailing": 5, "case": 4, "reply": 3, "payment": 2}
     now = utcnow()

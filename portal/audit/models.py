@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask_babel import gettext as _
+from markupsafe import Markup, escape
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
@@ -67,6 +68,16 @@ class AuditEntry(db.Model):
             return str(Message(self.message_key, **(self.message_params or {})))
         except (KeyError, ValueError, TypeError):
             return self.summary
+
+    @property
+    def html(self) -> Markup:
+        """:attr:`text` for a page, with what people typed marked (``Message.html``)."""
+        if self.message_key is None:
+            return escape(self.summary)
+        try:
+            return Message(self.message_key, **(self.message_params or {})).html()
+        except (KeyError, ValueError, TypeError):
+            return escape(self.summary)
 
     @property
     def actor_display(self) -> str:

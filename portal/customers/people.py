@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
+from markupsafe import Markup
 from sqlalchemy import func, or_, select
 
 from portal.customers.models import Customer
 from portal.extensions import db
+from portal.i18n import N_
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Entry:
 
     at: datetime
     kind: str
-    text: str
+    text: str | Markup  # a Markup marks what people typed (``Message.html``)
     customer_id: int
     status: str = ""
     endpoint: str | None = None
@@ -77,15 +79,15 @@ def _own_entries(customers: list[Customer]) -> list[Entry]:
     for customer in customers:
         created = customer.created_by_import
         if created is not None:
-            found.append(Entry(customer.created_at, "import", _(
-                "Added by the import of %(file)s", file=created.filename), customer.id,
+            found.append(Entry(customer.created_at, "import", N_(
+                "Added by the import of %(file)s", file=created.filename).html(), customer.id,
                 endpoint="customers.import_status", args={"batch_id": created.id}))
         else:
             found.append(Entry(customer.created_at, "created", _("Added by hand"), customer.id))
         last = customer.last_import
         if last is not None and last.id != customer.created_by_import_id:
-            found.append(Entry(last.finished_at or customer.updated_at, "import", _(
-                "Updated by the import of %(file)s", file=last.filename), customer.id,
+            found.append(Entry(last.finished_at or customer.updated_at, "import", N_(
+                "Updated by the import of %(file)s", file=last.filename).html(), customer.id,
                 endpoint="customers.import_status", args={"batch_id": last.id}))
         if customer.unsubscribed_at is not None:
             found.append(Entry(customer.unsubscribed_at, "unsubscribed",

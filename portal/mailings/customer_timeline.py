@@ -3,11 +3,11 @@ to them, with how it fared."""
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.customers.people import Entry
 from portal.extensions import db
+from portal.i18n import N_
 from portal.mailings.models import RECIPIENT_LABELS, Mailing, MailingRecipient
 from portal.notices.models import Notice, NoticeVersion
 
@@ -24,8 +24,8 @@ def entries(customer_ids: list[int]) -> list[Entry]:
         _locale, content = version.in_locale(recipient.locale)
         found.append(Entry(
             recipient.sent_at or mailing.started_at or mailing.created_at, "mailing",
-            _("Notice %(ref)s v%(number)s mailed: %(title)s", ref=notice.ref,
-              number=version.number, title=content["title"]), recipient.customer_id,
+            N_("Notice %(ref)s v%(number)s mailed: %(title)s", ref=notice.ref,
+               number=version.number, title=content["title"]).html(), recipient.customer_id,
             str(RECIPIENT_LABELS.get(recipient.status, recipient.status)), "mailings.detail",
             {"mailing_id": mailing.id}))
     return found

@@ -254,7 +254,7 @@ def _seed_my_work(event: Event, users: dict[Role, User]) -> None:
         actor=agent)
     # Its jobs are queued by the reconciler; the withdrawal customers had it already.
     mailing_services.start(mailing, actor=agent, repeat_confirmed=True)
-    unsubscribe.unsubscribe(wang, via="link")
+    unsubscribe.unsubscribe(wang, via="unsubscribe page")
 
 
 @demo_cli.command("seed")

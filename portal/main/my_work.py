@@ -20,6 +20,7 @@ from flask import g
 from flask_babel import get_timezone
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import func, or_, select
 
 from portal.accounts import Role, User
@@ -29,6 +30,7 @@ from portal.centre import services as command_centre
 from portal.customers.models import ImportBatch, ImportStatus
 from portal.events.models import TARGET_METRICS, Event, EventStatus
 from portal.extensions import db
+from portal.i18n import user_text
 from portal.models import utcnow
 from portal.postmortems import services as postmortems
 from portal.postmortems.models import Postmortem
@@ -44,7 +46,7 @@ class Item:
     """One line: its text, the page it links to (``url_for(endpoint, **args)``), when it is
     due or happened (``at``), and a short note (a status)."""
 
-    text: str
+    text: Markup  # what people typed marked (``user_text``), for the page
     endpoint: str
     args: dict[str, object]
     at: datetime | None = None
@@ -138,7 +140,7 @@ def _agent_sections(user: User) -> list[Section]:
                     str(_l("Nothing of yours is due today.")), more_endpoint="cases.index",
                     more_args={"assignee": user.id, "sort": "due"})
     for case in db.session.scalars(_due_cases(user).order_by(Case.due_at, Case.id).limit(LIMIT)):
-        cases.items.append(Item(f"{case.ref} · {case.order_ref}", "cases.detail",
+        cases.items.append(Item(user_text(f"{case.ref} · {case.order_ref}"), "cases.detail",
                                 {"case_id": case.id}, case.due_at,
                                 str(_l("overdue")) if case.due_at < now else str(_l("due today")),
                                 late=case.due_at < now))
@@ -154,7 +156,7 @@ def _agent_sections(user: User) -> list[Section]:
                       str(_l("No import waits for your confirmation.")))
     for batch in db.session.scalars(_imports_to_confirm(user).order_by(ImportBatch.id)
                                     .limit(LIMIT)):
-        imports.items.append(Item(batch.filename, "customers.import_status",
+        imports.items.append(Item(user_text(batch.filename), "customers.import_status",
                                   {"batch_id": batch.id}, batch.created_at,
                                   str(_l("%(n)d valid rows", n=batch.valid_rows))))
     return [cases, replies, imports]
@@ -165,7 +167,7 @@ def _legal_sections(user: User) -> list[Section]:
                     str(_l("The queue is empty.")), more_endpoint="signoffs.queue")
     for request in db.session.scalars(_decidable(user).order_by(
             SignoffRequest.requested_at, SignoffRequest.id).limit(LIMIT)):
-        queue.items.append(Item(request.title, "signoffs.detail", {"request_id": request.id},
+        queue.items.append(Item(request.heading_html, "signoffs.detail", {"request_id": request.id},
                                 request.requested_at, age=request.age, late=request.overdue))
     return [queue]
 
@@ -174,18 +176,20 @@ def _admin_sections() -> list[Section]:
     targets = Section("missed_targets", str(_l("Missed response targets")),
                       str(_l("No open event has missed a response target.")))
     for event, status in command_centre.missed_targets():
-        targets.items.append(Item(event.title, "centre.detail", {"event_id": event.id},
+        targets.items.append(Item(user_text(event.title), "centre.detail", {"event_id": event.id},
                                   status.deadline,
                                   str(TARGET_METRICS.get(status.metric, status.metric)),
                                   late=True))
     reviews = Section("overdue_reviews", str(_l("Overdue reviews and open post-mortems")),
                       str(_l("No retroactive review or post-mortem is overdue.")))
     for request in signoffs.overdue_retroactive():
-        reviews.items.append(Item(request.title, "signoffs.detail", {"request_id": request.id},
+        reviews.items.append(Item(request.heading_html, "signoffs.detail",
+                                  {"request_id": request.id},
                                   request.requested_at, str(_l("retroactive review")),
                                   age=request.age, late=True))
     for event in _postmortems_outstanding():
-        reviews.items.append(Item(event.title, "postmortems.detail", {"event_id": event.id},
+        reviews.items.append(Item(user_text(event.title), "postmortems.detail",
+                                  {"event_id": event.id},
                                   event.created_at, str(_l("post-mortem not signed off"))))
     return [targets, reviews]
 

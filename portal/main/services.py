@@ -43,6 +43,7 @@ class Bar:
     endpoint: str
     args: dict[str, object] = field(default_factory=dict)
     css: str = ""
+    typed: bool = False  # the label is what people typed (an event's title)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def sla_breaches() -> Chart:
         Event.id.in_([r[0] for r in rows])))}
     return Chart(str(_l("SLA breaches: overdue open cases")), [
         Bar(events[event_id].title, count, "cases.index", {"event": event_id, "overdue": 1},
-            "breach")
+            "breach", typed=True)
         for event_id, count in sorted(rows)])
 
 

@@ -9,12 +9,13 @@ from typing import Any
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
 from portal.extensions import db
-from portal.i18n import Message
+from portal.i18n import Message, user_text
 from portal.models import UTCDateTime, text_digest, utcnow
 
 
@@ -111,6 +112,13 @@ class SignoffRequest(db.Model):
         if self.title_message is None:
             return self.title
         return str(Message.from_json(self.title_message))
+
+    @property
+    def heading_html(self) -> Markup:
+        """:attr:`heading` for a page, with what people typed (a notice's title) marked."""
+        if self.title_message is None:
+            return user_text(self.title)
+        return Message.from_json(self.title_message).html()
 
     @property
     def publish_plan_label(self) -> str:
