@@ -31,7 +31,8 @@ def _due(case: Case, when) -> None:
 def _section(page: str, key: str) -> str:
     start = page.index(f'id="my-work-{key}"')
     end = page.find('class="mywork-section"', start)
-    return page[start:end if end > 0 else len(page)]
+    # The section's text: a typed value inside a sentence is a span of its own.
+    return re.sub(r"<[^>]*>", "", page[start:end if end > 0 else len(page)])
 
 
 def _nav_count(page: str) -> int | None:

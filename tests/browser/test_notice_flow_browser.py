@@ -125,7 +125,7 @@ def test_notice_from_draft_to_public_pdf_in_chinese(new_page, users, run_worker)
     expect(legal).to_have_url(url_path("/signoffs/"))
     expect(legal.locator("#main")).to_contain_text(
         ZH["Sign-off of “%(subject)s”: %(decision)s."]
-        % {"subject": f"{ref} v1 — {TITLE_ZH}", "decision": ZH["Approved"]})
+        % {"subject": f"{ref} 第 1 版 — {TITLE_ZH}", "decision": ZH["Approved"]})
 
     # The agent publishes it, confirming the dialog.
     sign_in(agent, users[Role.AGENT].email, zh=True)

@@ -87,7 +87,7 @@ def test_agent_starts_from_events_and_opens_a_case_from_the_cases_list(
     page.get_by_role("link", name="New case").click()
     expect(page).to_have_url(url_path("/cases/new"))
     expect(page.locator("#customer-picks")).to_contain_text("Type at least 2 characters")
-    page.get_by_label("Customer").fill("wang.fang")
+    page.get_by_label("Customer", exact=True).fill("wang.fang")
     expect(page.get_by_role("link", name="Open a case for 王芳")).to_be_visible()
     shoot(page, "new-case-en", "#customer-picks a")
     page.get_by_role("link", name="Open a case for 王芳").click()
