@@ -68,6 +68,18 @@ def _audit_signing_key(instance: Path, production: bool) -> str:
     return key
 
 
+def _payout_details_key(instance: Path, production: bool) -> str:
+    key = _secret("PAYOUT_DETAILS_KEY", instance, production)
+    try:
+        valid = len(bytes.fromhex(key)) == 32
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError("PAYOUT_DETAILS_KEY must be 32 bytes in hex (64 characters): the "
+                          "AES-256-GCM key of customers' payout details.")
+    return key
+
+
 def _trusted_proxies() -> int:
     raw = os.environ.get("PORTAL_TRUSTED_PROXIES", "0").strip() or "0"
     if not raw.isdigit():
@@ -103,6 +115,9 @@ def load(instance_path: str) -> dict[str, Any]:
         "AUDIT_HMAC_KEY": _secret("AUDIT_HMAC_KEY", instance, production),
         "AUDIT_SIGNING_KEY": _audit_signing_key(instance, production),
         "AUDIT_CHECKPOINT_FILE": str(instance / "audit-checkpoints.jsonl"),
+        # Kept outside the database: the AES-256-GCM key that seals customers' bank details
+        # (see README, "Payout details"). Losing it loses the stored details; back it up.
+        "PAYOUT_DETAILS_KEY": _payout_details_key(instance, production),
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,

@@ -18,12 +18,15 @@ from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
 from portal.cases import customer_timeline as case_timeline
 from portal.cases import models as case_models
+from portal.cases import offer_models
+from portal.cases import offers as case_offers
 from portal.cases import refusals as case_refusals
 from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
 from portal.customers import models as customer_models
+from portal.customers import payout as customer_payout
 from portal.customers import people
 from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
@@ -83,6 +86,10 @@ def _register_terms() -> None:
         postmortem_step=postmortem_models.STEP_TERMS,
         pdf_stamp=stamp.STAMP_CHOICES,
         payment_refusal=case_refusals.PAYMENT_REFUSALS,
+        offer_status=offer_models.OFFER_STATUS_LABELS,
+        offer_void=offer_models.OFFER_VOID_REASONS,
+        offer_required=offer_models.REQUIRED_LABELS,
+        payout_method=customer_payout.METHOD_LABELS,
         signoff_refusal=signoff_models.DECIDE_REFUSALS,
         publish_refusal=notice_models.PUBLISH_REFUSALS,
         notice_setting=notice_settings.SETTING_LABELS,
@@ -110,6 +117,7 @@ def connect() -> None:
     signoffs.handle_decisions(case_services.SUBJECT, case_services.after_signoff_decision)
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)
+    signoffs.handle_decisions(case_offers.SUBJECT, case_offers.after_terms_decision)
 
     # A customer's page shows their cases, replies, payments and the notices mailed to them.
     people.add_sources(case_timeline.entries, mailing_timeline.entries)

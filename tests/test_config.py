@@ -20,6 +20,7 @@ def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path)
     monkeypatch.setenv("AUDIT_HMAC_KEY", "h" * 64)
     monkeypatch.setenv("AUDIT_SIGNING_KEY", "5" * 64)
     monkeypatch.setenv("ERASURE_KEY", "y" * 40)
+    monkeypatch.setenv("PAYOUT_DETAILS_KEY", "6" * 64)
     loaded = config.load(str(tmp_path))
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["REMEMBER_COOKIE_SECURE"] is True
@@ -108,6 +109,7 @@ def test_production_refuses_to_start_without_the_audit_keys(monkeypatch, tmp_pat
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
     monkeypatch.setenv("ERASURE_KEY", "y" * 40)
+    monkeypatch.setenv("PAYOUT_DETAILS_KEY", "6" * 64)
     for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(config.ConfigError, match="AUDIT_HMAC_KEY is not set"):
@@ -141,4 +143,22 @@ def test_trusted_proxies_default_to_none(monkeypatch, tmp_path) -> None:
     assert config.load(str(tmp_path))["PORTAL_TRUSTED_PROXIES"] == 1
     monkeypatch.setenv("PORTAL_TRUSTED_PROXIES", "yes")
     with pytest.raises(config.ConfigError, match="PORTAL_TRUSTED_PROXIES"):
+        config.load(str(tmp_path))
+
+
+def test_production_refuses_to_start_without_the_payout_details_key(monkeypatch,
+                                                                    tmp_path) -> None:
+    """Customers' bank details are sealed with a key outside the database, never made up
+    silently in production, and it must be an AES-256 key."""
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    for name, value in (("SECRET_KEY", "x" * 40), ("ERASURE_KEY", "y" * 40),
+                        ("AUDIT_HMAC_KEY", "h" * 64), ("AUDIT_SIGNING_KEY", "5" * 64)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PAYOUT_DETAILS_KEY", raising=False)
+    with pytest.raises(config.ConfigError, match="PAYOUT_DETAILS_KEY is not set"):
+        config.load(str(tmp_path))
+    (tmp_path / "payout_details_key").write_text("cd" * 32)
+    assert config.load(str(tmp_path))["PAYOUT_DETAILS_KEY"] == "cd" * 32
+    monkeypatch.setenv("PAYOUT_DETAILS_KEY", "ab" * 16)
+    with pytest.raises(config.ConfigError, match="PAYOUT_DETAILS_KEY must be 32 bytes"):
         config.load(str(tmp_path))

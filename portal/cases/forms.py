@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from portal.cases.models import KINDS, LABELS, REASONS
@@ -45,3 +45,11 @@ class CannedReplyForm(FlaskForm):
                         validators=[DataRequired(), Length(max=120)])
     body_zh = TextAreaField(_l("Reply in Chinese"), validators=[DataRequired(), Length(max=5000)])
     body_en = TextAreaField(_l("Reply in English"), validators=[DataRequired(), Length(max=5000)])
+
+
+class OfferTermsForm(FlaskForm):
+    required = BooleanField(_l("Customers must accept the offer before a case is paid"))
+    text_zh = TextAreaField(_l("Offer terms (Chinese)"), validators=[Optional(),
+                                                                   Length(max=20000)])
+    text_en = TextAreaField(_l("Offer terms (English)"), validators=[Optional(),
+                                                                   Length(max=20000)])

@@ -49,9 +49,9 @@ class CaseStatus(StrEnum):
 OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
                  CaseStatus.AWAITING_SIGNOFF, CaseStatus.APPROVED, CaseStatus.PAID)
 CLOSED_STATUSES = (CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.WITHDRAWN)
-# While a case is worked it can be edited; an edit to a proposal sends it back.
+# Until it is paid a case can be edited; an edit to a proposal or an approval sends it back.
 EDITABLE_STATUSES = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.PROPOSED,
-                     CaseStatus.AWAITING_SIGNOFF)
+                     CaseStatus.AWAITING_SIGNOFF, CaseStatus.APPROVED)
 UNDER_PROPOSAL = (CaseStatus.PROPOSED, CaseStatus.AWAITING_SIGNOFF)
 
 LABELS = {

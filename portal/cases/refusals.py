@@ -1,5 +1,6 @@
 """The case rules' refused attempts that the audit trail keeps (``portal.errors.Refusal``): a
-second open case for the same customer, kind and order, and a second payment of a case."""
+second open case for the same customer, kind and order, a second payment of a case, and a
+payment without the customer's acceptance where the event requires it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from portal.i18n import N_, term
 PAYMENT_REFUSALS = {
     "already_paid": _l("already paid"),
     "paid_meanwhile": _l("paid meanwhile, or its payout reference was used before"),
+    "no_acceptance": _l("the customer has not accepted the offer as it stands"),
 }
 
 
@@ -42,3 +44,15 @@ def second_payment(case: Case, text: str, why: str, actor: User) -> Refusal:
                    summary=N_("Second payment of case %(ref)s refused: %(why)s", ref=case.ref,
                               why=term("payment_refusal", why)),
                    details={"case": case.ref, "status": case.status, "why": why}, actor=actor)
+
+
+def unaccepted_payment(case: Case, actor: User) -> Refusal:
+    """A payment of a case whose event requires the customer's acceptance, without a valid
+    one (none, declined, or voided by a change of the amount or the terms)."""
+    return Refusal(_("Case %(ref)s cannot be paid yet: the customer must first accept the "
+                     "offer as it stands (amount and approved terms).", ref=case.ref),
+                   action="case.payment.refused", subject_type="case", subject_id=case.id,
+                   summary=N_("Payment of case %(ref)s refused: %(why)s", ref=case.ref,
+                              why=term("payment_refusal", "no_acceptance")),
+                   details={"case": case.ref, "status": case.status, "why": "no_acceptance"},
+                   actor=actor)

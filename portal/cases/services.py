@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from portal import refs
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import rules, signals
+from portal.cases import offers, rules, signals
 from portal.cases.models import (
     CLOSED_STATUSES,
     KINDS,
@@ -31,7 +31,7 @@ from portal.cases.models import (
     ReplyStatus,
     order_ref_key,
 )
-from portal.cases.refusals import DuplicateCase, second_payment
+from portal.cases.refusals import DuplicateCase, second_payment, unaccepted_payment
 from portal.cases.settings import needs_signoff, parse_currency, sla_hours
 from portal.customers.models import Customer
 from portal.errors import Conflict, RuleViolation
@@ -142,12 +142,14 @@ def _edit_state(case: Case) -> dict[str, Any]:
 
 def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
                 actor: User) -> bool:
-    """Edit while the case is being worked. A change to what was proposed (anything in the
-    sign-off snapshot: money, kind, order, reason, description) sends a proposal back to in
-    progress and voids its sign-off: legal approved the old content, not this one."""
+    """Edit while the case is being worked or approved and unpaid. A change to what was
+    proposed or approved (anything in the sign-off snapshot: money, kind, order, reason,
+    description) sends it back to in progress and voids its sign-off: legal or the second
+    agent approved the old content, not this one. A change of the amount or currency voids
+    the customer's answer to the offer."""
     _check_version(case, expected_version)
     if not rules.editable(actor, case):
-        raise RuleViolation(_("An approved, paid or closed case can no longer be edited."))
+        raise RuleViolation(_("A paid or closed case can no longer be edited."))
     values = _clean(data)
     if (values["kind"], values["order_ref"]) != (case.kind, case.order_ref):
         existing = open_case_for(case.customer_id, values["kind"], values["order_ref"])
@@ -156,13 +158,16 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
     if all(getattr(case, key) == value for key, value in values.items()):
         return False
     before, proposed = _edit_state(case), snapshot(case)
+    offered = (case.amount, case.currency)
     reassigned = values["assignee_id"] not in (None, case.assignee_id)
     for key, value in values.items():
         setattr(case, key, value)
-    if case.under_proposal and snapshot(case) != proposed:
+    if (case.under_proposal or case.status == CaseStatus.APPROVED) and snapshot(case) != proposed:
         case.status = CaseStatus.IN_PROGRESS
-        case.proposed_by_id = None
+        case.proposed_by_id = case.approved_by_id = case.approved_amount = None
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
+    if (case.amount, case.currency) != offered:
+        offers.void_decisions([case.id], "case edited", actor=actor)
     case.updated_at = utcnow()
     _flush()
     audit.record("case.edit", "case", case.id, N_("Case %(ref)s edited", ref=case.ref),
@@ -313,6 +318,8 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise RuleViolation(_("Pay exactly the approved amount: %(amount)s %(currency)s.",
                               amount=case.approved_amount, currency=case.currency),
                             field="amount")
+    if offers.needs_acceptance(case) and offers.valid_acceptance(case) is None:
+        raise unaccepted_payment(case, actor)
     payment = Payment(case_id=case.id, amount=value, currency=case.currency,
                       payout_ref=payout_ref, paid_by_id=actor.id)
     db.session.add(payment)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned, rules, search, services, tasks
+from portal.cases import canned, offers, rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
@@ -40,7 +40,7 @@ from portal.cases.settings import (
     sla_hours,
     threshold,
 )
-from portal.customers import lookup
+from portal.customers import lookup, payout
 from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
@@ -190,6 +190,8 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "signoff": signoffs.latest(services.SUBJECT, case.id),
         "threshold": threshold(case.currency),
         "history": audit.history("case", case.id),
+        "offer": offers.offer_state(case),
+        "payout": payout.view_for(case.customer),
     }
     return render_template("cases/detail.html", **context), status
 

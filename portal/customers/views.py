@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from portal import exports, jobs
 from portal.accounts import Role
 from portal.audit import services as audit
-from portal.customers import people, services, tasks
+from portal.customers import payout, people, services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
 from portal.customers.models import IMPORT_LABELS, Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
@@ -87,7 +87,19 @@ def detail(customer_id: int) -> ResponseReturnValue:
     return render_template("customers/detail.html", customer=customer, cases=customer.cases,
                            same_person=rows[1:], timeline=people.timeline(rows),
                            events={c.id: c.event for c in rows},
+                           payout=payout.view_for(customer),
                            history=audit.history("customer", customer.id))
+
+
+# There is no finance role (portal.accounts): the admins are the ones who see the bank account
+# in full; everyone else on the staff sees it masked (the templates ask ``can`` for this).
+@bp.route("/<int:customer_id>/payout")
+@access(Role.ADMIN)
+def payout_details(customer_id: int) -> ResponseReturnValue:
+    """The customer's payout details in full (the page includes the same partial)."""
+    customer = db.get_or_404(Customer, customer_id)
+    return render_template("customers/_payout_details.html", customer=customer,
+                           payout=payout.view_for(customer))
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])

@@ -7,7 +7,8 @@ customer's name, e-mail, phone, company and external ref are replaced by "[erase
 words, see ``portal.names``) in case descriptions, notes, case sign-off snapshots (whose
 ``snapshot_hash`` stays as the proof of what was approved then) and comments, the erasure
 reason, and the event's summary, timeline, withdrawal and emergency reasons and sign-off
-comments.
+comments; the reasons customers gave for declining an offer read "[erased]", and their payout
+details (the sealed bank account) are deleted.
 The audit trail is not touched: it never held the plain values. Personal fields are keyed
 digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
 them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
@@ -33,6 +34,8 @@ from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.cases.models import Case, CaseNote, ReplyStatus
+from portal.cases.offer_models import OfferDecision
+from portal.customers import payout
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
@@ -169,6 +172,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
         return [], []
     for customer in people:
         customer.erased_at = now
+    payout.erase(c.id for c in people)
     audit.record_many("customer.erase", "customer", [
         (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
 
@@ -214,6 +218,9 @@ def _scrub_customers(people: list[Customer], reason: str,
                 _scrub_attr(note, "body", scrub)
             _scrub_attr(note, "error", scrub)
             counts[owner[note.case_id]]["case_notes"] += 1
+        for decision in db.session.scalars(select(OfferDecision).where(
+                OfferDecision.case_id.in_(owner), OfferDecision.reason.is_not(None))):
+            decision.reason = ERASED  # typed by the customer: anything may be in it
         pseudonyms = {c.id: pseudonym_ref(c.external_ref) for c in people}
         for request in db.session.scalars(select(SignoffRequest).where(
                 SignoffRequest.subject_type == CASE_SUBJECT,

@@ -51,7 +51,7 @@ STATUS_LABELS = {
     SignoffStatus.VOIDED: _l("Voided"),
 }
 SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision"),
-                  "postmortem": _l("Post-mortem")}
+                  "postmortem": _l("Post-mortem"), "offer_terms": _l("Offer terms")}
 # Why a request was voided: the codes the subjects' domains pass to ``void_scope``.
 VOID_REASONS = {
     "case edited": _l("case edited"),
@@ -63,6 +63,7 @@ VOID_REASONS = {
     "notice withdrawn": _l("notice withdrawn"),
     "post-mortem edited": _l("post-mortem edited"),
     "facts changed": _l("facts changed"),
+    "offer terms edited": _l("offer terms edited"),
 }
 
 
