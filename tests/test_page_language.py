@@ -23,7 +23,7 @@ ALLOWED = {
     "aftercare",  # the product
     "cny", "usd", "eur", "hkd", "gbp", "jpy", "sgd",  # currency codes
     "sha", "csv", "pdf", "sla", "crm", "html", "url", "atom", "markdown", "utc",
-    "smtp", "json", "iso", "utf", "bom", "gbk", "excel",
+    "smtp", "json", "iso", "utf", "bom", "gbk", "excel", "iban",
     "english",  # a language's own name, on the language switch and in language fields
 }
 OWN_NAMES = {"简体中文"}

@@ -25,6 +25,7 @@ from portal.customers import services as customer_services
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
+from portal.main import demo_offers
 from portal.main.supervisor import Supervisor
 from portal.notices import content
 from portal.notices import services as notice_services
@@ -75,6 +76,7 @@ def seed_demo() -> str:
     _seed_my_work(event, users)
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
+    demo_offers.seed_offers(users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
     uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
