@@ -51,7 +51,7 @@ def test_the_customer_sees_the_approved_terms_in_their_language_and_accepts(app,
     assert row.ip_digest.startswith("hmac-sha256:") and "203.0.113.7" not in row.ip_digest
     assert offers.valid_acceptance(case) == row
     assert offers.offer_state(case).status == OfferStatus.ACCEPTED
-    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "offer.accepted")).one()
+    entry = _entry("offer.accepted")
     assert entry.after["offer_hash"] == row.offer_hash
     with pytest.raises(RuleViolation, match="already answered"):
         answer(case)
@@ -76,7 +76,7 @@ def test_a_decline_needs_a_reason_and_is_kept_with_it(app, users) -> None:
     assert row.reason == "金额不够" and offers.valid_acceptance(case) is None
     state = offers.offer_state(case)
     assert state.status == OfferStatus.DECLINED and state.decision.reason == "金额不够"
-    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "offer.declined")).one()
+    entry = _entry("offer.declined")
     assert "金额不够" not in str(entry.after) and entry.after["reason_sha256"]
 
 
@@ -97,12 +97,13 @@ def test_no_offer_is_shown_until_legal_approves_the_terms(app, users) -> None:
 
 
 def _pay(case, ref: str = "PAY-1"):
+    """Paid by the case's assignee (the agent)."""
     return cases.record_payment(case, amount=case.approved_amount, payout_ref=ref,
-                                actor=users_agent(case))
+                                actor=case.assignee)
 
 
-def users_agent(case):
-    return case.assignee
+def _entry(action: str) -> AuditEntry:
+    return db.session.scalars(select(AuditEntry).where(AuditEntry.action == action)).one()
 
 
 def test_payment_without_acceptance_is_refused_and_with_it_goes_through(app, users) -> None:
