@@ -166,10 +166,10 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
         case.status = CaseStatus.IN_PROGRESS
         case.proposed_by_id = case.approved_by_id = case.approved_amount = None
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
-    if (case.amount, case.currency) != offered:
-        offers.void_decisions([case.id], "case edited", actor=actor)
     case.updated_at = utcnow()
     _flush()
+    if (case.amount, case.currency) != offered:  # after the flush: a stale copy is refused
+        offers.void_decisions([case.id], "case edited", actor=actor)
     audit.record("case.edit", "case", case.id, N_("Case %(ref)s edited", ref=case.ref),
                  before=before, after=_edit_state(case), actor=actor)
     _flush()
