@@ -6,9 +6,9 @@ import sqlite3
 from typing import Any
 
 from flask_babel import Babel
+from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_htmx import HTMX
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_rq import RQ

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.cases import claims, triage
-from portal.cases.claim_models import Claim, ClaimStatus
+from portal.cases.claim_models import ClaimStatus
 from portal.cases.forms import ClaimForm
 from portal.cases.models import Case, CaseStatus
 from portal.cases.refusals import DuplicateCase

@@ -195,8 +195,10 @@ def test_an_agent_creates_the_customer_from_a_claim(client, auth, notice, users)
     assert refused.status_code == 422 and 'id="create-amount-error"' in refused.text
     assert client.post(f"/triage/{claim.id}/create", data={"amount": "75"}).status_code == 302
     db.session.expire_all()
-    customer = db.session.scalar(select(Customer).where(Customer.external_ref == f"CLAIM-{claim.id}"))
-    assert (customer.name, customer.email, customer.locale) == ("Jane Roe", "jane@example.org", "en")
+    customer = db.session.scalar(select(Customer).where(
+        Customer.external_ref == f"CLAIM-{claim.id}"))
+    assert (customer.name, customer.email, customer.locale) == (
+        "Jane Roe", "jane@example.org", "en")
     assert db.session.get(Claim, claim.id).decision == "created"
 
 

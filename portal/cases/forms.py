@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from portal.cases.claims import ClaimInput, Claimant
+from portal.cases.claims import Claimant, ClaimInput
 from portal.cases.models import KINDS, LABELS, REASONS
 
 
