@@ -176,6 +176,8 @@ def test_an_agent_matches_a_claim_to_a_customer(client, auth, notice, users) -> 
     customer = make_customer(users, ref="K-5", event=notice.event, email="jane@example.org")
     claim = _waiting_claim(notice)
     auth.login(Role.AGENT)
+    queue = client.get("/triage/")
+    assert queue.status_code == 200 and f"/triage/{claim.id}" in queue.text
     page = client.get(f"/triage/{claim.id}")
     assert page.status_code == 200 and "K-5" in page.text  # found by the claimant's e-mail
     answer = client.post(f"/triage/{claim.id}/match", data={"customer_id": customer.id})

@@ -37,7 +37,7 @@ def index() -> ResponseReturnValue:
     decided = list(db.session.scalars(
         select(Claim).where(Claim.status.in_([ClaimStatus.ACCEPTED, ClaimStatus.REJECTED]))
         .order_by(Claim.decided_at.desc(), Claim.id.desc()).limit(RECENT)))
-    return render_template("cases/triage_index.html", waiting=waiting, decided=decided)
+    return render_template("cases/triage_index.html", claims_waiting=waiting, decided=decided)
 
 
 def _detail(claim: Claim, form: TriageForm | None = None, status: int = 200,
