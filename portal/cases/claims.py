@@ -161,8 +161,8 @@ def submit_public(event: Event, person: Claimant, data: ClaimInput) -> Claim:
     queues the job after the commit). Nothing here depends on whether the address is
     known, so the answer cannot tell."""
     _accepting(event)
+    who = clean_claimant(person)  # first: the form asks who they are first
     values = clean_claim(data)
-    who = clean_claimant(person)
     now = utcnow()
     claim = Claim(event_id=event.id, status=ClaimStatus.UNCONFIRMED, currency=DEFAULT_CURRENCY,
                   created_at=now, expires_at=now + timedelta(hours=CONFIRM_HOURS),
