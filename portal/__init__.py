@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as config_module
-from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, rq
+from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate, rq
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -42,13 +42,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     rq.init_app(app)
     login_manager.init_app(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI",
+                          config_module.limiter_storage(app.config["REDIS_URL"]))
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # Redis down: no limit, no 500
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
 
     from portal import i18n, redirects, security, uow, web, wiring
     from portal.audit import cli as audit_cli
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
-    from portal.cases import canned_views, offer_views
+    from portal.cases import canned_views, offer_views, triage_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
     from portal.customers import views as customer_views
@@ -88,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(case_views.bp)
     app.register_blueprint(canned_views.bp)
     app.register_blueprint(offer_views.bp)
+    app.register_blueprint(triage_views.bp)
     app.register_blueprint(mailing_views.bp)
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)

@@ -171,6 +171,10 @@ def load(instance_path: str) -> dict[str, Any]:
         # in a few minutes reach each reviewer as one digest; other staff e-mails go at once
         # (and take along whatever waits for the same person).
         "NOTIFY_DIGEST_SECONDS": float(os.environ.get("NOTIFY_DIGEST_SECONDS", "180")),
+        # Public claims from a notice page: per client IP and per e-mail address
+        # (Flask-Limiter's notation; counted in Redis, see ``limiter_storage``).
+        "CLAIM_LIMIT_PER_IP": os.environ.get("CLAIM_LIMIT_PER_IP", "10 per hour"),
+        "CLAIM_LIMIT_PER_ADDRESS": os.environ.get("CLAIM_LIMIT_PER_ADDRESS", "3 per hour"),
     }
 
 
@@ -182,3 +186,10 @@ def instance_folder(name: str, setting: str | None = None) -> Path:
                 or Path(current_app.instance_path) / name)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def limiter_storage(redis_url: str) -> str:
+    """Flask-Limiter's storage URI for the portal's Redis (``limits`` spells a unix socket
+    ``redis+unix://``)."""
+    return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith(
+        "unix://") else redis_url

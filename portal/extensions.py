@@ -7,6 +7,8 @@ from typing import Any
 
 from flask_babel import Babel
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_rq import RQ
@@ -36,6 +38,9 @@ csrf = CSRFProtect()
 babel = Babel()
 htmx = HTMX()
 rq = RQ()
+# Rate limits of the public forms, by the client's address (as ProxyFix gives it); storage
+# in the portal's Redis (``RATELIMIT_STORAGE_URI``, set by ``create_app``).
+limiter = Limiter(key_func=get_remote_address)
 
 
 @event.listens_for(Engine, "connect")

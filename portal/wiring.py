@@ -16,9 +16,9 @@ from portal import documents, errors, i18n, jobs
 from portal.accounts import ROLE_LABELS
 from portal.audit import services as audit
 from portal.audit import tasks as audit_tasks
+from portal.cases import claim_models, claim_tasks, offer_models
 from portal.cases import customer_timeline as case_timeline
 from portal.cases import models as case_models
-from portal.cases import offer_models
 from portal.cases import offers as case_offers
 from portal.cases import refusals as case_refusals
 from portal.cases import rules as case_rules
@@ -30,6 +30,7 @@ from portal.customers import payout as customer_payout
 from portal.customers import people
 from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
+from portal.events import signals as event_signals
 from portal.lifecycle import tasks as lifecycle_tasks
 from portal.mailings import customer_timeline as mailing_timeline
 from portal.mailings import models as mailing_models
@@ -70,6 +71,7 @@ def _register_terms() -> None:
         event=event_models.LABELS,
         target_metric=event_models.TARGET_METRICS,
         case=case_models.LABELS,
+        claim=claim_models.CLAIM_LABELS,
         case_action={t.action: t.label for t in case_rules.TRANSITIONS},
         reply_status=case_models.REPLY_LABELS,
         import_status=customer_models.IMPORT_LABELS,
@@ -103,6 +105,7 @@ def connect() -> None:
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
+    event_signals.public_changed.connect(_refresh_public_pages)
     # A refused attempt (a second payment, a duplicate case, a decision one may not take)
     # is kept in the audit trail, in its own transaction after the request's rollback.
     errors.attempt_refused.connect(audit.record_refusal)
@@ -129,6 +132,7 @@ def connect() -> None:
     jobs.add_reconcilers(
         audit_tasks.requeue_lost_verifications,
         case_tasks.requeue_lost_replies,
+        claim_tasks.requeue_lost_claim_mails,
         customer_tasks.requeue_lost_imports,
         lifecycle_tasks.requeue_lost_archives,
         lifecycle_tasks.requeue_lost_retention_runs,
@@ -148,5 +152,6 @@ def connect() -> None:
                   every_seconds=notice_tasks.SCHEDULE_INTERVAL_SECONDS)
     jobs.schedule(lifecycle_tasks.daily_retention_report_job,
                   every_seconds=lifecycle_tasks.DAILY_SECONDS)
+    jobs.schedule(claim_tasks.purge_claims_job, every_seconds=claim_tasks.PURGE_INTERVAL_SECONDS)
     jobs.schedule(notification_tasks.deliver_due_job,
                   every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)

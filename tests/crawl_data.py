@@ -13,7 +13,7 @@ from sqlalchemy import update
 from portal import jobs
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned
+from portal.cases import canned, claims, triage
 from portal.cases import services as cases
 from portal.customers import services as customers
 from portal.customers.models import Customer
@@ -140,6 +140,12 @@ def _cases(event: Event, staff: dict[Role, User]) -> None:
     rejected = cases.open_case(customer, cases.CaseInput(
         "refund", "WD-REJECTED", "12.00", "USD", "other", "Duplicate claim", None), actor=agent)
     cases.change_status(rejected, "reject", comment="Already refunded", actor=agent)
+    # Besides the demo's claims (one waiting in triage, one rejected): one an agent turned
+    # into a customer and a case.
+    made = claims.submit_public(event, claims.Claimant("周杰", "zhou.jie@example.net", "", "zh_CN"),
+                                claims.ClaimInput("refund", "WD-CLAIMED-1", "", "手续费多扣。"))
+    claims.confirm(made)
+    triage.create_customer(made, "30.00", actor=agent)
 
 
 def event_cases(event: Event) -> list:

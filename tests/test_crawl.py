@@ -27,6 +27,8 @@ from wtforms.fields.core import UnboundField
 from portal import create_app
 from portal.accounts import Role, User
 from portal.audit.models import AuditEntry, AuditVerification
+from portal.cases import claims
+from portal.cases.claim_models import Claim
 from portal.cases.models import CannedReply, Case
 from portal.customers.models import Customer, ImportBatch
 from portal.events.models import Event
@@ -78,6 +80,12 @@ def _tokens() -> list[str]:
         "not-a-token"]
 
 
+def _claim_tokens() -> list[str]:
+    """The confirmation link of a claim of each status, and a forged one."""
+    return [claims.confirmation_token(db.session.get(Claim, int(i)))
+            for i in _ids(Claim, Claim.status) if i not in MISSING_IDS] + ["not-a-token"]
+
+
 def _audit_subjects() -> list[dict[str, str]]:
     """One subject of each type with a history, an unknown subject and an unknown type."""
     pairs = db.session.execute(select(AuditEntry.subject_type, func.min(AuditEntry.subject_id))
@@ -104,8 +112,10 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "notice_id": lambda: _ids(Notice, Notice.status, Notice.hidden),
     "verification_id": lambda: _ids(AuditVerification),
     "reply_id": lambda: _ids(CannedReply, CannedReply.retired_at.is_(None)),
+    "claim_id": lambda: _ids(Claim, Claim.status),
     "slug": _slugs,
     "token": _tokens,
+    ("public.claim_confirm", "token"): _claim_tokens,
     "filename": _static_files,
     ("notices.pdf_status", "pdf_id"): lambda: _ids(NoticePdf, NoticePdf.kind, NoticePdf.status),
     ("notices.pdf_file", "pdf_id"): lambda: _ids(NoticePdf, NoticePdf.kind, NoticePdf.status),

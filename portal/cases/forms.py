@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from portal.cases.claims import Claimant, ClaimInput
 from portal.cases.models import KINDS, LABELS, REASONS
 
 
@@ -53,3 +54,39 @@ class OfferTermsForm(FlaskForm):
                                                                    Length(max=20000)])
     text_en = TextAreaField(_l("Offer terms (English)"), validators=[Optional(),
                                                                    Length(max=20000)])
+
+
+class ClaimForm(FlaskForm):
+    """A claim from a notice; the service checks every field (messages by the field)."""
+
+    kind = SelectField(_l("What you ask for"), choices=[(k, LABELS[k]) for k in KINDS])
+    order_ref = StringField(_l("Order reference"))
+    amount = StringField(_l("Amount claimed (optional)"))
+    description = TextAreaField(_l("What happened"))
+
+    def claim_input(self) -> ClaimInput:
+        return ClaimInput(kind=self.kind.data, order_ref=self.order_ref.data or "",
+                          amount=self.amount.data or None,
+                          description=self.description.data or "")
+
+
+class PublicClaimForm(ClaimForm):
+    """The same claim from someone not on the import list: who they are, to confirm by
+    e-mail."""
+
+    name = StringField(_l("Your name"))
+    email = StringField(_l("Your e-mail address"))
+    phone = StringField(_l("Phone (optional)"))
+
+    def claimant(self, locale: str) -> Claimant:
+        return Claimant(name=self.name.data or "", email=self.email.data or "",
+                        phone=self.phone.data or "", locale=locale)
+
+
+class TriageForm(FlaskForm):
+    """An agent's decision on a claim: the customer it matches (or none: create one), the
+    amount when the claimant stated none, or the reason of a rejection."""
+
+    customer_id = HiddenField()
+    amount = StringField(_l("Amount of the case"))
+    reason = TextAreaField(_l("Reason (e-mailed to the claimant)"))

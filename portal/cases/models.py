@@ -30,6 +30,7 @@ from portal.models import UTCDateTime, utcnow
 from portal.money import Money
 
 KINDS = ("refund", "compensation")
+SOURCES = ("staff", "customer", "triage")
 REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
            "data_loss", "other")
 
@@ -63,6 +64,7 @@ LABELS = {
     "awaiting_signoff": _l("Awaiting legal sign-off"), "approved": _l("Approved"),
     "paid": _l("Paid"), "closed": _l("Closed"), "rejected": _l("Rejected"),
     "withdrawn": _l("Withdrawn"),
+    "staff": _l("Staff"), "customer": _l("The customer"), "triage": _l("A triaged claim"),
 }
 
 
@@ -115,6 +117,8 @@ class Case(db.Model):
     approved_amount: Mapped[Decimal | None] = mapped_column(Money())
     signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # Who opened it: staff, the customer on their page, or an agent's triage of a claim.
+    source: Mapped[str] = mapped_column(String(10), default="staff", server_default="staff")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Optimistic locking: an UPDATE from a stale copy matches no row and fails.

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from portal.accounts import User
 from portal.cases.models import Case
 from portal.errors import Refusal
-from portal.i18n import N_, term
+from portal.i18n import N_, term, term_label
 
 # Why a second payment was refused (codes kept in the audit entry, read in any language).
 PAYMENT_REFUSALS = {
@@ -24,10 +24,16 @@ class DuplicateCase(Refusal):
     """A second open case for the same customer, kind and order: refused, and kept in the
     audit trail on the open case (without the order reference, which the customer gave)."""
 
-    def __init__(self, existing: Case, actor: User) -> None:
-        super().__init__(_("This customer already has an open %(kind)s case for order "
-                           "%(order)s: %(ref)s.", kind=existing.kind, order=existing.order_ref,
-                           ref=existing.ref), field="order_ref",
+    def __init__(self, existing: Case, actor: User | None, *, by_customer: bool = False) -> None:
+        # The customer's own claim (no staff actor) is told in their words, with the ref
+        # (``existing_ref``) their page links to.
+        text = _("You already have an open %(kind)s case for order %(order)s: %(ref)s.",
+                 kind=term_label("case", existing.kind), order=existing.order_ref,
+                 ref=existing.ref) if by_customer else \
+            _("This customer already has an open %(kind)s case for order "
+              "%(order)s: %(ref)s.", kind=existing.kind, order=existing.order_ref,
+              ref=existing.ref)
+        super().__init__(text, field="order_ref",
                          action="case.duplicate.refused", subject_type="case",
                          subject_id=existing.id,
                          summary=N_("Duplicate %(kind)s case refused: %(ref)s is still open "
@@ -36,6 +42,7 @@ class DuplicateCase(Refusal):
                          details={"existing": existing.ref, "customer_id": existing.customer_id,
                                   "kind": existing.kind}, actor=actor)
         self.existing_id = existing.id
+        self.existing_ref = existing.ref
 
 
 def second_payment(case: Case, text: str, why: str, actor: User) -> Refusal:

@@ -88,16 +88,20 @@ def open_case_for(customer_id: int, kind: str, order_ref: str) -> Case | None:
         Case.status.not_in(CLOSED_STATUSES)))
 
 
-def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
+def open_case(customer: Customer, data: CaseInput, *, actor: User | None,
+              source: str = "staff") -> Case:
+    """Open a ``new`` case; ``source`` says who asked (``SOURCES``): staff, the customer on
+    their page (``actor`` None) or an agent's triage of a claim."""
     values = _clean(data)
     existing = open_case_for(customer.id, values["kind"], values["order_ref"])
     if existing:
-        raise DuplicateCase(existing, actor)
+        raise DuplicateCase(existing, actor, by_customer=actor is None)
     now = utcnow()
     case = Case(event_id=customer.event_id, customer_id=customer.id, status=CaseStatus.NEW,
                 ref=refs.next_ref("C", 5, failure=_("Could not number the case; try again.")),
                 due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
-                created_by_id=actor.id, created_at=now, updated_at=now, **values)
+                created_by_id=actor.id if actor else None, source=source, created_at=now,
+                updated_at=now, **values)
     db.session.add(case)
     try:
         with db.session.begin_nested():
@@ -106,13 +110,18 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User) -> Case:
         # The partial unique index decides when two agents open the same case at once.
         existing = open_case_for(customer.id, values["kind"], values["order_ref"])
         if existing:
-            raise DuplicateCase(existing, actor) from None
+            raise DuplicateCase(existing, actor, by_customer=actor is None) from None
         raise
     audit.record("case.open", "case", case.id,
                  N_("Case %(ref)s opened: %(kind)s of %(amount)s %(currency)s for order "
                     "%(order)s", ref=case.ref, kind=term("case", case.kind),
-                    amount=str(case.amount), currency=case.currency, order=case.order_ref),
-                 after=case.audit_state(), actor=actor)
+                    amount=str(case.amount), currency=case.currency, order=case.order_ref)
+                 if source == "staff" else
+                 N_("Case %(ref)s opened from a claim (%(source)s): %(kind)s of %(amount)s "
+                    "%(currency)s", ref=case.ref, source=term("case", source),
+                    kind=term("case", case.kind), amount=str(case.amount),
+                    currency=case.currency),
+                 after={**case.audit_state(), "source": source}, actor=actor)
     if case.assignee_id is not None:
         signals.assigned.send(case, actor=actor)
     return case

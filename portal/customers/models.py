@@ -41,6 +41,19 @@ def new_audit_salt() -> str:
     return secrets.token_hex(32)
 
 
+def keyed_digest(salt: str | None, value: object) -> str:
+    """A keyed digest (HMAC-SHA256 under ``salt``) of one personal value; "" stays "" (nothing
+    given), and once the salt is deleted (erasure) every value reads "[erased]"."""
+    if value in ("", None, []):
+        return ""
+    if salt is None:
+        return ERASED
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True,
+                                                           ensure_ascii=False)
+    return "hmac-sha256:" + hmac.new(bytes.fromhex(salt), text.encode(),
+                                     hashlib.sha256).hexdigest()
+
+
 class Customer(db.Model):
     __tablename__ = "customer"
     __table_args__ = (
@@ -90,16 +103,8 @@ class Customer(db.Model):
         return self.erased_at is not None
 
     def audit_digest(self, value: object) -> str:
-        """A keyed digest of one personal value; "" stays "" (nothing given), and after
-        erasure every value reads "[erased]"."""
-        if value in ("", None, []):
-            return ""
-        if self.audit_salt is None:
-            return ERASED
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True,
-                                                               ensure_ascii=False)
-        mac = hmac.new(bytes.fromhex(self.audit_salt), text.encode(), hashlib.sha256)
-        return "hmac-sha256:" + mac.hexdigest()
+        """A keyed digest of one personal value (:func:`keyed_digest` under its salt)."""
+        return keyed_digest(self.audit_salt, value)
 
     def audit_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"locale": self.locale}

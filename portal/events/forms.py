@@ -45,6 +45,9 @@ class EventForm(FlaskForm):
     severity = SelectField(_l("Severity"), choices=_choices(SEVERITIES))
     cause = SelectField(_l("Cause"), choices=_choices(CAUSES))
     summary = TextAreaField(_l("Summary"), validators=[Length(max=5000)])
+    accepts_claims = BooleanField(_l("Its public notices accept claims from affected people "
+                                     "(those not on the import list confirm by e-mail, then "
+                                     "wait for triage)"))
     with_checklist = BooleanField(_l("Start the checklist from the template of this kind"),
                                   default=True)
 

@@ -7,7 +7,16 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
@@ -97,6 +106,8 @@ class Event(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # When the event reached "closed": the retention period counts from here.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Its public notices offer a claim form (and listed customers a claim on their page).
+    accepts_claims: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_by: Mapped[User | None] = relationship()
 
@@ -130,7 +141,7 @@ class Event(db.Model):
             "title": self.title, "title_zh": self.title_zh, "title_en": self.title_en,
             "public_title_zh": self.public_title_zh, "public_title_en": self.public_title_en,
             "kind": self.kind, "severity": self.severity,
-            "cause": self.cause, "status": self.status,
+            "cause": self.cause, "status": self.status, "accepts_claims": self.accepts_claims,
             "summary_sha256": text_digest(self.summary),  # the text may name a customer
         }
 

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
+from portal.events import signals
 from portal.events.models import (
     CAUSES,
     DEPARTMENTS,
@@ -50,10 +52,11 @@ def _clean_titles(titles: Mapping[str, str | None] | None) -> dict[str, str | No
 def create_event(
     *, title: str, kind: str, severity: str, cause: str, summary: str = "",
     actor: User | None = None, with_checklist: bool = True,
-    titles: Mapping[str, str | None] | None = None,
+    titles: Mapping[str, str | None] | None = None, accepts_claims: bool = False,
 ) -> Event:
     """Open an event; its checklist starts from the template of its kind unless told not to.
-    ``titles`` holds the optional titles of ``TITLE_FIELDS``."""
+    ``titles`` holds the optional titles of ``TITLE_FIELDS``; ``accepts_claims`` lets its
+    public notices take claims."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
@@ -69,7 +72,8 @@ def create_event(
     event = Event(
         title=title, kind=event_kind.value, severity=severity, cause=cause,
         status=STATUSES[event_kind][0], summary=summary.strip(),
-        created_by_id=actor.id if actor else None, **more_titles,
+        created_by_id=actor.id if actor else None, accepts_claims=bool(accepts_claims),
+        **more_titles,
     )
     db.session.add(event)
     db.session.flush()
@@ -83,8 +87,11 @@ def create_event(
 
 
 def update_event(event: Event, *, title: str, severity: str, cause: str, summary: str,
-                 actor: User, titles: Mapping[str, str | None] | None = None) -> bool:
-    """Change titles, severity, cause or summary; returns whether anything changed."""
+                 actor: User, titles: Mapping[str, str | None] | None = None,
+                 accepts_claims: bool | None = None) -> bool:
+    """Change titles, severity, cause, summary or whether it accepts claims (None: kept);
+    returns whether anything changed. A change the public pages show (public titles, the
+    claim form) empties their cache after the commit (``signals.public_changed``)."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
@@ -98,8 +105,13 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
     for name, value in more_titles.items():
         setattr(event, name, value)
     event.summary = summary.strip()
+    if accepts_claims is not None:
+        event.accepts_claims = bool(accepts_claims)
     if event.audit_state() == before:
         return False
+    if any(before.get(key) != value for key, value in event.audit_state().items()
+           if key.startswith("public_title") or key == "accepts_claims"):
+        uow.after_commit(signals.public_changed.send)
     audit.record("event.update", "event", event.id, N_("Event “%(title)s” updated", title=title),
                  before=before, after=event.audit_state(), actor=actor)
     return True

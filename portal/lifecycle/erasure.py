@@ -33,6 +33,7 @@ from sqlalchemy import select
 from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
+from portal.cases import claims
 from portal.cases.models import Case, CaseNote, ReplyStatus
 from portal.cases.offer_models import OfferDecision
 from portal.customers import payout
@@ -233,6 +234,7 @@ def _scrub_customers(people: list[Customer], reason: str,
             request.snapshot = snapshot  # a new object; snapshot_hash stays as the proof
             _scrub_attr(request, "comment", scrubbers[customer_id])
             counts[customer_id]["signoffs"] += 1
+    claims.erase_for_customers(ids)  # the claims matched to them, or sent from their page
     files: list[Path] = []
     purged: dict[int, int] = {}
     for event_id in event_ids:

@@ -67,6 +67,7 @@ def seed_demo() -> str:
         actor=users[Role.ADMIN],
         titles={"title_zh": "CRM 系统故障", "title_en": "CRM outage",
                 "public_title_zh": "在线服务中断", "public_title_en": "Online service disruption"},
+        accepts_claims=True,
     )
     notice_settings.save_contact(phone="400-800-1234", email="care@example.com",
                                  actor=users[Role.ADMIN])
@@ -74,6 +75,7 @@ def seed_demo() -> str:
     small_case = _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
     _seed_my_work(event, users)
+    _seed_claims(event, users)
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
     demo_offers.seed_offers(users)
@@ -143,6 +145,29 @@ def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> Case:
     case_services.change_status(large, "start", actor=users[Role.AGENT])
     case_services.propose(large, actor=users[Role.AGENT])
     return small
+
+
+def _seed_claims(event: Event, users: dict[Role, User]) -> None:
+    """Claims from the notice: a listed customer's (a case with source "customer"), one from
+    someone not on the list, confirmed and waiting in the triage queue, and one rejected
+    (its reason e-mailed in English)."""
+    from portal.cases import claims, triage
+    from portal.customers.models import Customer
+
+    anna = db.session.scalar(select(Customer).where(Customer.event_id == event.id,
+                                                    Customer.external_ref == "CRM-10003"))
+    claims.open_from_customer(anna, claims.ClaimInput(
+        "refund", "WD-20261122-060", "320.00", "The withdrawal fee was charged twice."))
+    waiting = claims.submit_public(event, claims.Claimant(
+        "赵敏", "zhao.min@example.net", "+86 139 0000 1234", "zh_CN"), claims.ClaimInput(
+        "compensation", "WD-20261122-088", "", "提现申请提交后一直未处理，我没有收到任何通知。"))
+    claims.confirm(waiting)
+    rejected = claims.submit_public(event, claims.Claimant(
+        "Tom Baker", "tom.baker@example.org", "", "en"), claims.ClaimInput(
+        "refund", "SHOP-4471", "45.00", "My shop order never arrived."))
+    claims.confirm(rejected)
+    triage.reject(rejected, "This order is from our online shop, which the outage did not "
+                  "affect. Please contact the shop's support.", actor=users[Role.AGENT])
 
 
 def _seed_command_centre(event: Event, users: dict[Role, User]) -> None:

@@ -2,7 +2,8 @@
 the count the navigation shows beside "Dashboard".
 
 - an agent: their open cases due today or overdue, their replies not delivered yet (queued
-  or failed), the customer imports they uploaded that wait for their confirmation;
+  or failed), the customer imports they uploaded that wait for their confirmation, and the
+  claims waiting in the triage queue (everyone's: any agent may decide them);
 - legal: the sign-off requests they may decide, oldest first, with their age;
 - an admin: missed response targets of open events, retroactive reviews past 24 hours and
   events under review whose post-mortem is not signed off yet.
@@ -24,7 +25,9 @@ from markupsafe import Markup
 from sqlalchemy import func, or_, select
 
 from portal.accounts import Role, User
-from portal.cases import rules
+from portal.cases import rules, triage
+from portal.cases.claim_models import Claim
+from portal.cases.models import LABELS as CASE_LABELS
 from portal.cases.models import Case, CaseNote, ReplyStatus
 from portal.centre import services as command_centre
 from portal.customers.models import ImportBatch, ImportStatus
@@ -159,7 +162,17 @@ def _agent_sections(user: User) -> list[Section]:
         imports.items.append(Item(user_text(batch.filename), "customers.import_status",
                                   {"batch_id": batch.id}, batch.created_at,
                                   str(_l("%(n)d valid rows", n=batch.valid_rows))))
-    return [cases, replies, imports]
+    claims = Section("claims", str(_l("Claims waiting for triage")),
+                     str(_l("No claim waits for triage.")), more_endpoint="triage.index")
+    for claim in db.session.scalars(triage.waiting().limit(LIMIT)):
+        claims.items.append(Item(_claim_text(claim), "triage.detail", {"claim_id": claim.id},
+                                 claim.confirmed_at, str(CASE_LABELS[claim.kind])))
+    return [cases, replies, imports, claims]
+
+
+def _claim_text(claim: Claim) -> Markup:
+    who = claim.customer.name if claim.customer else claim.name
+    return user_text(f"#{claim.id} · {who} · {claim.order_ref}")
 
 
 def _legal_sections(user: User) -> list[Section]:
@@ -210,7 +223,7 @@ def count_for(user: User) -> int:
         return (len(command_centre.missed_targets()) + len(signoffs.overdue_retroactive())
                 + len(_postmortems_outstanding()))
     return (_count(_due_cases(user)) + _count(_waiting_replies(user))
-            + _count(_imports_to_confirm(user)))
+            + _count(_imports_to_confirm(user)) + triage.waiting_count())
 
 
 def nav_count() -> int | None:

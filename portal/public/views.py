@@ -13,6 +13,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    redirect,
     render_template,
     request,
     send_file,
@@ -21,11 +22,15 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
-from portal import documents
+from portal import documents, jobs
+from portal.cases import claim_tasks, claims
+from portal.cases.forms import PublicClaimForm
 from portal.config import LOCALES
-from portal.extensions import csrf, db
+from portal.errors import RuleViolation
+from portal.extensions import csrf, db, limiter
 from portal.i18n import locale_code
 from portal.markdown import render_markdown
 from portal.models import PdfStatus
@@ -33,7 +38,7 @@ from portal.notices import services
 from portal.notices.models import Publication
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
-from portal.web import database_int
+from portal.web import database_int, refuse
 
 bp = Blueprint("public", __name__)
 
@@ -166,4 +171,74 @@ def unsubscribe(token: str) -> ResponseReturnValue:
     with force_locale(lang if lang in LOCALES else customer.locale):
         html = render_template("public/unsubscribe.html", customer=customer, token=token,
                                done=done or customer.unsubscribed_at is not None)
+    return Response(html, headers={"Cache-Control": "no-store"})
+
+
+# --- claims from a notice (not cached: each form carries its own CSRF token) -------------------
+
+
+def _claim_address() -> str:
+    """The rate limit's key per e-mail address (the client's address when none is given)."""
+    email = (request.form.get("email") or "").strip().lower()[:254]
+    return f"claim-address:{email}" if email else f"claim-ip:{get_remote_address()}"
+
+
+def _claim_lang() -> dict[str, str]:
+    """The page's language kept in the URLs that follow (public pages read no cookie)."""
+    return {"lang": _locale()}
+
+
+@bp.route("/notices/<slug>/claim", methods=["GET", "POST"])
+@access(PUBLIC)
+@limiter.limit(lambda: current_app.config["CLAIM_LIMIT_PER_IP"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["CLAIM_LIMIT_PER_ADDRESS"], methods=["POST"],
+               key_func=_claim_address)
+def claim(slug: str) -> ResponseReturnValue:
+    """The claim form of a notice's event, for people not on the import list: whatever the
+    address, the answer is the same page ("check your inbox")."""
+    item = services.public_notice(slug)
+    if item is None or not item.event.accepts_claims:
+        abort(404)
+    form = PublicClaimForm()
+    if form.validate_on_submit():
+        try:
+            made = claims.submit_public(item.event, form.claimant(_locale()), form.claim_input())
+        except RuleViolation as err:
+            refuse(err, form)
+        else:
+            jobs.enqueue_after_commit(claim_tasks.queue_mail, made.id)
+            return redirect(url_for("public.claim_sent", slug=slug, **_claim_lang()))
+    html = render_template("public/claim.html", notice=item, form=form, locale=_locale(),
+                           action=url_for("public.claim", slug=slug, **_claim_lang()))
+    return Response(html, 422 if form.errors else 200, headers={"Cache-Control": "no-store"})
+
+
+@bp.route("/notices/<slug>/claim/sent")
+@access(PUBLIC)
+def claim_sent(slug: str) -> ResponseReturnValue:
+    item = services.public_notice(slug)
+    if item is None:
+        abort(404)
+    html = render_template("public/claim_done.html", notice=item, step="sent")
+    return Response(html, headers={"Cache-Control": "no-store"})
+
+
+@bp.route("/claims/confirm/<token>", methods=["GET", "POST"])
+@access(PUBLIC)
+def claim_confirm(token: str) -> ResponseReturnValue:
+    """The link in the confirmation e-mail. GET asks (link scanners must confirm nothing);
+    POST confirms. An expired or forged link gets a page saying what to do."""
+    found, problem = claims.claim_for_token(token)
+    if found is None:
+        html = render_template("public/claim_done.html", notice=None, step=problem)
+        return Response(html, 410 if problem == "expired" else 404,
+                        headers={"Cache-Control": "no-store"})
+    if request.method == "POST":
+        claims.confirm(found)
+        html = render_template("public/claim_done.html", notice=None, step="confirmed")
+    else:
+        html = render_template("public/claim_done.html", notice=None,
+                               step="confirmed" if found.confirmed_at else "ask",
+                               action=url_for("public.claim_confirm", token=token,
+                                              **_claim_lang()))
     return Response(html, headers={"Cache-Control": "no-store"})
