@@ -48,7 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
-    from portal.cases import canned_views
+    from portal.cases import canned_views, evidence_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
     from portal.customers import views as customer_views
@@ -87,6 +87,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(case_views.bp)
     app.register_blueprint(canned_views.bp)
+    app.register_blueprint(evidence_views.bp)
     app.register_blueprint(mailing_views.bp)
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)
