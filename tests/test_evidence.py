@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage
 from portal import uow
 from portal.accounts import Role
 from portal.audit.models import AuditEntry
-from portal.cases import evidence, evidence_files
+from portal.cases import evidence, evidence_files, evidence_views
 from portal.cases.models import Evidence
 from portal.errors import RuleViolation
 from portal.extensions import db
@@ -293,3 +293,17 @@ def test_erasure_deletes_the_customers_evidence_rows_and_files(app, users, case)
     assert statement.exists()  # the other customer's case holds the same statement
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "customer.erase"))
     assert entry.after["evidence_deleted"] == 2
+
+
+def test_the_customer_pages_upload_keeps_a_file_or_says_why_not(app, case) -> None:
+    """What the customer page's view calls (its own route checks the customer's session)."""
+    def post(data: bytes, name: str) -> str | None:
+        with app.test_request_context(method="POST", content_type="multipart/form-data",
+                                      data={"file": (io.BytesIO(data), name)}):
+            return evidence_views.receive_from_customer(case, case.customer)
+
+    assert post(receipt_png(), "收据.png") is None
+    uow.commit()  # the boundary of that request
+    assert post(SVG, "x.svg").startswith("Only PDF, JPEG and PNG")
+    [row] = evidence.for_case(case)
+    assert (row.uploader_kind, row.original_name) == ("customer", "收据.png")

@@ -114,16 +114,15 @@ def _reencode(data: bytes, content_type: str) -> CleanFile:
                     raise Unacceptable(_("The image is too large (more than %(n)d megapixels); "
                                          "send a smaller one.", n=MAX_PIXELS // 1_000_000))
                 image.load()  # decode every pixel: a disguised body fails here
-                upright = ImageOps.exif_transpose(image)
+                pixels = _plain(ImageOps.exif_transpose(image), content_type)
+        thumbnail = pixels.copy()
+        thumbnail.thumbnail(THUMBNAIL_BOX)
+        return CleanFile(content_type, _encode(pixels, kind), _encode(thumbnail, kind))
     except Unacceptable:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError):
+            Image.DecompressionBombError):  # also a mode that converts to nothing we store
         raise _damaged(kind) from None
-    pixels = _plain(upright, content_type)
-    thumbnail = pixels.copy()
-    thumbnail.thumbnail(THUMBNAIL_BOX)
-    return CleanFile(content_type, _encode(pixels, kind), _encode(thumbnail, kind))
 
 
 def _plain(image: Image.Image, content_type: str) -> Image.Image:

@@ -308,11 +308,6 @@ class Evidence(db.Model):
     thumbnail_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    case: Mapped[Case] = relationship()
     staff_uploader: Mapped[User | None] = relationship(
         primaryjoin="and_(Evidence.uploader_kind == 'staff', "
                     "foreign(Evidence.uploader_id) == User.id)", viewonly=True)
-
-    @property
-    def is_image(self) -> bool:
-        return self.content_type != "application/pdf"
