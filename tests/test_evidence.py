@@ -116,6 +116,21 @@ def test_unacceptable_files_are_refused_next_to_the_field_and_nothing_is_kept(
     assert stored_files(app) == before
 
 
+def test_a_cut_off_image_is_refused_even_after_weasyprint_relaxed_pillow(client, auth, case,
+                                                                        monkeypatch) -> None:
+    """Importing WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES (this test once
+    passed alone and failed after the PDF tests)."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    auth.login(Role.AGENT)
+    for data in (png(size=(300, 300))[:-40], jpeg_with_gps()[:-200]):
+        response = upload(client, case, data, "cut.png")
+        assert response.status_code == 422 and "cannot be read as one" in response.text
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # put back for WeasyPrint
+    assert db.session.scalar(select(Evidence)) is None
+
+
 def test_refusals_read_in_chinese(client, auth, case) -> None:
     auth.login(Role.AGENT)
     response = upload(client, case, SVG, "a.svg", query_string={"lang": "zh_CN"})

@@ -23,14 +23,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import unicodedata
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import puremagic
 from flask_babel import gettext as _
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from portal import config
 
@@ -41,6 +44,7 @@ PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
 EXTENSIONS = {PDF: ".pdf", JPEG: ".jpg", PNG: ".png"}
 _PILLOW_FORMATS = {JPEG: "JPEG", PNG: "PNG"}
 _NAME_FORBIDDEN = set('<>:"/\\|?*')
+_STRICT = threading.Lock()
 
 
 class Unacceptable(ValueError):
@@ -104,10 +108,24 @@ def clean(data: bytes) -> CleanFile:
     return _reencode(data, content_type)
 
 
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Pillow's switch for accepting cut-off images is process-wide, and importing WeasyPrint
+    turns it on (``weasyprint/images.py``); with it on, a truncated or garbled image decodes
+    as grey. Our decode needs it off: held off while we decode, then put back. (Our PDFs
+    fetch no images, so WeasyPrint never needs it meanwhile.)"""
+    with _STRICT:
+        before, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def _reencode(data: bytes, content_type: str) -> CleanFile:
     kind = _PILLOW_FORMATS[content_type]
     try:
-        with warnings.catch_warnings():
+        with _strict_decoding(), warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
                 if image.width * image.height > MAX_PIXELS:
