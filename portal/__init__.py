@@ -53,7 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
-    from portal.cases import canned_views, offer_views, triage_views
+    from portal.cases import canned_views, evidence_views, offer_views, triage_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
     from portal.customers import views as customer_views
@@ -94,6 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(canned_views.bp)
     app.register_blueprint(offer_views.bp)
     app.register_blueprint(triage_views.bp)
+    app.register_blueprint(evidence_views.bp)
     app.register_blueprint(mailing_views.bp)
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)

@@ -6,7 +6,8 @@ writes: it is never committed, and under TESTING a GET that wrote anything fails
 their unit of work in ``portal.jobs.unit_of_work``; CLI commands call :func:`commit`.
 
 Work that must wait until the data it reads is committed (queueing a job that reads a row) is
-registered with :func:`after_commit`; a rollback drops it.
+registered with :func:`after_commit`; a rollback drops it. What the unit did outside the
+database (a file written before its row is committed) is undone by :func:`after_rollback`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from portal.extensions import db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _CALLBACKS = "uow.after_commit"
+_UNDO = "uow.after_rollback"
 _WROTE = "uow.wrote"
 
 
 def after_commit(callback: Callable[[], Any]) -> None:
     """Run ``callback`` once the current unit of work is committed (never if rolled back)."""
     db.session.info.setdefault(_CALLBACKS, []).append(callback)
+
+
+def after_rollback(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` if the current transaction is rolled back (never once committed):
+    undo what the unit did outside the database, such as a file it wrote."""
+    db.session.info.setdefault(_UNDO, []).append(callback)
 
 
 def commit() -> None:
@@ -48,6 +56,14 @@ def rollback() -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_callbacks(session: Session) -> None:
     session.info.pop(_CALLBACKS, None)
+    for undo in session.info.pop(_UNDO, []):
+        undo()
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_outside_work(session: Session) -> None:
+    """Committed (by the boundary or a documented early commit): nothing to undo any more."""
+    session.info.pop(_UNDO, None)
 
 
 @event.listens_for(Session, "after_flush")

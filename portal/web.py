@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from flask import Flask, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
@@ -21,6 +30,7 @@ from portal.imports import too_large
 from portal.models import PdfStatus
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_TITLES = {
     400: _l("Bad request"),
@@ -72,6 +82,23 @@ class DatabaseIntConverter(IntegerConverter):
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 0,
                  max: int | None = MAX_DATABASE_INT, signed: bool = False) -> None:
         super().__init__(map, fixed_digits, min, max, signed)
+
+
+def limit_request(max_bytes: int, too_large_text: Callable[[], str]) -> Callable[[F], F]:
+    """Give a view a request-size limit of its own, below ``MAX_CONTENT_LENGTH`` (an upload
+    of evidence, say): a bigger body is refused before it is read, with a 413 page saying
+    ``too_large_text()`` in the reader's language."""
+
+    def decorate(view: F) -> F:
+        view.request_limit = (max_bytes, too_large_text)  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def _view_limit() -> tuple[int, Callable[[], str]] | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "request_limit", None)
 
 
 def wants_partial(target: str | None = None) -> bool:
@@ -150,6 +177,14 @@ def init_app(app: Flask) -> None:
     login_manager.unauthorized_handler(_unauthorized)
     login_manager.session_protection = "basic"
 
+    @app.url_value_preprocessor
+    def apply_view_limit(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+        """A view's own request limit (:func:`limit_request`), set before any before_request
+        handler runs: CSRFProtect's reads the body, under the limit in force then."""
+        limit = _view_limit()
+        if limit is not None:
+            request.max_content_length = limit[0]
+
     @app.errorhandler(CSRFError)
     def csrf_error(err: CSRFError) -> ResponseReturnValue:
         return render_error(
@@ -160,8 +195,9 @@ def init_app(app: Flask) -> None:
     def http_error(err: HTTPException) -> ResponseReturnValue:
         if err.code and err.code < 400:
             return err
-        if err.code == 413:  # refused by MAX_CONTENT_LENGTH before the body is read
-            return render_error(413, too_large())
+        if err.code == 413:  # refused by the request limit before the body is read
+            limit = _view_limit()
+            return render_error(413, limit[1]() if limit else too_large())
         return render_error(err.code or 500)
 
     @app.after_request

@@ -74,6 +74,8 @@ def _register_terms() -> None:
         claim=claim_models.CLAIM_LABELS,
         case_action={t.action: t.label for t in case_rules.TRANSITIONS},
         reply_status=case_models.REPLY_LABELS,
+        evidence_uploader=case_models.UPLOADER_LABELS,
+        evidence_type=case_models.EVIDENCE_TYPES,
         import_status=customer_models.IMPORT_LABELS,
         signoff_status=signoff_models.STATUS_LABELS,
         signoff_subject=signoff_models.SUBJECT_LABELS,

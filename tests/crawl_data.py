@@ -26,6 +26,7 @@ from portal.mailings import audience, compose, unsubscribe
 from portal.mailings import services as mailings
 from portal.mailings.cli import PromptlyStoppingWorker
 from portal.main import cli as demo
+from portal.main import demo_files
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
 from portal.models import utcnow
 from portal.notices import publishing
@@ -117,10 +118,12 @@ def _test_event(staff: dict[Role, User]) -> None:
 
 
 def _cases(event: Event, staff: dict[Role, User]) -> None:
-    """The demo's small proposal approved and paid (with a note and an e-mailed reply), its
-    large one still with legal, one returned by legal and one rejected."""
+    """The demo's small proposal approved and paid (with a note, an e-mailed reply and its
+    evidence), its large one still with legal, one returned by legal and one rejected; a
+    receipt on a case of the customer erased later (the erasure deletes it)."""
     agent, legal = staff[Role.AGENT], staff[Role.LEGAL]
     by_order = {c.order_ref: c for c in event_cases(event)}
+    demo_files.attach_receipts(by_order["WD-20261122-044"], agent)
     small, large = by_order["WD-20261122-001"], by_order["WD-20261122-017"]
     cases.approve(small, actor=second_agent())
     cases.record_payment(small, amount=small.amount, payout_ref="PAY-0001", actor=agent)

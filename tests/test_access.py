@@ -92,6 +92,13 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
 
         reply = canned.create(canned.CannedInput("Hello", "您好", "Hello"),
                               actor=users[Role.ADMIN])
+        from werkzeug.datastructures import FileStorage
+
+        from portal.cases import evidence
+        from portal.main.demo_files import receipt_png
+
+        proof = evidence.add_from_staff(case, FileStorage(io.BytesIO(receipt_png()), "r.png"),
+                                        actor=users[Role.AGENT])
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -105,7 +112,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug,
                    "customer_id": str(customer.id), "case_id": str(case.id),
                    "batch_id": str(batch.id), "postmortem_id": "1",
-                   "archive_id": "1", "run_id": "1", "reply_id": str(reply.id)}
+                   "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
+                   "evidence_id": str(proof.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

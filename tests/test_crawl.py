@@ -29,7 +29,7 @@ from portal.accounts import Role, User
 from portal.audit.models import AuditEntry, AuditVerification
 from portal.cases import claims
 from portal.cases.claim_models import Claim
-from portal.cases.models import CannedReply, Case
+from portal.cases.models import CannedReply, Case, Evidence
 from portal.customers.models import Customer, ImportBatch
 from portal.events.models import Event
 from portal.extensions import db
@@ -95,6 +95,15 @@ def _audit_subjects() -> list[dict[str, str]]:
         {"subject_type": "no-such-type", "subject_id": "1"}]
 
 
+def _evidence_files() -> list[dict[str, str]]:
+    """A file of each type on its case, the same file asked under another case, none."""
+    rows = db.session.execute(select(Evidence.case_id, func.min(Evidence.id))
+                              .group_by(Evidence.content_type)).all()
+    return [{"case_id": str(c), "evidence_id": str(e)} for c, e in sorted(rows)] + [
+        {"case_id": str(rows[0][0] + 1), "evidence_id": str(rows[0][1])},
+        *({"case_id": i, "evidence_id": i} for i in MISSING_IDS)]
+
+
 # argument → its values; (endpoint, argument) when the same name means another table.
 ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "user_id": lambda: _ids(User, User.role, User.active),
@@ -125,7 +134,9 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
 
 
 # endpoint → its argument combinations, where the arguments belong together.
-COMBINED: dict[str, Callable[[], list[dict[str, str]]]] = {"audit.history": _audit_subjects}
+COMBINED: dict[str, Callable[[], list[dict[str, str]]]] = {
+    "audit.history": _audit_subjects, "case_evidence.download": _evidence_files,
+    "case_evidence.thumbnail": _evidence_files}
 
 
 @dataclass

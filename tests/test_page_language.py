@@ -22,7 +22,7 @@ from tests.test_crawl import LOCALES, ROLES, Site, _client_for, site  # noqa: F4
 ALLOWED = {
     "aftercare",  # the product
     "cny", "usd", "eur", "hkd", "gbp", "jpy", "sgd",  # currency codes
-    "sha", "csv", "pdf", "sla", "crm", "html", "url", "atom", "markdown", "utc",
+    "sha", "csv", "pdf", "jpeg", "png", "sla", "crm", "html", "url", "atom", "markdown", "utc",
     "smtp", "json", "iso", "utf", "bom", "gbk", "excel", "iban",
     "english",  # a language's own name, on the language switch and in language fields
 }

@@ -275,3 +275,43 @@ class CannedReply(db.Model):
         # Written by staff for every customer: no personal data, kept readable.
         return {"title": self.title, "body_zh": self.body_zh, "body_en": self.body_en,
                 "retired": self.retired}
+
+
+class Uploader(StrEnum):
+    """Who added a piece of evidence: the customer on their page, or staff on the case page."""
+
+    CUSTOMER = "customer"
+    STAFF = "staff"
+
+
+UPLOADER_LABELS = {Uploader.CUSTOMER: _l("the customer"), Uploader.STAFF: _l("staff")}
+EVIDENCE_TYPES = {"application/pdf": _l("PDF document"), "image/jpeg": _l("JPEG image"),
+                  "image/png": _l("PNG image")}
+
+
+class Evidence(db.Model):
+    """A file on a case (a receipt, a screenshot): checked by its content and stored once per
+    SHA-256 outside ``static/`` (``portal.cases.evidence_files``); images as we re-encoded them,
+    with a thumbnail. ``uploader_id`` is a customer's or a staff account's id, by kind."""
+
+    __tablename__ = "case_evidence"
+    __table_args__ = (
+        CheckConstraint("uploader_kind IN ('customer', 'staff')", name="uploader_known"),
+        CheckConstraint("content_type IN ('application/pdf', 'image/jpeg', 'image/png')",
+                        name="content_type_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    uploader_kind: Mapped[str] = mapped_column(String(8))
+    uploader_id: Mapped[int] = mapped_column(Integer)
+    original_name: Mapped[str] = mapped_column(String(160))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    staff_uploader: Mapped[User | None] = relationship(
+        primaryjoin="and_(Evidence.uploader_kind == 'staff', "
+                    "foreign(Evidence.uploader_id) == User.id)", viewonly=True)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned, offers, rules, search, services, tasks
+from portal.cases import canned, evidence, offers, rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
@@ -192,6 +192,8 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "history": audit.history("case", case.id),
         "offer": offers.offer_state(case),
         "payout": payout.view_for(case.customer),
+        "evidence": evidence.for_case(case), "evidence_room": evidence.room_left(case),
+        "evidence_error": forms.get("evidence_error"),
     }
     return render_template("cases/detail.html", **context), status
 

@@ -1,14 +1,16 @@
 """Erasure of customers' personal data, on a person's request or by a retention run.
 
-Erasure pseudonymises; it never deletes rows. Cases, amounts and payments stay as they were;
-the customer keeps its id and event and gets a pseudonym; e-mail, phone, company and tags are
-emptied; the mail logs (recipient rows, reply addresses and bodies) read "[erased]"; the
-customer's name, e-mail, phone, company and external ref are replaced by "[erased]" (whole
-words, see ``portal.names``) in case descriptions, notes, case sign-off snapshots (whose
-``snapshot_hash`` stays as the proof of what was approved then) and comments, the erasure
-reason, and the event's summary, timeline, withdrawal and emergency reasons and sign-off
-comments; the reasons customers gave for declining an offer read "[erased]", and their payout
-details (the sealed bank account) are deleted.
+Erasure pseudonymises; the only rows it deletes are evidence files' and payout details (below).
+Cases, amounts and payments stay as they were; the customer keeps its id and event and gets a
+pseudonym; e-mail, phone, company and tags are emptied; the mail logs (recipient rows, reply
+addresses and bodies) read "[erased]"; the customer's name, e-mail, phone, company and external
+ref are replaced by "[erased]" (whole words, see ``portal.names``) in case descriptions, notes,
+case sign-off snapshots (whose ``snapshot_hash`` stays as the proof of what was approved then)
+and comments, the erasure reason, and the event's summary, timeline, withdrawal and emergency
+reasons and sign-off comments; the reasons customers gave for declining an offer read
+"[erased]". Their payout details (the sealed bank account) are deleted, and so is the evidence
+the customer or staff added to the customer's cases (receipts, screenshots), rows and files
+(``portal.cases.evidence``).
 The audit trail is not touched: it never held the plain values. Personal fields are keyed
 digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
 them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
@@ -28,13 +30,13 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
-from portal.cases import claims
-from portal.cases.models import Case, CaseNote, ReplyStatus
+from portal.cases import claims, evidence
+from portal.cases.models import Case, CaseNote, Evidence, ReplyStatus
 from portal.cases.offer_models import OfferDecision
 from portal.customers import payout
 from portal.customers import services as customer_services
@@ -174,6 +176,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     for customer in people:
         customer.erased_at = now
     payout.erase(c.id for c in people)
+    evidence.delete_for_customers(claimed)  # its files go once this is committed
     audit.record_many("customer.erase", "customer", [
         (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
 
@@ -187,8 +190,8 @@ def _scrub_customers(people: list[Customer], reason: str,
     to delete."""
     ids = [c.id for c in people]
     scrubbers = {c.id: Scrubber(_needles(c), ERASED) for c in people}
-    counts = {c.id: {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0}
-              for c in people}
+    counts = {c.id: {"mailing_recipients": 0, "test_sends": 0, "case_notes": 0, "signoffs": 0,
+                     "evidence_deleted": 0} for c in people}
     event_ids = sorted({c.event_id for c in people})
     for row in db.session.scalars(select(MailingRecipient).where(
             MailingRecipient.mailing_id.in_(select(Mailing.id).where(
@@ -207,6 +210,9 @@ def _scrub_customers(people: list[Customer], reason: str,
     owner = dict(db.session.execute(select(Case.id, Case.customer_id).where(
         Case.customer_id.in_(ids))).all())
     if owner:
+        for case_id, files in db.session.execute(select(Evidence.case_id, func.count()).where(
+                Evidence.case_id.in_(owner)).group_by(Evidence.case_id)):
+            counts[owner[case_id]]["evidence_deleted"] += files
         for case in db.session.scalars(select(Case).where(Case.id.in_(owner))):
             _scrub_attr(case, "description", scrubbers[case.customer_id])
         for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(owner))):

@@ -25,7 +25,7 @@ from portal.customers import services as customer_services
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
-from portal.main import demo_offers
+from portal.main import demo_files, demo_offers
 from portal.main.supervisor import Supervisor
 from portal.notices import content
 from portal.notices import services as notice_services
@@ -123,8 +123,9 @@ def _seed_notice_update(notice: Notice, users: dict[Role, User]) -> None:
 
 
 def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> Case:
-    """A few affected customers, one small refund awaiting a second agent and one large
-    compensation awaiting legal sign-off; returns the small one."""
+    """A few affected customers, one small refund awaiting a second agent (with a receipt
+    photo from the customer and a bank statement PDF from staff) and one large compensation
+    awaiting legal sign-off; returns the small one."""
     people = [("CRM-10001", "王芳", "华夏贸易有限公司", "wang.fang@example.com", "zh_CN"),
               ("CRM-10002", "李雷", "", "li.lei@example.com", "zh_CN"),
               ("CRM-10003", "Anna Schmidt", "Schmidt GmbH", "anna@example.com", "en")]
@@ -138,6 +139,7 @@ def _seed_customers_and_cases(event: Event, users: dict[Role, User]) -> Case:
         actor=users[Role.AGENT])
     case_services.change_status(small, "start", actor=users[Role.AGENT])
     case_services.propose(small, actor=users[Role.AGENT])
+    demo_files.attach_receipts(small, users[Role.AGENT])
     large = case_services.open_case(customers[2], case_services.CaseInput(
         "compensation", "WD-20261122-017", "8800.00", "CNY", "service_outage",
         "Missed a trade window during the outage.", users[Role.AGENT].id),
