@@ -10,7 +10,14 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as config_module
-from portal.extensions import babel, csrf, db, htmx, login_manager, migrate, rq
+from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate, rq
+
+
+def limiter_storage(redis_url: str) -> str:
+    """The rate limits' storage: the app's Redis (the limits library spells a socket
+    ``redis+unix://``)."""
+    return "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") \
+        else redis_url
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -29,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
         if "REDIS_URL" in config and "RQ_CONNECTION" not in config:
             app.config["RQ_CONNECTION"] = config["REDIS_URL"]
+    app.config.setdefault("RATELIMIT_STORAGE_URI", limiter_storage(app.config["REDIS_URL"]))
 
     proxies = app.config["PORTAL_TRUSTED_PROXIES"]
     if proxies:
@@ -41,6 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
     rq.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
 
     from portal import i18n, redirects, security, uow, web, wiring
@@ -59,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.mailings import views as mailing_views
     from portal.main import cli as main_cli
     from portal.main import views as main_views
+    from portal.my import views as my_views
     from portal.notices import views as notice_views
     from portal.postmortems import views as postmortem_views
     from portal.public import cache as public_cache
@@ -90,6 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(mailing_views.bp)
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)
+    app.register_blueprint(my_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

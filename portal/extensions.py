@@ -7,6 +7,8 @@ from typing import Any
 
 from flask_babel import Babel
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_rq import RQ
@@ -36,6 +38,9 @@ csrf = CSRFProtect()
 babel = Babel()
 htmx = HTMX()
 rq = RQ()
+# Limits only where a view asks (the customer page's forms); keyed by the client address as
+# ProxyFix sets it from the trusted proxies (PORTAL_TRUSTED_PROXIES).
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 @event.listens_for(Engine, "connect")

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned, rules, search, services, tasks
+from portal.cases import canned, customer_side, rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
@@ -190,6 +190,7 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "signoff": signoffs.latest(services.SUBJECT, case.id),
         "threshold": threshold(case.currency),
         "history": audit.history("case", case.id),
+        "conversation": customer_side.conversation(case),
     }
     return render_template("cases/detail.html", **context), status
 

@@ -45,6 +45,8 @@ class EventForm(FlaskForm):
     severity = SelectField(_l("Severity"), choices=_choices(SEVERITIES))
     cause = SelectField(_l("Cause"), choices=_choices(CAUSES))
     summary = TextAreaField(_l("Summary"), validators=[Length(max=5000)])
+    self_service = BooleanField(_l("Customers may ask for a link to their case page on the "
+                                   "public notice pages (Check my case)"), default=True)
     with_checklist = BooleanField(_l("Start the checklist from the template of this kind"),
                                   default=True)
 

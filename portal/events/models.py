@@ -7,7 +7,16 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
@@ -97,6 +106,9 @@ class Event(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # When the event reached "closed": the retention period counts from here.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Its public notice pages offer "Check my case": a customer asks for a one-time link to
+    # their page (/my) with their e-mail address and an order or case ref.
+    self_service: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     created_by: Mapped[User | None] = relationship()
 
@@ -130,7 +142,7 @@ class Event(db.Model):
             "title": self.title, "title_zh": self.title_zh, "title_en": self.title_en,
             "public_title_zh": self.public_title_zh, "public_title_en": self.public_title_en,
             "kind": self.kind, "severity": self.severity,
-            "cause": self.cause, "status": self.status,
+            "cause": self.cause, "status": self.status, "self_service": self.self_service,
             "summary_sha256": text_digest(self.summary),  # the text may name a customer
         }
 

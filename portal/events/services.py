@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
+from portal.events import signals
 from portal.events.models import (
     CAUSES,
     DEPARTMENTS,
@@ -50,7 +52,7 @@ def _clean_titles(titles: Mapping[str, str | None] | None) -> dict[str, str | No
 def create_event(
     *, title: str, kind: str, severity: str, cause: str, summary: str = "",
     actor: User | None = None, with_checklist: bool = True,
-    titles: Mapping[str, str | None] | None = None,
+    titles: Mapping[str, str | None] | None = None, self_service: bool = True,
 ) -> Event:
     """Open an event; its checklist starts from the template of its kind unless told not to.
     ``titles`` holds the optional titles of ``TITLE_FIELDS``."""
@@ -69,7 +71,7 @@ def create_event(
     event = Event(
         title=title, kind=event_kind.value, severity=severity, cause=cause,
         status=STATUSES[event_kind][0], summary=summary.strip(),
-        created_by_id=actor.id if actor else None, **more_titles,
+        created_by_id=actor.id if actor else None, self_service=self_service, **more_titles,
     )
     db.session.add(event)
     db.session.flush()
@@ -83,8 +85,10 @@ def create_event(
 
 
 def update_event(event: Event, *, title: str, severity: str, cause: str, summary: str,
-                 actor: User, titles: Mapping[str, str | None] | None = None) -> bool:
-    """Change titles, severity, cause or summary; returns whether anything changed."""
+                 actor: User, titles: Mapping[str, str | None] | None = None,
+                 self_service: bool | None = None) -> bool:
+    """Change titles, severity, cause, summary or whether its notice pages offer "Check my
+    case" (``None`` keeps it); returns whether anything changed."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
@@ -98,8 +102,13 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
     for name, value in more_titles.items():
         setattr(event, name, value)
     event.summary = summary.strip()
+    if self_service is not None:
+        event.self_service = self_service
     if event.audit_state() == before:
         return False
+    public = ("public_title_zh", "public_title_en", "self_service")
+    if any(before[name] != event.audit_state()[name] for name in public):
+        uow.after_commit(lambda: signals.public_settings_changed.send(event))
     audit.record("event.update", "event", event.id, N_("Event “%(title)s” updated", title=title),
                  before=before, after=event.audit_state(), actor=actor)
     return True

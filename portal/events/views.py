@@ -56,7 +56,8 @@ def create() -> ResponseReturnValue:
             event = services.create_event(
                 title=form.title.data, kind=form.kind.data, severity=form.severity.data,
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
-                with_checklist=bool(form.with_checklist.data), titles=form.titles())
+                with_checklist=bool(form.with_checklist.data), titles=form.titles(),
+                self_service=bool(form.self_service.data))
         except RuleViolation as err:
             refuse(err, form)
         else:
@@ -148,7 +149,8 @@ def edit(event_id: int) -> ResponseReturnValue:
         try:
             services.update_event(event, title=form.title.data, severity=form.severity.data,
                                   cause=form.cause.data, summary=form.summary.data or "",
-                                  actor=current_user, titles=form.titles())
+                                  actor=current_user, titles=form.titles(),
+                                  self_service=bool(form.self_service.data))
         except RuleViolation as err:
             refuse(err, form)
         else:

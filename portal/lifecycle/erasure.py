@@ -33,6 +33,7 @@ from portal import uow
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.cases.models import Case, CaseNote, ReplyStatus
+from portal.customers import links
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
@@ -169,6 +170,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
         return [], []
     for customer in people:
         customer.erased_at = now
+    links.erase_links([c.id for c in people])
     audit.record_many("customer.erase", "customer", [
         (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
 
@@ -206,8 +208,8 @@ def _scrub_customers(people: list[Customer], reason: str,
             _scrub_attr(case, "description", scrubbers[case.customer_id])
         for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(owner))):
             scrub = scrubbers[owner[note.case_id]]
-            if note.kind == "reply":
-                note.body, note.to_address = ERASED, ERASED
+            if note.kind in ("reply", "customer"):  # to or from the customer: wholly theirs
+                note.body, note.to_address = ERASED, ERASED if note.to_address else None
                 if note.mail_status == ReplyStatus.QUEUED:  # not sent yet: it never will be
                     note.mail_status, note.error = ReplyStatus.FAILED, "customer erased"
             else:
