@@ -48,6 +48,7 @@ from portal.customers.session import current_customer, customer_required
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import csrf, db, limiter
+from portal.i18n import locale_code
 from portal.my import lookup, panels
 from portal.my.forms import CheckForm, ReplyForm
 from portal.notices import services as notices
@@ -123,7 +124,7 @@ def follow(token: str) -> ResponseReturnValue:
     if found.problem is not None:
         uow.rollback()
         locale = found.link.customer.locale if found.link is not None else None
-        with force_locale(locale if locale in LOCALES else None):
+        with force_locale(locale if locale in LOCALES else locale_code()):
             html = render_template("my/link_problem.html", problem=found.problem,
                                    form=CheckForm(formdata=None),
                                    hotline=current_app.config["PORTAL_CONTACT_PHONE"])
