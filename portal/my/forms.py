@@ -11,6 +11,10 @@ from portal.cases.customer_side import MAX_MESSAGE
 from portal.my.lookup import MAX_REF
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class ReplyForm(FlaskForm):
     body = TextAreaField(_l("Your message"), validators=[
         DataRequired(_l("Write your message.")),
@@ -25,9 +29,9 @@ class CheckForm(FlaskForm):
     class Meta:
         csrf = False
 
-    email = StringField(_l("Your e-mail address"), validators=[
+    email = StringField(_l("Your e-mail address"), filters=[_strip], validators=[
         DataRequired(_l("Enter the e-mail address we have for you.")),
         Length(max=254), Email(_l("Enter an e-mail address, such as name@example.com."))])
-    ref = StringField(_l("Order number or case number"), validators=[
+    ref = StringField(_l("Order number or case number"), filters=[_strip], validators=[
         DataRequired(_l("Enter an order number or a case number.")),
         Length(max=MAX_REF, message=_l("At most %(max)d characters."))])
