@@ -92,6 +92,9 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
 
         reply = canned.create(canned.CannedInput("Hello", "您好", "Hello"),
                               actor=users[Role.ADMIN])
+        from portal.customers import links
+
+        customer_link, _token = links.issue_personal(customer, sent_with="test")
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -105,7 +108,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "pdf_id": str(pdf.id), "request_id": str(signoff.id), "slug": notice.slug,
                    "customer_id": str(customer.id), "case_id": str(case.id),
                    "batch_id": str(batch.id), "postmortem_id": "1",
-                   "archive_id": "1", "run_id": "1", "reply_id": str(reply.id)}
+                   "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
+                   "link_id": str(customer_link.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

@@ -126,7 +126,8 @@ def link_settings() -> ResponseReturnValue:
         else:
             flash(_("Customer link settings saved: new links are valid for %(days)d days.",
                     days=links.link_lifetime_days()) if changed
-                  else _("Customer link settings: nothing changed."), "success")
+                  else _("Customer link settings: nothing changed; new links stay valid "
+                         "%(days)d days.", days=links.link_lifetime_days()), "success")
             return redirect(url_for("customers.link_settings"))
     return render_template("customers/link_settings.html", value=value, error=error,
                            default=links.DEFAULT_LIFETIME_DAYS,

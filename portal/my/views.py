@@ -201,8 +201,7 @@ def language() -> ResponseReturnValue:
 @bp.route("/leave", methods=["POST"])
 @access(PUBLIC)
 def leave() -> ResponseReturnValue:
-    flash(_("You left your case page. Open the link in your e-mail to come back."), "success")
-    return customer_session.end(redirect(url_for("my.check"), 303))
+    return customer_session.end(redirect(url_for("my.check", left=1), 303))
 
 
 # --- "Check my case" ---------------------------------------------------------------------------
@@ -226,7 +225,8 @@ def _from_this_site() -> bool:
 @access(PUBLIC)
 def check() -> ResponseReturnValue:
     return render_template("my/check.html", form=CheckForm(formdata=None), event_id=_event_id(),
-                           again=request.args.get("again") == "1")
+                           again=request.args.get("again") == "1",
+                           left=request.args.get("left") == "1")
 
 
 @bp.route("/check", methods=["POST"])
