@@ -36,7 +36,7 @@ def _paid_case(users, customer):
 
 
 def test_the_page_shows_notices_and_cases_in_plain_words(app, users, scenario, client) -> None:
-    event, notice = scenario
+    event, _notice = scenario
     customer = make_customer(users, event=event)
     open_case = make_case(users, customer=customer, amount="1280.50", order_ref="WD-OPEN")
     paid = _paid_case(users, customer)
