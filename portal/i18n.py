@@ -1,4 +1,5 @@
-"""Locale choice: ``?lang=``, then a staff member's profile, then the visitor's switch (a
+"""Locale choice: ``?lang=``, then a registered locale source (the customer page's session,
+see :func:`add_locale_source`), then a staff member's profile, then the visitor's switch (a
 cookie), then the browser's Accept-Language, then the configured default. Public pages use
 only ``?lang=`` and Accept-Language."""
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import ForeignKey, Integer, String, delete, select, update
@@ -116,8 +117,6 @@ def new_token() -> tuple[str, str]:
 
 
 def link_url(token: str) -> str:
-    from flask import current_app
-
     return f"{current_app.config['PORTAL_BASE_URL'].rstrip('/')}/my/{token}"
 
 
