@@ -236,3 +236,16 @@ def test_a_test_send_carries_no_customers_link(app, users, scenario, smtp, run_w
     [message] = read_messages(handler.directory)
     assert "/my/preview" in message.get_body(("plain",)).get_content()
     assert db.session.scalar(select(CustomerLink)) is None
+
+
+def test_the_demo_seed_prints_a_link_that_opens_the_demo_customers_page(app, client) -> None:
+    from portal.main.cli import seed_demo
+    from tests.crawl_data import customer_link, demo_credentials
+
+    text = seed_demo()
+    assert len(demo_credentials(text)) == 3
+    link = customer_link(text)
+    assert link.startswith("http://127.0.0.1:5000/my/")
+    assert client.get(link.removeprefix("http://127.0.0.1:5000")).status_code == 303
+    page = client.get("/my").get_data(as_text=True)
+    assert "王芳" in page and "PAY-DEMO-0001" in page and "请问赔偿款什么时候到账" in page
