@@ -311,7 +311,8 @@ def add_note(case_id: int) -> ResponseReturnValue:
             flash(_("Reply to the customer of case %(ref)s saved; it is being e-mailed.",
                     ref=case.ref) if form.kind.data == "reply"
                   else _("Internal note added to case %(ref)s.", ref=case.ref), "success")
-            return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
+            return redirect(url_for("cases.detail", case_id=case_id) + (
+                "#conversation" if form.kind.data == "reply" else "#notes"))
     return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
 
 
