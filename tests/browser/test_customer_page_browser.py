@@ -88,7 +88,8 @@ def test_from_the_emailed_link_to_a_reply_the_agent_reads(
     agent.screenshot(path=str(SHOTS / "staff-case-conversation.png"), full_page=True)
 
 
-def test_check_my_case_on_a_notice_page_answers_the_same_page(app, users, new_page) -> None:
+def test_check_my_case_on_a_notice_page_answers_the_same_page(app, users, new_page,
+                                                              console_errors) -> None:
     app.config["MY_CHECK_SECONDS"] = 0.1
     event = make_event()
     notice = make_notice(users, event)
@@ -101,3 +102,11 @@ def test_check_my_case_on_a_notice_page_answers_the_same_page(app, users, new_pa
     page.get_by_role("button", name="发送链接给我").click()
     expect(page.get_by_role("heading", name="请查收邮件")).to_be_visible()
     page.screenshot(path=str(SHOTS / "check-sent-zh.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/my/this-link-was-never-issued")
+    expect(page.get_by_role("heading", name="此链接无法打开您的页面")).to_be_visible()
+    expect(page.get_by_label("您的电子邮箱")).to_be_visible()
+    _fits(page)
+    page.screenshot(path=str(SHOTS / "link-problem-zh-390.png"), full_page=True)
+    # Chromium reports the page's own 404 status on the console; nothing else may be there.
+    console_errors[:] = [e for e in console_errors if "status of 404" not in e]
