@@ -29,6 +29,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
         if "REDIS_URL" in config and "RQ_CONNECTION" not in config:
             app.config["RQ_CONNECTION"] = config["REDIS_URL"]
+    app.config.setdefault("RATELIMIT_STORAGE_URI",
+                          config_module.limiter_storage(app.config["REDIS_URL"]))
 
     proxies = app.config["PORTAL_TRUSTED_PROXIES"]
     if proxies:
@@ -42,11 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     rq.init_app(app)
     login_manager.init_app(app)
-    app.config.setdefault("RATELIMIT_STORAGE_URI",
-                          config_module.limiter_storage(app.config["REDIS_URL"]))
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # Redis down: no limit, no 500
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    limiter.init_app(app)
+    limiter.init_app(app)  # in Redis (RATELIMIT_STORAGE_URI above); see config for its limits
 
     from portal import i18n, redirects, security, uow, web, wiring
     from portal.audit import cli as audit_cli
@@ -64,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.mailings import views as mailing_views
     from portal.main import cli as main_cli
     from portal.main import views as main_views
+    from portal.my import views as my_views
     from portal.notices import views as notice_views
     from portal.postmortems import views as postmortem_views
     from portal.public import cache as public_cache
@@ -98,6 +97,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(mailing_views.bp)
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)
+    app.register_blueprint(my_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

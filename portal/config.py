@@ -13,6 +13,8 @@ LOCALES = ("zh_CN", "en")
 # shipped nginx (deploy/nginx-aftercare.conf, client_max_body_size) uses the same number.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024
+# The largest request to the customer page (/my): one 10 MB evidence file with its envelope.
+MY_MAX_REQUEST_BYTES = 11 * 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -175,6 +177,22 @@ def load(instance_path: str) -> dict[str, Any]:
         # (Flask-Limiter's notation; counted in Redis, see ``limiter_storage``).
         "CLAIM_LIMIT_PER_IP": os.environ.get("CLAIM_LIMIT_PER_IP", "10 per hour"),
         "CLAIM_LIMIT_PER_ADDRESS": os.environ.get("CLAIM_LIMIT_PER_ADDRESS", "3 per hour"),
+        # The customer page (/my): how long the session a link opens lasts, the largest
+        # request, and the "check my case" form: the time every answer takes (found or not,
+        # so the timing tells nothing) and its limits per client address and per e-mail
+        # address (Flask-Limiter on REDIS_URL, see portal/__init__.py).
+        "CUSTOMER_SESSION_MINUTES": 120,
+        "MY_MAX_REQUEST_BYTES": MY_MAX_REQUEST_BYTES,
+        "MY_CHECK_SECONDS": float(os.environ.get("MY_CHECK_SECONDS", "0.5")),
+        "MY_CHECK_LIMIT_PER_IP": os.environ.get("MY_CHECK_LIMIT_PER_IP", "10/minute;50/day"),
+        "MY_CHECK_LIMIT_PER_ADDRESS": os.environ.get("MY_CHECK_LIMIT_PER_ADDRESS",
+                                                     "3/hour;10/day"),
+        "MY_REPLY_LIMIT": os.environ.get("MY_REPLY_LIMIT", "20/hour"),
+        "RATELIMIT_KEY_PREFIX": "aftercare-limit",
+        "RATELIMIT_HEADERS_ENABLED": False,
+        # Redis down: the limits are kept in memory per process rather than failing the page.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     }
 
 

@@ -38,9 +38,9 @@ csrf = CSRFProtect()
 babel = Babel()
 htmx = HTMX()
 rq = RQ()
-# Rate limits of the public forms, by the client's address (as ProxyFix gives it); storage
-# in the portal's Redis (``RATELIMIT_STORAGE_URI``, set by ``create_app``).
-limiter = Limiter(key_func=get_remote_address)
+# Limits only where a view asks (the customer page's forms); keyed by the client address as
+# ProxyFix sets it from the trusted proxies (PORTAL_TRUSTED_PROXIES).
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 @event.listens_for(Engine, "connect")

@@ -1,10 +1,11 @@
-"""Locale choice: ``?lang=``, then a staff member's profile, then the visitor's switch (a
+"""Locale choice: ``?lang=``, then a registered locale source (the customer page's session,
+see :func:`add_locale_source`), then a staff member's profile, then the visitor's switch (a
 cookie), then the browser's Accept-Language, then the configured default. Public pages use
 only ``?lang=`` and Accept-Language."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,16 @@ _PARSED = {code: Locale.parse(code) for code in LOCALES}
 LOCALE_NAMES = {"zh_CN": "简体中文", "en": "English"}
 
 
+# Callables that may choose the request's language before the staff profile and the cookie
+# (the customer page's own switch); registered by ``portal.wiring``.
+_LOCALE_SOURCES: list[Callable[[], str | None]] = []
+
+
+def add_locale_source(source: Callable[[], str | None]) -> None:
+    if source not in _LOCALE_SOURCES:
+        _LOCALE_SOURCES.append(source)
+
+
 def select_locale() -> Locale:
     """For Flask-Babel: a ready Locale (parsing one per request costs more than a whole
     cached public page)."""
@@ -38,6 +49,10 @@ def locale_code() -> str:
     asked = request.args.get("lang")
     if asked in LOCALES:
         return asked
+    for source in _LOCALE_SOURCES:
+        chosen = source()
+        if chosen in LOCALES:
+            return chosen
     # Public pages are shared-cacheable: only the URL and Accept-Language choose their language.
     if request.blueprint != "public":
         if current_user and current_user.is_authenticated and current_user.locale in LOCALES:

@@ -136,7 +136,10 @@ def refuse(err: RuleViolation, form: Any = None) -> None:
 def render_error(code: int, text: object | None = None) -> ResponseReturnValue:
     title = ERROR_TITLES.get(code, ERROR_TITLES[500])
     body = text or ERROR_TEXTS.get(code, ERROR_TEXTS[500])
-    return render_template("errors/error.html", code=code, title=title, text=body), code
+    # The customer page's errors are told in its own layout, without the staff header.
+    template = "my/error.html" if request.path == "/my" or request.path.startswith("/my/") \
+        else "errors/error.html"
+    return render_template(template, code=code, title=title, text=body), code
 
 
 def _unauthorized() -> ResponseReturnValue:

@@ -25,9 +25,11 @@ from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
+from portal.customers import links as customer_links
 from portal.customers import models as customer_models
 from portal.customers import payout as customer_payout
 from portal.customers import people
+from portal.customers import session as customer_session
 from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
 from portal.events import signals as event_signals
@@ -38,6 +40,8 @@ from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
 from portal.models import PDF_STATUS_LABELS
+from portal.my import panels as my_panels
+from portal.my import tasks as my_tasks
 from portal.notices import comparison as notice_comparison
 from portal.notices import models as notice_models
 from portal.notices import pdf as notice_pdf
@@ -97,6 +101,7 @@ def _register_terms() -> None:
         signoff_refusal=signoff_models.DECIDE_REFUSALS,
         publish_refusal=notice_models.PUBLISH_REFUSALS,
         notice_setting=notice_settings.SETTING_LABELS,
+        customer_link=customer_links.KIND_LABELS,
     )
 
 
@@ -107,7 +112,7 @@ def connect() -> None:
     # A withdrawn notice's unfinished mailings are cancelled, in the same transaction.
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
-    event_signals.public_changed.connect(_refresh_public_pages)
+    event_signals.public_settings_changed.connect(_refresh_public_pages)
     # A refused attempt (a second payment, a duplicate case, a decision one may not take)
     # is kept in the audit trail, in its own transaction after the request's rollback.
     errors.attempt_refused.connect(audit.record_refusal)
@@ -115,6 +120,12 @@ def connect() -> None:
     signoff_signals.requested.connect(notification_receivers.on_signoff_requested)
     signoff_signals.decided.connect(notification_receivers.on_signoff_decided)
     case_signals.assigned.connect(notification_receivers.on_case_assigned)
+    case_signals.customer_wrote.connect(notification_receivers.on_customer_wrote)
+
+    # The customer page (/my): its language comes from the customer's session first; each
+    # case shows its panels (``portal.my.panels``: other features add theirs here).
+    i18n.add_locale_source(customer_session.session_locale)
+    my_panels.add_case_panels(my_panels.CasePanel("reply", "my/_reply_panel.html", order=10))
 
     # Approving a notice planned "on approval" publishes it (``notices.publishing``).
     signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)
@@ -140,6 +151,7 @@ def connect() -> None:
         lifecycle_tasks.requeue_lost_retention_runs,
         mailing_tasks.requeue_lost_chunks,
         mailing_tasks.requeue_lost_tests,
+        my_tasks.requeue_lost_link_mails,
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
     )

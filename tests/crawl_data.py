@@ -13,8 +13,9 @@ from sqlalchemy import update
 from portal import jobs
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned, claims, triage
+from portal.cases import canned, claims, customer_side, triage
 from portal.cases import services as cases
+from portal.customers import links
 from portal.customers import services as customers
 from portal.customers.models import Customer
 from portal.errors import Refusal
@@ -47,9 +48,17 @@ def demo_credentials(text: str) -> dict[Role, tuple[str, str]]:
     """The (e-mail, password) per role from the text `demo seed` prints."""
     found = {}
     for line in text.splitlines():
-        role, email, password = line.split()
-        found[Role(role)] = (email, password)
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in {r.value for r in Role}:  # not the customer link
+            role, email, password = parts
+            found[Role(role)] = (email, password)
     return found
+
+
+def customer_link(text: str) -> str:
+    """The demo customer's personal link from the text `demo seed` prints."""
+    return next(line.split(": ", 1)[1].strip() for line in text.splitlines()
+                if line.strip().startswith("Customer link"))
 
 
 def run_slow_work() -> None:
@@ -177,6 +186,22 @@ def _mailings(event: Event, version_id: int, staff: dict[Role, User]) -> None:
     db.session.commit()
 
 
+def _customer_page(event: Event, staff: dict[Role, User]) -> None:
+    """Links to the customer page in every state (the demo's live one, a revoked, an expired,
+    a one-time one asked for and one spent), and a customer's message on a case."""
+    wang = customer_by_ref("CRM-10001")
+    revoked, _token = links.issue_personal(wang, sent_with="crawl")
+    links.revoke(revoked, actor=staff[Role.AGENT])
+    expired, _token = links.issue_personal(wang, sent_with="crawl")
+    expired.expires_at = utcnow() - timedelta(days=1)
+    links.request_one_time(wang)
+    spent = links.request_one_time(wang)
+    spent.token_hash, spent.used_at = links.new_token()[1], utcnow()
+    small = next(c for c in event_cases(event) if c.order_ref == "WD-20261122-001")
+    customer_side.add_customer_message(small, small.customer, "Where is my refund?")
+    db.session.commit()
+
+
 def customer_by_ref(ref: str) -> Customer:
     return db.session.scalar(db.select(Customer).where(Customer.external_ref == ref))
 
@@ -222,6 +247,7 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     _notices(event, staff)
     _cases(event, staff)
     _mailings(event, started_draft.version_id, staff)
+    _customer_page(event, staff)
     _postmortem(event, staff)
     closed = _closed_event(staff)
     batch = customers.start_import(event, io.BytesIO(IMPORT_CSV), "customers.csv",

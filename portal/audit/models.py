@@ -21,6 +21,13 @@ from portal.models import UTCDateTime, utcnow
 GENESIS_HASH = "0" * 64
 # The actor label of an entry no one signed in wrote (a job, a customer's own link).
 SYSTEM_ACTOR = "system"
+# The actor label of what a customer did on their own page: "customer:<customer id>", never
+# a name (the trail keeps no personal data).
+CUSTOMER_ACTOR_PREFIX = "customer:"
+
+
+def customer_actor(customer_id: int) -> str:
+    return f"{CUSTOMER_ACTOR_PREFIX}{customer_id}"
 
 
 class AppendOnlyError(RuntimeError):
@@ -56,6 +63,8 @@ class AuditEntry(db.Model):
 
     __table_args__ = (
         db.Index("ix_audit_entry_subject", "subject_type", "subject_id", "id"),
+        # A customer's own actions, for the timeline of the staff customer page.
+        db.Index("ix_audit_entry_actor_label", "actor_label", "id"),
     )
 
     @property
@@ -84,6 +93,8 @@ class AuditEntry(db.Model):
         """Who acted, for a reader: the account's name, or "system" in their language."""
         if self.actor is not None:
             return self.actor.name
+        if self.actor_label.startswith(CUSTOMER_ACTOR_PREFIX):
+            return _("customer #%(id)s", id=self.actor_label[len(CUSTOMER_ACTOR_PREFIX):])
         return _("system") if self.actor_label == SYSTEM_ACTOR else self.actor_label
 
 

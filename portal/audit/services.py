@@ -69,19 +69,22 @@ def record(
     before: Any = None,
     after: Any = None,
     actor: User | None = None,
+    actor_label: str | None = None,
 ) -> AuditEntry:
     """Append an entry to the chain in the current transaction (the caller commits).
     ``message`` says what happened, as ``N_("…%(name)s…", name=…)``: ids, refs, digests and
-    codes (``term``) only, never a customer's personal data."""
+    codes (``term``) only, never a customer's personal data. ``actor_label`` names an actor
+    without a staff account (a customer on their own page: ``customer_actor(id)``)."""
     _require_message(message)
-    if actor is None and has_request_context() and current_user.is_authenticated:
+    if actor is None and actor_label is None and has_request_context() \
+            and current_user.is_authenticated:
         actor = current_user._get_current_object()  # type: ignore[attr-defined]
     # The caller's pending changes go out first, outside the lock: the lock (held until the
     # transaction ends) then covers only reading the head and appending this entry.
     db.session.flush()
     lock_chain()
     entry = _chained_entry(action, subject_type, subject_id, message, before, after, actor,
-                           _head_hash())
+                           _head_hash(), actor_label)
     db.session.add(entry)
     db.session.flush()
     return entry
@@ -99,12 +102,13 @@ def _require_message(message: object) -> None:
 
 
 def _chained_entry(action: str, subject_type: str, subject_id: object, message: Message,
-                   before: Any, after: Any, actor: User | None, prev_hash: str) -> AuditEntry:
+                   before: Any, after: Any, actor: User | None, prev_hash: str,
+                   actor_label: str | None = None) -> AuditEntry:
     """A new entry following ``prev_hash``, with its hash and keyed MAC."""
     entry = AuditEntry(
         created_at=utcnow(),
         actor_id=actor.id if actor else None,
-        actor_label=actor.email if actor else SYSTEM_ACTOR,
+        actor_label=actor.email if actor else (actor_label or SYSTEM_ACTOR),
         action=action,
         subject_type=subject_type,
         subject_id=str(subject_id),

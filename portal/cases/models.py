@@ -203,11 +203,23 @@ class Payment(db.Model):
     paid_by: Mapped[User | None] = relationship()
 
 
+class NoteKind(StrEnum):
+    INTERNAL = "internal"  # staff only
+    REPLY = "reply"  # staff to the customer, e-mailed by a job
+    CUSTOMER = "customer"  # the customer's message, from their page (/my)
+
+
+# The conversation with the customer, shown in order on the case page; internal notes apart.
+CONVERSATION_KINDS = (NoteKind.REPLY, NoteKind.CUSTOMER)
+
+
 class CaseNote(db.Model):
-    """An internal note, or a reply to the customer (e-mailed by a job)."""
+    """An internal note, a reply to the customer (e-mailed by a job), or a customer's message
+    (``author_id`` empty: the case's customer wrote it)."""
 
     __tablename__ = "case_note"
-    __table_args__ = (CheckConstraint("kind IN ('internal', 'reply')", name="kind_known"),)
+    __table_args__ = (CheckConstraint("kind IN ('internal', 'reply', 'customer')",
+                                      name="kind_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)

@@ -2,6 +2,8 @@
 
 - ``assigned``: a case was given to an assignee; sent with the case (keyword ``actor``: who
   assigned it), inside the transaction that assigns it.
+- ``customer_wrote``: the customer wrote on their case from their page; sent with the case
+  (keyword ``note``: the new ``CaseNote``), inside the transaction that records it.
 """
 
 from __future__ import annotations
@@ -10,3 +12,4 @@ from blinker import Namespace
 
 _signals = Namespace()
 assigned = _signals.signal("case-assigned")
+customer_wrote = _signals.signal("case-customer-wrote")

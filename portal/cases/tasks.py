@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from portal import jobs, uow
 from portal.audit import services as audit
 from portal.cases.models import CaseNote, ReplyStatus
+from portal.customers import links
 from portal.extensions import db, rq
 from portal.i18n import N_
 from portal.mail import transport
@@ -50,8 +51,12 @@ def send_reply_job(note_id: int) -> str | None:
         .values(mail_status=ReplyStatus.SENDING, claimed_at=now,
                 mail_attempts=CaseNote.mail_attempts + 1)
     ).rowcount
+    token = None
+    if claimed == 1:  # the reply's personal link, committed with the claim
+        note = db.session.get(CaseNote, note_id)
+        token = links.issue_personal(note.case.customer, sent_with=f"reply:{note_id}")[1]
     uow.commit()  # the claim, before the message goes out: a second run finds it taken
-    if claimed != 1:
+    if token is None:
         return None
     note = db.session.get(CaseNote, note_id)
     case = note.case
@@ -59,8 +64,13 @@ def send_reply_job(note_id: int) -> str | None:
     try:
         with force_locale(case.customer.locale):
             subject = _("About your case %(ref)s", ref=case.ref)
-            text = "\n\n".join([_("Dear %(name)s,", name=case.customer.name), note.body,
-                                _("Case reference: %(ref)s", ref=case.ref)])
+            # The reply as the agent wrote it, then the case ref and, apart, the link to the
+            # customer's page (a new personal link per reply).
+            text = "\n\n".join([
+                _("Dear %(name)s,", name=case.customer.name), note.body,
+                _("Case reference: %(ref)s", ref=case.ref),
+                "--\n" + _("See your case and answer us on your page: %(url)s (your personal "
+                           "link; do not forward it)", url=links.link_url(token))])
         message = transport.build_message(note.to_address, subject, text, msg_id=msg_id,
                                           headers={"X-Aftercare-Case": case.ref})
         with transport.Client() as client:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from portal import exports, jobs, uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import canned, evidence, offers, rules, search, services, tasks
+from portal.cases import canned, customer_side, evidence, offers, rules, search, services, tasks
 from portal.cases.forms import CaseForm, NoteForm, PaymentForm, StepForm
 from portal.cases.models import (
     CLOSED_STATUSES,
@@ -194,6 +194,7 @@ def _detail(case: Case, status: int = 200, **forms: object) -> ResponseReturnVal
         "payout": payout.view_for(case.customer),
         "evidence": evidence.for_case(case), "evidence_room": evidence.room_left(case),
         "evidence_error": forms.get("evidence_error"),
+        "conversation": customer_side.conversation(case),
     }
     return render_template("cases/detail.html", **context), status
 
@@ -314,7 +315,8 @@ def add_note(case_id: int) -> ResponseReturnValue:
             flash(_("Reply to the customer of case %(ref)s saved; it is being e-mailed.",
                     ref=case.ref) if form.kind.data == "reply"
                   else _("Internal note added to case %(ref)s.", ref=case.ref), "success")
-            return redirect(url_for("cases.detail", case_id=case_id) + "#notes")
+            return redirect(url_for("cases.detail", case_id=case_id) + (
+                "#conversation" if form.kind.data == "reply" else "#notes"))
     return _detail(db.get_or_404(Case, case_id), 422, note_form=form)
 
 

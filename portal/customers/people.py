@@ -19,6 +19,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import func, or_, select
 
+from portal.audit.models import AuditEntry, customer_actor
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.i18n import N_
@@ -95,10 +96,20 @@ def _own_entries(customers: list[Customer]) -> list[Entry]:
     return found
 
 
+def _customer_actions(ids: list[int]) -> list[Entry]:
+    """What the customers did themselves on their page (``/my``): the audit entries they are
+    the actor of (``customer:<id>``), whichever domain wrote them."""
+    labels = {customer_actor(i): i for i in ids}
+    rows = db.session.scalars(select(AuditEntry).where(AuditEntry.actor_label.in_(labels))
+                              .order_by(AuditEntry.id.desc()).limit(200))
+    return [Entry(row.created_at, "customer_action", row.html, labels[row.actor_label],
+                  _("by the customer")) for row in rows]
+
+
 def timeline(customers: list[Customer]) -> list[Entry]:
     """Everything about these customer rows, newest first."""
     ids = [c.id for c in customers]
-    entries = _own_entries(customers)
+    entries = _own_entries(customers) + _customer_actions(ids)
     for source in _SOURCES:
         entries.extend(source(ids))
     return sorted(entries, key=lambda e: (e.at, e.kind), reverse=True)

@@ -16,10 +16,10 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from portal import exports, jobs
+from portal import exports, jobs, uow
 from portal.accounts import Role
 from portal.audit import services as audit
-from portal.customers import payout, people, services, tasks
+from portal.customers import links, payout, people, services, tasks
 from portal.customers.forms import CustomerForm, ImportForm
 from portal.customers.models import IMPORT_LABELS, Customer, ImportBatch, ImportStatus
 from portal.errors import RuleViolation
@@ -88,7 +88,51 @@ def detail(customer_id: int) -> ResponseReturnValue:
                            same_person=rows[1:], timeline=people.timeline(rows),
                            events={c.id: c.event for c in rows},
                            payout=payout.view_for(customer),
-                           history=audit.history("customer", customer.id))
+                           history=audit.history("customer", customer.id),
+                           customer_links=links.active_links(customer), confirm=ConfirmForm(),
+                           link_kinds=links.KIND_LABELS)
+
+
+@bp.route("/links/<int:link_id>/revoke", methods=["POST"])
+@access(*EDITORS)
+def revoke_link(link_id: int) -> ResponseReturnValue:
+    """Revoke one of a customer's links to their page (their session with it ends too)."""
+    link = db.get_or_404(links.CustomerLink, link_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if links.revoke(link, actor=current_user):
+        flash(_("Link #%(id)d to the customer page revoked: it no longer opens the page.",
+                id=link.id), "success")
+    else:
+        flash(_("Link #%(id)d had already stopped working; nothing changed.", id=link.id),
+              "info")
+    return redirect(url_for("customers.detail", customer_id=link.customer_id,
+                            _anchor="customer-links"))
+
+
+@bp.route("/link-settings", methods=["GET", "POST"])
+@access(Role.ADMIN)
+def link_settings() -> ResponseReturnValue:
+    """How long a new personal link to the customer page stays valid."""
+    error = None
+    value = request.form.get("link_lifetime_days", "") if request.method == "POST" \
+        else str(links.link_lifetime_days())
+    if request.method == "POST":
+        try:
+            changed = links.set_link_lifetime(value, actor=current_user)
+        except RuleViolation as err:
+            uow.rollback()
+            error = err.message
+        else:
+            flash(_("Customer link settings saved: new links are valid for %(days)d days.",
+                    days=links.link_lifetime_days()) if changed
+                  else _("Customer link settings: nothing changed; new links stay valid "
+                         "%(days)d days.", days=links.link_lifetime_days()), "success")
+            return redirect(url_for("customers.link_settings"))
+    return render_template("customers/link_settings.html", value=value, error=error,
+                           default=links.DEFAULT_LIFETIME_DAYS,
+                           maximum=links.MAX_LIFETIME_DAYS), 422 if error else 200
 
 
 # There is no finance role (portal.accounts): the admins are the ones who see the bank account

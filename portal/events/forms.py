@@ -48,6 +48,8 @@ class EventForm(FlaskForm):
     accepts_claims = BooleanField(_l("Its public notices accept claims from affected people "
                                      "(those not on the import list confirm by e-mail, then "
                                      "wait for triage)"))
+    self_service = BooleanField(_l("Customers may ask for a link to their case page on the "
+                                   "public notice pages (Check my case)"), default=True)
     with_checklist = BooleanField(_l("Start the checklist from the template of this kind"),
                                   default=True)
 

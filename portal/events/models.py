@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -108,6 +109,9 @@ class Event(db.Model):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Its public notices offer a claim form (and listed customers a claim on their page).
     accepts_claims: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its public notice pages offer "Check my case": a customer asks for a one-time link to
+    # their page (/my) with their e-mail address and an order or case ref.
+    self_service: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     created_by: Mapped[User | None] = relationship()
 
@@ -142,6 +146,7 @@ class Event(db.Model):
             "public_title_zh": self.public_title_zh, "public_title_en": self.public_title_en,
             "kind": self.kind, "severity": self.severity,
             "cause": self.cause, "status": self.status, "accepts_claims": self.accepts_claims,
+            "self_service": self.self_service,
             "summary_sha256": text_digest(self.summary),  # the text may name a customer
         }
 

@@ -53,6 +53,7 @@ def create_event(
     *, title: str, kind: str, severity: str, cause: str, summary: str = "",
     actor: User | None = None, with_checklist: bool = True,
     titles: Mapping[str, str | None] | None = None, accepts_claims: bool = False,
+    self_service: bool = True,
 ) -> Event:
     """Open an event; its checklist starts from the template of its kind unless told not to.
     ``titles`` holds the optional titles of ``TITLE_FIELDS``; ``accepts_claims`` lets its
@@ -73,7 +74,7 @@ def create_event(
         title=title, kind=event_kind.value, severity=severity, cause=cause,
         status=STATUSES[event_kind][0], summary=summary.strip(),
         created_by_id=actor.id if actor else None, accepts_claims=bool(accepts_claims),
-        **more_titles,
+        self_service=self_service, **more_titles,
     )
     db.session.add(event)
     db.session.flush()
@@ -88,10 +89,10 @@ def create_event(
 
 def update_event(event: Event, *, title: str, severity: str, cause: str, summary: str,
                  actor: User, titles: Mapping[str, str | None] | None = None,
-                 accepts_claims: bool | None = None) -> bool:
-    """Change titles, severity, cause, summary or whether it accepts claims (None: kept);
-    returns whether anything changed. A change the public pages show (public titles, the
-    claim form) empties their cache after the commit (``signals.public_changed``)."""
+                 accepts_claims: bool | None = None, self_service: bool | None = None) -> bool:
+    """Change titles, severity, cause, summary, whether it accepts claims or whether its notice
+    pages offer "Check my case" (None: kept); returns whether anything changed. A change the
+    public pages show empties their cache after the commit (``signals.public_settings_changed``)."""
     title = title.strip()
     if not title:
         raise RuleViolation(_("A title is required."), field="title")
@@ -107,11 +108,13 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
     event.summary = summary.strip()
     if accepts_claims is not None:
         event.accepts_claims = bool(accepts_claims)
+    if self_service is not None:
+        event.self_service = self_service
     if event.audit_state() == before:
         return False
-    if any(before.get(key) != value for key, value in event.audit_state().items()
-           if key.startswith("public_title") or key == "accepts_claims"):
-        uow.after_commit(signals.public_changed.send)
+    public = ("public_title_zh", "public_title_en", "self_service", "accepts_claims")
+    if any(before.get(name) != event.audit_state()[name] for name in public):
+        uow.after_commit(lambda: signals.public_settings_changed.send(event))
     audit.record("event.update", "event", event.id, N_("Event “%(title)s” updated", title=title),
                  before=before, after=event.audit_state(), actor=actor)
     return True

@@ -1,7 +1,8 @@
 """What the events tell higher domains (receivers connected in ``portal.wiring``).
 
-- ``public_changed``: something the public pages show of an event changed (its public
-  titles, whether its notices take claims); sent with no arguments after the commit.
+- ``public_settings_changed``: an event's settings the public pages show changed (its public
+  titles, whether its notice pages offer "Check my case" or take claims); sent with the event,
+  after the commit.
 """
 
 from __future__ import annotations
@@ -9,4 +10,4 @@ from __future__ import annotations
 from blinker import Namespace
 
 _signals = Namespace()
-public_changed = _signals.signal("event-public-changed")
+public_settings_changed = _signals.signal("event-public-settings-changed")

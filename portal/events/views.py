@@ -57,7 +57,8 @@ def create() -> ResponseReturnValue:
                 title=form.title.data, kind=form.kind.data, severity=form.severity.data,
                 cause=form.cause.data, summary=form.summary.data or "", actor=current_user,
                 with_checklist=bool(form.with_checklist.data), titles=form.titles(),
-                accepts_claims=bool(form.accepts_claims.data))
+                accepts_claims=bool(form.accepts_claims.data),
+                self_service=bool(form.self_service.data))
         except RuleViolation as err:
             refuse(err, form)
         else:
@@ -150,7 +151,8 @@ def edit(event_id: int) -> ResponseReturnValue:
             services.update_event(event, title=form.title.data, severity=form.severity.data,
                                   cause=form.cause.data, summary=form.summary.data or "",
                                   actor=current_user, titles=form.titles(),
-                                  accepts_claims=bool(form.accepts_claims.data))
+                                  accepts_claims=bool(form.accepts_claims.data),
+                                  self_service=bool(form.self_service.data))
         except RuleViolation as err:
             refuse(err, form)
         else:

@@ -38,7 +38,7 @@ from portal.audit import services as audit
 from portal.cases import claims, evidence
 from portal.cases.models import Case, CaseNote, Evidence, ReplyStatus
 from portal.cases.offer_models import OfferDecision
-from portal.customers import payout
+from portal.customers import links, payout
 from portal.customers import services as customer_services
 from portal.customers.models import ERASED, Customer, ImportBatch
 from portal.errors import RuleViolation
@@ -177,6 +177,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
         customer.erased_at = now
     payout.erase(c.id for c in people)
     evidence.delete_for_customers(claimed)  # its files go once this is committed
+    links.erase_links([c.id for c in people])
     audit.record_many("customer.erase", "customer", [
         (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
 
@@ -217,8 +218,8 @@ def _scrub_customers(people: list[Customer], reason: str,
             _scrub_attr(case, "description", scrubbers[case.customer_id])
         for note in db.session.scalars(select(CaseNote).where(CaseNote.case_id.in_(owner))):
             scrub = scrubbers[owner[note.case_id]]
-            if note.kind == "reply":
-                note.body, note.to_address = ERASED, ERASED
+            if note.kind in ("reply", "customer"):  # to or from the customer: wholly theirs
+                note.body, note.to_address = ERASED, ERASED if note.to_address else None
                 if note.mail_status == ReplyStatus.QUEUED:  # not sent yet: it never will be
                     note.mail_status, note.error = ReplyStatus.FAILED, "customer erased"
             else:

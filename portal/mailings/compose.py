@@ -4,6 +4,12 @@ and one customer's rendered message as MIME with the PDF of their language.
 
 Jobs (``tasks.py``) prepare :class:`MessageParts` once and call :func:`compose_message` per
 recipient; the staff preview calls :func:`render_for`.
+
+A message is, in this order: the greeting (the mailing's, with the personal values), the
+subject and the body exactly as legal approved them, the link to the notice online, and a
+footer that is not part of the approved text: the company, the customer's **personal link**
+to their page (``/my/<token>``, a new one per message, see ``portal.customers.links``) and
+the unsubscribe link. Previews and test sends carry inert links in the footer.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sqlalchemy import select
 from portal import documents
 from portal import placeholders as greetings
 from portal.cases.models import Case
+from portal.customers import links
 from portal.customers.models import CUSTOMER_LOCALES, Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
@@ -213,17 +220,18 @@ class Rendered:
 
 
 def render_for(parts: MessageParts, locale: str, person: Personal,
-               customer_id: int | None) -> Rendered:
+               customer_id: int | None, personal_url: str | None = None) -> Rendered:
     """Subject, plain text and HTML of one customer's message, in their locale.
-    ``customer_id`` is the recipient whose unsubscribe link it carries; None for a preview or
-    a test send (an inert link). A greeting that fails raises
-    ``placeholders.PlaceholderError``."""
+    ``customer_id`` is the recipient whose unsubscribe link it carries and ``personal_url``
+    the link to their page; None for a preview or a test send (inert links). A greeting that
+    fails raises ``placeholders.PlaceholderError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
     greeting = parts.greeting[locale].render(person.values())
     link = unsubscribe_url(customer_id)
     context = {"subject": parts.subject[locale], "greeting": greeting,
                "body_text": parts.body_text[locale], "body_html": parts.body_html[locale],
                "notice_url": parts.notice_url, "unsubscribe_url": link,
+               "my_url": personal_url or links.preview_url(),
                "company": current_app.config["PORTAL_COMPANY_NAME"],
                "greeting_html": Markup("<br>").join(escape(line) for line in
                                                     greeting.splitlines())}
@@ -239,12 +247,13 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
 
 
 def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
-                    customer_id: int | None, msg_id: str, subject_prefix: str = "") -> Message:
+                    customer_id: int | None, msg_id: str, subject_prefix: str = "",
+                    personal_url: str | None = None) -> Message:
     """One customer's message: text and HTML alternatives, the PDF when asked, and the
     one-click unsubscribe headers (RFC 8058), inert for ``customer_id=None`` (test sends, see
     :func:`render_for`). Built with the classic MIME classes: several times
     cheaper than ``EmailMessage``'s header registry, which matters at hundreds a second."""
-    rendered = render_for(parts, locale, person, customer_id)
+    rendered = render_for(parts, locale, person, customer_id, personal_url)
     alternatives = MIMEMultipart("alternative")
     alternatives.attach(MIMEText(rendered.text, "plain", "utf-8"))
     alternatives.attach(MIMEText(rendered.html, "html", "utf-8"))

@@ -22,10 +22,11 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from portal import jobs, uow
 from portal.audit import services as audit
+from portal.customers import links
 from portal.customers.models import Customer
 from portal.extensions import db, rq
 from portal.i18n import N_
@@ -92,6 +93,7 @@ class Throttle:
 
 
 RECIPIENTS = MailingRecipient.__table__
+LINKS = links.CustomerLink.__table__
 
 
 class Ledger:
@@ -191,6 +193,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     inline_wait = float(cfg["MAILING_RETRY_INLINE_SECONDS"])
     sent = 0
     ledger = Ledger(mailing_id)
+    sent_with, lifetime = f"mailing:{mailing_id}", links.link_lifetime_days()
     with transport.Client() as client:
         while True:
             rows = _due_rows(mailing_id, chunk)
@@ -198,7 +201,13 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                 select(Customer).where(Customer.id.in_([r[1] for r in rows]))))
             uow.commit()  # end the read transaction before the first claim
             for recipient_id, customer_id, email, locale, attempts in rows:
+                # The message's personal link, committed with the claim (before it is sent).
+                link_row, token = links.personal_row(customer_id, sent_with=sent_with,
+                                                     lifetime_days=lifetime)
+                db.session.execute(insert(LINKS), [link_row])
                 if not ledger.claim(recipient_id):
+                    db.session.execute(delete(LINKS).where(
+                        LINKS.c.token_hash == link_row["token_hash"]))  # never sent
                     if db.session.get(Mailing, mailing_id, populate_existing=True).status \
                             != MailingStatus.SENDING:
                         return sent  # paused or cancelled: the rest stay as they are
@@ -208,7 +217,8 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                 try:
                     message = compose.compose_message(
                         parts, to=email, name=person.name, locale=locale,
-                        person=person, customer_id=customer_id, msg_id=msg_id)
+                        person=person, customer_id=customer_id, msg_id=msg_id,
+                        personal_url=links.link_url(token))
                     throttle.wait()
                     client.send(message, sender, [email])
                 except JobTimeoutException:

@@ -19,9 +19,12 @@ from portal import jobs, uow
 from portal.accounts import Role, User
 from portal.audit import checkpoints as audit_checkpoints
 from portal.auth import services as auth_services
+from portal.cases import customer_side
 from portal.cases import services as case_services
 from portal.cases.models import Case
+from portal.customers import links as customer_links
 from portal.customers import services as customer_services
+from portal.customers.models import Customer
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
@@ -83,12 +86,27 @@ def seed_demo() -> str:
     audit_checkpoints.write_checkpoint()
     uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
     _seed_refused_attempt(small_case, users)
+    lines.append(_seed_customer_link(event))
+    uow.commit()  # the demo customer's link
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return text
+
+
+def _seed_customer_link(event: Event) -> str:
+    """A personal link for the demo customer 王芳 (CRM-10001) and a message of hers on her
+    paid case, so the customer page and the staff conversation show both sides; returns the
+    line printed with the demo accounts."""
+    wang = db.session.scalar(select(Customer).where(Customer.event_id == event.id,
+                                                    Customer.external_ref == "CRM-10001"))
+    cases = customer_side.cases_of(wang)
+    case = next((c for c in cases if c.payment is not None), cases[0])
+    customer_side.add_customer_message(case, wang, "请问赔偿款什么时候到账？谢谢。")
+    _link, token = customer_links.issue_personal(wang, sent_with="demo")
+    return f"  Customer link (王芳, CRM-10001): {customer_links.link_url(token)}"
 
 
 def _outage_text(resolution: dict[str, str], event: Event) -> dict[str, dict[str, str]]:

@@ -18,6 +18,7 @@ class NotificationKind(StrEnum):
     SIGNOFF_REQUESTED = "signoff_requested"  # subject: the sign-off request
     SIGNOFF_DECIDED = "signoff_decided"  # subject: the sign-off request
     CASE_ASSIGNED = "case_assigned"  # subject: the case
+    CUSTOMER_MESSAGE = "customer_message"  # subject: the case the customer wrote on
 
 
 class NotificationStatus(StrEnum):

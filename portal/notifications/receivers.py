@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from portal import jobs
 from portal.accounts import User
-from portal.cases.models import Case
+from portal.cases.models import Case, CaseNote
 from portal.notifications import services, tasks
 from portal.notifications.models import Notification
 from portal.signoffs.models import SignoffRequest
@@ -28,3 +28,7 @@ def on_signoff_decided(request: SignoffRequest, *, actor: User) -> None:
 
 def on_case_assigned(case: Case, *, actor: User | None) -> None:
     _queue_due(services.case_assigned(case, actor))
+
+
+def on_customer_wrote(case: Case, *, note: CaseNote) -> None:
+    _queue_due(services.customer_wrote(case))

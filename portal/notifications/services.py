@@ -75,6 +75,16 @@ def case_assigned(case: Case, actor: User | None) -> list[Notification]:
     return [row]
 
 
+def customer_wrote(case: Case) -> list[Notification]:
+    """The case's assignee: its customer wrote on their page (nobody when unassigned; the
+    case list shows it to every agent)."""
+    if not _wants_mail(case.assignee, None):
+        return []
+    row = _add(case.assignee, NotificationKind.CUSTOMER_MESSAGE, case.id, None)
+    db.session.flush()
+    return [row]
+
+
 # --- delivery ------------------------------------------------------------------------------
 
 
@@ -140,6 +150,13 @@ def _item(row: Notification) -> Item | None:
         return Item(_("Case %(ref)s was assigned to you by %(who)s; due %(due)s.", ref=case.ref,
                       who=actor, due=format_datetime(case.due_at, "short")),
                     _link(f"/cases/{case.id}"))
+    if row.kind == NotificationKind.CUSTOMER_MESSAGE:
+        case = db.session.get(Case, row.subject_id)
+        if case is None:
+            return None
+        return Item(_("The customer wrote on case %(ref)s; due %(due)s.", ref=case.ref,
+                      due=format_datetime(case.due_at, "short")),
+                    _link(f"/cases/{case.id}#conversation"))
     request = db.session.get(SignoffRequest, row.subject_id)
     if request is None:
         return None

@@ -117,6 +117,9 @@ def _pages(long_event: Event, long_customer: Customer, case: Case) -> list[
         ("event-settings", admin, "/events/settings"),
         ("retention", admin, "/lifecycle/retention"),
         ("profile", agent, "/profile"),
+        ("customer-links", agent,
+         f"/customers/{_first(Customer, Customer.external_ref == 'CRM-10001')}"),
+        ("link-settings", admin, "/customers/link-settings"),
     ]
 
 

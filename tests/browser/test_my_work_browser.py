@@ -148,4 +148,5 @@ def test_the_canned_reply_picker_fills_the_reply(new_page, users, work) -> None:
     expect(page.get_by_label("Kind")).to_have_value("reply")
     _shot(page, "canned-picker-en-desktop")
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#notes")).to_contain_text(f"案件 {work.ref}（CNY 1,280.50）正在处理")
+    expect(page.locator("#conversation")).to_contain_text(
+        f"案件 {work.ref}（CNY 1,280.50）正在处理")
