@@ -40,6 +40,7 @@ from portal.mailings import services as mailing_services
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
 from portal.models import PDF_STATUS_LABELS
+from portal.my import actions as my_actions
 from portal.my import panels as my_panels
 from portal.my import tasks as my_tasks
 from portal.notices import comparison as notice_comparison
@@ -125,7 +126,16 @@ def connect() -> None:
     # The customer page (/my): its language comes from the customer's session first; each
     # case shows its panels (``portal.my.panels``: other features add theirs here).
     i18n.add_locale_source(customer_session.session_locale)
-    my_panels.add_case_panels(my_panels.CasePanel("reply", "my/_reply_panel.html", order=10))
+    my_panels.add_case_panels(
+        my_panels.CasePanel("reply", "my/_reply_panel.html", order=10),
+        my_panels.CasePanel("offer", "my/_offer_panel.html", my_actions.offer_context, order=5),
+        my_panels.CasePanel("evidence", "my/_evidence_panel.html", my_actions.evidence_context,
+                            order=20))
+    my_panels.add_page_sections(
+        my_panels.PageSection("payout", "my/_payout_section.html", my_actions.payout_context,
+                              order=10),
+        my_panels.PageSection("claim", "my/_claim_section.html", my_actions.claim_context,
+                              order=20))
 
     # Approving a notice planned "on approval" publishes it (``notices.publishing``).
     signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)

@@ -99,7 +99,13 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
 
         proof = evidence.add_from_staff(case, FileStorage(io.BytesIO(receipt_png()), "r.png"),
                                         actor=users[Role.AGENT])
+        from portal.cases import claims
         from portal.customers import links
+
+        event.accepts_claims = True
+        claim = claims.submit_public(
+            event, claims.Claimant("Zhao Min", "zhao@example.com", "", "zh_CN"),
+            claims.ClaimInput("refund", "WD-CLAIM-1", "12.00", "Order lost"))
 
         customer_link, _token = links.issue_personal(customer, sent_with="test")
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
@@ -116,7 +122,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "customer_id": str(customer.id), "case_id": str(case.id),
                    "batch_id": str(batch.id), "postmortem_id": "1",
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
-                   "evidence_id": str(proof.id), "link_id": str(customer_link.id)}
+                   "evidence_id": str(proof.id), "link_id": str(customer_link.id),
+                   "claim_id": str(claim.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

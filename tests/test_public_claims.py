@@ -64,7 +64,7 @@ def test_the_notice_page_offers_the_form_only_where_the_event_accepts_claims(
     page = client.get(f"/notices/{notice.slug}?lang=en").text
     assert f"/notices/{notice.slug}/claim?lang=en" in page
     form = client.get(f"/notices/{notice.slug}/claim?lang=zh_CN")
-    assert form.status_code == 200 and "您的电子邮件地址" in form.text
+    assert form.status_code == 200 and "您的电子邮箱" in form.text
 
 
 @pytest.mark.integration

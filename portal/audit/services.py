@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from flask import has_request_context, request
+from flask import g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Select, func, insert, select
 
@@ -76,9 +76,11 @@ def record(
     codes (``term``) only, never a customer's personal data. ``actor_label`` names an actor
     without a staff account (a customer on their own page: ``customer_actor(id)``)."""
     _require_message(message)
-    if actor is None and actor_label is None and has_request_context() \
-            and current_user.is_authenticated:
-        actor = current_user._get_current_object()  # type: ignore[attr-defined]
+    if actor is None and actor_label is None and has_request_context():
+        if current_user.is_authenticated:
+            actor = current_user._get_current_object()  # type: ignore[attr-defined]
+        else:  # a customer on their page (``customers.session`` names them for the request)
+            actor_label = g.get("audit_actor_label")
     # The caller's pending changes go out first, outside the lock: the lock (held until the
     # transaction ends) then covers only reading the head and appending this entry.
     db.session.flush()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, redirect, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from portal.audit.models import customer_actor
 from portal.config import LOCALES
 from portal.customers import links
 from portal.customers.models import Customer
@@ -90,6 +91,8 @@ def current_customer() -> Customer | None:
     if found is not None and links.session_link_valid(found.link_id, found.customer_id):
         customer = db.session.get(Customer, found.customer_id)
     g.current_customer = customer
+    if customer is not None:  # what they do in this request is audited as theirs
+        g.audit_actor_label = customer_actor(customer.id)
     return customer
 
 

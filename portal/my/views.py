@@ -138,7 +138,7 @@ def follow(token: str) -> ResponseReturnValue:
 # --- the page ------------------------------------------------------------------------------
 
 
-def _render_page(customer: Customer, reply_forms: dict[int, ReplyForm] | None = None,
+def render_page(customer: Customer, reply_forms: dict[int, ReplyForm] | None = None,
                  status: int = 200) -> ResponseReturnValue:
     cases = customer_side.cases_of(customer)
     shown = notices.public_notices(customer.event_id)
@@ -158,7 +158,7 @@ def _render_page(customer: Customer, reply_forms: dict[int, ReplyForm] | None = 
 @access(PUBLIC)
 @customer_required
 def page() -> ResponseReturnValue:
-    return _render_page(current_customer())
+    return render_page(current_customer())
 
 
 def _customer_key() -> str:
@@ -185,7 +185,7 @@ def reply(case_id: int) -> ResponseReturnValue:
             flash(_("Your message on case %(ref)s was sent; we will answer by e-mail and "
                     "here.", ref=case.ref), "success")
             return redirect(url_for("my.page", _anchor=f"case-{case.ref}"))
-    return _render_page(customer, {case.id: form}, 422)
+    return render_page(customer, {case.id: form}, 422)
 
 
 @bp.route("/language", methods=["POST"])
