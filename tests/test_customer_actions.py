@@ -114,3 +114,15 @@ def test_every_customer_action_is_audited_as_the_customer(app, users, client) ->
         AuditEntry.action.in_(["customer.payout_details", "case.evidence"])))}
     assert actors == {"customer.payout_details": customer_actor(case.customer_id),
                       "case.evidence": customer_actor(case.customer_id)}
+
+
+def test_the_demo_prints_a_link_to_a_customer_with_an_offer_to_accept(app, client) -> None:
+    from urllib.parse import urlsplit
+
+    from portal.main.cli import seed_demo
+
+    text = seed_demo()
+    line = next(line for line in text.splitlines() if "MEM-20001" in line)
+    assert client.get(urlsplit(line.split(": ", 1)[1].strip()).path).status_code == 303
+    page = client.get("/my").text
+    assert 'name="offer_hash"' in page and 'value="accepted"' in page

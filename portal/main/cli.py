@@ -81,12 +81,13 @@ def seed_demo() -> str:
     _seed_claims(event, users)
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
-    demo_offers.seed_offers(users)
+    offer_event = demo_offers.seed_offers(users)
     # The audit page shows a signed checkpoint of the chain from the start.
     audit_checkpoints.write_checkpoint()
     uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
     _seed_refused_attempt(small_case, users)
     lines.append(_seed_customer_link(event))
+    lines.append(_offer_customer_link(offer_event))
     uow.commit()  # the demo customer's link
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,16 @@ def _seed_customer_link(event: Event) -> str:
     customer_side.add_customer_message(case, wang, "请问赔偿款什么时候到账？谢谢。")
     _link, token = customer_links.issue_personal(wang, sent_with="demo")
     return f"  Customer link (王芳, CRM-10001): {customer_links.link_url(token)}"
+
+
+def _offer_customer_link(event: Event) -> str:
+    """A personal link for 赵敏 (MEM-20001), whose approved case waits for her to accept the
+    offer; returns the line printed with the demo accounts."""
+    zhao = db.session.scalar(select(Customer).where(Customer.event_id == event.id,
+                                                    Customer.external_ref == "MEM-20001"))
+    _link, token = customer_links.issue_personal(zhao, sent_with="demo")
+    return (f"  Customer link (赵敏, MEM-20001, an offer to accept): "
+            f"{customer_links.link_url(token)}")
 
 
 def _outage_text(resolution: dict[str, str], event: Event) -> dict[str, dict[str, str]]:
