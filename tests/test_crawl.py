@@ -97,8 +97,9 @@ def _audit_subjects() -> list[dict[str, str]]:
 
 def _evidence_files() -> list[dict[str, str]]:
     """A file of each type on its case, the same file asked under another case, none."""
-    rows = db.session.execute(select(Evidence.case_id, func.min(Evidence.id))
-                              .group_by(Evidence.content_type)).all()
+    first = select(func.min(Evidence.id)).group_by(Evidence.content_type)
+    rows = db.session.execute(select(Evidence.case_id, Evidence.id)
+                              .where(Evidence.id.in_(first))).all()
     return [{"case_id": str(c), "evidence_id": str(e)} for c, e in sorted(rows)] + [
         {"case_id": str(rows[0][0] + 1), "evidence_id": str(rows[0][1])},
         *({"case_id": i, "evidence_id": i} for i in MISSING_IDS)]

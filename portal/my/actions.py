@@ -100,12 +100,14 @@ def offer(case_id: int) -> ResponseReturnValue:
 def payout_details() -> ResponseReturnValue:
     try:
         payout.confirm(current_customer(), request.form, request.remote_addr)
+        chosen = payout.view_for(current_customer())
     except RuleViolation as err:
         roll_back(err)
         values = {k: v for k, v in request.form.items() if k != "account"}  # never echoed
         return _refused("payout", None, errors={err.field or "form": err.message},
                         values=values)
-    flash(_("Your payout details were saved; we pay the way you chose."), "success")
+    flash(_("Your payout details were saved: %(method)s.", method=chosen.method_label),
+          "success")
     return _back_to(anchor="section-payout")
 
 
@@ -140,7 +142,7 @@ def claim() -> ResponseReturnValue:
             flash(_("Your claim is case %(ref)s; we will answer by e-mail and here.",
                     ref=outcome.case.ref), "success")
             return _back_to(outcome.case)
-        flash(_("Your claim was received; an agent will look at it and write to you."),
-              "success")
+        flash(_("Your claim for order %(order)s was received; an agent will look at it and "
+                "write to you.", order=outcome.claim.order_ref), "success")
         return _back_to(anchor="section-claim")
     return _refused("claim", None, form=form)
