@@ -64,7 +64,7 @@ def test_a_public_claim_in_chinese_is_confirmed_and_triaged_into_a_case(
     _fits(page)
     _shot(page, "claim-form-zh-phone-errors")
     page.get_by_label("您的姓名").fill("张伟")
-    page.get_by_label("您的电子邮件地址").fill("zhang.wei@example.net")
+    page.get_by_label("您的电子邮箱").fill("zhang.wei@example.net")
     page.get_by_label("订单号").fill("WD-900")
     page.get_by_label("申请金额（选填）").fill("66.60")
     page.get_by_label("发生了什么").fill("提现未到账。")

@@ -22,6 +22,7 @@ ZH = {
     "Users": "用户",
     "Sign-offs": "法务审批",
     "Cases": "案件",
+    "Triage": "分诊",
     "Main": "主导航",
     "Sign in": "登录",
     "E-mail": "邮箱",
@@ -44,6 +45,7 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
 
     nav = page.get_by_role("navigation", name="Main", exact=True)
     english = (["Dashboard", "Events", "Cases"]
+               + (["Triage"] if role in (Role.AGENT, Role.ADMIN) else [])
                + (["Sign-offs"] if role in (Role.LEGAL, Role.ADMIN) else [])
                + ["Audit trail"] + (["Users"] if role == Role.ADMIN else []))
     expect(nav.get_by_role("link")).to_have_text(english)
