@@ -126,3 +126,21 @@ def test_the_demo_prints_a_link_to_a_customer_with_an_offer_to_accept(app, clien
     assert client.get(urlsplit(line.split(": ", 1)[1].strip()).path).status_code == 303
     page = client.get("/my").text
     assert 'name="offer_hash"' in page and 'value="accepted"' in page
+
+
+def test_a_claim_keeps_its_receipt_on_the_new_case_or_nothing_at_all(app, users, client) -> None:
+    customer = make_case(users, order_ref="WD-1").customer
+    customer.event.accepts_claims = True
+    db.session.commit()
+    open_page(client, customer)
+    claim = {"kind": "refund", "order_ref": "WD-3", "amount": "40.00", "description": "Lost"}
+    polyglot = b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>"
+    refused = client.post("/my/claim", data={**claim, "file": (io.BytesIO(polyglot), "x.png")})
+    assert refused.status_code == 422 and 'id="claim-file-error"' in refused.text
+    assert db.session.scalar(select(Case).where(Case.order_ref == "WD-3")) is None
+    kept = client.post("/my/claim",
+                       data={**claim, "file": (io.BytesIO(receipt_png()), "receipt.png")})
+    assert kept.status_code == 303
+    case = db.session.scalar(select(Case).where(Case.order_ref == "WD-3"))
+    [row] = db.session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
+    assert row.uploader_kind == "customer"

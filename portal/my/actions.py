@@ -75,7 +75,7 @@ def claim_context(customer: Customer) -> dict[str, Any] | None:
         return None
     state = _errors("claim")
     return {"form": state.get("form") or ClaimForm(formdata=None),
-            "duplicate_url": state.get("duplicate_url")}
+            "duplicate_url": state.get("duplicate_url"), "file_error": state.get("file_error")}
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -123,21 +123,37 @@ def upload_evidence(case_id: int) -> ResponseReturnValue:
     return _refused("evidence", case.id, message=message)
 
 
+def _claim_with_file(form: ClaimForm) -> claims.ClaimOutcome:
+    """The claim, and the receipt sent with it on the case it became (all or nothing)."""
+    outcome = claims.open_from_customer(current_customer(), form.claim_input())
+    sent = request.files.get(evidence.FIELD)
+    if sent is None or not sent.filename:
+        return outcome
+    if outcome.case is None:
+        raise RuleViolation(_("A receipt can be kept once the claim is a case: give the amount, "
+                              "or send the claim without the file and add it later."),
+                            field=evidence.FIELD)
+    evidence.add_from_customer(outcome.case, current_customer(), sent)
+    return outcome
+
+
 @bp.route("/claim", methods=["POST"])
 @access(PUBLIC)
 @customer_required
+@evidence_views.upload_limit
 def claim() -> ResponseReturnValue:
     form = ClaimForm()
     if form.validate_on_submit():
         try:
-            outcome = claims.open_from_customer(current_customer(), form.claim_input())
+            outcome = _claim_with_file(form)
         except RuleViolation as err:
             roll_back(err)
             if err.field and hasattr(form, err.field):
                 getattr(form, err.field).errors = [err.message]
             duplicate = (url_for("my.page", _anchor=f"case-{err.existing_ref}")
                          if isinstance(err, DuplicateCase) else None)
-            return _refused("claim", None, form=form, duplicate_url=duplicate)
+            return _refused("claim", None, form=form, duplicate_url=duplicate,
+                            file_error=err.message if err.field == evidence.FIELD else None)
         if outcome.case is not None:
             flash(_("Your claim is case %(ref)s; we will answer by e-mail and here.",
                     ref=outcome.case.ref), "success")
