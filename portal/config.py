@@ -58,28 +58,28 @@ def _secret(name: str, instance: Path, production: bool) -> str:
     return path.read_text().strip()
 
 
-def _audit_signing_key(instance: Path, production: bool) -> str:
-    key = _secret("AUDIT_SIGNING_KEY", instance, production)
+def _hex_key(name: str, purpose: str, instance: Path, production: bool) -> str:
+    """A 32-byte key in hex kept outside the database (see ``_secret``); ``purpose`` says
+    what it is for in the error."""
+    key = _secret(name, instance, production)
     try:
         valid = len(bytes.fromhex(key)) == 32
     except ValueError:
         valid = False
     if not valid:
-        raise ConfigError("AUDIT_SIGNING_KEY must be 32 bytes in hex (64 characters): the "
-                          "seed of the Ed25519 key that signs audit checkpoints.")
+        raise ConfigError(f"{name} must be 32 bytes in hex (64 characters): {purpose}.")
     return key
+
+
+def _audit_signing_key(instance: Path, production: bool) -> str:
+    return _hex_key("AUDIT_SIGNING_KEY",
+                    "the seed of the Ed25519 key that signs audit checkpoints",
+                    instance, production)
 
 
 def _payout_details_key(instance: Path, production: bool) -> str:
-    key = _secret("PAYOUT_DETAILS_KEY", instance, production)
-    try:
-        valid = len(bytes.fromhex(key)) == 32
-    except ValueError:
-        valid = False
-    if not valid:
-        raise ConfigError("PAYOUT_DETAILS_KEY must be 32 bytes in hex (64 characters): the "
-                          "AES-256-GCM key of customers' payout details.")
-    return key
+    return _hex_key("PAYOUT_DETAILS_KEY", "the AES-256-GCM key of customers' payout details",
+                    instance, production)
 
 
 def _trusted_proxies() -> int:
