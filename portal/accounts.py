@@ -21,6 +21,7 @@ class Role(StrEnum):
     AGENT = "agent"
     LEGAL = "legal"
     ADMIN = "admin"
+    FINANCE = "finance"
 
     @property
     def label(self) -> str:
@@ -31,6 +32,7 @@ ROLE_LABELS = {
     Role.AGENT: _l("Customer service"),
     Role.LEGAL: _l("Legal"),
     Role.ADMIN: _l("Admin / incident lead"),
+    Role.FINANCE: _l("Finance"),
 }
 
 
@@ -41,7 +43,7 @@ def new_session_token() -> str:
 class User(UserMixin, db.Model):
     __tablename__ = "user_account"
     __table_args__ = (
-        CheckConstraint("role IN ('agent', 'legal', 'admin')", name="role_known"),
+        CheckConstraint("role IN ('agent', 'legal', 'admin', 'finance')", name="role_known"),
         CheckConstraint("locale IS NULL OR locale IN ('zh_CN', 'en')", name="locale_known"),
     )
 

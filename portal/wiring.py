@@ -53,9 +53,11 @@ from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
 from portal.notifications import receivers as notification_receivers
 from portal.notifications import tasks as notification_tasks
+from portal.payouts import models as payout_models  # noqa: F401 (its tables)
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
+from portal.programmes import models as programme_models  # noqa: F401 (its tables)
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs

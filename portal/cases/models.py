@@ -30,7 +30,7 @@ from portal.models import UTCDateTime, utcnow
 from portal.money import Money
 
 KINDS = ("refund", "compensation")
-SOURCES = ("staff", "customer", "triage")
+SOURCES = ("staff", "customer", "triage", "programme")
 REASONS = ("service_outage", "business_shutdown", "order_not_delivered", "overcharge",
            "data_loss", "other")
 
@@ -65,6 +65,7 @@ LABELS = {
     "paid": _l("Paid"), "closed": _l("Closed"), "rejected": _l("Rejected"),
     "withdrawn": _l("Withdrawn"),
     "staff": _l("Staff"), "customer": _l("The customer"), "triage": _l("A triaged claim"),
+    "programme": _l("A remediation programme"),
 }
 
 
@@ -119,6 +120,9 @@ class Case(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # Who opened it: staff, the customer on their page, or an agent's triage of a claim.
     source: Mapped[str] = mapped_column(String(10), default="staff", server_default="staff")
+    # Approved under this remediation programme (its one sign-off); cleared when an agent
+    # adjusts the case, which then follows the normal case rules.
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programme.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Optimistic locking: an UPDATE from a stale copy matches no row and fails.
