@@ -43,6 +43,9 @@ DEMO_USERS = [
     ("admin@aftercare.example", "Ada Admin 管理员", Role.ADMIN),
     ("agent@aftercare.example", "Alex Agent 客服", Role.AGENT),
     ("legal@aftercare.example", "Lee Legal 法务", Role.LEGAL),
+    # Two in finance: the one who prepares a payout batch may not release it.
+    ("finance@aftercare.example", "Fay Finance 财务", Role.FINANCE),
+    ("finance2@aftercare.example", "Fred Finance 财务复核", Role.FINANCE),
 ]
 
 
@@ -61,7 +64,7 @@ def seed_demo() -> str:
     for email, name, role in DEMO_USERS:
         user, password = auth_services.create_user(email, name, role, must_change_password=False)
         users[role] = user
-        lines.append(f"  {role.value:<6} {email:<24} {password}")
+        lines.append(f"  {role.value:<7} {email:<26} {password}")
     event = event_services.create_event(
         title="CRM 系统故障 / CRM outage",
         kind="incident", severity="sev1", cause="system",
