@@ -35,7 +35,7 @@ def test_create_form_shows_errors_next_to_fields_and_saves_nothing(client, auth,
     duplicate = client.post("/admin/users/new", data={
         "email": users[Role.LEGAL].email, "name": "Dup", "role": "legal"})
     assert "already exists" in duplicate.text
-    assert len(db.session.scalars(select(User)).all()) == 3
+    assert len(db.session.scalars(select(User)).all()) == len(users)
 
 
 def test_admin_changes_a_role_and_the_user_is_signed_out(app, client, auth, users) -> None:
