@@ -135,7 +135,7 @@ def test_create_user_rejects_duplicates_and_short_passwords(app, users) -> None:
     assert err.value.field == "email"
     with pytest.raises(RuleViolation):
         services.create_user("short@example.com", "S", Role.AGENT, "short")
-    assert db.session.scalar(select(func.count(User.id))) == 3
+    assert db.session.scalar(select(func.count(User.id))) == len(users)
 
 
 def test_session_cookie_flags(app_factory, users) -> None:
