@@ -175,6 +175,7 @@ def update_case(case: Case, data: CaseInput, *, expected_version: int | None,
         case.status = CaseStatus.IN_PROGRESS
         case.proposed_by_id = case.approved_by_id = case.approved_amount = None
         signoffs.void_scope(_scope(case), "case edited", actor=actor)
+        signals.approval_changed.send(case, actor=actor)
     case.updated_at = utcnow()
     _flush()
     if (case.amount, case.currency) != offered:  # after the flush: a stale copy is refused
@@ -344,6 +345,7 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
           N_("Case %(ref)s paid: %(amount)s %(currency)s, payout %(payout)s", ref=case.ref,
              amount=str(value), currency=case.currency, payout=payout_ref))
     _flush()
+    signals.paid.send(case, payment=payment)
     return payment
 
 

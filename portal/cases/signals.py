@@ -4,6 +4,11 @@
   assigned it), inside the transaction that assigns it.
 - ``customer_wrote``: the customer wrote on their case from their page; sent with the case
   (keyword ``note``: the new ``CaseNote``), inside the transaction that records it.
+- ``approval_changed``: an edit sent an approved (or proposed) case back to in progress; sent
+  with the case (keyword ``actor``), inside the transaction. A case created under a programme
+  leaves it then and follows the normal case rules.
+- ``paid``: a case's payment was recorded; sent with the case (keyword ``payment``), inside
+  the transaction that records it.
 """
 
 from __future__ import annotations
@@ -13,3 +18,5 @@ from blinker import Namespace
 _signals = Namespace()
 assigned = _signals.signal("case-assigned")
 customer_wrote = _signals.signal("case-customer-wrote")
+approval_changed = _signals.signal("case-approval-changed")
+paid = _signals.signal("case-paid")
