@@ -245,3 +245,24 @@ def test_legal_may_read_but_not_upload(app, client, auth, users, event) -> None:
                           content_type="multipart/form-data")
     assert refused.status_code == 403
     assert db.session.scalar(select(func.count(EntitlementImport.id))) == 0
+
+
+def test_erasing_a_customer_forgets_the_bank_details_and_the_files(app, users, event) -> None:
+    from portal import uow
+    from portal.customers.models import Customer
+    from portal.lifecycle import erasure
+
+    data = ("external_ref,order_ref,basis_amount,currency,basis_date,account_holder,account\n"
+            "K1,O-1,10,CNY,2026-01-01,Wang Fang,6222 0000 1111 2222\n")
+    batch = _applied(_checked(event, users, data.encode()), users)
+    bad = _checked(event, users, (HEADER + "K9,O-1,10,CNY,2026-01-01,,\n").encode())
+    uow.commit()
+    assert services.upload_path(batch).exists() and bad.first_errors
+    wang = db.session.scalar(select(Customer).where(Customer.external_ref == "K1"))
+    erasure.erase_on_request(wang, "Asked to be forgotten", actor=users[Role.ADMIN])
+    uow.commit()
+    kept = db.session.scalar(select(Entitlement))
+    assert kept.payout_sealed is None and kept.basis_amount == Decimal("10.00")
+    assert not services.upload_path(batch).exists()
+    assert not services.rejected_path(bad).exists()
+    assert db.session.get(EntitlementImport, bad.id).first_errors == []

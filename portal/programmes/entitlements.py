@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -398,3 +398,26 @@ def listing(event_id: int) -> Any:
     return (select(Entitlement).join(Customer, Customer.id == Entitlement.customer_id)
             .where(Entitlement.event_id == event_id)
             .order_by(Customer.external_ref, Entitlement.order_ref, Entitlement.id))
+
+
+def erase_bank_details(customer_ids: Iterable[int]) -> int:
+    """Forget the sealed bank details of erased customers' entitlements (the erasure's
+    transaction); the amounts stay, as cases and payments do."""
+    ids = list(customer_ids)
+    if not ids:
+        return 0
+    return db.session.execute(update(Entitlement).where(
+        Entitlement.customer_id.in_(ids), Entitlement.payout_sealed.is_not(None))
+        .values(payout_sealed=None)).rowcount or 0
+
+
+def event_files(event_id: int) -> list[Path]:
+    """The event's uploaded entitlement files and their rejected rows (they hold the rows as
+    typed, bank details included), and their error previews cleared: for the erasure."""
+    files: list[Path] = []
+    for batch in db.session.scalars(select(EntitlementImport).where(
+            EntitlementImport.event_id == event_id)):
+        files += [upload_path(batch), rejected_path(batch)]
+        if batch.first_errors:
+            batch.first_errors = []
+    return files
