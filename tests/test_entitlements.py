@@ -154,7 +154,7 @@ def test_bank_details_are_sealed_never_stored_in_clear(app, users, event) -> Non
     ("K1,O-1,10,CNY,2026-02-30,,", "basis_date 2026-02-30 is not a date"),
     ("K1,O-1,10,CNY,yesterday,,", "basis_date yesterday is not a date"),
     ("K1,,10,CNY,2026-01-01,,", "order_ref is required"),
-    ("K1,O-2,10,CNY,2026-01-01,,", "external_ref K1 with order_ref O-2 already appears on "
+    ("K1,O-2,10,CNY,2026-01-01,,", "external_ref and order_ref K1, O-2 already appear on "
                                    "line 3"),
 ])
 def test_each_bad_row_is_named_with_its_line_and_nothing_is_applied(app, users, event, row,

@@ -149,8 +149,9 @@ def row_cleaner(customers: Mapping[str, int]) -> Callable[[dict[str, str]], dict
         ref = values["external_ref"]
         customer_id = customers.get(ref)
         if customer_id is None:
-            raise RuleViolation(N_("No customer with external_ref %(ref)s in this event; "
-                                   "import the customer first.", ref=ref), field="external_ref")
+            raise RuleViolation(N_("No customer with external_ref %(value)s in this event; "
+                                   "import the customer first.", value=ref),
+                                field="external_ref")
         if len(values["order_ref"]) > MAX_ORDER_REF:
             raise RuleViolation(N_("%(field)s is too long (at most %(n)d characters).",
                                    field="order_ref", n=MAX_ORDER_REF), field="order_ref")
@@ -234,8 +235,8 @@ def _duplicate(row: Row, seen: dict[tuple[str, str], int]) -> Message | None:
     """A second row for the same customer and order within the file is an error."""
     key = (row.raw.get("external_ref", "").strip(), row.values["order_ref"])
     if key in seen:
-        return N_("external_ref %(ref)s with order_ref %(order)s already appears on line "
-                  "%(line)d", ref=key[0], order=key[1], line=seen[key])
+        return N_("external_ref and order_ref %(value)s already appear on line %(line)d",
+                  value=f"{key[0]}, {key[1]}", line=seen[key])
     seen[key] = row.number
     return None
 
