@@ -266,3 +266,33 @@ def test_erasing_a_customer_forgets_the_bank_details_and_the_files(app, users, e
     assert not services.upload_path(batch).exists()
     assert not services.rejected_path(bad).exists()
     assert db.session.get(EntitlementImport, bad.id).first_errors == []
+
+
+@pytest.mark.integration
+def test_a_hundred_thousand_entitlements_stream_through(app, users, tmp_path) -> None:
+    import time
+
+    event = make_event()
+    people = tmp_path / "people.csv"
+    people.write_text("external_ref,name\n" + "".join(f"R{n},客户{n}\n" for n in range(20_000)))
+    with people.open("rb") as fh:
+        batch = customers.start_import(event, fh, "people.csv", actor=users[Role.AGENT])
+    customers.validate_import(batch.id)
+    customers.confirm_import(batch, actor=users[Role.AGENT])
+    customers.run_import(batch.id)
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        fh.write(HEADER)
+        for n in range(100_000):
+            fh.write(f"R{n % 20_000},O-{n},{n % 5000 + 1}.25,CNY,2026-01-{n % 28 + 1:02d},"
+                     f"p{n % 3},r{n % 7}\n")
+    started = time.perf_counter()
+    with path.open("rb") as fh:
+        big = services.start_import(event, fh, "big.csv", actor=users[Role.AGENT])
+    services.validate_import(big.id)
+    db.session.refresh(big)
+    assert (big.total_rows, big.valid_rows, big.error_rows) == (100_000, 100_000, 0)
+    big = _applied(big, users)
+    assert big.created_count == 100_000 and _count() == 100_000
+    # Not a timing test; a guard against quadratic behaviour.
+    assert time.perf_counter() - started < 240

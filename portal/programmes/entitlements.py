@@ -302,9 +302,16 @@ def confirm_import(batch: EntitlementImport, *, actor: User) -> None:
 
 
 def discard_import(batch: EntitlementImport, *, actor: User) -> None:
-    if batch.status not in (ImportStatus.VALIDATED, ImportStatus.FAILED):
+    """Nothing of the file is imported; only a checked or failed file, once (a conditional
+    update: a confirmation at the same moment wins or loses whole)."""
+    discarded = db.session.execute(
+        update(EntitlementImport).where(
+            EntitlementImport.id == batch.id,
+            EntitlementImport.status.in_((ImportStatus.VALIDATED, ImportStatus.FAILED)))
+        .values(status=ImportStatus.DISCARDED, finished_at=utcnow())).rowcount
+    if not discarded:
         raise RuleViolation(_("This file can no longer be discarded."))
-    batch.status, batch.finished_at = ImportStatus.DISCARDED, utcnow()
+    db.session.refresh(batch)
     audit.record("entitlement_import.discard", SUBJECT, batch.id,
                  N_("Entitlements import discarded; nothing was imported"), actor=actor)
     upload_path(batch).unlink(missing_ok=True)
