@@ -19,7 +19,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.programmes import entitlement_tasks as tasks
 from portal.programmes import entitlements as services
-from portal.programmes.entitlements import COLUMNS, PAYOUT_COLUMNS
+from portal.programmes.entitlement_rows import COLUMNS, PAYOUT_COLUMNS
 from portal.programmes.forms import EntitlementImportForm
 from portal.programmes.models import EntitlementImport
 from portal.security import STAFF, access
