@@ -107,7 +107,7 @@ def _duplicate(row: Row, seen: dict[tuple[str, str], int]) -> Message | None:
     key = (row.raw.get("external_ref", "").strip(), row.values["order_ref"])
     if key in seen:
         return N_("external_ref and order_ref %(value)s already appear on line %(line)d",
-                  value=f"{key[0]}, {key[1]}", line=seen[key])
+                  value=", ".join(key), line=seen[key])
     seen[key] = row.number
     return None
 
