@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.my import views as my_views
     from portal.notices import views as notice_views
     from portal.postmortems import views as postmortem_views
+    from portal.programmes import entitlement_views
     from portal.public import cache as public_cache
     from portal.public import views as public_views
     from portal.signoffs import views as signoff_views
@@ -89,6 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)
     app.register_blueprint(customer_views.bp)
+    app.register_blueprint(entitlement_views.bp)
     app.register_blueprint(case_views.bp)
     app.register_blueprint(canned_views.bp)
     app.register_blueprint(offer_views.bp)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
+import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
+from sqlalchemy import Table
 
 from portal.config import MAX_UPLOAD_BYTES
 from portal.errors import RuleViolation
@@ -146,3 +150,144 @@ def read_records(path: Path, encoding: str) -> Iterator[Record]:
             else:
                 yield Record(start, cells)
             start = reader.line_num + 1
+
+
+# --- the pieces every streamed, all-or-nothing CSV import shares ------------------------------
+# (customers: ``portal.customers.services``; entitlements: ``portal.programmes.entitlements``)
+
+
+def save_upload(stream: BinaryIO, path: Path, limit: int = MAX_UPLOAD_BYTES) -> tuple[str, int]:
+    """Copy an upload to ``path`` as a stream, at most ``limit`` bytes; its SHA-256 and size.
+    RuleViolation (and nothing left on disk) for a file too large or empty."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with path.open("wb") as out:
+            while chunk := stream.read(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise RuleViolation(too_large(), field="file")
+                digest.update(chunk)
+                out.write(chunk)
+    except RuleViolation:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise RuleViolation(_("The file is empty."), field="file")
+    return digest.hexdigest(), size
+
+
+def clean_filename(filename: str | None) -> str:
+    """An uploaded file's name as kept: no control characters, at most 255 characters."""
+    return CONTROL_CHARACTER.sub("", filename or "")[:255] or "upload.csv"
+
+
+def as_message(text: str | Message) -> Message:
+    return text if isinstance(text, Message) else Message(text)
+
+
+def column_names(header: Record) -> list[str]:
+    """The header's cells as column names: trimmed, lower case, without a stray BOM."""
+    return [h.strip().lstrip("\ufeff").lower() for h in header.cells]
+
+
+def check_header(records: Iterator[Record], required: Sequence[str],
+                 expected: Sequence[str]) -> Record:
+    """The header record, checked (a file-level error: RuleViolation); its cells as in the
+    file."""
+    first = next(records, None)
+    if first is None:
+        raise RuleViolation(N_("The file is empty."))
+    if first.error is not None:
+        raise RuleViolation(first.error)
+    names = column_names(first)
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise RuleViolation(N_("Missing column(s): %(cols)s. Expected: %(all)s.",
+                               cols=", ".join(missing), all=", ".join(expected)))
+    return first
+
+
+@dataclass
+class Row:
+    number: int  # the line in the file where the record starts
+    cells: list[str]  # as in the file, for the rejected rows
+    raw: dict[str, str]
+    values: dict[str, Any] | None
+    error: Message | None
+
+
+def read_rows(path: Path, encoding: str, *, required: Sequence[str], expected: Sequence[str],
+              clean: Callable[[dict[str, str]], dict[str, Any]]) -> Iterator[Row]:
+    """Stream the records of a CSV after its header, each as a Row cleaned by ``clean`` (a
+    RuleViolation from it is the row's error); blank lines are skipped."""
+    records = read_records(path, encoding)
+    names = column_names(check_header(records, required, expected))
+    for record in records:
+        cells = record.cells
+        if record.error is not None:
+            yield Row(record.line, cells, {}, None, record.error)
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        raw = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(names)}
+        if len(cells) > len(names):
+            yield Row(record.line, cells, raw, None, N_("more cells than columns"))
+            continue
+        try:
+            yield Row(record.line, cells, raw, clean(raw), None)
+        except RuleViolation as err:
+            yield Row(record.line, cells, raw, None, as_message(err.text))
+
+
+class RejectedRows:
+    """The rejected rows of a file, kept as JSON lines (every original cell and the reason as
+    a message key), and the first few of them for the preview."""
+
+    def __init__(self, path: Path, header: list[str], keep_first: int = 20) -> None:
+        self.path, self.header, self.keep_first = path, header, keep_first
+        self.first: list[dict[str, Any]] = []
+        self.count = 0
+        self._out: Any = None
+
+    def __enter__(self) -> RejectedRows:
+        self._out = self.path.open("w", encoding="utf-8")
+        self._out.write(json.dumps({"header": self.header}) + "\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.close()
+
+    def add(self, row: Row, error: Message) -> None:
+        self.count += 1
+        reason = {"line": row.number, "reason": error.to_json()}
+        self._out.write(json.dumps({**reason, "cells": row.cells}) + "\n")
+        if len(self.first) < self.keep_first:
+            self.first.append(reason)
+
+
+def rejected_csv(path: Path) -> Iterator[str]:
+    """The rejected rows kept by :class:`RejectedRows` as CSV, reasons in the reader's
+    language: the line, the reason, then every cell of the row as it was in the file."""
+    from portal import exports
+
+    with path.open(encoding="utf-8") as fh:
+        header = json.loads(next(fh))["header"]
+        rows = ([item["line"], str(Message.from_json(item["reason"])), *item["cells"]]
+                for item in map(json.loads, fh))
+        yield from exports.stream(["line", "reason", *header], rows)
+
+
+def upsert_statement(table: Table, key: Sequence[str], update_columns: Sequence[str]) -> Any:
+    """INSERT … ON CONFLICT (key) DO UPDATE of ``update_columns``, on both databases: run
+    with a list of rows, a known key updates its row and never adds a second one."""
+    from portal.extensions import db
+
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(table)
+    return stmt.on_conflict_do_update(index_elements=list(key),
+                                      set_={c: stmt.excluded[c] for c in update_columns})

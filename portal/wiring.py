@@ -57,6 +57,7 @@ from portal.payouts import models as payout_models  # noqa: F401 (its tables)
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
+from portal.programmes import entitlement_tasks
 from portal.programmes import models as programme_models  # noqa: F401 (its tables)
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
@@ -159,6 +160,7 @@ def connect() -> None:
         case_tasks.requeue_lost_replies,
         claim_tasks.requeue_lost_claim_mails,
         customer_tasks.requeue_lost_imports,
+        entitlement_tasks.requeue_lost_imports,
         lifecycle_tasks.requeue_lost_archives,
         lifecycle_tasks.requeue_lost_retention_runs,
         mailing_tasks.requeue_lost_chunks,

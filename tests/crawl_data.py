@@ -33,6 +33,7 @@ from portal.models import utcnow
 from portal.notices import publishing
 from portal.notices import services as notices
 from portal.postmortems import services as postmortems
+from portal.programmes import entitlements
 from portal.signoffs import services as signoffs
 from portal.signoffs import stamp
 from portal.web import roll_back
@@ -42,6 +43,10 @@ REFUSED = "refused@example.com"  # the SMTP server answers 550 for it
 IMPORT_CSV = (b"external_ref,name,email,locale\n"
               b"IMP-1,Import One,imp1@example.com,en\n"
               b"IMP-2,Import Two,not-an-email,zh_CN\n")
+ENTITLEMENTS_WITH_ERRORS = (b"external_ref,order_ref,basis_amount,currency,basis_date,plan\n"
+                            b"CRM-10001,WD-1,10.00,CNY,2026-01-01,gold\n"
+                            b"NO-SUCH,WD-2,-5,XYZ,2026-02-30,gold\n"
+                            b"CRM-10001,WD-1,10.00,CNY,2026-01-01,gold\n")
 
 
 def demo_credentials(text: str) -> dict[Role, tuple[str, str]]:
@@ -263,6 +268,9 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     export.request_export(closed, actor=staff[Role.ADMIN])  # an archive after erasure
     # Checked and awaiting confirmation (the erasure above removed the first one's files).
     customers.start_import(event, io.BytesIO(IMPORT_CSV), "again.csv", actor=staff[Role.AGENT])
+    # Entitlements: the demo's file is applied; this one is checked, with row errors.
+    entitlements.start_import(event, io.BytesIO(ENTITLEMENTS_WITH_ERRORS), "bad.csv",
+                              actor=staff[Role.AGENT])
     run_slow_work()
     retention.dry_run(actor=staff[Role.ADMIN])  # a second report, awaiting confirmation
     # Started last, so its recipients stay waiting: the demo's draft mailing, which sends the

@@ -75,6 +75,11 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                                actor=users[Role.AGENT])
         batch = customers.start_import(event, io.BytesIO(b"external_ref,name\nA,B\n"), "a.csv",
                                        actor=users[Role.AGENT])
+        from portal.programmes import entitlements
+
+        entitlement_import = entitlements.start_import(
+            event, io.BytesIO(b"external_ref,order_ref,basis_amount,currency,basis_date\n"
+                              b"K1,O-1,10.00,CNY,2026-01-01\n"), "e.csv", actor=users[Role.AGENT])
         from portal.mailings import unsubscribe
         from portal.mailings.models import Mailing
 
@@ -123,7 +128,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "batch_id": str(batch.id), "postmortem_id": "1",
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
-                   "claim_id": str(claim.id)}
+                   "claim_id": str(claim.id), "import_id": str(entitlement_import.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

@@ -33,8 +33,12 @@ def test_demo_seed_signs_in_each_role(app, runner) -> None:
     from portal.accounts import User
     from portal.events.models import Event
     from portal.extensions import db
+    from portal.main.cli import DEMO_USERS
+    from portal.programmes.models import Entitlement
 
-    assert db.session.scalar(select(func.count(User.id))) == len(lines)  # two in finance
+    assert db.session.scalar(select(func.count(User.id))) == len(DEMO_USERS)
+    # The outage's customers have entitlements (portal.main.demo_entitlements), once.
+    assert db.session.scalar(select(func.count(Entitlement.id))) == 7
     # The outage, and the shutdown whose customers accept their offers (portal.main.demo_offers).
     assert db.session.scalar(select(func.count(Event.id))) == 2
     assert db.session.scalar(select(Event.severity).order_by(Event.id).limit(1)) == "sev1"

@@ -141,32 +141,10 @@ IMPORT_LABELS = {
 BUSY_IMPORT_STATUSES = (ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.IMPORTING)
 
 
-class ImportBatch(Claimable, db.Model):
-    """One uploaded CSV: validated by a job (preview), then imported whole or discarded."""
-
-    __tablename__ = "customer_import"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
-    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    filename: Mapped[str] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
-    encoding: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(12), default=ImportStatus.UPLOADED)
-    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
-    total_rows: Mapped[int] = mapped_column(Integer, default=0)
-    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
-    error_rows: Mapped[int] = mapped_column(Integer, default=0)
-    created_count: Mapped[int] = mapped_column(Integer, default=0)
-    updated_count: Mapped[int] = mapped_column(Integer, default=0)
-    first_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    event: Mapped[Event] = relationship()
-    uploaded_by: Mapped[User | None] = relationship()
+class ImportProgress:
+    """What the pages read of an import's row (customers' and entitlements' alike): whether a
+    job works on it, and its failure and first errors as messages (the row has ``status``,
+    ``message`` and ``first_errors`` columns)."""
 
     @property
     def busy(self) -> bool:
@@ -193,3 +171,31 @@ class ImportBatch(Claimable, db.Model):
         """The first rejected rows: their line and reason, to be read in any language."""
         return [(e.get("line", e.get("row")), Message.from_json(e.get("reason", e.get("error"))))
                 for e in self.first_errors or []]
+
+
+class ImportBatch(ImportProgress, Claimable, db.Model):
+    """One uploaded CSV: validated by a job (preview), then imported whole or discarded."""
+
+    __tablename__ = "customer_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(12), default=ImportStatus.UPLOADED)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
+    error_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    event: Mapped[Event] = relationship()
+    uploaded_by: Mapped[User | None] = relationship()

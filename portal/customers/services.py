@@ -10,18 +10,16 @@ handed out as CSV by ``rejected_csv``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from portal import config, exports, jobs
+from portal import config, imports, jobs
 from portal.accounts import User
 from portal.audit import services as audit
 from portal.customers.models import Customer, ImportBatch, ImportStatus
@@ -29,14 +27,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import N_, Message
-from portal.imports import (
-    CONTROL_CHARACTER,
-    Record,
-    control_character,
-    detect_encoding,
-    read_records,
-    too_large,
-)
+from portal.imports import Row, as_message, control_character, detect_encoding, read_records
 from portal.models import utcnow
 
 COLUMNS = ("external_ref", "name", "company", "email", "phone", "locale", "tags")
@@ -148,89 +139,28 @@ def rejected_path(batch: ImportBatch) -> Path:
 
 def start_import(event: Event, stream: BinaryIO, filename: str, *, actor: User) -> ImportBatch:
     """Keep the upload on disk (streamed, size-limited) and create its row."""
-    filename = CONTROL_CHARACTER.sub("", filename)[:255] or "upload.csv"
+    filename = imports.clean_filename(filename)
     batch = ImportBatch(event_id=event.id, uploaded_by_id=actor.id, filename=filename,
                         sha256="", size=0, status=ImportStatus.UPLOADED, first_errors=[])
     db.session.add(batch)
     db.session.flush()
-    digest, size = hashlib.sha256(), 0
-    path = upload_path(batch)
-    try:
-        with path.open("wb") as out:
-            while chunk := stream.read(1 << 16):
-                size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise RuleViolation(too_large(), field="file")
-                digest.update(chunk)
-                out.write(chunk)
-    except RuleViolation:
-        path.unlink(missing_ok=True)
-        raise
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise RuleViolation(_("The file is empty."), field="file")
-    batch.sha256, batch.size = digest.hexdigest(), size
+    batch.sha256, batch.size = imports.save_upload(stream, upload_path(batch),
+                                                   limit=MAX_UPLOAD_BYTES)
     audit.record("customer_import.upload", "customer_import", batch.id,
                  N_("CSV %(file)s uploaded for event %(event)d (bytes: %(size)d)",
-                    file=filename, event=event.id, size=size),
-                 after={"sha256": batch.sha256, "size": size}, actor=actor)
+                    file=filename, event=event.id, size=batch.size),
+                 after={"sha256": batch.sha256, "size": batch.size}, actor=actor)
     return batch
 
 
-@dataclass
-class Row:
-    number: int  # the line in the file where the record starts
-    cells: list[str]  # as in the file, for the rejected rows
-    raw: dict[str, str]
-    values: dict[str, Any] | None
-    error: Message | None
-
-
-def _header(records: Iterator[Record]) -> Record:
-    """The header record, checked; its cells as in the file."""
-    first = next(records, None)
-    if first is None:
-        raise RuleViolation(N_("The file is empty."))
-    if first.error is not None:
-        raise RuleViolation(first.error)
-    missing = [c for c in REQUIRED_COLUMNS if c not in _column_names(first)]
-    if missing:
-        raise RuleViolation(N_("Missing column(s): %(cols)s. Expected: %(all)s.",
-                               cols=", ".join(missing), all=", ".join(COLUMNS)))
-    return first
-
-
-def _column_names(header: Record) -> list[str]:
-    return [h.strip().lstrip("\ufeff").lower() for h in header.cells]
-
-
 def read_header(path: Path, encoding: str) -> list[str]:
-    return _header(read_records(path, encoding)).cells
+    return imports.check_header(read_records(path, encoding), REQUIRED_COLUMNS, COLUMNS).cells
 
 
 def read_rows(path: Path, encoding: str) -> Iterator[Row]:
     """Stream the records of a customer CSV, each validated; blank lines are skipped."""
-    records = read_records(path, encoding)
-    names = _column_names(_header(records))
-    for record in records:
-        cells = record.cells
-        if record.error is not None:
-            yield Row(record.line, cells, {}, None, record.error)
-            continue
-        if not any(cell.strip() for cell in cells):
-            continue
-        raw = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(names)}
-        if len(cells) > len(names):
-            yield Row(record.line, cells, raw, None, N_("more cells than columns"))
-            continue
-        try:
-            yield Row(record.line, cells, raw, clean_customer(raw), None)
-        except RuleViolation as err:
-            yield Row(record.line, cells, raw, None, _as_message(err.text))
-
-
-def _as_message(text: str | Message) -> Message:
-    return text if isinstance(text, Message) else Message(text)
+    return imports.read_rows(path, encoding, required=REQUIRED_COLUMNS, expected=COLUMNS,
+                             clean=clean_customer)
 
 
 def _set_progress(batch_id: int, **values: Any) -> None:
@@ -251,13 +181,12 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
     path = upload_path(batch)
     batch.status = ImportStatus.VALIDATING
     seen: dict[str, int] = {}
-    total = valid = errors = 0
-    first: list[dict[str, Any]] = []
+    total = valid = 0
     try:
         encoding = detect_encoding(path)
         _set_progress(batch_id, encoding=encoding)
-        with rejected_path(batch).open("w", encoding="utf-8") as out:
-            out.write(json.dumps({"header": read_header(path, encoding)}) + "\n")
+        with imports.RejectedRows(rejected_path(batch), read_header(path, encoding),
+                                  FIRST_ERRORS) as rejected:
             for row in read_rows(path, encoding):
                 total += 1
                 error = row.error
@@ -269,30 +198,22 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
                     seen[row.values["external_ref"]] = row.number
                     valid += 1
                 else:
-                    errors += 1
-                    reason = {"line": row.number, "reason": error.to_json()}
-                    out.write(json.dumps({**reason, "cells": row.cells}) + "\n")
-                    if len(first) < FIRST_ERRORS:
-                        first.append(reason)
+                    rejected.add(row, error)
                 if total % PROGRESS_EVERY == 0:
                     _set_progress(batch_id, processed_rows=total)
                     if checkpoint:
                         checkpoint()
     except RuleViolation as err:
-        _fail(batch_id, _as_message(err.text))
+        _fail(batch_id, as_message(err.text))
         return
     _set_progress(batch_id, status=ImportStatus.VALIDATED, processed_rows=total, total_rows=total,
-                  valid_rows=valid, error_rows=errors, first_errors=first)
+                  valid_rows=valid, error_rows=rejected.count, first_errors=rejected.first)
 
 
 def rejected_csv(batch: ImportBatch) -> Iterator[str]:
     """The rejected rows as CSV, reasons in the reader's language: the line, the reason,
     then every cell of the row as it was in the file."""
-    with rejected_path(batch).open(encoding="utf-8") as fh:
-        header = json.loads(next(fh))["header"]
-        rows = ([item["line"], str(Message.from_json(item["reason"])), *item["cells"]]
-                for item in map(json.loads, fh))
-        yield from exports.stream(["line", "reason", *header], rows)
+    return imports.rejected_csv(rejected_path(batch))
 
 
 def confirm_import(batch: ImportBatch, *, actor: User) -> None:
@@ -318,17 +239,9 @@ def discard_import(batch: ImportBatch, *, actor: User) -> None:
 def _upsert_statement() -> Any:
     """INSERT … ON CONFLICT (event_id, external_ref) DO UPDATE: one statement per batch, on
     both databases, so a known reference updates its customer and never adds a second one."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(Customer.__table__)
-    columns = ("name", "company", "email", "phone", "locale", "tags", "updated_at",
-               "last_import_id")
-    return stmt.on_conflict_do_update(
-        index_elements=["event_id", "external_ref"],
-        set_={c: stmt.excluded[c] for c in columns})
+    return imports.upsert_statement(
+        Customer.__table__, ("event_id", "external_ref"),
+        ("name", "company", "email", "phone", "locale", "tags", "updated_at", "last_import_id"))
 
 
 def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> None:

@@ -8,9 +8,9 @@ ref are replaced by "[erased]" (whole words, see ``portal.names``) in case descr
 case sign-off snapshots (whose ``snapshot_hash`` stays as the proof of what was approved then)
 and comments, the erasure reason, and the event's summary, timeline, withdrawal and emergency
 reasons and sign-off comments; the reasons customers gave for declining an offer read
-"[erased]". Their payout details (the sealed bank account) are deleted, and so is the evidence
-the customer or staff added to the customer's cases (receipts, screenshots), rows and files
-(``portal.cases.evidence``).
+"[erased]". Their payout details (the sealed bank account, also an entitlement's) are deleted,
+and so is the evidence the customer or staff added to the customer's cases (receipts,
+screenshots), rows and files (``portal.cases.evidence``).
 The audit trail is not touched: it never held the plain values. Personal fields are keyed
 digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
 them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
@@ -57,6 +57,7 @@ from portal.models import text_digest, utcnow
 from portal.names import Scrubber
 from portal.notices.models import Notice, Publication
 from portal.postmortems.models import Postmortem
+from portal.programmes import entitlements
 from portal.signoffs.models import SignoffRequest
 
 CASE_SUBJECT = "case_decision"
@@ -92,7 +93,7 @@ def _purge_event_files(event_id: int) -> list[Path]:
         files += [customer_services.upload_path(batch), customer_services.rejected_path(batch)]
         if batch.first_errors:
             batch.first_errors = []
-    return files
+    return files + entitlements.event_files(event_id)
 
 
 def _scrub_attr(row: Any, attr: str, scrub: Scrubber) -> None:
@@ -176,6 +177,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     for customer in people:
         customer.erased_at = now
     payout.erase(c.id for c in people)
+    entitlements.erase_bank_details(c.id for c in people)
     evidence.delete_for_customers(claimed)  # its files go once this is committed
     links.erase_links([c.id for c in people])
     audit.record_many("customer.erase", "customer", [

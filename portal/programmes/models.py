@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts import User
-from portal.customers.models import Customer
+from portal.customers.models import Customer, ImportProgress
 from portal.events.models import Event
 from portal.extensions import db
 from portal.jobs import Claimable
@@ -31,7 +31,7 @@ from portal.models import UTCDateTime, utcnow
 from portal.money import Money
 
 
-class EntitlementImport(Claimable, db.Model):
+class EntitlementImport(ImportProgress, Claimable, db.Model):
     """One uploaded entitlements CSV: checked by a job, then imported whole or discarded
     (the same statuses as a customer import, ``portal.customers.models.ImportStatus``)."""
 
