@@ -44,7 +44,7 @@ class ProgrammeForm(FlaskForm):
     fixed = StringField(_l("Fixed amount per order"), render_kw={"inputmode": "decimal"})
     percentage = StringField(_l("Percentage of the basis amount"),
                              render_kw={"inputmode": "decimal"})
-    interest_rate = StringField(_l("Simple interest, % a year (optional)"),
+    interest_rate = StringField(_l("Simple interest, percent a year (optional)"),
                                 render_kw={"inputmode": "decimal"})
     cap = StringField(_l("Cap per customer (optional)"), render_kw={"inputmode": "decimal"})
     tags_any = StringField(_l("Customers with any of these tags (comma-separated; empty: all)"))
@@ -170,7 +170,7 @@ for _number in range(1, TIER_ROWS + 1):
     setattr(ProgrammeForm, f"tier_{_number}_amount",
             StringField(_l("amount"), render_kw={"inputmode": "decimal"}))
     setattr(ProgrammeForm, f"tier_{_number}_percentage",
-            StringField(_l("or %"), render_kw={"inputmode": "decimal"}))
+            StringField(_l("or percentage"), render_kw={"inputmode": "decimal"}))
 
 
 class SignoffRequestForm(FlaskForm):
