@@ -58,7 +58,10 @@ from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
 from portal.programmes import entitlement_tasks
-from portal.programmes import models as programme_models  # noqa: F401 (its tables)
+from portal.programmes import models as programme_models
+from portal.programmes import rules as programme_rules
+from portal.programmes import services as programme_services
+from portal.programmes import signals as programme_signals
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
@@ -106,6 +109,9 @@ def _register_terms() -> None:
         publish_refusal=notice_models.PUBLISH_REFUSALS,
         notice_setting=notice_settings.SETTING_LABELS,
         customer_link=customer_links.KIND_LABELS,
+        programme_status=programme_models.PROGRAMME_STATUS_LABELS,
+        programme_field=programme_services.FIELD_LABELS,
+        programme_exclusion=programme_rules.EXCLUSION_LABELS,
     )
 
 
@@ -147,6 +153,10 @@ def connect() -> None:
     signoffs.handle_decisions(postmortem_services.SUBJECT,
                               postmortem_services.after_signoff_decision)
     signoffs.handle_decisions(case_offers.SUBJECT, case_offers.after_terms_decision)
+    # One legal sign-off per programme; a change of the event's entitlements voids it.
+    signoffs.handle_decisions(programme_services.SUBJECT,
+                              programme_services.after_signoff_decision)
+    programme_signals.entitlements_changed.connect(programme_services.on_entitlements_changed)
 
     # A customer's page shows their cases, replies, payments and the notices mailed to them.
     people.add_sources(case_timeline.entries, mailing_timeline.entries)

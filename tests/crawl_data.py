@@ -6,7 +6,8 @@ The slow work runs through a real RQ worker against a real SMTP server."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 from sqlalchemy import update
 
@@ -29,11 +30,14 @@ from portal.mailings.cli import PromptlyStoppingWorker
 from portal.main import cli as demo
 from portal.main import demo_files
 from portal.main import tasks as _periodic  # noqa: F401  (registers every reconciler)
+from portal.main.demo_programmes import seed_demo_programme
 from portal.models import utcnow
 from portal.notices import publishing
 from portal.notices import services as notices
 from portal.postmortems import services as postmortems
 from portal.programmes import entitlements
+from portal.programmes import services as programmes
+from portal.programmes.models import Entitlement, Programme
 from portal.signoffs import services as signoffs
 from portal.signoffs import stamp
 from portal.web import roll_back
@@ -280,8 +284,29 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     mailings.create_mailing(event, _version_input(started_draft.version_id),
                             actor=staff[Role.AGENT])
     db.session.commit()
+    _programmes(event, staff)
     _refused_payment(event, staff)
     return credentials
+
+
+def _programmes(event: Event, staff: dict[Role, User]) -> None:
+    """Entitlements for a few of the event's customers; the demo's draft programme sent to
+    legal (awaiting sign-off) and a second one approved."""
+    people = db.session.scalars(db.select(Customer).where(
+        Customer.event_id == event.id, Customer.erased_at.is_(None))
+        .order_by(Customer.id).limit(3)).all()
+    for number, person in enumerate(people, start=1):
+        db.session.add(Entitlement(event_id=event.id, customer_id=person.id,
+                                   order_ref=f"CRAWL-PRG-{number}",
+                                   basis_amount=Decimal(120 * number), currency="CNY",
+                                   basis_date=date(2026, 1, 1), attributes={"channel": "app"}))
+    db.session.flush()
+    draft = db.session.scalar(db.select(Programme).where(Programme.event_id == event.id))
+    programmes.request_signoff(draft, actor=staff[Role.AGENT])
+    approved = seed_demo_programme(event, staff)
+    request = programmes.request_signoff(approved, actor=staff[Role.AGENT])
+    signoffs.decide(request.id, "approved", "", actor=staff[Role.LEGAL])
+    db.session.commit()
 
 
 def _refused_payment(event: Event, staff: dict[Role, User]) -> None:

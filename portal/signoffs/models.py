@@ -51,7 +51,8 @@ STATUS_LABELS = {
     SignoffStatus.VOIDED: _l("Voided"),
 }
 SUBJECT_LABELS = {"notice_version": _l("Notice"), "case_decision": _l("Case decision"),
-                  "postmortem": _l("Post-mortem"), "offer_terms": _l("Offer terms")}
+                  "postmortem": _l("Post-mortem"), "offer_terms": _l("Offer terms"),
+                  "programme": _l("Programme")}
 # Why a request was voided: the codes the subjects' domains pass to ``void_scope``.
 VOID_REASONS = {
     "case edited": _l("case edited"),
@@ -64,6 +65,8 @@ VOID_REASONS = {
     "post-mortem edited": _l("post-mortem edited"),
     "facts changed": _l("facts changed"),
     "offer terms edited": _l("offer terms edited"),
+    "programme edited": _l("programme edited"),
+    "entitlements changed": _l("entitlements changed"),
 }
 
 
