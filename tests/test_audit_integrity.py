@@ -89,7 +89,8 @@ def test_every_new_entry_carries_an_hmac_under_the_configured_key(app, users) ->
 def test_truncating_the_tail_is_named_by_verify(app, runner, users) -> None:
     _payments(users)
     result = runner.invoke(args=["audit", "checkpoint"])
-    assert result.exit_code == 0 and f"Checkpoint: {len(users) + 6} entries" in result.output, result.output
+    checkpoint = f"Checkpoint: {len(users) + 6} entries"
+    assert result.exit_code == 0 and checkpoint in result.output, result.output
     assert runner.invoke(args=["audit", "verify"]).exit_code == 0
     survivor = _entries()[-3]
     # The attacker removes the last two entries, and the checkpoints in the database too:
@@ -187,7 +188,8 @@ def test_checkpoints_are_appended_to_a_file_and_shown_on_the_audit_page(app, cli
     auth.login(Role.AGENT)  # signing in is an entry
     assert checkpoint_job() is True
     lines = Path(app.config["AUDIT_CHECKPOINT_FILE"]).read_text().splitlines()
-    assert [json.loads(line)["checkpoint"]["entries"] for line in lines] == [len(users), len(users) + 1]
+    entries = [json.loads(line)["checkpoint"]["entries"] for line in lines]
+    assert entries == [len(users), len(users) + 1]
     page = client.get("/audit/")
     assert lines[-1].replace('"', "&#34;") in page.text
     assert json.loads(lines[-1])["public_key"] in page.text
