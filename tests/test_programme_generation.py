@@ -3,6 +3,8 @@ unclaimed members and the progress figures, on the pages in both languages."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -242,3 +244,132 @@ def test_a_paid_case_pays_its_member(app, users, run_worker) -> None:
     assert unclaimed.mark_unclaimed([member.id], "bounced", users[Role.ADMIN]) == 0
     db.session.refresh(member)
     assert member.status == MemberStatus.PAID
+
+
+def test_failed_payouts_count_and_the_second_makes_the_member_unclaimed(
+        app, users, run_worker) -> None:
+    programme = make_programme()
+    generate(programme, users, run_worker)
+    member = members(programme)[3]
+    assert unclaimed.record_failed_payout(member.case_id) is False
+    db.session.refresh(member)
+    assert (member.failed_payouts, member.status) == (1, MemberStatus.CREATED)
+    assert unclaimed.record_failed_payout(member.case_id) is True
+    db.session.refresh(member)
+    assert (member.failed_payouts, member.status) == (2, MemberStatus.UNCLAIMED)
+    assert member.unclaimed_reason == "payout_failed"
+    with pytest.raises(RuleViolation):
+        unclaimed.mark_unclaimed([member.id], "lost_interest", None)
+
+
+def test_unclaimed_members_are_reported_with_the_amount_held_and_as_csv(
+        app, client, auth, users, run_worker) -> None:
+    programme = make_programme(no_email_at=(0,))
+    generate(programme, users, run_worker)
+    found = members(programme)
+    # The written-off member (no case) is never unclaimed; the no-address one already is.
+    assert unclaimed.mark_unclaimed([found[1].id, found[2].id, found[0].id], "bounced",
+                                    users[Role.ADMIN]) == 1
+    db.session.commit()
+    report = unclaimed.unclaimed_report(programme)
+    lines = {line.reason: line for line in report.lines}
+    assert (lines["no_address"].count, lines["no_address"].held) == (1, {"CNY":
+                                                                         Decimal("10.00")})
+    assert (lines["bounced"].count, lines["bounced"].held) == (1, {"CNY": Decimal("25.00")})
+    assert lines["not_accepted"].count == 0
+    assert report.count == 2 and report.held == {"CNY": Decimal("35.00")}
+    entry = audit.history("programme", programme.id)[0]
+    assert entry.action == "programme.unclaimed" and "25.00 CNY held" in entry.summary
+
+    auth.login(Role.AGENT)
+    page = client.get(f"/programmes/{programme.id}/unclaimed?lang=en")
+    assert page.status_code == 200
+    assert 'data-held="CNY">CNY 35.00' in page.text and "the mail bounced" in page.text
+    page = client.get(f"/programmes/{programme.id}/unclaimed?lang=zh_CN")
+    assert page.status_code == 200 and "邮件被退信" in page.text and "保留金额" in page.text
+    answer = client.get(f"/programmes/{programme.id}/unclaimed.csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][0] == "customer_ref / 客户编号" and rows[0][6] == "reason / 原因"
+    assert sorted((r[0], r[4], r[6]) for r in rows[1:]) == [
+        ("CNY-0", "10.00", "no_address"), ("CNY-1", "25.00", "bounced")]
+
+
+def test_progress_counts_and_amounts_per_stage_and_currency(app, users, run_worker) -> None:
+    programme = make_programme()
+    generate(programme, users, run_worker)
+    dollars = make_programme(["40.00", "60.00"], currency="USD", write_off=False)
+    generate(dollars, users, run_worker)
+    found = members(programme)
+    found[0].notified_at = found[1].notified_at = utcnow()
+    found[1].accepted_at = utcnow()
+    db.session.commit()
+    cases.record_payment(db.session.get(Case, found[1].case_id), amount="25.00",
+                         payout_ref="PAY-0002", actor=users[Role.AGENT])
+    unclaimed.record_failed_payout(found[3].case_id)
+    db.session.commit()
+
+    (cny,) = progress.programme_progress(programme)
+    shown = {b.stage: (b.count, b.amount) for b in cny.bars}
+    assert cny.currency == "CNY"
+    assert shown["eligible"] == (4, Decimal("143.05"))
+    assert shown["notified"] == (2, Decimal("35.00"))
+    assert shown["accepted"] == (1, Decimal("25.00"))
+    assert shown["paid"] == (1, Decimal("25.00"))
+    assert shown["failed"] == (1, Decimal("100.00"))
+    assert shown["unclaimed"] == (0, Decimal(0))
+    assert shown["written_off"] == (1, Decimal("3.00"))
+    assert cny.bar("paid").percent == 25
+    (usd,) = progress.programme_progress(dollars)
+    assert usd.currency == "USD"
+    assert {b.stage: b.count for b in usd.bars}["eligible"] == 2
+    assert usd.bar("eligible").amount == Decimal("10.00")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_the_pages_read_in_both_languages(app, client, auth, users, run_worker, lang) -> None:
+    from tests.test_page_language import foreign_words, visible_texts
+
+    programme = make_programme()
+    auth.login(Role.ADMIN)
+    page = client.get(f"/programmes/{programme.id}/run?lang={lang}")
+    assert page.status_code == 200
+    assert f'action="/programmes/{programme.id}/run/start"' in page.text
+    answer = client.post(f"/programmes/{programme.id}/run/start?lang={lang}")
+    assert answer.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Programme, programme.id).status == ProgrammeStatus.GENERATING
+    partial = client.get(f"/programmes/{programme.id}/run?lang={lang}",
+                         headers={"HX-Request": "true", "HX-Target": "programme-progress"})
+    assert 'hx-trigger="every 1s"' in partial.text and "<html" not in partial.text
+    run_worker()
+    pages = {
+        "run": client.get(f"/programmes/{programme.id}/run?lang={lang}"),
+        "members": client.get(f"/programmes/{programme.id}/members?status=eligible&lang={lang}"),
+        "all": client.get(f"/programmes/{programme.id}/members?lang={lang}"),
+        "unclaimed": client.get(f"/programmes/{programme.id}/unclaimed?lang={lang}"),
+    }
+    for name, answer in pages.items():
+        assert answer.status_code == 200, name
+        texts = visible_texts(answer.get_data(as_text=True), lang[:2])
+        assert [w for t in texts for w in foreign_words(lang[:2], t)] == [], name
+    run = pages["run"].text
+    assert 'value="100"' in run and "every 1s" not in run
+    assert f"/programmes/{programme.id}/members?status=paid" in run
+    assert 'data-count="4" data-amount="143.05"' in run
+    members_page = pages["members"].text
+    assert members_page.count("/cases/") >= 4 and "CNY-3" in members_page
+    assert "CNY-2" not in members_page  # written off: not behind the eligible bar
+    assert "CNY-2" in pages["all"].text
+    assert client.get(f"/programmes/{programme.id}/members?status=nonsense").status_code == 404
+
+
+def test_only_an_admin_starts_the_generation(app, client, auth, users) -> None:
+    programme = make_programme()
+    auth.login(Role.AGENT)
+    page = client.get(f"/programmes/{programme.id}/run")
+    assert page.status_code == 200 and "/run/start" not in page.text
+    assert client.post(f"/programmes/{programme.id}/run/start").status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Programme, programme.id).status == ProgrammeStatus.APPROVED
+

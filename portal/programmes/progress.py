@@ -83,3 +83,14 @@ def members_query(programme: Programme, stage: str | None) -> Select[Any]:
     if stage:
         stmt = stmt.where(CONDITIONS[stage])
     return stmt.order_by(M.customer_id, M.id)
+
+
+MEMBER_STATUS_LABELS = {
+    MemberStatus.CREATED: _l("case created"),
+    MemberStatus.ACCEPTED: _l("accepted"),
+    MemberStatus.PAID: _l("paid"),
+    MemberStatus.LEFT: _l("left the programme"),
+    MemberStatus.UNCLAIMED: _l("unclaimed"),
+    MemberStatus.LATE: _l("accepted late"),
+    MemberStatus.WRITTEN_OFF: _l("written off"),
+}
