@@ -373,3 +373,12 @@ def test_only_an_admin_starts_the_generation(app, client, auth, users) -> None:
     db.session.expire_all()
     assert db.session.get(Programme, programme.id).status == ProgrammeStatus.APPROVED
 
+
+
+def test_the_command_centre_links_to_the_programme_progress(app, client, auth, users) -> None:
+    programme = make_programme()
+    auth.login(Role.AGENT)
+    page = client.get(f"/events/{programme.event_id}?lang=en")
+    assert page.status_code == 200
+    assert f'href="/programmes/{programme.id}/run"' in page.text
+    assert "Refund programme" in page.text

@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, func, select
 
 from portal.extensions import db
-from portal.programmes.models import MemberStatus, Programme, ProgrammeMember
+from portal.programmes.models import MemberStatus, Programme, ProgrammeMember, ProgrammeStatus
 
 M = ProgrammeMember
 # The bars, in order: (code, label, the condition on a member).
@@ -94,3 +94,14 @@ MEMBER_STATUS_LABELS = {
     MemberStatus.LATE: _l("accepted late"),
     MemberStatus.WRITTEN_OFF: _l("written off"),
 }
+
+
+def event_programmes(event_id: int, locale: str) -> list[tuple[int, str, str]]:
+    """The event's programmes that legal has signed off, as (id, name in ``locale``, status),
+    for the links to their progress on the command centre."""
+    shown = (ProgrammeStatus.APPROVED, ProgrammeStatus.GENERATING, ProgrammeStatus.RUNNING,
+             ProgrammeStatus.CLOSED)
+    return [(p.id, p.name_in(locale), p.status) for p in db.session.scalars(
+        select(Programme).where(Programme.event_id == event_id,
+                                Programme.status.in_([str(s) for s in shown]))
+        .order_by(Programme.id))]

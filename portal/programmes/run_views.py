@@ -86,8 +86,8 @@ def members(programme_id: int) -> ResponseReturnValue:
                        page=request.args.get("page", 1, type=database_int), per_page=PAGE_SIZE,
                        error_out=False)
     case_ids = [m.case_id for m in page.items if m.case_id]
-    case_refs = dict(db.session.execute(select(Case.id, Case.ref).where(Case.id.in_(case_ids)))
-                     .tuples().all()) if case_ids else {}
+    case_refs = {case_id: ref for case_id, ref in db.session.execute(
+        select(Case.id, Case.ref).where(Case.id.in_(case_ids)))} if case_ids else {}
     context = {"programme": programme, "name": _name(programme), "page": page,
                "stage": stage, "stage_labels": progress.STAGE_LABELS, "case_refs": case_refs,
                "member_labels": progress.MEMBER_STATUS_LABELS,
