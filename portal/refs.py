@@ -41,3 +41,25 @@ def next_ref(prefix: str, digits: int, *, failure: str) -> str:
         except IntegrityError:
             continue  # someone else created the series first
     raise RuleViolation(failure)
+
+
+def reserve_refs(prefix: str, digits: int, count: int, *, failure: str) -> list[str]:
+    """``count`` consecutive references of the series, taken with one atomic increment (bulk
+    work, such as a programme's cases): the same numbers :func:`next_ref` would give one by
+    one, never given to anyone else."""
+    if count <= 0:
+        return []
+    name = f"{prefix}-{utcnow().year}"
+    for _attempt in range(5):
+        last = db.session.execute(
+            update(RefCounter).where(RefCounter.name == name)
+            .values(value=RefCounter.value + count).returning(RefCounter.value)
+        ).scalar()
+        if last is not None:
+            return [f"{name}-{value:0{digits}d}" for value in range(last - count + 1, last + 1)]
+        try:
+            with db.session.begin_nested():
+                db.session.execute(insert(RefCounter).values(name=name, value=0))
+        except IntegrityError:
+            continue  # someone else created the series first
+    raise RuleViolation(failure)

@@ -58,10 +58,13 @@ from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
 from portal.programmes import entitlement_tasks
+from portal.programmes import membership as programme_membership
 from portal.programmes import models as programme_models
 from portal.programmes import rules as programme_rules
 from portal.programmes import services as programme_services
 from portal.programmes import signals as programme_signals
+from portal.programmes import tasks as programme_tasks
+from portal.programmes import unclaimed as programme_unclaimed
 from portal.public import cache as public_cache
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
@@ -112,6 +115,7 @@ def _register_terms() -> None:
         programme_status=programme_models.PROGRAMME_STATUS_LABELS,
         programme_field=programme_services.FIELD_LABELS,
         programme_exclusion=programme_rules.EXCLUSION_LABELS,
+        unclaimed_reason=programme_unclaimed.UNCLAIMED_REASONS,
     )
 
 
@@ -131,6 +135,9 @@ def connect() -> None:
     signoff_signals.decided.connect(notification_receivers.on_signoff_decided)
     case_signals.assigned.connect(notification_receivers.on_case_assigned)
     case_signals.customer_wrote.connect(notification_receivers.on_customer_wrote)
+    # A programme's case adjusted by an agent leaves the programme; a paid one pays its member.
+    case_signals.approval_changed.connect(programme_membership.leave_programme)
+    case_signals.paid.connect(programme_membership.member_paid)
 
     # The customer page (/my): its language comes from the customer's session first; each
     # case shows its panels (``portal.my.panels``: other features add theirs here).
@@ -178,6 +185,7 @@ def connect() -> None:
         my_tasks.requeue_lost_link_mails,
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
+        programme_tasks.requeue_lost_generations,
     )
 
     jobs.schedule(main_tasks.reconcile_job, every_seconds=main_tasks.RECONCILE_INTERVAL_SECONDS)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -30,6 +31,8 @@ from portal.events.models import (
 from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.i18n import local_to_utc, utc_to_local
+from portal.programmes import progress as programme_progress
+from portal.programmes.models import PROGRAMME_STATUS_LABELS
 from portal.security import STAFF, access
 from portal.web import refuse, wants_partial
 
@@ -59,6 +62,9 @@ def _centre(event: Event, **forms: object) -> dict[str, object]:
         "history": audit.history("event", event.id),
         "department_labels": DEPARTMENT_LABELS, "metric_labels": TARGET_METRICS,
         "stakeholder_labels": STAKEHOLDER_KINDS, "local_input": _local_input,
+        "programme_runs": programme_progress.event_programmes(
+            event.id, "en" if str(get_locale()).startswith("en") else "zh_CN"),
+        "programme_status_labels": PROGRAMME_STATUS_LABELS,
     }
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from babel.numbers import get_currency_precision
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, exists, false, null, select
+from sqlalchemy import and_, exists, false, func, null, select
 
 from portal.cases.models import CLOSED_STATUSES, Case, order_ref_key
 from portal.customers.models import Customer
@@ -430,3 +430,23 @@ def amount_line(row: Row) -> str:
 
 def amounts_digest(rows: Iterable[Row]) -> str:
     return _digest(amount_line(row) for row in rows if row.eligible)
+
+
+def compute_next(programme: Programme, after_customer_id: int, size: int,
+                 rules: Rules | None = None) -> list[Row]:
+    """The next ``size`` customers after ``after_customer_id`` (by id), computed as
+    :func:`compute` does: for work done in chunks that commit in between (a streamed cursor
+    does not outlive a commit). Empty when none is left."""
+    rules = rules or Rules.parse(programme.rules)
+    next_ids = (select(Entitlement.customer_id)
+                .where(Entitlement.event_id == programme.event_id,
+                       Entitlement.customer_id > after_customer_id)
+                .group_by(Entitlement.customer_id).order_by(Entitlement.customer_id)
+                .limit(size).subquery())
+    last = db.session.scalar(select(func.max(next_ids.c.customer_id)))
+    if last is None:
+        return []
+    result = db.session.execute(_query(programme, rules).where(
+        Entitlement.customer_id > after_customer_id, Entitlement.customer_id <= last))
+    return [compute_customer(programme, rules, customer_id, records)
+            for customer_id, records in groupby(result, key=lambda r: r.customer_id)]

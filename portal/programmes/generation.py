@@ -1,0 +1,303 @@
+"""Creating a signed-off programme's cases: one member and one approved case per eligible
+customer, in chunks, by a job (``portal.programmes.tasks``).
+
+- ``start_generation`` moves a programme from approved to generating (a conditional update:
+  two clicks start it once) and is audited; the view queues the job after the commit.
+- The job first checks that legal's sign-off still binds the entitlements and the amounts
+  (``binding.binding_holds``); if not, it stops with the reason shown and creates nothing.
+- It then computes the customers in id order, ``CHUNK_SIZE`` at a time, and commits each chunk
+  with the programme's ``generated_count`` (a documented exception to one commit per job: the
+  progress bar reads it, and a killed job keeps what it did). Per chunk: one bulk INSERT of
+  cases (``status`` approved at the computed amount, ``source`` programme, ``programme_id``
+  set; no per-case sign-off: the programme's one sign-off covers them), one of members
+  (unique per programme and customer), and the audit entries.
+- Audit: every case gets its own ``case.open`` entry ("opened under programme P"), written
+  with ``audit.record_many`` (one chain-head read and one INSERT per chunk, not one ORM round
+  trip per case), because a case's history page reads the entries whose subject is that
+  case: so the history of any case says where it came from, also after it left the
+  programme. The programme gets one entry per chunk with the counts, one when it starts and
+  one when it finishes or stops.
+- Written-off customers (below the low-value threshold, when the programme writes them off)
+  become members with status ``written_off`` and no case.
+- Customers without an e-mail address still get their case (they are owed it), but cannot be
+  told: their member is ``unclaimed`` with reason ``no_address`` and the amount held, from the
+  start (``portal.programmes.unclaimed``).
+- Resumable and idempotent: a resumed job starts after the highest customer id that has a
+  member (chunks are committed whole, in id order) and skips customers that already have
+  one; the unique (programme, customer) constraint guards the rest. A second run after the
+  end finds the programme running and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import func, insert, select, update
+
+from portal import refs, uow
+from portal.accounts import User
+from portal.audit import services as audit
+from portal.cases.models import CLOSED_STATUSES, Case, CaseStatus, order_ref_key
+from portal.cases.settings import sla_hours
+from portal.customers.models import Customer
+from portal.errors import RuleViolation
+from portal.events.models import Event
+from portal.extensions import db
+from portal.i18n import N_, Message, term
+from portal.models import utcnow
+from portal.programmes import rules
+from portal.programmes.binding import binding_holds
+from portal.programmes.models import MemberStatus, Programme, ProgrammeMember, ProgrammeStatus
+from portal.signoffs.models import SignoffRequest
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+# The case's reason, from the event's kind.
+REASON_BY_EVENT_KIND = {"shutdown": "business_shutdown", "incident": "service_outage"}
+
+
+def programme_order_ref(programme_id: int) -> str:
+    """The order reference of a programme's cases ("PRG-12"): one per customer and kind, so
+    it never meets the unique open case per order of an agent's case for a real order."""
+    return f"PRG-{programme_id}"
+
+
+def error_message(programme: Programme) -> Message | None:
+    """Why case generation stopped, to be read in any language (``error`` holds a Message as
+    JSON; the claim's give-up text is plain English)."""
+    if not programme.error:
+        return None
+    try:
+        return Message.from_json(json.loads(programme.error))
+    except (ValueError, TypeError, KeyError):
+        return Message(programme.error)
+
+
+def progress_percent(programme: Programme) -> int:
+    if programme.status in (ProgrammeStatus.RUNNING, ProgrammeStatus.CLOSED):
+        return 100
+    if not programme.eligible_count:
+        return 0
+    return min(100, programme.generated_count * 100 // programme.eligible_count)
+
+
+# --- starting ---------------------------------------------------------------------------------
+
+
+def start_generation(programme: Programme, actor: User) -> None:
+    """Approved → generating (once, however many press the button); the caller queues the job
+    (``tasks.queue_generation``) after the commit. A programme stopped with a reason is
+    approved again, so starting again resumes it."""
+    if programme.status != ProgrammeStatus.APPROVED:
+        raise RuleViolation(_("Cases can be created only for a signed-off programme that has "
+                              "none yet."))
+    started = db.session.execute(
+        update(Programme)
+        .where(Programme.id == programme.id, Programme.status == ProgrammeStatus.APPROVED)
+        .values(status=ProgrammeStatus.GENERATING, error=None, attempts=0, claimed_at=None,
+                finished_at=None, updated_at=utcnow(), lock_version=Programme.lock_version + 1)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    if not started:
+        raise RuleViolation(_("Someone else started creating the cases already."))
+    db.session.refresh(programme)
+    audit.record("programme.generate", "programme", programme.id,
+                 N_("Programme %(id)s: creating the cases started", id=programme.id),
+                 after={"status": programme.status}, actor=actor)
+
+
+# --- the job's work ---------------------------------------------------------------------------
+
+
+class _Context:
+    """What every chunk of one run needs, read once."""
+
+    def __init__(self, programme: Programme) -> None:
+        self.programme_id = programme.id
+        self.event_id = programme.event_id
+        self.kind = programme.kind
+        self.currency = programme.currency
+        self.order_ref = programme_order_ref(programme.id)
+        event = db.session.get(Event, programme.event_id)
+        self.reason = REASON_BY_EVENT_KIND.get(event.kind, "other")
+        self.due_at = utcnow() + timedelta(hours=sla_hours(event.severity))
+        self.approved_by_id = (db.session.scalar(
+            select(SignoffRequest.decided_by_id).where(SignoffRequest.id == programme.signoff_id))
+            if programme.signoff_id else None)
+        self.rules = rules.Rules.parse(programme.rules)
+
+
+def _stop(programme_id: int, reason: Message, checkpoint: Callable[[], None]) -> None:
+    """Stop with ``reason`` shown: back to approved (starting again resumes), audited."""
+    db.session.execute(
+        update(Programme)
+        .where(Programme.id == programme_id, Programme.status == ProgrammeStatus.GENERATING)
+        .values(status=ProgrammeStatus.APPROVED, error=json.dumps(reason.to_json()),
+                updated_at=utcnow(), lock_version=Programme.lock_version + 1)
+        .execution_options(synchronize_session=False))
+    audit.record("programme.generate.stopped", "programme", programme_id,
+                 N_("Programme %(id)s: creating the cases stopped: %(reason)s",
+                    id=programme_id, reason=reason))
+    checkpoint()
+
+
+def _wanted(row: rules.Row) -> bool:
+    """A row that becomes a member: eligible, or written off below the threshold."""
+    return row.eligible or row.excluded == "written_off"
+
+
+def count_to_create(programme: Programme) -> int:
+    return sum(1 for row in rules.compute(programme) if _wanted(row))
+
+
+def _create_chunk(ctx: _Context, rows: list[rules.Row]) -> dict[str, int]:
+    """Members and cases for one chunk of computed rows; the counts of what was done."""
+    ids = [r.customer_id for r in rows]
+    existing = set(db.session.scalars(select(ProgrammeMember.customer_id).where(
+        ProgrammeMember.programme_id == ctx.programme_id, ProgrammeMember.customer_id.in_(ids))))
+    todo = [r for r in rows if r.customer_id not in existing]
+    counts = {"cases": 0, "written_off": 0, "no_address": 0, "skipped": 0,
+              "existing": len(rows) - len(todo)}
+    if not todo:
+        return counts
+    todo_ids = [r.customer_id for r in todo]
+    # An open case that already uses this programme's order reference (typed by someone):
+    # the unique open case per order would refuse ours, so that customer is left out.
+    taken = set(db.session.scalars(select(Case.customer_id).where(
+        Case.customer_id.in_(todo_ids), Case.kind == ctx.kind,
+        order_ref_key(Case.order_ref) == ctx.order_ref.lower(),
+        Case.status.not_in([str(s) for s in CLOSED_STATUSES]))))
+    no_email = set(db.session.scalars(select(Customer.id).where(
+        Customer.id.in_(todo_ids), func.coalesce(Customer.email, "") == "")))
+    now = utcnow()
+    payable = [r for r in todo if r.eligible and r.customer_id not in taken]
+    counts["skipped"] = sum(1 for r in todo if r.eligible and r.customer_id in taken)
+    refs_ = refs.reserve_refs("C", 5, len(payable),
+                              failure=_("Could not number the cases; try again."))
+    case_rows = [{
+        "ref": ref, "event_id": ctx.event_id, "customer_id": r.customer_id, "kind": ctx.kind,
+        "order_ref": ctx.order_ref, "amount": r.amount, "currency": r.currency,
+        "reason": ctx.reason, "description": "", "status": CaseStatus.APPROVED,
+        "due_at": ctx.due_at, "approved_by_id": ctx.approved_by_id,
+        "approved_amount": r.amount, "source": "programme", "programme_id": ctx.programme_id,
+        "created_at": now, "updated_at": now, "lock_version": 1,
+    } for ref, r in zip(refs_, payable, strict=True)]
+    case_ids: dict[int, int] = {}
+    if case_rows:
+        result = db.session.execute(insert(Case).returning(Case.id, Case.customer_id), case_rows)
+        case_ids = {customer_id: case_id for case_id, customer_id in result}
+    member_rows = []
+    for r in todo:
+        if r.eligible and r.customer_id in taken:
+            continue
+        status, reason = MemberStatus.CREATED, None
+        if not r.eligible:
+            status = MemberStatus.WRITTEN_OFF
+            counts["written_off"] += 1
+        elif r.customer_id in no_email:
+            status, reason = MemberStatus.UNCLAIMED, "no_address"
+            counts["no_address"] += 1
+        member_rows.append({
+            "programme_id": ctx.programme_id, "customer_id": r.customer_id,
+            "case_id": case_ids.get(r.customer_id), "amount": r.amount, "currency": r.currency,
+            "status": status, "unclaimed_reason": reason, "failed_payouts": 0,
+            "created_at": now, "updated_at": now})
+    if member_rows:
+        db.session.execute(insert(ProgrammeMember), member_rows)
+    counts["cases"] = len(case_rows)
+    audit.record_many("case.open", "case", (
+        (case_ids[row["customer_id"]],
+         N_("Case %(ref)s opened under programme %(programme)s: %(kind)s approved at "
+            "%(amount)s %(currency)s (the programme's sign-off)", ref=row["ref"],
+            programme=ctx.programme_id, kind=term("case", ctx.kind), amount=str(row["amount"]),
+            currency=row["currency"]),
+         {"ref": row["ref"], "kind": ctx.kind, "order_ref": ctx.order_ref,
+          "amount": str(row["amount"]), "currency": row["currency"], "reason": ctx.reason,
+          "status": str(CaseStatus.APPROVED), "approved_amount": str(row["amount"]),
+          "source": "programme", "programme_id": ctx.programme_id})
+        for row in case_rows))
+    audit.record("programme.generate.chunk", "programme", ctx.programme_id,
+                 N_("Programme %(id)s: %(cases)d cases created, %(written_off)d written off, "
+                    "%(no_address)d without an address (unclaimed), %(skipped)d left out",
+                    id=ctx.programme_id, **{k: counts[k] for k in
+                                           ("cases", "written_off", "no_address", "skipped")}),
+                 after=counts)
+    return counts
+
+
+def run_generation(programme_id: int, *, checkpoint: Callable[[], None],
+                   chunk_size: int = CHUNK_SIZE) -> None:
+    """The job's work on a claimed programme (see the module's docstring). ``checkpoint``
+    commits a chunk (``uow.commit`` in the job)."""
+    programme = db.session.get(Programme, programme_id)
+    if programme is None or programme.status != ProgrammeStatus.GENERATING:
+        return
+    try:
+        if not binding_holds(programme):
+            _stop(programme_id, N_("The entitlements or the computed amounts are no longer "
+                                   "the ones legal signed off; nothing more was created. The "
+                                   "programme needs a new sign-off."), checkpoint)
+            return
+        _generate(programme, checkpoint, chunk_size)
+    except Exception as exc:
+        uow.rollback()
+        log.exception("creating the cases of programme %s failed", programme_id)
+        _stop(programme_id, N_("Creating the cases failed (%(error)s; logged for the "
+                               "administrators). What was created is kept; start again to "
+                               "resume.", error=type(exc).__name__), checkpoint)
+        raise
+
+
+def _generate(programme: Programme, checkpoint: Callable[[], None], chunk_size: int) -> None:
+    ctx = _Context(programme)
+    total = count_to_create(programme)
+    after = db.session.scalar(select(func.max(ProgrammeMember.customer_id)).where(
+        ProgrammeMember.programme_id == ctx.programme_id)) or 0
+    done = db.session.scalar(select(func.count(ProgrammeMember.id)).where(
+        ProgrammeMember.programme_id == ctx.programme_id)) or 0
+    done = min(done, total)
+    _set_progress(ctx.programme_id, eligible_count=total, generated_count=done)
+    checkpoint()
+    while True:
+        computed = rules.compute_next(programme, after, chunk_size, ctx.rules)
+        if not computed:
+            break
+        after = computed[-1].customer_id
+        counts = _create_chunk(ctx, [r for r in computed if _wanted(r)])
+        done = min(done + counts["cases"] + counts["written_off"] + counts["skipped"], total)
+        _set_progress(ctx.programme_id, generated_count=done)
+        checkpoint()
+        db.session.expire_all()  # flat memory: nothing of the chunk stays in the session
+    _finish(ctx.programme_id, total, checkpoint)
+
+
+def _set_progress(programme_id: int, **values: Any) -> None:
+    db.session.execute(update(Programme).where(Programme.id == programme_id).values(**values)
+                       .execution_options(synchronize_session=False))
+
+
+def _finish(programme_id: int, total: int, checkpoint: Callable[[], None]) -> None:
+    counts = dict(db.session.execute(
+        select(ProgrammeMember.status, func.count(ProgrammeMember.id))
+        .where(ProgrammeMember.programme_id == programme_id)
+        .group_by(ProgrammeMember.status)).all())
+    now = utcnow()
+    finished = db.session.execute(
+        update(Programme)
+        .where(Programme.id == programme_id, Programme.status == ProgrammeStatus.GENERATING)
+        .values(status=ProgrammeStatus.RUNNING, finished_at=now, updated_at=now, error=None,
+                generated_count=total, lock_version=Programme.lock_version + 1)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    if finished:
+        audit.record("programme.generated", "programme", programme_id,
+                     N_("Programme %(id)s: all cases created (%(members)d members, "
+                        "%(written_off)d written off); the programme is running",
+                        id=programme_id, members=sum(counts.values()),
+                        written_off=counts.get(MemberStatus.WRITTEN_OFF, 0)),
+                     after={"status": str(ProgrammeStatus.RUNNING), "members": counts})
+    checkpoint()

@@ -1,0 +1,81 @@
+"""What happens to a programme's member when its case moves (receivers of
+``portal.cases.signals``, connected in ``portal.wiring``).
+
+- An agent's edit sends an approved case back (``approval_changed``): the case leaves the
+  programme. Its member is ``left``, the case's ``programme_id`` is cleared, and from then on
+  the case follows the normal case rules (threshold, four eyes, legal sign-off).
+- A case's payment is recorded (``paid``): its member, still under the programme, is ``paid``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import update
+from sqlalchemy.orm.exc import StaleDataError
+
+from portal.accounts import User
+from portal.audit import services as audit
+from portal.cases.models import Case, Payment
+from portal.errors import Conflict
+from portal.extensions import db
+from portal.i18n import N_
+from portal.models import utcnow
+from portal.programmes.models import MemberStatus, ProgrammeMember
+
+# A member in one of these has its case still under the programme.
+UNDER_PROGRAMME = (MemberStatus.CREATED, MemberStatus.ACCEPTED, MemberStatus.UNCLAIMED,
+                   MemberStatus.LATE)
+
+
+def _flush() -> None:
+    """The case's pending edit goes out first, refused as the case service refuses it when
+    someone else saved in between."""
+    try:
+        db.session.flush()
+    except StaleDataError:
+        raise Conflict(_("Someone else changed this case at the same moment. Reload the page; "
+                         "your change has not been saved.")) from None
+
+
+def _move_member(case_id: int, programme_id: int, status: str) -> int | None:
+    """The member's id if it moved to ``status`` (a conditional update: only from a status
+    under the programme, so a paid member is never touched)."""
+    return db.session.execute(
+        update(ProgrammeMember)
+        .where(ProgrammeMember.case_id == case_id, ProgrammeMember.programme_id == programme_id,
+               ProgrammeMember.status.in_([str(s) for s in UNDER_PROGRAMME]))
+        .values(status=status, updated_at=utcnow())
+        .returning(ProgrammeMember.id)
+        .execution_options(synchronize_session=False)).scalar()
+
+
+def leave_programme(case: Case, actor: User | None = None, **_: Any) -> None:
+    """Receiver of ``approval_changed``: the adjusted case leaves its programme."""
+    programme_id = case.programme_id
+    if programme_id is None:
+        return
+    _flush()
+    member_id = _move_member(case.id, programme_id, MemberStatus.LEFT)
+    case.programme_id = None
+    _flush()
+    audit.record("programme.member.left", "case", case.id,
+                 N_("Case %(ref)s left programme %(programme)s after an edit; it follows the "
+                    "normal case rules now", ref=case.ref, programme=programme_id),
+                 before={"programme_id": programme_id},
+                 after={"programme_id": None, "member_id": member_id}, actor=actor)
+
+
+def member_paid(case: Case, payment: Payment | None = None, **_: Any) -> None:
+    """Receiver of ``paid``: the member of a case still under its programme is paid."""
+    if case.programme_id is None:
+        return
+    _flush()
+    member_id = _move_member(case.id, case.programme_id, MemberStatus.PAID)
+    if member_id is not None:
+        audit.record("programme.member.paid", "programme_member", member_id,
+                     N_("Programme %(programme)s: the member of case %(ref)s is paid",
+                        programme=case.programme_id, ref=case.ref),
+                     after={"status": str(MemberStatus.PAID), "case_id": case.id,
+                            "payment_id": payment.id if payment else None})
