@@ -181,7 +181,8 @@ def preview(mailing_id: int) -> ResponseReturnValue:
             mailing.event_id, Audience.from_dict(mailing.audience)), None)
     rendered, greeting_error = None, None
     if customer is not None:
-        person = compose.personal_values([customer])[customer.id]
+        person = compose.personal_values([customer], Audience.from_dict(mailing.audience))[
+            customer.id]
         try:  # customer_id=None: the preview's unsubscribe link is inert
             rendered = compose.render_for(compose.MessageParts.for_mailing(mailing),
                                           customer.locale, person, None)
