@@ -167,7 +167,8 @@ def detail(mailing_id: int) -> ResponseReturnValue:
 def progress(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     return render_template("mailings/_progress.html", mailing=mailing,
-                           progress=services.progress(mailing), confirm=ConfirmForm())
+                           progress=services.progress(mailing), confirm=ConfirmForm(),
+                           audience_label=Audience.from_dict(mailing.audience).label)
 
 
 @bp.route("/<int:mailing_id>/preview")
