@@ -153,7 +153,8 @@ def _detail_page(mailing: Mailing, status: int = 200,
         repeat_error=repeat_error, repeat_field=repeats.CONFIRM_FIELD, search_limit=SEARCH_LIMIT,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdfs=compose.mailing_pdfs(mailing) if mailing.attach_pdf else {},
-        mandatory=mandatory, history=audit.history("mailing", mailing.id)), status
+        mandatory=mandatory, history=audit.history("mailing", mailing.id),
+        audience_label=Audience.from_dict(mailing.audience).label), status
 
 
 @bp.route("/<int:mailing_id>")
@@ -167,8 +168,7 @@ def detail(mailing_id: int) -> ResponseReturnValue:
 def progress(mailing_id: int) -> ResponseReturnValue:
     mailing = db.get_or_404(Mailing, mailing_id)
     return render_template("mailings/_progress.html", mailing=mailing,
-                           progress=services.progress(mailing), confirm=ConfirmForm(),
-                           audience_label=Audience.from_dict(mailing.audience).label)
+                           progress=services.progress(mailing), confirm=ConfirmForm())
 
 
 @bp.route("/<int:mailing_id>/preview")
