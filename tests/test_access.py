@@ -108,6 +108,12 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
             claims.ClaimInput("refund", "WD-CLAIM-1", "12.00", "Order lost"))
 
         customer_link, _token = links.issue_personal(customer, sent_with="test")
+        from tests.programme_mail_helpers import add_member, make_programme
+
+        programme = make_programme(event)
+        member = add_member(users, programme, "PM1", "10.00")
+        member.status = "late"
+        db.session.commit()
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -123,7 +129,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "batch_id": str(batch.id), "postmortem_id": "1",
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
-                   "claim_id": str(claim.id)}
+                   "claim_id": str(claim.id), "programme_id": str(programme.id),
+                   "member_id": str(member.id), "members": "launch"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()
