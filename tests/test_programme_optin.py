@@ -14,6 +14,7 @@ from sqlalchemy import select
 from portal.accounts import Role
 from portal.audit.models import AuditEntry
 from portal.cases.models import Case, CaseStatus
+from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mailings.models import Mailing
 from portal.models import utcnow
@@ -196,3 +197,35 @@ def test_reminders_go_once_each_and_the_deadline_makes_the_silent_unclaimed(
 def test_reminder_days_come_from_the_configuration(app) -> None:
     app.config["PROGRAMME_REMINDER_DAYS"] = "3, 14,x,0"
     assert reminders.reminder_days() == [14, 3]
+
+
+def test_accepting_needs_the_page_csrf_token(app_factory, users) -> None:
+    csrf_app = app_factory(WTF_CSRF_ENABLED=True)
+    with csrf_app.app_context():
+        programme = make_programme(make_event())
+        member = add_member(users, programme, "Z1", "10.00")
+        db.session.commit()
+        client = csrf_app.test_client()
+        open_page(client, customer_of(member))
+        page = client.get("/my").text
+        forged = client.post(f"/my/programme/{member.id}/accept",
+                             data={**_form(page), "confirm": "yes"})
+        assert forged.status_code == 400
+        assert _member(member.id).status == MemberStatus.CREATED
+        token = re.search(r'name="csrf_token" value="([^"]+)"',
+                          page[page.index("programme-offer"):]).group(1)
+        done = client.post(f"/my/programme/{member.id}/accept",
+                           data={**_form(page), "confirm": "yes", "csrf_token": token})
+        assert done.status_code == 303
+        assert _member(member.id).status == MemberStatus.ACCEPTED
+
+
+def test_a_low_value_member_of_an_opt_in_programme_is_not_asked(app, users, client) -> None:
+    programme = make_programme(make_event(), threshold="5.00")
+    member = add_member(users, programme, "E1", "2.00", locale="en")
+    db.session.commit()
+    open_page(client, customer_of(member))
+    page = client.get("/my").text
+    assert "You will be paid CN¥2.00." in page and "Accept the offer" not in page
+    with pytest.raises(RuleViolation, match="does not need to be accepted"):
+        optin.accept(member.id, customer_of(member), hash_seen="", locale="en", confirmed=True)

@@ -122,14 +122,16 @@ def _personal(customers: Iterable[Customer], args: dict[str, Any]) -> dict[int, 
     if programme is None or not locales:
         return {}
     deadline = programme.deadline if programme.mode == "opt_in" else None
+    threshold = programme.low_value_threshold
     found: dict[int, dict[str, str]] = {}
     for customer_id, amount, currency in db.session.execute(
             select(ProgrammeMember.customer_id, ProgrammeMember.amount, ProgrammeMember.currency)
             .where(ProgrammeMember.programme_id == programme.id,
                    ProgrammeMember.customer_id.in_(list(locales)))):
         locale = locales[customer_id]
+        asked = threshold is None or amount >= threshold  # below it: paid without asking
         found[customer_id] = {"amount": format_amount(amount, currency, locale),
-                              "deadline": format_deadline(deadline, locale)}
+                              "deadline": format_deadline(deadline, locale) if asked else ""}
     return found
 
 

@@ -23,6 +23,8 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.mailings import services as mailings
 from portal.mailings import tasks as mailing_tasks
+from portal.mailings.compose import sendable_grant
+from portal.mailings.models import Mailing
 from portal.models import utcnow
 from portal.programmes import mailing as programme_mailing
 from portal.programmes.models import Programme, ProgrammeReminder, ProgrammeStatus
@@ -52,14 +54,13 @@ def _record(programme_id: int, days: int, now: datetime) -> ProgrammeReminder | 
     return row
 
 
-def _send(programme: Programme, days: int, row: ProgrammeReminder) -> None:
-    source = programme_mailing.launch_mailing(programme)
+def _send(programme: Programme, source: Mailing, days: int, row: ProgrammeReminder) -> None:
     audience = programme_mailing.audience_for(programme, programme_mailing.REMINDER, days=days)
     try:
         with db.session.begin_nested():
             mailing = mailings.create_follow_up(source, audience)
             chunks = mailings.start(mailing, actor=None, repeat_confirmed=True)
-    except RuleViolation as err:  # nobody left to remind, or the text is no longer approved
+    except RuleViolation as err:  # nobody left to remind
         log.info("programme %s: reminder %s days before: %s", programme.id, days, err.message)
         return
     row.mailing_id = mailing.id
@@ -77,7 +78,13 @@ def send_due_reminders(now: datetime | None = None) -> int:
             Programme.mode == "opt_in", Programme.status == ProgrammeStatus.RUNNING,
             Programme.deadline.is_not(None), Programme.deadline > now)).all():
         due = [d for d in days if now >= programme.deadline - timedelta(days=d)]
-        if not due or programme_mailing.launch_mailing(programme) is None:
+        source = programme_mailing.launch_mailing(programme) if due else None
+        if source is None:
+            continue
+        try:
+            sendable_grant(source.version)
+        except RuleViolation as err:  # not approved any more: the reminder waits for a text
+            log.warning("programme %s: no reminder sent: %s", programme.id, err.message)
             continue
         done = set(db.session.scalars(select(ProgrammeReminder.days).where(
             ProgrammeReminder.programme_id == programme.id)))
@@ -89,7 +96,7 @@ def send_due_reminders(now: datetime | None = None) -> int:
         row = _record(programme.id, nearest, now)
         if row is None:
             continue
-        _send(programme, nearest, row)
+        _send(programme, source, nearest, row)
         if row.mailing_id is not None:
             sent += 1
     return sent
