@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, request
+from flask import flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
@@ -15,8 +15,7 @@ from portal.customers.session import current_customer, customer_required
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.i18n import locale_code
-from portal.my.actions import _back_to, _errors, _refused
-from portal.my.views import bp
+from portal.my.views import bp, render_page
 from portal.programmes import optin
 from portal.programmes.models import MemberStatus, ProgrammeMember
 from portal.security import PUBLIC, access
@@ -29,7 +28,14 @@ def programme_context(case: Case, customer: Customer) -> dict[str, Any] | None:
     offer = optin.offer_for(case, customer, locale_code())
     if offer is None:
         return None
-    return {"offer": offer, "MemberStatus": MemberStatus, "errors": _errors(PANEL, case.id)}
+    errors = g.get("my_errors", {}).get((PANEL, case.id), {})
+    return {"offer": offer, "MemberStatus": MemberStatus, "errors": errors}
+
+
+def _refused(case_id: int | None, errors: dict[str, str]) -> ResponseReturnValue:
+    """The page again, with the message by its field (as ``portal.my.actions`` does)."""
+    g.setdefault("my_errors", {})[(PANEL, case_id)] = errors
+    return render_page(current_customer(), status=422)
 
 
 @bp.route("/programme/<int:member_id>/accept", methods=["POST"])
@@ -45,12 +51,12 @@ def accept_programme(member_id: int) -> ResponseReturnValue:
                            confirmed=request.form.get("confirm") == "yes")
     except RuleViolation as err:
         roll_back(err)
-        if case is None or case.customer_id != customer.id:
-            return _refused(PANEL, None, form=err.message)
-        return _refused(PANEL, case.id, **{err.field or "form": err.message})
+        own = case is not None and case.customer_id == customer.id
+        return _refused(case.id if own else None, {err.field or "form": err.message})
     if new == MemberStatus.LATE:
         flash(_("Your acceptance was recorded after the deadline; we will review it and "
                 "write to you."), "warning")
     else:
         flash(_("You accepted the offer; we will pay you as described."), "success")
-    return _back_to(case)
+    anchor = f"case-{case.ref}" if case is not None else None
+    return redirect(url_for("my.page", _anchor=anchor), 303)
