@@ -54,7 +54,7 @@ class Audience:
     locales: tuple[str, ...] = ()
     case_statuses: tuple[str, ...] = ()
     kind: str = ""
-    args: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    args: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Audience:
