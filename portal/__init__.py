@@ -66,6 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.notices import views as notice_views
     from portal.postmortems import views as postmortem_views
     from portal.programmes import entitlement_views
+    from portal.programmes import mail_views as programme_mail_views
     from portal.programmes import run_views as programme_run_views
     from portal.programmes import views as programme_views
     from portal.public import cache as public_cache
@@ -104,6 +105,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(lifecycle_views.bp)
     app.register_blueprint(my_views.bp)
     app.register_blueprint(programme_run_views.bp)
+    app.register_blueprint(programme_mail_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

@@ -169,6 +169,9 @@ def load(instance_path: str) -> dict[str, Any]:
         # The most time one text with placeholders (a mailing's greeting, a canned reply) may
         # take to fill in (see portal/placeholders.py).
         "MAILING_GREETING_SECONDS": 0.5,
+        # Opt-in programmes: reminders this many days before the deadline (comma-separated),
+        # each sent once to the members who have not accepted yet.
+        "PROGRAMME_REMINDER_DAYS": os.environ.get("PROGRAMME_REMINDER_DAYS", "7,1"),
         # Sign-off requests wait this long before legal is e-mailed, so that several requests
         # in a few minutes reach each reviewer as one digest; other staff e-mails go at once
         # (and take along whatever waits for the same person).

@@ -30,12 +30,16 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, no
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-FIELDS = ("name", "company", "case_ref", "case_amount")
-SAMPLE = {"name": "王芳", "company": "", "case_ref": "C-2026-00001", "case_amount": "CNY 1.00"}
+# ``amount`` and ``deadline``: what a remediation programme offers the customer and until when
+# (empty outside a programme's mailing); ``my_url``: the link to the customer's own page.
+FIELDS = ("name", "company", "case_ref", "case_amount", "amount", "deadline", "my_url")
+SAMPLE = {"name": "王芳", "company": "", "case_ref": "C-2026-00001", "case_amount": "CNY 1.00",
+          "amount": "¥1.00", "deadline": "2026年12月31日", "my_url": "https://example.org/my/x"}
 # The save-time trial: customers unlike each other, so that a branch taken only for some of
 # them is tried too (a customer without a case has empty case fields).
 TRIAL_VALUES = (SAMPLE, {"name": "Anna Schmidt", "company": "Schmidt GmbH", "case_ref": "",
-                         "case_amount": ""})
+                         "case_amount": "", "amount": "", "deadline": "",
+                         "my_url": "https://example.org/my/y"})
 MAX_NUMBER = 10**15
 MAX_LOOP_ROUNDS = 200
 MAX_OUTPUT_CHARS = 2000
@@ -216,6 +220,7 @@ class Template:
         token = _budget.set(budget)
         pieces: list[str] = []
         length = 0
+        values = {**dict.fromkeys(FIELDS, ""), **values}  # a field a caller lacks is empty
         try:
             for piece in self._template.generate(values):
                 budget.tick()

@@ -34,14 +34,17 @@ from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
 from portal.events import signals as event_signals
 from portal.lifecycle import tasks as lifecycle_tasks
+from portal.mailings import audience as mailing_audience
 from portal.mailings import customer_timeline as mailing_timeline
 from portal.mailings import models as mailing_models
 from portal.mailings import services as mailing_services
+from portal.mailings import signals as mailing_signals
 from portal.mailings import tasks as mailing_tasks
 from portal.main import tasks as main_tasks
 from portal.models import PDF_STATUS_LABELS
 from portal.my import actions as my_actions
 from portal.my import panels as my_panels
+from portal.my import programme_offer as my_programme_offer
 from portal.my import tasks as my_tasks
 from portal.notices import comparison as notice_comparison
 from portal.notices import models as notice_models
@@ -57,7 +60,9 @@ from portal.payouts import models as payout_models  # noqa: F401 (its tables)
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
+from portal.programmes import deadline_tasks as programme_deadline_tasks
 from portal.programmes import entitlement_tasks
+from portal.programmes import mailing as programme_mailing
 from portal.programmes import membership as programme_membership
 from portal.programmes import models as programme_models
 from portal.programmes import rules as programme_rules
@@ -147,11 +152,20 @@ def connect() -> None:
         my_panels.CasePanel("offer", "my/_offer_panel.html", my_actions.offer_context, order=5),
         my_panels.CasePanel("evidence", "my/_evidence_panel.html", my_actions.evidence_context,
                             order=20))
+    my_panels.add_case_panels(
+        my_panels.CasePanel(my_programme_offer.PANEL, "my/_programme_panel.html",
+                            my_programme_offer.programme_context, order=4))
     my_panels.add_page_sections(
         my_panels.PageSection("payout", "my/_payout_section.html", my_actions.payout_context,
                               order=10),
         my_panels.PageSection("claim", "my/_claim_section.html", my_actions.claim_context,
                               order=20))
+
+    # A programme's mailings: its members are an audience kind of the mailings; what a
+    # message did (delivered, no address, bounced) moves the members.
+    mailing_audience.register_kind(programme_mailing.KIND, programme_mailing.AUDIENCE_KIND)
+    mailing_signals.delivered.connect(programme_mailing.on_delivered)
+    mailing_signals.undeliverable.connect(programme_mailing.on_undeliverable)
 
     # Approving a notice planned "on approval" publishes it (``notices.publishing``).
     signoffs.handle_decisions(notice_services.SUBJECT, notice_publishing.after_signoff_decision)
@@ -201,3 +215,5 @@ def connect() -> None:
     jobs.schedule(claim_tasks.purge_claims_job, every_seconds=claim_tasks.PURGE_INTERVAL_SECONDS)
     jobs.schedule(notification_tasks.deliver_due_job,
                   every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)
+    jobs.schedule(programme_deadline_tasks.programme_deadlines_job,
+                  every_seconds=programme_deadline_tasks.INTERVAL_SECONDS)

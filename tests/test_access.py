@@ -113,13 +113,12 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
             claims.ClaimInput("refund", "WD-CLAIM-1", "12.00", "Order lost"))
 
         customer_link, _token = links.issue_personal(customer, sent_with="test")
-        from portal.programmes import services as programmes
+        from tests.programme_mail_helpers import add_member, make_programme
 
-        programme = programmes.create_programme(event, {
-            "name_zh": "补偿", "name_en": "Compensation", "kind": "compensation",
-            "currency": "CNY", "calculation_date": "2026-01-01", "terms_zh": "条款",
-            "terms_en": "Terms", "rules": {"amount": {"method": "fixed", "fixed": "10"}}},
-            actor=users[Role.AGENT])
+        programme = make_programme(event)
+        member = add_member(users, programme, "PM1", "10.00")
+        member.status = "late"
+        db.session.commit()
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -136,7 +135,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
                    "claim_id": str(claim.id), "import_id": str(entitlement_import.id),
-                   "programme_id": str(programme.id)}
+                   "programme_id": str(programme.id), "member_id": str(member.id),
+                   "members": "launch"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

@@ -15,7 +15,7 @@ the unsubscribe link. Previews and test sends carry inert links in the footer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.message import Message
 from email.mime.application import MIMEApplication
@@ -39,6 +39,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import html_lang
 from portal.mail import transport
+from portal.mailings.audience import Audience
 from portal.mailings.models import Mailing
 from portal.mailings.unsubscribe import unsubscribe_url
 from portal.markdown import plain_text, render_markdown
@@ -116,17 +117,26 @@ class Personal:
     company: str
     case_ref: str = ""
     case_amount: str = ""
+    # What the audience's kind adds (a programme's amount and deadline).
+    extra: dict[str, str] = field(default_factory=dict)
 
     def values(self) -> dict[str, str]:
-        return {"name": self.name, "company": self.company, "case_ref": self.case_ref,
-                "case_amount": self.case_amount}
+        return {**self.extra, "name": self.name, "company": self.company,
+                "case_ref": self.case_ref, "case_amount": self.case_amount}
 
 
-def personal_values(customers: Iterable[Customer]) -> dict[int, Personal]:
-    """Name, company and the newest case of each customer, in two queries."""
+def personal_values(customers: Iterable[Customer],
+                    audience: Audience | None = None) -> dict[int, Personal]:
+    """Name, company and the newest case of each customer, in two queries; plus the values
+    of the audience's kind, if it has one."""
+    customers = list(customers)
     people = {c.id: Personal(c.name, c.company or "") for c in customers}
     if not people:
         return people
+    if audience is not None and audience.kind:
+        for customer_id, values in audience.personal(customers).items():
+            if customer_id in people:
+                people[customer_id].extra = values
     rows = db.session.execute(
         select(Case.customer_id, Case.ref, Case.amount, Case.approved_amount, Case.currency)
         .where(Case.customer_id.in_(list(people))).order_by(Case.id))
@@ -226,12 +236,13 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
     the link to their page; None for a preview or a test send (inert links). A greeting that
     fails raises ``placeholders.PlaceholderError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
-    greeting = parts.greeting[locale].render(person.values())
+    my_url = personal_url or links.preview_url()
+    greeting = parts.greeting[locale].render({**person.values(), "my_url": my_url})
     link = unsubscribe_url(customer_id)
     context = {"subject": parts.subject[locale], "greeting": greeting,
                "body_text": parts.body_text[locale], "body_html": parts.body_html[locale],
                "notice_url": parts.notice_url, "unsubscribe_url": link,
-               "my_url": personal_url or links.preview_url(),
+               "my_url": my_url,
                "company": current_app.config["PORTAL_COMPANY_NAME"],
                "greeting_html": Markup("<br>").join(escape(line) for line in
                                                     greeting.splitlines())}

@@ -9,7 +9,7 @@ the rest. Every state change writes its audit entry in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -23,6 +23,7 @@ from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import N_, term
+from portal.mailings import signals
 from portal.mailings.audience import Audience, audience_members, skip_reason
 from portal.mailings.compose import check_greeting, pdf_ready, sendable_grant
 from portal.mailings.models import (
@@ -85,12 +86,34 @@ def create_mailing(event: Event, data: MailingInput, *, actor: User) -> Mailing:
     return mailing
 
 
+def create_follow_up(source: Mailing, audience: Audience, *, actor: User | None = None
+                     ) -> Mailing:
+    """A draft of the same approved version and greetings as ``source``, for ``audience`` (a
+    reminder a periodic job sends); the version must still be sendable."""
+    sendable_grant(source.version)
+    mailing = Mailing(
+        event_id=source.event_id, notice_id=source.notice_id, version_id=source.version_id,
+        status=MailingStatus.DRAFT, audience=audience.to_dict(), attach_pdf=False,
+        greeting_zh=source.greeting_zh, greeting_en=source.greeting_en,
+        created_by_id=actor.id if actor else None, created_at=utcnow())
+    db.session.add(mailing)
+    db.session.flush()
+    audit.record("mailing.create", "mailing", mailing.id,
+                 N_("Mailing %(id)d drafted as a follow-up of mailing %(source)d",
+                    id=mailing.id, source=source.id),
+                 after=mailing.audit_state(), actor=actor)
+    return mailing
+
+
 def update_mailing(mailing: Mailing, data: MailingInput, *, actor: User) -> None:
     if not mailing.editable:
         raise RuleViolation(_("Only a draft mailing can be changed."))
     version = _check_input(mailing.event, data)
     before = mailing.audit_state()
     mailing.notice_id, mailing.version_id = version.notice_id, version.id
+    kept = Audience.from_dict(mailing.audience)
+    if kept.kind and not data.audience.kind:  # the staff form does not show the kind: kept
+        data.audience = replace(data.audience, kind=kept.kind, args=kept.args)
     mailing.audience = data.audience.to_dict()
     mailing.attach_pdf = data.attach_pdf
     mailing.greeting_zh = check_greeting(data.greeting_zh, "greeting_zh")
@@ -116,11 +139,11 @@ def chunk_size() -> int:
     return int(current_app.config["MAILING_CHUNK_SIZE"])
 
 
-def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> list[int]:
+def start(mailing: Mailing, *, actor: User | None, repeat_confirmed: bool = False) -> list[int]:
     """Materialise the recipients and open the mailing for the jobs; returns the chunk numbers
     to queue (after the commit). The audience is read now, so late imports are included.
     Recipients who already received this version get it again only with ``repeat_confirmed``
-    (the refusal says how many and when)."""
+    (the refusal says how many and when). ``actor`` None: a periodic job started it."""
     if mailing.status != MailingStatus.DRAFT:
         raise RuleViolation(_("This mailing has already been started."))
     grant = sendable_grant(mailing.version)
@@ -141,7 +164,7 @@ def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> l
         raise RuleViolation(_("This mailing has already been started."))
     size = chunk_size()
     repeats = RepeatCounter(mailing)
-    rows, queued, skipped = [], 0, 0
+    rows, queued, skipped, no_address = [], 0, 0, []
     for customer in audience_members(mailing.event_id, Audience.from_dict(mailing.audience)):
         reason = skip_reason(customer, mandatory)
         row = {"mailing_id": mailing.id, "customer_id": customer.id, "email": customer.email,
@@ -149,6 +172,8 @@ def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> l
         if reason:
             row.update(status=RecipientStatus.SKIPPED, last_error=reason, chunk=None)
             skipped += 1
+            if not customer.email:
+                no_address.append(customer.id)
         else:
             row.update(status=RecipientStatus.PENDING, last_error=None, chunk=queued // size)
             queued += 1
@@ -164,6 +189,9 @@ def start(mailing: Mailing, *, actor: User, repeat_confirmed: bool = False) -> l
     repeat = repeats.result()
     if repeat and not repeat_confirmed:
         raise RuleViolation(repeat.message, field=CONFIRM_FIELD)
+    if no_address:
+        signals.undeliverable.send(mailing.id, audience=dict(mailing.audience),
+                                   customer_ids=no_address, reason=signals.NO_ADDRESS)
     mailing.status, mailing.mandatory = MailingStatus.SENDING, mandatory
     mailing.total, mailing.started_at = queued + skipped, utcnow()
     summary = (N_("Mailing %(id)d started: to send: %(queued)d, skipped: %(skipped)d "

@@ -31,7 +31,8 @@ from portal.customers.models import Customer
 from portal.extensions import db, rq
 from portal.i18n import N_
 from portal.mail import transport
-from portal.mailings import compose, services
+from portal.mailings import compose, services, signals
+from portal.mailings.audience import Audience
 from portal.mailings.models import (
     OPEN_RECIPIENT_STATUSES,
     Mailing,
@@ -156,7 +157,8 @@ def _next_retry_at(mailing_id: int, chunk: int) -> datetime | None:
 
 
 def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts: int,
-                    exc: Exception, max_attempts: int) -> bool:
+                    exc: Exception, max_attempts: int, customer_id: int | None = None,
+                    audience: dict[str, object] | None = None) -> bool:
     """Record, by the rulebook, why one message did not go out; True when the mailing paused
     (a connection failure: not this row's fault, so it goes back to waiting uncounted)."""
     failure = transport.classify(exc)
@@ -174,6 +176,10 @@ def _record_failure(ledger: Ledger, mailing_id: int, recipient_id: int, attempts
                       next_attempt_at=utcnow() + transport.backoff(attempts + 1))
     else:
         ledger.record(recipient_id, status=RecipientStatus.FAILED, last_error=failure.reason[:500])
+        if not failure.temporary and isinstance(exc, smtplib.SMTPRecipientsRefused):
+            # the server refused the address itself: the message cannot reach this customer
+            signals.undeliverable.send(mailing_id, audience=audience or {},
+                                       customer_ids=[customer_id], reason=signals.BOUNCED)
     return False
 
 
@@ -194,11 +200,13 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
     sent = 0
     ledger = Ledger(mailing_id)
     sent_with, lifetime = f"mailing:{mailing_id}", links.link_lifetime_days()
+    stored_audience = dict(mailing.audience or {})
+    chosen = Audience.from_dict(stored_audience)
     with transport.Client() as client:
         while True:
             rows = _due_rows(mailing_id, chunk)
             people = compose.personal_values(db.session.scalars(
-                select(Customer).where(Customer.id.in_([r[1] for r in rows]))))
+                select(Customer).where(Customer.id.in_([r[1] for r in rows]))), chosen)
             uow.commit()  # end the read transaction before the first claim
             for recipient_id, customer_id, email, locale, attempts in rows:
                 # The message's personal link, committed with the claim (before it is sent).
@@ -225,12 +233,14 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                     raise
                 except Exception as exc:  # one bad row must not stop the chunk
                     if _record_failure(ledger, mailing_id, recipient_id, attempts, exc,
-                                       max_attempts):
+                                       max_attempts, customer_id, stored_audience):
                         return sent
                     continue
                 # last_error stays: the report shows what it took (a 451, a resend in doubt)
                 ledger.record(recipient_id, status=RecipientStatus.SENT, sent_at=utcnow(),
                               message_id=msg_id)
+                signals.delivered.send(mailing_id, audience=stored_audience,
+                                       customer_ids=[customer_id])
                 sent += 1
             ledger.flush()
             retry_at = _next_retry_at(mailing_id, chunk)
@@ -269,7 +279,8 @@ def send_test_job(test_id: int) -> str | None:
     parts = compose.MessageParts.for_mailing(mailing)
     customer = row.customer
     if customer is not None:
-        person = compose.personal_values([customer])[customer.id]
+        person = compose.personal_values(
+            [customer], Audience.from_dict(mailing.audience))[customer.id]
         locale = customer.locale
     else:
         person = compose.Personal(row.to_address, "")

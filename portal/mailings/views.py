@@ -153,7 +153,8 @@ def _detail_page(mailing: Mailing, status: int = 200,
         repeat_error=repeat_error, repeat_field=repeats.CONFIRM_FIELD, search_limit=SEARCH_LIMIT,
         progress=services.progress(mailing), confirm=ConfirmForm(), tests=tests,
         pdfs=compose.mailing_pdfs(mailing) if mailing.attach_pdf else {},
-        mandatory=mandatory, history=audit.history("mailing", mailing.id)), status
+        mandatory=mandatory, history=audit.history("mailing", mailing.id),
+        audience_label=Audience.from_dict(mailing.audience).label), status
 
 
 @bp.route("/<int:mailing_id>")
@@ -181,7 +182,8 @@ def preview(mailing_id: int) -> ResponseReturnValue:
             mailing.event_id, Audience.from_dict(mailing.audience)), None)
     rendered, greeting_error = None, None
     if customer is not None:
-        person = compose.personal_values([customer])[customer.id]
+        person = compose.personal_values([customer], Audience.from_dict(mailing.audience))[
+            customer.id]
         try:  # customer_id=None: the preview's unsubscribe link is inert
             rendered = compose.render_for(compose.MessageParts.for_mailing(mailing),
                                           customer.locale, person, None)

@@ -212,3 +212,19 @@ class ProgrammeMember(db.Model):
 
     programme: Mapped[Programme] = relationship()
     customer: Mapped[Customer] = relationship()
+
+
+class ProgrammeReminder(db.Model):
+    """One reminder of an opt-in programme, ``days`` before its deadline: the row is written
+    before its mailing, and unique per programme and days, so a reminder goes out once however
+    often (or however many at once) the periodic job runs. ``mailing_id`` is None when
+    nobody was left to remind."""
+
+    __tablename__ = "programme_reminder"
+    __table_args__ = (UniqueConstraint("programme_id", "days"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programme.id"))
+    days: Mapped[int] = mapped_column(Integer)
+    mailing_id: Mapped[int | None] = mapped_column(ForeignKey("mailing.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -42,7 +42,7 @@ CLAIMABLE = (MemberStatus.CREATED, MemberStatus.ACCEPTED, MemberStatus.LATE)
 FAILED_PAYOUTS_LIMIT = 2
 
 
-def mark_unclaimed(member_ids: list[int], reason: str, actor: User | None) -> int:
+def mark_unclaimed(member_ids: list[int], reason: str, actor: User | None = None) -> int:
     """Mark these members unclaimed for ``reason``, the amount held; how many moved. One audit
     entry per programme touched, with the count and the amounts held."""
     if reason not in UNCLAIMED_REASONS:
