@@ -53,7 +53,8 @@ from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
 from portal.notifications import receivers as notification_receivers
 from portal.notifications import tasks as notification_tasks
-from portal.payouts import models as payout_models  # noqa: F401 (its tables)
+from portal.payouts import files as payout_files
+from portal.payouts import models as payout_models
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
@@ -105,6 +106,8 @@ def _register_terms() -> None:
         publish_refusal=notice_models.PUBLISH_REFUSALS,
         notice_setting=notice_settings.SETTING_LABELS,
         customer_link=customer_links.KIND_LABELS,
+        payout_batch_status=payout_models.BATCH_STATUS_LABELS,
+        payout_file_format=payout_files.FORMAT_LABELS,
     )
 
 
@@ -151,7 +154,7 @@ def connect() -> None:
     people.add_sources(case_timeline.entries, mailing_timeline.entries)
 
     # The documents the shared job renders (``documents.render_document_job``).
-    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE)
+    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE, payout_files.PIPELINE)
 
     # Work whose job vanished from Redis is queued again (``main_tasks.reconcile_job``).
     jobs.add_reconcilers(
@@ -166,6 +169,7 @@ def connect() -> None:
         my_tasks.requeue_lost_link_mails,
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
+        payout_files.PIPELINE.requeue_lost,
     )
 
     jobs.schedule(main_tasks.reconcile_job, every_seconds=main_tasks.RECONCILE_INTERVAL_SECONDS)

@@ -10,7 +10,7 @@ from flask import Flask
 from portal.accounts import Role
 from portal.security import access, rule_for
 
-ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN, Role.FINANCE]
 # Endpoints whose answer to an allowed user signs them out; requested last per role.
 SIGN_OUT = {"auth.logout"}
 

@@ -45,7 +45,7 @@ from tests.conftest import empty_database, make_config
 from tests.mail_helpers import start_server
 
 PORTAL = Path(__file__).resolve().parent.parent / "portal"
-ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN, Role.FINANCE]
 LOCALES = {"en": "en-GB,en;q=0.9", "zh_CN": "zh-CN,zh;q=0.9"}
 # Ids no row has: an ordinary one, and one beyond any database integer.
 MISSING_IDS = ["999999", str(2**64)]
