@@ -107,6 +107,7 @@ def _register_terms() -> None:
         notice_setting=notice_settings.SETTING_LABELS,
         customer_link=customer_links.KIND_LABELS,
         payout_batch_status=payout_models.BATCH_STATUS_LABELS,
+        payout_line_status=payout_models.LINE_STATUS_LABELS,
         payout_file_format=payout_files.FORMAT_LABELS,
     )
 
