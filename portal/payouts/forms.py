@@ -29,7 +29,8 @@ def programme_choices() -> list[tuple[str, object]]:
 class PrepareForm(FlaskForm):
     """What a batch holds: a programme's cases or ordinary ones, one currency, one method."""
 
-    programme_id = SelectField(_l("Programme"), choices=programme_choices, validate_choice=True)
+    programme_id = SelectField(_l("Programme (or ordinary cases)"), choices=programme_choices,
+                               validate_choice=True)
     currency = StringField(_l("Currency (ISO 4217)"), default="CNY",
                            validators=[DataRequired(), Length(min=3, max=3)])
     method = SelectField(_l("Payout method"),

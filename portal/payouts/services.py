@@ -97,14 +97,17 @@ def _require_role(actor: User, roles: frozenset[Role]) -> None:
 # --- choosing the cases ----------------------------------------------------------------------
 
 def _entitlement_sealed() -> Any:
-    """The bank details sealed in the case's entitlement import (the case's own order first)."""
-    return (select(Entitlement.payout_sealed)
-            .where(Entitlement.event_id == Case.event_id,
-                   Entitlement.customer_id == Case.customer_id,
-                   Entitlement.payout_sealed.is_not(None))
-            .order_by((Entitlement.order_ref == Case.order_ref).desc(),
-                      Entitlement.updated_at.desc(), Entitlement.id.desc())
-            .limit(1).correlate(Case).scalar_subquery())
+    """The bank details sealed in the case's entitlement import (the case's own order first,
+    else the customer's latest in the event)."""
+    def latest(*where: Any) -> Any:
+        return (select(Entitlement.payout_sealed)
+                .where(Entitlement.event_id == Case.event_id,
+                       Entitlement.customer_id == Case.customer_id,
+                       Entitlement.payout_sealed.is_not(None), *where)
+                .order_by(Entitlement.updated_at.desc(), Entitlement.id.desc())
+                .limit(1).correlate(Case).scalar_subquery())
+
+    return func.coalesce(latest(Entitlement.order_ref == Case.order_ref), latest())
 
 
 def paid_with(confirmed_method: str | None, confirmed_sealed: str | None,
