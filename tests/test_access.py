@@ -108,6 +108,23 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
             claims.ClaimInput("refund", "WD-CLAIM-1", "12.00", "Order lost"))
 
         customer_link, _token = links.issue_personal(customer, sent_with="test")
+        # A payout batch prepared by another finance user (so finance and admins may release
+        # it), and a file asked of it.
+        from decimal import Decimal
+
+        from portal.cases.models import CaseStatus
+        from portal.customers import payout
+        from portal.payouts import services as payouts
+        from portal.payouts.models import PayoutFile
+        from tests.payout_helpers import second_finance
+
+        case.status, case.approved_amount = CaseStatus.APPROVED, Decimal("10.00")
+        payout.confirm(customer, {"method": "original"}, None)
+        payout_batch = payouts.prepare_batch(programme_id=None, currency="CNY",
+                                             method="original", actor=second_finance())
+        payout_file = PayoutFile(batch_id=payout_batch.id, format="csv", profile="generic")
+        db.session.add(payout_file)
+        db.session.flush()
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -123,7 +140,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "batch_id": str(batch.id), "postmortem_id": "1",
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
-                   "claim_id": str(claim.id)}
+                   "claim_id": str(claim.id), "payout_batch_id": str(payout_batch.id),
+                   "payout_file_id": str(payout_file.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

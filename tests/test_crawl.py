@@ -38,6 +38,7 @@ from portal.lifecycle.models import EventArchive, RetentionRun
 from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
 from portal.notices.models import Notice, NoticePdf
+from portal.payouts.models import PayoutBatch, PayoutFile
 from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.signoffs.models import SignoffRequest
 from tests import crawl_data
@@ -123,6 +124,8 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "verification_id": lambda: _ids(AuditVerification),
     "reply_id": lambda: _ids(CannedReply, CannedReply.retired_at.is_(None)),
     "claim_id": lambda: _ids(Claim, Claim.status),
+    "payout_batch_id": lambda: _ids(PayoutBatch, PayoutBatch.status, PayoutBatch.method),
+    "payout_file_id": lambda: _ids(PayoutFile, PayoutFile.format, PayoutFile.status),
     "slug": _slugs,
     "token": _tokens,
     ("public.claim_confirm", "token"): _claim_tokens,

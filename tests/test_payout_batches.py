@@ -4,6 +4,7 @@ cases, and who may reach the pages."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -157,8 +158,9 @@ def _postgresql(app) -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
-def _in_threads(app_factory, work, count: int = 2) -> list[object]:
-    """Run ``work(app, index)`` in ``count`` threads at once, each its own app and session."""
+def _in_threads(app_factory, work, count: int = 2, load=lambda index: None) -> list[object]:
+    """In ``count`` threads, each with its own app and session: ``load(index)`` (what the
+    page showed), then all at once ``work(index, loaded)``; what each returned or raised."""
     results: list[object] = [None] * count
     barrier = threading.Barrier(count)
 
@@ -166,8 +168,9 @@ def _in_threads(app_factory, work, count: int = 2) -> list[object]:
         other = app_factory()
         with other.app_context():
             try:
+                loaded = load(index)
                 barrier.wait(timeout=10)
-                results[index] = work(index)
+                results[index] = work(index, loaded)
                 db.session.commit()
             except Exception as exc:  # what the loser is told
                 db.session.rollback()
@@ -197,12 +200,14 @@ def test_two_releases_at_once_one_wins(app, app_factory, users) -> None:
     db.session.commit()
     batch_id, checker_ids = batch.id, [c.id for c in checkers]
 
-    def release(index: int) -> str:
-        mine = db.session.get(PayoutBatch, batch_id)
+    def release(index: int, mine: PayoutBatch) -> str:
         services.release_batch(mine, actor=db.session.get(User, checker_ids[index]))
+        time.sleep(0.2)  # hold the row while the other tries
         return "released"
 
-    results = _in_threads(app_factory, release)
+    # Both pages showed the batch prepared; both press "release" at once.
+    results = _in_threads(app_factory, release,
+                          load=lambda _i: db.session.get(PayoutBatch, batch_id))
     assert sorted(map(type, results), key=str) == sorted([str, Conflict], key=str), results
     [lost] = [r for r in results if isinstance(r, Conflict)]
     assert "at the same moment" in lost.message
@@ -222,7 +227,7 @@ def test_two_batches_prepared_at_once_never_share_a_case(app, app_factory, users
     finance_ids = [users[Role.FINANCE].id, second_finance().id]
     db.session.commit()
 
-    def prepare(index: int) -> int:
+    def prepare(index: int, _loaded: object) -> int:
         batch = services.prepare_batch(programme_id=None, currency="CNY", method="bank",
                                        actor=db.session.get(User, finance_ids[index]))
         return batch.line_count
