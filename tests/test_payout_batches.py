@@ -328,3 +328,37 @@ def test_finance_accounts_from_the_shell_and_the_admin_page(app, client, auth, u
 
     roles = dict(db.session.execute(select(User.email, User.role)).all())
     assert roles["cashier@example.com"] == roles["cashier2@example.com"] == "finance"
+
+
+def test_a_programme_batch_takes_only_what_the_programme_lets_be_paid(app, users) -> None:
+    from portal.programmes.models import MemberStatus, Programme, ProgrammeMember
+
+    event = make_event()
+    programmes = {}
+    for mode in ("proactive", "opt_in"):
+        programmes[mode] = Programme(event_id=event.id, name_zh="补偿", name_en="Make good",
+                                     kind="compensation", currency="CNY", mode=mode,
+                                     calculation_date=date(2026, 12, 1), status="running")
+        db.session.add(programmes[mode])
+    db.session.flush()
+    under = {}
+    for n, mode in enumerate(("proactive", "opt_in"), start=1):
+        case = approved_case(users, "25.00", event=event, ref=f"P-{n}")
+        case.programme_id = programmes[mode].id
+        under[mode] = ProgrammeMember(programme_id=programmes[mode].id,
+                                      customer_id=case.customer_id, case_id=case.id,
+                                      amount=Decimal("25.00"), currency="CNY")
+        db.session.add(under[mode])
+    ordinary = approved_case(users, "7.00", event=event, ref="K-1")
+    db.session.flush()
+    proactive = _prepare(users, programme_id=programmes["proactive"].id)
+    assert [line.case_id for line in _lines(proactive)] == [under["proactive"].case_id]
+    with pytest.raises(RuleViolation, match="No approved case"):
+        _prepare(users, programme_id=programmes["opt_in"].id)  # nobody accepted yet
+    under["opt_in"].status = MemberStatus.ACCEPTED
+    db.session.flush()
+    assert _prepare(users, programme_id=programmes["opt_in"].id).line_count == 1
+    assert [line.case_id for line in _lines(_prepare(users))] == [ordinary.id]
+    with pytest.raises(RuleViolation) as refused:
+        _prepare(users, currency="USD", programme_id=programmes["opt_in"].id)
+    assert refused.value.field == "currency"

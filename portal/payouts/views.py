@@ -15,9 +15,11 @@ from portal.cases.models import Case
 from portal.customers import payout
 from portal.errors import RuleViolation
 from portal.extensions import db
+from portal.i18n import locale_code
 from portal.payouts import files, profiles, services
 from portal.payouts.forms import BatchActionForm, FileForm, PrepareForm
 from portal.payouts.models import BATCH_STATUS_LABELS, PayoutBatch, PayoutFile, PayoutLine
+from portal.programmes.models import Programme
 from portal.security import access
 from portal.web import database_int, refuse, roll_back, wants_partial
 
@@ -102,10 +104,11 @@ def _batch_page(batch: PayoutBatch, status: int = 200,
                                totals=services.line_totals(batch)), status
     return render_template(
         "payouts/batch.html", batch=batch, lines=lines, cases=cases,
+        programme=db.session.get(Programme, batch.programme_id) if batch.programme_id else None,
         accounts=_masked(lines.items, cases),
         totals=services.line_totals(batch), files=file_rows, labels=BATCH_STATUS_LABELS,
         action_form=BatchActionForm(), file_form=file_form or _file_form(batch),
-        failure=files.failure, args={}), status
+        failure=files.failure, locale=locale_code(), args={}), status
 
 
 def _masked(lines: list[PayoutLine], cases: dict[int, Case]) -> dict[int, str]:
