@@ -120,6 +120,15 @@ def load(instance_path: str) -> dict[str, Any]:
         # Kept outside the database: the AES-256-GCM key that seals customers' bank details
         # (see README, "Payout details"). Losing it loses the stored details; back it up.
         "PAYOUT_DETAILS_KEY": _payout_details_key(instance, production),
+        # The account payout batches are paid from, as the pain.001 files name it (an IBAN
+        # or the bank's account number; the BIC when the bank wants one). Empty in
+        # production until set: a pain.001 file then fails with the reason.
+        "PAYOUT_DEBTOR_NAME": os.environ.get("PAYOUT_DEBTOR_NAME", "").strip(),
+        "PAYOUT_DEBTOR_ACCOUNT": os.environ.get(
+            "PAYOUT_DEBTOR_ACCOUNT", "" if production else "110060149018000000001").strip(),
+        "PAYOUT_DEBTOR_BIC": os.environ.get("PAYOUT_DEBTOR_BIC", "").strip(),
+        # Bank profiles of the payout CSV beyond the built-in ones (portal/payouts/profiles.py).
+        "PAYOUT_CSV_PROFILES": {},
         "SQLALCHEMY_DATABASE_URI": _database_url(instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,

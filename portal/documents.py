@@ -49,15 +49,15 @@ def storage_dir() -> Path:
     return config.instance_folder("pdf", "PDF_DIR")
 
 
-def stored_path(sha256: str) -> Path:
-    """Where the PDF with this SHA-256 is kept."""
-    return storage_dir() / f"{sha256}.pdf"
+def stored_path(sha256: str, suffix: str = ".pdf") -> Path:
+    """Where the file (a PDF unless ``suffix`` says otherwise) with this SHA-256 is kept."""
+    return storage_dir() / f"{sha256}{suffix}"
 
 
-def store(data: bytes) -> tuple[str, Path]:
+def store(data: bytes, suffix: str = ".pdf") -> tuple[str, Path]:
     """Content-addressed: the file is named by its SHA-256, so storing twice is harmless."""
     digest = hashlib.sha256(data).hexdigest()
-    path = storage_dir() / f"{digest}.pdf"
+    path = stored_path(digest, suffix)
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
@@ -139,13 +139,17 @@ def request(model: type[DocumentRow], identity: dict[str, Any],
 class Pipeline:
     """One kind of document. ``render`` gives the row's bytes, or None when it has recorded
     (``jobs.record_failure``) why it will not; ``download_name`` names the file; ``views`` is
-    the blueprint with the ``pdf_status`` and ``pdf_file`` endpoints."""
+    the blueprint with the ``pdf_status`` and ``pdf_file`` endpoints. Documents other than
+    PDFs (payout files) say their ``mimetype`` per row and the ``suffix`` they are kept
+    under."""
 
     name: str  # the job ids are "<name>-<row id>"
     model: type[DocumentRow]
     render: Callable[[Any], bytes | None]
     download_name: Callable[[Any], str]
     views: str
+    mimetype: Callable[[Any], str] = lambda _row: "application/pdf"
+    suffix: str = ".pdf"
 
     @property
     def claim(self) -> jobs.Claim:
@@ -195,7 +199,8 @@ def render_document_job(pipeline_name: str, row_id: int) -> str | None:
     row = db.session.get(pipeline.model, row_id)
     if row is None:
         return None
-    if row.status == PdfStatus.DONE and row.sha256 and stored_path(row.sha256).exists():
+    if (row.status == PdfStatus.DONE and row.sha256
+            and stored_path(row.sha256, pipeline.suffix).exists()):
         return row.sha256
     with jobs.claimed(pipeline.claim, row_id) as mine:
         return _render(pipeline, row_id) if mine else None
@@ -207,7 +212,7 @@ def _render(pipeline: Pipeline, row_id: int) -> str | None:
         data = pipeline.render(row)
         if data is None:
             return None
-        digest, _path = store(data)
+        digest, _path = store(data, pipeline.suffix)
     row.status, row.sha256, row.size, row.finished_at = PdfStatus.DONE, digest, len(data), utcnow()
     return digest
 
@@ -237,5 +242,6 @@ def download(pipeline: Pipeline, row_id: int) -> Response:
     row = db.session.get(pipeline.model, row_id)
     if row is None or row.status != PdfStatus.DONE:
         abort(404)
-    return send_file(stored_path(row.sha256), mimetype="application/pdf", etag=row.sha256,
-                     conditional=True, download_name=pipeline.download_name(row))
+    return send_file(stored_path(row.sha256, pipeline.suffix), mimetype=pipeline.mimetype(row),
+                     etag=row.sha256, conditional=True,
+                     download_name=pipeline.download_name(row))

@@ -56,7 +56,8 @@ from portal.notices import signals as notice_signals
 from portal.notices import tasks as notice_tasks
 from portal.notifications import receivers as notification_receivers
 from portal.notifications import tasks as notification_tasks
-from portal.payouts import models as payout_models  # noqa: F401 (its tables)
+from portal.payouts import files as payout_files
+from portal.payouts import models as payout_models
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
@@ -121,6 +122,9 @@ def _register_terms() -> None:
         programme_field=programme_services.FIELD_LABELS,
         programme_exclusion=programme_rules.EXCLUSION_LABELS,
         unclaimed_reason=programme_unclaimed.UNCLAIMED_REASONS,
+        payout_batch_status=payout_models.BATCH_STATUS_LABELS,
+        payout_line_status=payout_models.LINE_STATUS_LABELS,
+        payout_file_format=payout_files.FORMAT_LABELS,
     )
 
 
@@ -183,7 +187,7 @@ def connect() -> None:
     people.add_sources(case_timeline.entries, mailing_timeline.entries)
 
     # The documents the shared job renders (``documents.render_document_job``).
-    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE)
+    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE, payout_files.PIPELINE)
 
     # Work whose job vanished from Redis is queued again (``main_tasks.reconcile_job``).
     jobs.add_reconcilers(
@@ -200,6 +204,7 @@ def connect() -> None:
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
         programme_tasks.requeue_lost_generations,
+        payout_files.PIPELINE.requeue_lost,
     )
 
     jobs.schedule(main_tasks.reconcile_job, every_seconds=main_tasks.RECONCILE_INTERVAL_SECONDS)

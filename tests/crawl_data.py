@@ -227,6 +227,46 @@ def _postmortem(event: Event, staff: dict[Role, User]) -> None:
     postmortems.request_pdf(postmortem, actor=agent)
 
 
+def _payouts(event: Event, staff: dict[Role, User]) -> None:
+    """Payout batches: one released with its CSV and pain.001 asked for (made by the slow
+    work), one prepared awaiting release, one cancelled."""
+    from decimal import Decimal
+
+    from portal.customers import payout
+    from portal.payouts import files
+    from portal.payouts import services as payouts
+
+    agent, admin = staff[Role.AGENT], staff[Role.ADMIN]
+    finance = db.session.scalar(db.select(User).where(User.role == Role.FINANCE)
+                                .order_by(User.id))
+
+    def approved(ref: str, amount: str, bank: bool) -> None:
+        customer = customers.create_customer(event, {"external_ref": ref, "name": "钱多多",
+                                                     "locale": "zh_CN"}, actor=agent)
+        case = cases.open_case(customer, cases.CaseInput(
+            "refund", f"WD-{ref}", amount, "CNY", "other", "", agent.id), actor=agent)
+        cases.change_status(case, "start", actor=agent)
+        cases.propose(case, actor=agent)
+        cases.approve(case, actor=second_agent())
+        assert case.approved_amount == Decimal(amount)
+        payout.confirm(customer, {"method": "bank", "holder": "钱多多", "bank": "招商银行",
+                                  "account": "6225880012345678"} if bank
+                       else {"method": "original"}, None)
+
+    approved("PAY-1", "20.00", True)
+    approved("PAY-2", "15.50", True)
+    released = payouts.prepare_batch(programme_id=None, currency="CNY", method="bank",
+                                     actor=finance)
+    payouts.release_batch(released, actor=admin)
+    for format, profile in (("csv", "cn-bank"), ("pain.001", "")):
+        files.request_file(released, format=format, profile=profile, actor=finance)
+    approved("PAY-3", "9.00", False)
+    cancelled = payouts.prepare_batch(programme_id=None, currency="CNY", method="original",
+                                      actor=finance)
+    payouts.cancel_batch(cancelled, actor=finance)
+    payouts.prepare_batch(programme_id=None, currency="CNY", method="original", actor=finance)
+
+
 def _closed_event(staff: dict[Role, User]) -> Event:
     """A shutdown walked to closed, long enough ago to be past retention, with a customer
     and an export archive."""
@@ -258,6 +298,7 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     _mailings(event, started_draft.version_id, staff)
     _customer_page(event, staff)
     _postmortem(event, staff)
+    _payouts(event, staff)
     closed = _closed_event(staff)
     batch = customers.start_import(event, io.BytesIO(IMPORT_CSV), "customers.csv",
                                    actor=staff[Role.AGENT])

@@ -10,7 +10,7 @@ from flask import Flask
 from portal.accounts import Role
 from portal.security import access, rule_for
 
-ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN, Role.FINANCE]
 # Endpoints whose answer to an allowed user signs them out; requested last per role.
 SIGN_OUT = {"auth.logout"}
 
@@ -118,7 +118,24 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
         programme = make_programme(event)
         member = add_member(users, programme, "PM1", "10.00")
         member.status = "late"
-        db.session.commit()
+        db.session.commit(,
+        # A payout batch prepared by another finance user (so finance and admins may release
+        # it), and a file asked of it.
+        from decimal import Decimal
+
+        from portal.cases.models import CaseStatus
+        from portal.customers import payout
+        from portal.payouts import services as payouts
+        from portal.payouts.models import PayoutFile
+        from tests.payout_helpers import second_finance
+
+        case.status, case.approved_amount = CaseStatus.APPROVED, Decimal("10.00")
+        payout.confirm(customer, {"method": "original"}, None)
+        payout_batch = payouts.prepare_batch(programme_id=None, currency="CNY",
+                                             method="original", actor=second_finance())
+        payout_file = PayoutFile(batch_id=payout_batch.id, format="csv", profile="generic")
+        db.session.add(payout_file)
+        db.session.flush()
         task = db.session.scalar(db.select(EventTask).where(EventTask.event_id == event.id))
         item = db.session.scalar(db.select(ChecklistTemplateItem))
         samples = {"user_id": str(users[Role.AGENT].id), "event_id": str(event.id),
@@ -136,7 +153,8 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
                    "claim_id": str(claim.id), "import_id": str(entitlement_import.id),
                    "programme_id": str(programme.id), "member_id": str(member.id),
-                   "members": "launch"}
+                   "members": "launch", "payout_batch_id": str(payout_batch.id),
+                   "payout_file_id": str(payout_file.id)}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

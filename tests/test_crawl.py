@@ -38,6 +38,7 @@ from portal.lifecycle.models import EventArchive, RetentionRun
 from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
 from portal.notices.models import Notice, NoticePdf
+from portal.payouts.models import PayoutBatch, PayoutFile
 from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.programmes.models import EntitlementImport
 from portal.signoffs.models import SignoffRequest
@@ -46,7 +47,7 @@ from tests.conftest import empty_database, make_config
 from tests.mail_helpers import start_server
 
 PORTAL = Path(__file__).resolve().parent.parent / "portal"
-ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.LEGAL, Role.ADMIN, Role.FINANCE]
 LOCALES = {"en": "en-GB,en;q=0.9", "zh_CN": "zh-CN,zh;q=0.9"}
 # Ids no row has: an ordinary one, and one beyond any database integer.
 MISSING_IDS = ["999999", str(2**64)]
@@ -125,6 +126,8 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "reply_id": lambda: _ids(CannedReply, CannedReply.retired_at.is_(None)),
     "claim_id": lambda: _ids(Claim, Claim.status),
     "import_id": lambda: _ids(EntitlementImport, EntitlementImport.status),
+    "payout_batch_id": lambda: _ids(PayoutBatch, PayoutBatch.status, PayoutBatch.method),
+    "payout_file_id": lambda: _ids(PayoutFile, PayoutFile.format, PayoutFile.status),
     "slug": _slugs,
     "token": _tokens,
     ("public.claim_confirm", "token"): _claim_tokens,

@@ -104,8 +104,9 @@ def test_sealed_details_do_not_open_for_another_customer_or_key(app, users) -> N
 
 
 @pytest.mark.parametrize("role, full", [(Role.AGENT, False), (Role.LEGAL, False),
-                                        (Role.ADMIN, True)])
-def test_staff_see_the_account_masked_and_admins_in_full(client, auth, users, role, full) -> None:
+                                        (Role.ADMIN, True), (Role.FINANCE, True)])
+def test_staff_see_the_account_masked_and_the_roles_that_pay_in_full(client, auth, users, role,
+                                                                    full) -> None:
     case = make_case(users)
     _bank(case.customer)
     auth.login(role)

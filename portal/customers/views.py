@@ -135,10 +135,10 @@ def link_settings() -> ResponseReturnValue:
                            maximum=links.MAX_LIFETIME_DAYS), 422 if error else 200
 
 
-# There is no finance role (portal.accounts): the admins are the ones who see the bank account
-# in full; everyone else on the staff sees it masked (the templates ask ``can`` for this).
+# The roles that pay (finance, and admins) see the bank account in full; everyone else on the
+# staff sees it masked (the templates ask ``can`` for this).
 @bp.route("/<int:customer_id>/payout")
-@access(Role.ADMIN)
+@access(Role.FINANCE, Role.ADMIN)
 def payout_details(customer_id: int) -> ResponseReturnValue:
     """The customer's payout details in full (the page includes the same partial)."""
     customer = db.get_or_404(Customer, customer_id)

@@ -83,6 +83,13 @@ class LineStatus(StrEnum):
     REJECTED = "rejected"
 
 
+LINE_STATUS_LABELS = {
+    LineStatus.PENDING: _l("pending at the bank"),
+    LineStatus.PAID: _l("paid"),
+    LineStatus.REJECTED: _l("rejected by the bank"),
+}
+
+
 class PayoutLine(db.Model):
     """One case in a batch, with the amount and the details it is paid with (copied, sealed,
     when the batch is prepared). A case is in at most one batch whose line is not rejected."""

@@ -19,6 +19,7 @@ ZH = {
     "Dashboard": "工作台",
     "Events": "事件",
     "Audit trail": "审计日志",
+    "Payouts": "付款",
     "Users": "用户",
     "Sign-offs": "法务审批",
     "Cases": "案件",
@@ -38,7 +39,8 @@ def sign_in(page: Page, email: str, password: str) -> None:
     page.get_by_role("button", name="Sign in", exact=True).click()
 
 
-@pytest.mark.parametrize("role", [Role.AGENT, Role.LEGAL, Role.ADMIN], ids=lambda r: r.value)
+@pytest.mark.parametrize("role", [Role.AGENT, Role.LEGAL, Role.ADMIN, Role.FINANCE],
+                         ids=lambda r: r.value)
 def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) -> None:
     sign_in(page, users[role].email, PASSWORD)
     expect(page).to_have_url(url_path("/dashboard"))
@@ -47,6 +49,7 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
     english = (["Dashboard", "Events", "Cases"]
                + (["Triage"] if role in (Role.AGENT, Role.ADMIN) else [])
                + (["Sign-offs"] if role in (Role.LEGAL, Role.ADMIN) else [])
+               + (["Payouts"] if role in (Role.FINANCE, Role.ADMIN) else [])
                + ["Audit trail"] + (["Users"] if role == Role.ADMIN else []))
     expect(nav.get_by_role("link")).to_have_text(english)
     expect(page.locator("html")).to_have_attribute("lang", "en")
