@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import views as main_views
     from portal.my import views as my_views
     from portal.notices import views as notice_views
+    from portal.payouts import result_views as payout_result_views
     from portal.postmortems import views as postmortem_views
     from portal.public import cache as public_cache
     from portal.public import views as public_views
@@ -98,6 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(postmortem_views.bp)
     app.register_blueprint(lifecycle_views.bp)
     app.register_blueprint(my_views.bp)
+    app.register_blueprint(payout_result_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)
