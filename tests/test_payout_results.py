@@ -143,7 +143,7 @@ def test_paid_csv_pays_the_cases_closes_the_batch_and_a_second_import_changes_no
 def test_a_rejected_line_goes_back_to_the_queue_with_the_reason(
         app, users, client, auth, run_worker, scene) -> None:
     batch = scene["batch"]
-    first, second, third = lines(batch)
+    first, second, _third = lines(batch)
     data = csv_file([(first.end_to_end_id, "paid", "100.10", "CNY", "BK1", ""),
                      (second.end_to_end_id, "rejected", "250.00", "CNY", "BK2", "AC04"),
                      ("PB-0001-9999", "paid", "1.00", "CNY", "BK9", "")])

@@ -17,7 +17,7 @@ from pathlib import Path
 from lxml import etree
 
 from portal.errors import RuleViolation
-from portal.i18n import N_
+from portal.i18n import N_, Message
 from portal.imports import detect_encoding, read_records
 
 CSV, CAMT054, PAIN002 = "csv", "camt.054", "pain.002"
@@ -58,8 +58,8 @@ class ParsedResult:
     lines: list[ResultLine] = field(default_factory=list)
 
 
-def _refuse(text: str, **params: object) -> RuleViolation:
-    return RuleViolation(N_(text, **params), field="file")
+def _refuse(message: Message) -> RuleViolation:
+    return RuleViolation(message, field="file")
 
 
 def parse_result_file(path: Path) -> ParsedResult:
@@ -77,28 +77,28 @@ def parse_result_file(path: Path) -> ParsedResult:
 def _amount(text: str, line: int) -> Decimal:
     raw = text.strip()
     if not AMOUNT_RE.fullmatch(raw):
-        raise _refuse("Line %(line)d: the amount %(amount)s is not a plain decimal amount "
-                      "such as 1280.50.", line=line, amount=raw[:40])
+        raise _refuse(N_("Line %(line)d: the amount %(amount)s is not a plain decimal amount "
+                      "such as 1280.50.", line=line, amount=raw[:40]))
     try:
         return Decimal(raw).quantize(Decimal("0.01"))
     except InvalidOperation:  # pragma: no cover - the pattern admits only plain decimals
-        raise _refuse("Line %(line)d: the amount %(amount)s is not a plain decimal amount "
-                      "such as 1280.50.", line=line, amount=raw[:40]) from None
+        raise _refuse(N_("Line %(line)d: the amount %(amount)s is not a plain decimal amount "
+                      "such as 1280.50.", line=line, amount=raw[:40])) from None
 
 
 def _currency(text: str, line: int) -> str:
     raw = text.strip().upper()
     if not CURRENCY_RE.fullmatch(raw):
-        raise _refuse("Line %(line)d: the currency %(currency)s is not a three-letter ISO "
-                      "4217 code.", line=line, currency=text.strip()[:10])
+        raise _refuse(N_("Line %(line)d: the currency %(currency)s is not a three-letter ISO "
+                      "4217 code.", line=line, currency=text.strip()[:10]))
     return raw
 
 
 def _end_to_end(text: str, line: int) -> str:
     raw = text.strip()
     if not raw or len(raw) > MAX_ID:
-        raise _refuse("Line %(line)d: the end-to-end id is empty or longer than 35 "
-                      "characters.", line=line)
+        raise _refuse(N_("Line %(line)d: the end-to-end id is empty or longer than 35 "
+                      "characters.", line=line))
     return raw
 
 
@@ -107,13 +107,13 @@ def _parse_csv(path: Path) -> ParsedResult:
     records = read_records(path, encoding)
     header = next(records, None)
     if header is None or header.error is not None:
-        raise _refuse("The file is empty or its first line is not a CSV header.")
+        raise _refuse(N_("The file is empty or its first line is not a CSV header."))
     names = [h.strip().lstrip("\ufeff").lower() for h in header.cells]
     missing = [c for c in CSV_REQUIRED if c not in names]
     if missing:
-        raise _refuse("This is neither a result CSV nor an ISO 20022 camt.054 or pain.002 "
+        raise _refuse(N_("This is neither a result CSV nor an ISO 20022 camt.054 or pain.002 "
                       "file: missing column(s) %(cols)s. Expected: %(all)s.",
-                      cols=", ".join(missing), all=", ".join(CSV_COLUMNS))
+                      cols=", ".join(missing), all=", ".join(CSV_COLUMNS)))
     result = ParsedResult(CSV, None)
     batch_refs: set[str] = set()
     for record in records:
@@ -122,14 +122,14 @@ def _parse_csv(path: Path) -> ParsedResult:
         if not any(cell.strip() for cell in record.cells):
             continue
         if len(record.cells) > len(names):
-            raise _refuse("Line %(line)d has more cells than the header has columns.",
-                          line=record.line)
+            raise _refuse(N_("Line %(line)d has more cells than the header has columns.",
+                          line=record.line))
         raw = {name: record.cells[i].strip() if i < len(record.cells) else ""
                for i, name in enumerate(names)}
         status = CSV_STATUSES.get(raw["status"].lower())
         if status is None:
-            raise _refuse("Line %(line)d: the status %(status)s is neither paid nor "
-                          "rejected.", line=record.line, status=raw["status"][:20])
+            raise _refuse(N_("Line %(line)d: the status %(status)s is neither paid nor "
+                          "rejected.", line=record.line, status=raw["status"][:20]))
         if raw.get("batch_ref"):
             batch_refs.add(raw["batch_ref"])
         result.lines.append(ResultLine(
@@ -137,11 +137,11 @@ def _parse_csv(path: Path) -> ParsedResult:
             _amount(raw["amount"], record.line), _currency(raw["currency"], record.line),
             raw.get("bank_ref", "")[:64], raw.get("reason", "")[:500]))
     if len(batch_refs) > 1:
-        raise _refuse("The file names several batches (%(refs)s); a result file answers one "
-                      "batch.", refs=", ".join(sorted(batch_refs))[:200])
+        raise _refuse(N_("The file names several batches (%(refs)s); a result file answers one "
+                      "batch.", refs=", ".join(sorted(batch_refs))[:200]))
     result.batch_ref = batch_refs.pop() if batch_refs else None
     if not result.lines:
-        raise _refuse("The file holds no result line.")
+        raise _refuse(N_("The file holds no result line."))
     return result
 
 
@@ -178,7 +178,7 @@ def _children(element: etree._Element | None, name: str) -> list[etree._Element]
 
 def _xml_amount(element: etree._Element | None, number: int) -> tuple[Decimal, str]:
     if element is None:
-        raise _refuse("Transaction %(line)d has no amount.", line=number)
+        raise _refuse(N_("Transaction %(line)d has no amount.", line=number))
     return (_amount(element.text or "", number),
             _currency(element.get("Ccy", ""), number))
 
@@ -187,10 +187,10 @@ def _parse_xml(path: Path) -> ParsedResult:
     try:
         tree = etree.parse(str(path), safe_parser())
     except etree.XMLSyntaxError as err:
-        raise _refuse("The XML cannot be read: %(error)s", error=str(err)[:200]) from None
+        raise _refuse(N_("The XML cannot be read: %(error)s", error=str(err)[:200])) from None
     if tree.docinfo.doctype:
-        raise _refuse("The XML declares a document type (DTD); bank files never do, so it "
-                      "is refused.")
+        raise _refuse(N_("The XML declares a document type (DTD); bank files never do, so it "
+                      "is refused."))
     root = tree.getroot()
     body = root[0] if _local(root.tag) == "Document" and len(root) else root
     kind = _local(body.tag)
@@ -198,8 +198,8 @@ def _parse_xml(path: Path) -> ParsedResult:
         return _parse_camt054(body)
     if kind == "CstmrPmtStsRpt":
         return _parse_pain002(body)
-    raise _refuse("The XML is neither a camt.054 notification nor a pain.002 status report "
-                  "(it is %(kind)s).", kind=kind[:60])
+    raise _refuse(N_("The XML is neither a camt.054 notification nor a pain.002 status report "
+                  "(it is %(kind)s).", kind=kind[:60]))
 
 
 def _entry_status(entry: etree._Element) -> str:
@@ -241,7 +241,7 @@ def _parse_camt054(body: etree._Element) -> ParsedResult:
                     number, e2e, status, amount, currency,
                     (_text(tx, "Refs", "AcctSvcrRef") or entry_ref)[:64], reason[:500]))
     if not result.lines:
-        raise _refuse("The camt.054 file holds no transaction with an end-to-end id.")
+        raise _refuse(N_("The camt.054 file holds no transaction with an end-to-end id."))
     result.batch_ref = original_ids.pop() if len(original_ids) == 1 else None
     return result
 
@@ -275,5 +275,5 @@ def _parse_pain002(body: etree._Element) -> ParsedResult:
                                            (_text(tx, "AcctSvcrRef") or _text(tx, "StsId"))[:64],
                                            reason[:500]))
     if not result.lines:
-        raise _refuse("The pain.002 report holds no transaction status (TxInfAndSts).")
+        raise _refuse(N_("The pain.002 report holds no transaction status (TxInfAndSts)."))
     return result

@@ -39,7 +39,7 @@ FINDING_LABELS = {
 }
 BUCKET_LABELS = {"paid": _l("paid"), "in_batch": _l("in a batch"),
                  "awaiting": _l("awaiting payment"), "unclaimed": _l("held (unclaimed)"),
-                 "written_off": _l("written off"), "left": _l("left the programme")}
+                 "written_off": _l("written off (low value)"), "left": _l("left the programme")}
 
 
 @bp.context_processor
