@@ -123,7 +123,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "batch_id": str(batch.id), "postmortem_id": "1",
                    "archive_id": "1", "run_id": "1", "reply_id": str(reply.id),
                    "evidence_id": str(proof.id), "link_id": str(customer_link.id),
-                   "claim_id": str(claim.id)}
+                   "claim_id": str(claim.id), "result_id": "1", "programme_id": "1"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

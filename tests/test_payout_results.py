@@ -399,3 +399,65 @@ def test_result_pages_are_finance_and_admin_only(app, users, client, auth, scene
     auth.login(Role.ADMIN)
     page = client.get(f"/payouts/batches/{batch.id}/results?lang=zh_CN").get_data(as_text=True)
     assert "上传并入账" in page
+
+
+# --- the event's export archive ---------------------------------------------------------------
+
+
+def test_the_event_archive_holds_programmes_batches_files_and_results(
+        app, users, client, auth, run_worker, tmp_path) -> None:
+    import json
+    import zipfile
+
+    from portal.lifecycle import archive as fmt
+    from portal.lifecycle.export import write_archive
+    from portal.payouts.models import PayoutFile
+
+    event = make_event()
+    programme = make_programme(event)
+    programme.terms_en, programme.amounts_sha256 = "We pay you back.", "ab" * 32
+    cases = [approved_case(users, event, i, amount, programme)
+             for i, amount in enumerate(AMOUNTS)]
+    batch = make_batch(users, cases, "PB-0300", programme)
+    db.session.execute(update(PayoutLine).values(payout_sealed="SEALED-BANK-DETAILS"))
+    db.session.add(PayoutFile(batch_id=batch.id, format="pain.001", row_count=3,
+                              control_sum=Decimal("350.15"), status="done", sha256="cd" * 32,
+                              size=1234, requested_by_id=users[Role.FINANCE].id))
+    db.session.commit()
+    first = lines(batch)[0]
+    result = apply(client, auth, run_worker, batch, csv_file([
+        (first.end_to_end_id, "paid", "100.10", "CNY", "BK1", ""),
+        ("PB-0300-9999", "paid", "1.00", "CNY", "BK9", "")]))
+
+    path = tmp_path / "archive.zip"
+    with path.open("wb") as out:
+        write_archive(db.session.get(type(event), event.id), out)
+    assert fmt.verify_archive(path) == []
+    with zipfile.ZipFile(path) as zf:
+        record = json.loads(zf.read("event.json"))
+        members_csv = zf.read("programme_members.csv").decode("utf-8-sig")
+        lines_csv = zf.read("payout_lines.csv").decode("utf-8-sig")
+        audit_lines = [json.loads(line) for line in zf.read("audit.jsonl").splitlines()]
+        everything = b"".join(zf.read(n) for n in zf.namelist()).decode("utf-8", "replace")
+    (exported,) = record["programmes"]
+    assert exported["id"] == programme.id and exported["terms_en"] == "We pay you back."
+    assert exported["amounts_sha256"] == "ab" * 32 and "signoff_id" in exported
+    assert exported["rules"] == {} and exported["members"] == {
+        "created/CNY": {"count": 3, "amount": "350.15"}}
+    (exported_batch,) = record["payout_batches"]
+    assert (exported_batch["ref"], exported_batch["status"]) == ("PB-0300", "released")
+    assert exported_batch["prepared_by_id"] == users[Role.FINANCE].id
+    assert exported_batch["released_by_id"] == users[Role.ADMIN].id
+    assert exported_batch["control_sum"] == "350.15"
+    assert exported_batch["line_counts"] == {"paid": 1, "pending": 2}
+    (exported_file,) = exported_batch["files"]
+    assert (exported_file["format"], exported_file["sha256"], exported_file["row_count"],
+            exported_file["control_sum"]) == ("pain.001", "cd" * 32, 3, "350.15")
+    (exported_result,) = exported_batch["results"]
+    assert exported_result["sha256"] == result.sha256
+    assert (exported_result["paid_count"], exported_result["rejected_count"]) == (1, 0)
+    assert [p["kind"] for p in exported_result["problems"]] == ["unknown"]
+    assert len(members_csv.strip().splitlines()) == 4 and len(lines_csv.strip().splitlines()) == 4
+    assert "SEALED-BANK-DETAILS" not in everything and "payout_sealed" not in lines_csv
+    assert {"payout_result.upload", "payout_result.applied"} <= {
+        e["action"] for e in audit_lines if e["subject_type"] == "payout_result"}
