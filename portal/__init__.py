@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import views as main_views
     from portal.my import views as my_views
     from portal.notices import views as notice_views
+    from portal.payouts import result_views as payout_result_views
     from portal.payouts import views as payout_views
     from portal.postmortems import views as postmortem_views
     from portal.programmes import entitlement_views
@@ -108,6 +109,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(programme_run_views.bp)
     app.register_blueprint(programme_mail_views.bp)
     app.register_blueprint(payout_views.bp)
+    app.register_blueprint(payout_result_views.bp)
 
     app.cli.add_command(auth_cli.users_cli)
     app.cli.add_command(audit_cli.audit_cli)

@@ -58,6 +58,7 @@ from portal.notifications import receivers as notification_receivers
 from portal.notifications import tasks as notification_tasks
 from portal.payouts import files as payout_files
 from portal.payouts import models as payout_models
+from portal.payouts import result_tasks as payout_result_tasks
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
@@ -201,6 +202,7 @@ def connect() -> None:
         mailing_tasks.requeue_lost_chunks,
         mailing_tasks.requeue_lost_tests,
         my_tasks.requeue_lost_link_mails,
+        payout_result_tasks.requeue_lost_results,
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
         programme_tasks.requeue_lost_generations,

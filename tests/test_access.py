@@ -118,7 +118,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
         programme = make_programme(event)
         member = add_member(users, programme, "PM1", "10.00")
         member.status = "late"
-        db.session.commit(,
+        db.session.commit()
         # A payout batch prepared by another finance user (so finance and admins may release
         # it), and a file asked of it.
         from decimal import Decimal
@@ -154,7 +154,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "claim_id": str(claim.id), "import_id": str(entitlement_import.id),
                    "programme_id": str(programme.id), "member_id": str(member.id),
                    "members": "launch", "payout_batch_id": str(payout_batch.id),
-                   "payout_file_id": str(payout_file.id)}
+                   "payout_file_id": str(payout_file.id), "result_id": "1"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

@@ -16,6 +16,8 @@ from portal.cases.models import EDITABLE_STATUSES, OPEN_STATUSES, Case, CaseStat
 
 AGENTS = frozenset({Role.AGENT, Role.ADMIN})
 LEGAL = frozenset({Role.LEGAL})
+# Who may record a case's payment: an agent by hand, finance from the bank's result file.
+PAYERS = AGENTS | {Role.FINANCE}
 
 
 @dataclass(frozen=True)

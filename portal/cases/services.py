@@ -312,8 +312,11 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
 
 def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor: User) -> Payment:
     """Pay once, exactly the approved amount. The unique case_id in case_payment makes a
-    second payment impossible even if two clerks press the button at the same moment."""
-    if actor.role not in rules.AGENTS:
+    second payment impossible even if two clerks press the button at the same moment.
+    Finance records it too, from the bank's result file (``rules.PAYERS``). A case under a
+    programme needs no offer acceptance of the event's terms: the programme's own (opt-in
+    acceptance, or none in a proactive programme) was checked when it was put in a batch."""
+    if actor.role not in rules.PAYERS:
         raise RuleViolation(_("Your role cannot take this step."))
     value = parse_amount(amount)
     payout_ref = (payout_ref or "").strip()
@@ -328,7 +331,8 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise RuleViolation(_("Pay exactly the approved amount: %(amount)s %(currency)s.",
                               amount=case.approved_amount, currency=case.currency),
                             field="amount")
-    if offers.needs_acceptance(case) and offers.valid_acceptance(case) is None:
+    if (case.programme_id is None and offers.needs_acceptance(case)
+            and offers.valid_acceptance(case) is None):
         raise unaccepted_payment(case, actor)
     payment = Payment(case_id=case.id, amount=value, currency=case.currency,
                       payout_ref=payout_ref, paid_by_id=actor.id)

@@ -5,6 +5,9 @@ An archive is one ZIP file::
     manifest.json            every other file with its SHA-256 and size
     event.json               the event's full record
     customers.csv, cases.csv, payments.csv, mailing_recipients.csv
+    programme_members.csv    the members of the event's programmes (no bank details)
+    payout_lines.csv         the lines of the payout batches (no bank details); event.json
+                             holds the programmes, batches, files' hashes and bank results
     pdfs/<sha256>.pdf        the PDFs of the event's notices
     audit.jsonl              the audit entries about the event and its subjects, one a line,
                              with every field their chain hash covers

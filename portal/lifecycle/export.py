@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from portal.lifecycle.models import ArchiveStatus, EventArchive
 from portal.mailings.models import Mailing, MailingRecipient
 from portal.models import PdfStatus, utcnow
 from portal.notices.models import Notice, NoticePdf, NoticeVersion, Publication
+from portal.payouts.models import PayoutBatch, PayoutFile, PayoutLine, PayoutResult
 from portal.postmortems.models import Postmortem
+from portal.programmes.models import Programme, ProgrammeMember
 from portal.signoffs.models import SignoffRequest
 
 IN_BATCH = 500  # ids per IN (...) list
@@ -143,6 +146,10 @@ def _audit_subjects(event: Event, record: dict[str, Any]) -> dict[str, list[str]
         "case": [str(c["id"]) for c in record["cases"]],
         "mailing": [str(m["id"]) for m in record["mailings"]],
         "customer_import": [str(b["id"]) for b in record["imports"]],
+        "programme": [str(p["id"]) for p in record["programmes"]],
+        "payout_batch": [str(b["id"]) for b in record["payout_batches"]],
+        "payout_result": [str(r["id"]) for b in record["payout_batches"]
+                          for r in b["results"]],
         "postmortem": [str(record["postmortem"]["id"])] if record["postmortem"] else [],
     }
 
@@ -171,6 +178,57 @@ def _audit_lines(subjects: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
             }
         for e in entries:
             db.session.expunge(e)
+
+
+# Internal columns of a job's claim: not part of the record.
+CLAIM_COLUMNS = ("claimed_at", "attempts")
+# Sealed bank details never leave the portal, not even sealed.
+LINE_SKIP = ("payout_sealed",)
+
+
+def _programmes(event: Event) -> tuple[list[dict[str, Any]], list[ProgrammeMember]]:
+    """The event's programmes (rules, terms, the digests and sign-off the snapshot bound, and
+    their members counted per status and currency), and their members for the CSV."""
+    programmes = list(db.session.scalars(select(Programme).where(Programme.event_id == event.id)
+                                         .order_by(Programme.id)))
+    members = _all(ProgrammeMember, ProgrammeMember.programme_id, [p.id for p in programmes],
+                   ProgrammeMember.id)
+    counts: dict[int, dict[str, dict[str, Any]]] = {}
+    for m in members:
+        per = counts.setdefault(m.programme_id, {}).setdefault(
+            f"{m.status}/{m.currency}", {"count": 0, "amount": Decimal("0.00")})
+        per["count"] += 1
+        per["amount"] += m.amount
+    return [{**row_dict(p, skip=CLAIM_COLUMNS), "members": counts.get(p.id, {})}
+            for p in programmes], members
+
+
+def _payout_batches(programme_ids: list[int], case_ids: list[int]
+                    ) -> tuple[list[dict[str, Any]], list[PayoutLine]]:
+    """The batches of the event's programmes or paying its cases: maker and checker, control
+    sum, their files (format, SHA-256, rows, control sum) and the bank's results (SHA-256,
+    counts, problems); and their lines for the CSV (without the sealed bank details)."""
+    batch_ids: set[int] = set()
+    for chunk in _in_batches(programme_ids):
+        batch_ids.update(db.session.scalars(select(PayoutBatch.id).where(
+            PayoutBatch.programme_id.in_(chunk))))
+    for chunk in _in_batches(case_ids):
+        batch_ids.update(db.session.scalars(select(PayoutLine.batch_id).where(
+            PayoutLine.case_id.in_(chunk))))
+    ids = sorted(batch_ids)
+    batches = _all(PayoutBatch, PayoutBatch.id, ids, PayoutBatch.id)
+    lines = _all(PayoutLine, PayoutLine.batch_id, ids, PayoutLine.id)
+    files = _all(PayoutFile, PayoutFile.batch_id, ids, PayoutFile.id)
+    results = _all(PayoutResult, PayoutResult.batch_id, ids, PayoutResult.id)
+    line_counts: dict[int, dict[str, int]] = {}
+    for line in lines:
+        per = line_counts.setdefault(line.batch_id, {})
+        per[line.status] = per.get(line.status, 0) + 1
+    return [{**row_dict(b), "line_counts": line_counts.get(b.id, {}),
+             "files": [row_dict(f, skip=CLAIM_COLUMNS) for f in files if f.batch_id == b.id],
+             "results": [row_dict(r, skip=CLAIM_COLUMNS) for r in results
+                         if r.batch_id == b.id]}
+            for b in batches], lines
 
 
 def event_record(event: Event) -> dict[str, Any]:
@@ -204,6 +262,11 @@ def event_record(event: Event) -> dict[str, Any]:
     imports = db.session.scalars(select(ImportBatch).where(ImportBatch.event_id == event.id)
                                  .order_by(ImportBatch.id))
     postmortem = db.session.scalar(select(Postmortem).where(Postmortem.event_id == event.id))
+    programmes, members = _programmes(event)
+    signoff_ids = [p["signoff_id"] for p in programmes if p["signoff_id"]]
+    signoffs += [s for s in _all(SignoffRequest, SignoffRequest.id, signoff_ids,
+                                 SignoffRequest.id) if s.id not in {x.id for x in signoffs}]
+    payout_batches, payout_lines = _payout_batches([p["id"] for p in programmes], case_ids)
     if postmortem is not None:
         signoffs += list(db.session.scalars(select(SignoffRequest).where(
             SignoffRequest.scope == f"postmortem:{postmortem.id}").order_by(SignoffRequest.id)))
@@ -235,6 +298,10 @@ def event_record(event: Event) -> dict[str, Any]:
         "timeline": of_event(TimelineEntry),
         "stakeholders": of_event(Stakeholder),
         "postmortem": row_dict(postmortem) if postmortem else None,
+        "programmes": programmes,
+        "programme_members": [row_dict(m) for m in members],
+        "payout_batches": payout_batches,
+        "payout_lines": [row_dict(line, skip=LINE_SKIP) for line in payout_lines],
     }
 
 
@@ -245,6 +312,8 @@ def _columns(model: Any, skip: tuple[str, ...] = ()) -> list[str]:
 def write_archive(event: Event, out: Any) -> None:
     """Write the ZIP of ``event`` to the binary stream ``out``."""
     record = event_record(event)
+    # Members and payout lines go to their CSVs only; event.json keeps their counts.
+    members, payout_lines = record.pop("programme_members"), record.pop("payout_lines")
     exported_at = utcnow().isoformat()
     writer = fmt.ArchiveWriter(out)
     writer.add("event.json", json.dumps({"format": fmt.FORMAT, "exported_at": exported_at,
@@ -262,6 +331,12 @@ def write_archive(event: Event, out: Any) -> None:
     recipient_cols = _columns(MailingRecipient)
     writer.add("mailing_recipients.csv", exports.to_bytes(recipient_cols, (
         [r[k] for k in recipient_cols] for m in record["mailings"] for r in m["recipients"])))
+    member_cols = _columns(ProgrammeMember)
+    writer.add("programme_members.csv", exports.to_bytes(member_cols, (
+        [m[k] for k in member_cols] for m in members)))
+    line_cols = _columns(PayoutLine, skip=LINE_SKIP)
+    writer.add("payout_lines.csv", exports.to_bytes(line_cols, (
+        [line[k] for k in line_cols] for line in payout_lines)))
     seen: set[str] = set()
     for notice in record["notices"]:
         for item in notice["pdfs"]:
