@@ -442,8 +442,9 @@ def test_the_event_archive_holds_programmes_batches_files_and_results(
     (exported,) = record["programmes"]
     assert exported["id"] == programme.id and exported["terms_en"] == "We pay you back."
     assert exported["amounts_sha256"] == "ab" * 32 and "signoff_id" in exported
-    assert exported["rules"] == {} and exported["members"] == {
-        "created/CNY": {"count": 3, "amount": "350.15"}}
+    assert exported["rules"] == {} and exported["members"] == {  # the paid one's member too
+        "created/CNY": {"count": 2, "amount": "250.05"},
+        "paid/CNY": {"count": 1, "amount": "100.10"}}
     (exported_batch,) = record["payout_batches"]
     assert (exported_batch["ref"], exported_batch["status"]) == ("PB-0300", "released")
     assert exported_batch["prepared_by_id"] == users[Role.FINANCE].id

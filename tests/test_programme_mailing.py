@@ -83,9 +83,11 @@ def test_members_get_their_amount_and_link_in_their_language(
                                                                 "no_address")
     assert (refused.status, refused.unclaimed_reason) == (MemberStatus.UNCLAIMED, "bounced")
     assert refused.notified_at is None
-    entries = db.session.scalars(select(AuditEntry.subject_id).where(
-        AuditEntry.action == "programme.member_unclaimed")).all()
-    assert sorted(entries) == sorted([str(silent.id), str(bounced.id)])
+    entries = db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "programme.unclaimed")).all()
+    assert {entry.subject_id for entry in entries} == {str(programme.id)}
+    assert sorted(m for entry in entries for m in entry.after["member_ids"]) == sorted(
+        [silent.id, bounced.id])
 
 
 def test_recontact_reaches_the_unclaimed_once_their_address_is_corrected(
