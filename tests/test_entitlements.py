@@ -296,3 +296,19 @@ def test_a_hundred_thousand_entitlements_stream_through(app, users, tmp_path) ->
     assert big.created_count == 100_000 and _count() == 100_000
     # Not a timing test; a guard against quadratic behaviour.
     assert time.perf_counter() - started < 240
+
+
+def test_a_file_whose_job_was_lost_is_checked_after_the_reconciler(app, users, event,
+                                                                  run_worker) -> None:
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.programmes import entitlement_tasks
+
+    batch = services.start_import(event, io.BytesIO((HEADER + GOOD).encode()), "e.csv",
+                                  actor=users[Role.AGENT])  # queued by no one: Redis lost it
+    db.session.commit()
+    assert entitlement_tasks.requeue_lost_imports in jobs.RECONCILERS
+    assert entitlement_tasks.requeue_lost_imports(timedelta(0)) == 1
+    run_worker()
+    assert db.session.get(EntitlementImport, batch.id).status == ImportStatus.VALIDATED
