@@ -31,6 +31,16 @@ NOT_PAYABLE = {"XXX", "XTS"}
 DATE_SHAPE = re.compile(r"^([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})$")
 
 
+def minor_unit(currency: str) -> Decimal:
+    """The smallest amount of the currency as stored (ISO 4217 through Babel, at most 0.01)."""
+    return Decimal(1).scaleb(-min(get_currency_precision(currency), SCALE))
+
+
+def amount_text(amount: Decimal, currency: str) -> str:
+    """An amount as its currency writes it: 3000 JPY, 120.50 CNY."""
+    return str(amount.quantize(minor_unit(currency)))
+
+
 def parse_basis_amount(text: str, currency: str) -> Decimal:
     """A positive amount in plain decimal notation with no more decimals than the currency
     allows (and at most two, as amounts are stored); RuleViolation with the reason."""
@@ -46,7 +56,7 @@ def parse_basis_amount(text: str, currency: str) -> Decimal:
         raise RuleViolation(N_("basis_amount %(value)s is above the limit of %(max)s.",
                                value=raw, max=str(MAX_AMOUNT)), field="basis_amount")
     places = min(get_currency_precision(currency), SCALE)
-    if amount != amount.quantize(Decimal(1).scaleb(-places)):
+    if amount != amount.quantize(minor_unit(currency)):
         raise RuleViolation(N_("basis_amount %(value)s has more decimals than %(currency)s "
                                "allows (%(places)d).", value=raw, currency=currency,
                                places=places), field="basis_amount")
