@@ -22,6 +22,7 @@ from portal.errors import RuleViolation
 from portal.i18n import N_
 from portal.imports import control_character
 from portal.money import FULL_WIDTH, MAX_AMOUNT, MAX_LENGTH, PLAIN_DECIMAL, SCALE
+from portal.programmes.rules import minor_unit
 
 COLUMNS = ("external_ref", "order_ref", "basis_amount", "currency", "basis_date")
 PAYOUT_COLUMNS = ("account_holder", "bank", "account", "iban", "bic")
@@ -29,11 +30,6 @@ MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_ORDER_REF = 64, 200, 64
 # ISO 4217 codes that name no money one can pay out.
 NOT_PAYABLE = {"XXX", "XTS"}
 DATE_SHAPE = re.compile(r"^([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})$")
-
-
-def minor_unit(currency: str) -> Decimal:
-    """The smallest amount of the currency as stored (ISO 4217 through Babel, at most 0.01)."""
-    return Decimal(1).scaleb(-min(get_currency_precision(currency), SCALE))
 
 
 def amount_text(amount: Decimal, currency: str) -> str:
