@@ -312,3 +312,12 @@ def test_a_file_whose_job_was_lost_is_checked_after_the_reconciler(app, users, e
     assert entitlement_tasks.requeue_lost_imports(timedelta(0)) == 1
     run_worker()
     assert db.session.get(EntitlementImport, batch.id).status == ImportStatus.VALIDATED
+
+
+def test_an_empty_upload_is_refused_next_to_the_field(app, client, auth, users, event) -> None:
+    auth.login(Role.AGENT)
+    answer = client.post(f"/entitlements/event/{event.id}/import",
+                         data={"file": (io.BytesIO(b""), "empty.csv")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 422 and "The file is empty." in answer.text
+    assert db.session.scalar(select(func.count(EntitlementImport.id))) == 0
