@@ -98,7 +98,7 @@ def test_a_file_is_checked_and_applied_through_the_worker(app, client, auth, use
     assert actions == ["entitlement_import.upload", "entitlement_import.confirm",
                        "entitlement_import.done"]
     page = client.get(f"/entitlements/event/{event.id}").text
-    assert "O-9" in page and "120.50 CNY" in page and "3000.00 JPY" in page
+    assert "O-9" in page and "120.50 CNY" in page and "3000 JPY" in page
 
 
 def test_gb18030_and_bom_files_are_read(app, users, event) -> None:
@@ -296,3 +296,28 @@ def test_a_hundred_thousand_entitlements_stream_through(app, users, tmp_path) ->
     assert big.created_count == 100_000 and _count() == 100_000
     # Not a timing test; a guard against quadratic behaviour.
     assert time.perf_counter() - started < 240
+
+
+def test_a_file_whose_job_was_lost_is_checked_after_the_reconciler(app, users, event,
+                                                                  run_worker) -> None:
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.programmes import entitlement_tasks
+
+    batch = services.start_import(event, io.BytesIO((HEADER + GOOD).encode()), "e.csv",
+                                  actor=users[Role.AGENT])  # queued by no one: Redis lost it
+    db.session.commit()
+    assert entitlement_tasks.requeue_lost_imports in jobs.RECONCILERS
+    assert entitlement_tasks.requeue_lost_imports(timedelta(0)) == 1
+    run_worker()
+    assert db.session.get(EntitlementImport, batch.id).status == ImportStatus.VALIDATED
+
+
+def test_an_empty_upload_is_refused_next_to_the_field(app, client, auth, users, event) -> None:
+    auth.login(Role.AGENT)
+    answer = client.post(f"/entitlements/event/{event.id}/import",
+                         data={"file": (io.BytesIO(b""), "empty.csv")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 422 and "The file is empty." in answer.text
+    assert db.session.scalar(select(func.count(EntitlementImport.id))) == 0

@@ -22,6 +22,7 @@ from portal.errors import RuleViolation
 from portal.i18n import N_
 from portal.imports import control_character
 from portal.money import FULL_WIDTH, MAX_AMOUNT, MAX_LENGTH, PLAIN_DECIMAL, SCALE
+from portal.programmes.rules import minor_unit
 
 COLUMNS = ("external_ref", "order_ref", "basis_amount", "currency", "basis_date")
 PAYOUT_COLUMNS = ("account_holder", "bank", "account", "iban", "bic")
@@ -29,6 +30,11 @@ MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, MAX_ORDER_REF = 64, 200, 64
 # ISO 4217 codes that name no money one can pay out.
 NOT_PAYABLE = {"XXX", "XTS"}
 DATE_SHAPE = re.compile(r"^([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})$")
+
+
+def amount_text(amount: Decimal, currency: str) -> str:
+    """An amount as its currency writes it: 3000 JPY, 120.50 CNY."""
+    return str(amount.quantize(minor_unit(currency)))
 
 
 def parse_basis_amount(text: str, currency: str) -> Decimal:
@@ -46,7 +52,7 @@ def parse_basis_amount(text: str, currency: str) -> Decimal:
         raise RuleViolation(N_("basis_amount %(value)s is above the limit of %(max)s.",
                                value=raw, max=str(MAX_AMOUNT)), field="basis_amount")
     places = min(get_currency_precision(currency), SCALE)
-    if amount != amount.quantize(Decimal(1).scaleb(-places)):
+    if amount != amount.quantize(minor_unit(currency)):
         raise RuleViolation(N_("basis_amount %(value)s has more decimals than %(currency)s "
                                "allows (%(places)d).", value=raw, currency=currency,
                                places=places), field="basis_amount")

@@ -19,7 +19,7 @@ from portal.extensions import db
 from portal.forms import ConfirmForm
 from portal.programmes import entitlement_tasks as tasks
 from portal.programmes import entitlements as services
-from portal.programmes.entitlement_rows import COLUMNS, PAYOUT_COLUMNS
+from portal.programmes.entitlement_rows import COLUMNS, PAYOUT_COLUMNS, amount_text
 from portal.programmes.forms import EntitlementImportForm
 from portal.programmes.models import EntitlementImport
 from portal.security import STAFF, access
@@ -36,14 +36,15 @@ def _index_page(event: Event, form: EntitlementImportForm) -> str:
                        page=request.args.get("page", 1, type=database_int), per_page=PAGE_SIZE,
                        error_out=False)
     if wants_partial("entitlement-results"):
-        return render_template("programmes/_entitlement_results.html", event=event, page=page)
+        return render_template("programmes/_entitlement_results.html", event=event, page=page,
+                               amount_text=amount_text)
     imports = db.session.scalars(
         select(EntitlementImport).where(EntitlementImport.event_id == event.id)
         .order_by(EntitlementImport.id.desc()).limit(RECENT_IMPORTS)).all()
     return render_template("programmes/entitlements.html", event=event, page=page, form=form,
                            totals=services.totals(event.id), imports=imports,
                            import_labels=IMPORT_LABELS, columns=COLUMNS,
-                           payout_columns=PAYOUT_COLUMNS)
+                           payout_columns=PAYOUT_COLUMNS, amount_text=amount_text)
 
 
 @bp.route("/event/<int:event_id>")
