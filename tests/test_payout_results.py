@@ -127,6 +127,10 @@ def test_paid_csv_pays_the_cases_closes_the_batch_and_a_second_import_changes_no
     assert batch.status == BatchStatus.CLOSED
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_batch.closed")) is not None
+    paid_entries = list(db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "case.paid")))
+    assert sorted(int(e.subject_id) for e in paid_entries) == sorted(c.id for c in scene["cases"])
+    assert all(e.actor_id == users[Role.FINANCE].id for e in paid_entries)
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_result.applied")).after["paid"] == 3
     page = text(client.get(f"/payouts/results/{result.id}"))
@@ -461,3 +465,63 @@ def test_the_event_archive_holds_programmes_batches_files_and_results(
     assert "SEALED-BANK-DETAILS" not in everything and "payout_sealed" not in lines_csv
     assert {"payout_result.upload", "payout_result.applied"} <= {
         e["action"] for e in audit_lines if e["subject_type"] == "payout_result"}
+
+
+def test_cases_paid_by_hand_or_changed_meanwhile_are_reported_not_paid_twice(
+        app, users, client, auth, run_worker, scene) -> None:
+    from portal.cases import services as case_services
+
+    batch = scene["batch"]
+    by_hand, changed, _third = scene["cases"]
+    case_services.record_payment(by_hand, amount=by_hand.approved_amount,
+                                 payout_ref="PAY-HAND-1", actor=users[Role.AGENT])
+    db.session.commit()
+    recon = reconciliation.for_batch(batch)
+    assert [f.kind for f in recon.findings] == ["pending_but_paid"] and not recon.balanced
+    # Another change to the second case (it was sent back to work) since the batch was made.
+    db.session.execute(update(Case).where(Case.id == changed.id).values(
+        status=CaseStatus.IN_PROGRESS, lock_version=Case.lock_version + 1))
+    db.session.commit()
+
+    auth.login(Role.FINANCE)
+    upload(client, batch, all_paid_csv(batch))
+    newest = db.session.scalar(select(func.max(PayoutResult.id)))
+    polling = client.get(f"/payouts/results/{newest}",
+                         headers={"HX-Request": "true", "HX-Target": "result-status"})
+    assert 'hx-trigger="every 1s"' in polling.get_data(as_text=True)
+    run_worker()
+    db.session.expire_all()
+    result = db.session.scalars(select(PayoutResult).order_by(PayoutResult.id.desc())).first()
+    assert (result.status, result.paid_count) == ("done", 3), result.error
+    kinds = {p["kind"]: p for p in result.problems}
+    assert set(kinds) == {"case_paid_before", "case_not_paid"}
+    assert db.session.scalar(select(func.count(Payment.id))) == 2  # the hand one, the third
+    assert by_hand.payment.payout_ref == "PAY-HAND-1"
+    assert changed.status == CaseStatus.IN_PROGRESS and changed.payment is None
+    recon = reconciliation.for_batch(batch)
+    assert [f.kind for f in recon.findings] == ["paid_no_payment"]
+    assert recon.totals[0].payments_difference == Decimal("250.00")
+    page = text(client.get(f"/payouts/results/{result.id}"))
+    assert "could not be recorded as paid: Only an approved case can be paid." in page
+
+
+def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
+        app, users, scene) -> None:
+    from portal.cases.bulk_payments import PaymentItem, record_payments
+
+    first, changed, third = scene["cases"]
+    db.session.execute(update(Case).where(Case.id == changed.id)
+                       .values(status=CaseStatus.IN_PROGRESS, lock_version=Case.lock_version + 1)
+                       .execution_options(synchronize_session=False))
+    assert changed.status == CaseStatus.APPROVED  # what this session still believes
+    items = [PaymentItem(case, case.approved_amount, f"PAY-BULK-{case.id}")
+             for case in scene["cases"]]
+    refused = record_payments(items, actor=users[Role.FINANCE])
+    db.session.commit()
+    assert set(refused) == {changed.id}
+    assert {p.case_id for p in db.session.scalars(select(Payment))} == {first.id, third.id}
+    db.session.expire_all()
+    assert (first.status, changed.status, third.status) == (
+        CaseStatus.PAID, CaseStatus.IN_PROGRESS, CaseStatus.PAID)
+    with pytest.raises(Exception, match="cannot take this step"):
+        record_payments(items, actor=users[Role.LEGAL])
