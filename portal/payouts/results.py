@@ -134,8 +134,7 @@ def _other_batches(ids: list[str], batch_id: int) -> Counter[str]:
     return found
 
 
-def check_belongs(parsed: ParsedResult, batch: PayoutBatch,
-                  lines: dict[str, PayoutLine]) -> None:
+def check_belongs(parsed: ParsedResult, batch: PayoutBatch, lines: dict[str, Any]) -> None:
     """Refuse the whole file when it answers another batch: it says so, or most of its
     lines are another batch's, or none is this batch's; also when it repeats a line."""
     if parsed.batch_ref and not _names_batch(parsed.batch_ref, batch.ref):
@@ -214,7 +213,7 @@ def _write_lines(updates: list[dict[str, Any]], result: PayoutResult) -> None:
             raise RuntimeError("payout lines changed while the result was applied")
 
 
-def _apply_row(row: ResultLine, line: PayoutLine | None, case: Case | None,
+def _apply_row(row: ResultLine, line: Any, case: Case | None,
                paid_cases: dict[int, str], outcome: _Outcome) -> None:
     if line is None or case is None:
         outcome.report("unknown", row, N_("No line of this batch has the end-to-end id "
@@ -334,8 +333,11 @@ def apply_result(result_id: int) -> None:
     db.session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch.id)
                        .with_for_update())
     actor = db.session.get(User, result.uploaded_by_id) if result.uploaded_by_id else None
-    lines = {line.end_to_end_id: line for line in db.session.scalars(
-        select(PayoutLine).where(PayoutLine.batch_id == batch.id))}
+    # Plain rows, not ORM objects: a batch may hold 100,000 lines, each read once.
+    lines = {line.end_to_end_id: line for line in db.session.execute(
+        select(PayoutLine.id, PayoutLine.batch_id, PayoutLine.case_id,
+               PayoutLine.end_to_end_id, PayoutLine.amount, PayoutLine.currency,
+               PayoutLine.status).where(PayoutLine.batch_id == batch.id))}
     try:
         if actor is None or actor.role not in UPLOADERS:
             raise RuleViolation(N_("The account that uploaded the file may no longer apply "
