@@ -316,8 +316,13 @@ def test_pain002_accepts_and_rejects(app, users, client, auth, run_worker, scene
     db.session.refresh(second)
     assert (second.status, second.reason) == ("rejected", "AM04")
     assert batch.status == BatchStatus.CLOSED
-    # The same report for another batch's message id is refused whole.
-    other = PAIN002.format(batch="PB-0077", txs=txs).encode()
+    # The same report naming another batch's message id is refused whole; a message id
+    # naming no batch is judged by its lines (here: all this batch's, already recorded).
+    make_batch(users, [approved_case(users, scene["event"], 77, "7.00")], "PB-0077")
+    unnamed = apply(client, auth, run_worker, batch,
+                    PAIN002.format(batch="MSG-20261207-1", txs=txs).encode(), "status.xml")
+    assert unnamed.status == "done" and [p["kind"] for p in unnamed.problems] == ["unchanged"]
+    other = PAIN002.format(batch="AFTERCARE/PB-0077", txs=txs).encode()
     refused = apply(client, auth, run_worker, batch, other, "status.xml")
     assert refused.status == "failed" and "PB-0077" in refused.error
 

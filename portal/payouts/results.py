@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 
 from portal import config
 from portal.accounts import Role, User
@@ -135,12 +135,17 @@ def _other_batches(ids: list[str], batch_id: int) -> Counter[str]:
 
 
 def check_belongs(parsed: ParsedResult, batch: PayoutBatch, lines: dict[str, Any]) -> None:
-    """Refuse the whole file when it answers another batch: it says so, or most of its
-    lines are another batch's, or none is this batch's; also when it repeats a line."""
+    """Refuse the whole file when it answers another batch: its batch or original message
+    id names another batch, or most of its lines are another batch's, or none is this
+    batch's; also when it repeats a line."""
     if parsed.batch_ref and not _names_batch(parsed.batch_ref, batch.ref):
-        raise RuleViolation(N_("This result file answers %(other)s, not batch %(ref)s: "
-                               "nothing was applied. Upload it on its own batch.",
-                               other=parsed.batch_ref[:40], ref=batch.ref), field="file")
+        named = [ref for ref in db.session.scalars(select(PayoutBatch.ref).where(
+            literal(parsed.batch_ref).contains(PayoutBatch.ref)))
+            if _names_batch(parsed.batch_ref, ref)]
+        if named:  # a message id that names no batch at all is judged by its lines
+            raise RuleViolation(N_("This result file answers %(other)s, not batch %(ref)s: "
+                                   "nothing was applied. Upload it on its own batch.",
+                                   other=named[0], ref=batch.ref), field="file")
     repeated = [e2e for e2e, n in Counter(r.end_to_end_id for r in parsed.lines).items()
                 if n > 1]
     if repeated:
