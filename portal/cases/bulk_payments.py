@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import insert, select, update
@@ -77,15 +76,13 @@ def _write(items: list[PaymentItem], actor: User) -> bool:
                 raise IntegrityError("cases changed meanwhile", None, Exception())
     except IntegrityError:
         return False
-    entries: list[tuple[object, Message, Any]] = []
-    for item in items:
-        case = item.case
-        after = {**case.audit_state(), "status": CaseStatus.PAID, "comment": None,
-                 "status_before": case.status}
-        entries.append((case.id, N_("Case %(ref)s paid: %(amount)s %(currency)s, payout "
-                                    "%(payout)s", ref=case.ref, amount=str(item.amount),
-                                    currency=case.currency, payout=item.payout_ref), after))
-    audit.record_many(f"case.{CaseStatus.PAID}", "case", entries, actor=actor)
+    audit.record_many(f"case.{CaseStatus.PAID}", "case", [
+        (item.case.id, N_("Case %(ref)s paid: %(amount)s %(currency)s, payout %(payout)s",
+                          ref=item.case.ref, amount=str(item.amount),
+                          currency=item.case.currency, payout=item.payout_ref),
+         {**item.case.audit_state(), "status": CaseStatus.PAID, "comment": None,
+          "status_before": item.case.status})
+        for item in items], actor=actor)
     for case in (item.case for item in items):  # as written, without loading them again
         set_committed_value(case, "status", CaseStatus.PAID)
         set_committed_value(case, "updated_at", now)

@@ -178,7 +178,8 @@ class _Outcome:
         self.problems: list[dict[str, Any]] = []
         self.line_updates: list[dict[str, Any]] = []
         self.payments: list[tuple[PaymentItem, ResultLine]] = []
-        self.rejections: list[tuple[object, Message, Any]] = []
+        # (case id, end-to-end id, case ref, the bank's reason code, audit details)
+        self.rejections: list[tuple[int, str, str, str, dict[str, Any]]] = []
         self.failed_programme_cases: list[int] = []
 
     def report(self, kind: str, row: ResultLine, message: Message) -> None:
@@ -261,10 +262,8 @@ def _apply_row(row: ResultLine, line: Any, case: Case | None,
         return
     outcome.rejected += 1
     code = row.reason if REASON_CODE.match(row.reason or "") else ""
-    outcome.rejections.append((case.id, N_(
-        "Payout %(id)s of case %(case)s rejected by the bank (%(code)s); the case can be "
-        "paid in another batch", id=line.end_to_end_id, case=case.ref, code=code or "-"),
-        {"batch_id": line.batch_id, "line_id": line.id, "reason_code": code or None}))
+    outcome.rejections.append((case.id, line.end_to_end_id, case.ref, code, {
+        "batch_id": line.batch_id, "line_id": line.id, "reason_code": code or None}))
     if case.programme_id is not None:
         outcome.failed_programme_cases.append(case.id)
 
@@ -363,7 +362,11 @@ def apply_result(result_id: int) -> None:
     _write_lines(outcome.line_updates, result)
     _pay(outcome, actor)
     if outcome.rejections:
-        audit.record_many("case.payout_rejected", "case", outcome.rejections, actor=actor)
+        audit.record_many("case.payout_rejected", "case", [
+            (case_id, N_("Payout %(id)s of case %(case)s rejected by the bank (%(code)s); the "
+                         "case can be paid in another batch", id=e2e, case=ref,
+                         code=code or "-"), after)
+            for case_id, e2e, ref, code, after in outcome.rejections], actor=actor)
     for case_id in outcome.failed_programme_cases:
         unclaimed.record_failed_payout(case_id)
     result.paid_count, result.rejected_count = outcome.paid, outcome.rejected
