@@ -530,3 +530,22 @@ def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
         CaseStatus.PAID, CaseStatus.IN_PROGRESS, CaseStatus.PAID)
     with pytest.raises(Exception, match="cannot take this step"):
         record_payments(items, actor=users[Role.LEGAL])
+
+
+def test_a_result_whose_job_was_lost_is_queued_again(app, users, run_worker, scene) -> None:
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.models import utcnow
+    from portal.payouts import results
+
+    batch = scene["batch"]
+    row = results.start_result(batch, io.BytesIO(all_paid_csv(batch)), "lost.csv",
+                               actor=users[Role.FINANCE])
+    row.created_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()  # committed, but the job never reached the queue
+    assert jobs.reconcile_all() >= 1
+    run_worker()
+    db.session.expire_all()
+    assert db.session.get(PayoutResult, row.id).paid_count == 3
+    assert batch.status == BatchStatus.CLOSED
