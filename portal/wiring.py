@@ -59,6 +59,7 @@ from portal.notifications import tasks as notification_tasks
 from portal.payouts import files as payout_files
 from portal.payouts import models as payout_models
 from portal.payouts import result_tasks as payout_result_tasks
+from portal.payouts import results as payout_results
 from portal.postmortems import models as postmortem_models
 from portal.postmortems import pdf as postmortem_pdf
 from portal.postmortems import services as postmortem_services
@@ -111,6 +112,7 @@ def _register_terms() -> None:
         postmortem_step=postmortem_models.STEP_TERMS,
         pdf_stamp=stamp.STAMP_CHOICES,
         payment_refusal=case_refusals.PAYMENT_REFUSALS,
+        payout_line=payout_results.LINE_STATUS_LABELS,
         offer_status=offer_models.OFFER_STATUS_LABELS,
         offer_void=offer_models.OFFER_VOID_REASONS,
         offer_required=offer_models.REQUIRED_LABELS,

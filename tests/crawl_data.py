@@ -327,6 +327,7 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     db.session.commit()
     _programmes(event, staff)
     _refused_payment(event, staff)
+    _payout_results(event, staff)
     return credentials
 
 
@@ -347,6 +348,58 @@ def _programmes(event: Event, staff: dict[Role, User]) -> None:
     approved = seed_demo_programme(event, staff)
     request = programmes.request_signoff(approved, actor=staff[Role.AGENT])
     signoffs.decide(request.id, "approved", "", actor=staff[Role.LEGAL])
+
+
+def _payout_results(event: Event, staff: dict[Role, User]) -> None:
+    """A programme with a released payout batch, a bank result applied to it (one paid, one
+    rejected line, one unknown) and a result refused whole."""
+    from datetime import date
+    from decimal import Decimal
+
+    from portal.cases.models import CaseStatus
+    from portal.payouts import results
+    from portal.payouts.models import PayoutBatch, PayoutLine
+    from portal.programmes.models import Programme, ProgrammeMember
+
+    programme = Programme(event_id=event.id, name_zh="补偿方案", name_en="Compensation",
+                          kind="compensation", currency="CNY", calculation_date=date(2026, 1, 1),
+                          rules={}, status="running")
+    db.session.add(programme)
+    db.session.flush()
+    paid_cases = []
+    for n, amount in enumerate(("30.00", "45.50")):
+        customer = customers.create_customer(event, {"external_ref": f"PAYOUT-{n}",
+                                                     "name": f"Payout {n}"},
+                                             actor=staff[Role.AGENT])
+        case = cases.open_case(customer, cases.CaseInput(
+            "compensation", f"PO-{n}", amount, "CNY", "other", "", None),
+            actor=staff[Role.AGENT])
+        case.status, case.approved_amount = CaseStatus.APPROVED, Decimal(amount)
+        case.programme_id = programme.id
+        db.session.add(ProgrammeMember(programme_id=programme.id, customer_id=customer.id,
+                                       case_id=case.id, amount=Decimal(amount), currency="CNY"))
+        paid_cases.append(case)
+    batch = PayoutBatch(ref="PB-CRAWL-1", programme_id=programme.id, currency="CNY",
+                        method="bank", status="released", line_count=2,
+                        control_sum=Decimal("75.50"), prepared_by_id=staff[Role.FINANCE].id,
+                        released_by_id=staff[Role.ADMIN].id)
+    db.session.add(batch)
+    db.session.flush()
+    for n, case in enumerate(paid_cases):
+        db.session.add(PayoutLine(batch_id=batch.id, case_id=case.id,
+                                  end_to_end_id=f"PB-CRAWL-1-{n}", amount=case.approved_amount,
+                                  currency="CNY"))
+    db.session.flush()
+    applied = results.start_result(batch, io.BytesIO(
+        b"end_to_end_id,status,amount,currency,bank_ref,reason\n"
+        b"PB-CRAWL-1-0,paid,30.00,CNY,BK-1,\n"
+        b"PB-CRAWL-1-1,rejected,45.50,CNY,BK-2,AC04\n"
+        b"PB-CRAWL-1-9,paid,1.00,CNY,BK-9,\n"), "result.csv", actor=staff[Role.FINANCE])
+    refused = results.start_result(batch, io.BytesIO(b"<Document><Other/></Document>"),
+                                   "other.xml", actor=staff[Role.FINANCE])
+    db.session.commit()
+    for row in (applied, refused):
+        results.apply_result(row.id)
     db.session.commit()
 
 

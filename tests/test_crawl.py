@@ -38,9 +38,9 @@ from portal.lifecycle.models import EventArchive, RetentionRun
 from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
 from portal.notices.models import Notice, NoticePdf
-from portal.payouts.models import PayoutBatch, PayoutFile
+from portal.payouts.models import PayoutBatch, PayoutFile, PayoutResult
 from portal.postmortems.models import Postmortem, PostmortemPdf
-from portal.programmes.models import EntitlementImport
+from portal.programmes.models import EntitlementImport, Programme
 from portal.signoffs.models import SignoffRequest
 from tests import crawl_data
 from tests.conftest import empty_database, make_config
@@ -136,6 +136,11 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     ("notices.pdf_file", "pdf_id"): lambda: _ids(NoticePdf, NoticePdf.kind, NoticePdf.status),
     ("postmortems.pdf_status", "pdf_id"): lambda: _ids(PostmortemPdf, PostmortemPdf.status),
     ("postmortems.pdf_file", "pdf_id"): lambda: _ids(PostmortemPdf, PostmortemPdf.status),
+    ("payout_results.upload", "batch_id"): lambda: _ids(PayoutBatch, PayoutBatch.status),
+    ("payout_results.batch_reconciliation", "batch_id"):
+        lambda: _ids(PayoutBatch, PayoutBatch.status),
+    "result_id": lambda: _ids(PayoutResult, PayoutResult.status),
+    "programme_id": lambda: _ids(Programme, Programme.status),
 }
 
 

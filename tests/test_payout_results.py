@@ -127,6 +127,10 @@ def test_paid_csv_pays_the_cases_closes_the_batch_and_a_second_import_changes_no
     assert batch.status == BatchStatus.CLOSED
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_batch.closed")) is not None
+    paid_entries = list(db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "case.paid")))
+    assert sorted(int(e.subject_id) for e in paid_entries) == sorted(c.id for c in scene["cases"])
+    assert all(e.actor_id == users[Role.FINANCE].id for e in paid_entries)
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_result.applied")).after["paid"] == 3
     page = text(client.get(f"/payouts/results/{result.id}"))
@@ -312,8 +316,13 @@ def test_pain002_accepts_and_rejects(app, users, client, auth, run_worker, scene
     db.session.refresh(second)
     assert (second.status, second.reason) == ("rejected", "AM04")
     assert batch.status == BatchStatus.CLOSED
-    # The same report for another batch's message id is refused whole.
-    other = PAIN002.format(batch="PB-0077", txs=txs).encode()
+    # The same report naming another batch's message id is refused whole; a message id
+    # naming no batch is judged by its lines (here: all this batch's, already recorded).
+    make_batch(users, [approved_case(users, scene["event"], 77, "7.00")], "PB-0077")
+    unnamed = apply(client, auth, run_worker, batch,
+                    PAIN002.format(batch="MSG-20261207-1", txs=txs).encode(), "status.xml")
+    assert unnamed.status == "done" and [p["kind"] for p in unnamed.problems] == ["unchanged"]
+    other = PAIN002.format(batch="AFTERCARE/PB-0077", txs=txs).encode()
     refused = apply(client, auth, run_worker, batch, other, "status.xml")
     assert refused.status == "failed" and "PB-0077" in refused.error
 
@@ -462,3 +471,82 @@ def test_the_event_archive_holds_programmes_batches_files_and_results(
     assert "SEALED-BANK-DETAILS" not in everything and "payout_sealed" not in lines_csv
     assert {"payout_result.upload", "payout_result.applied"} <= {
         e["action"] for e in audit_lines if e["subject_type"] == "payout_result"}
+
+
+def test_cases_paid_by_hand_or_changed_meanwhile_are_reported_not_paid_twice(
+        app, users, client, auth, run_worker, scene) -> None:
+    from portal.cases import services as case_services
+
+    batch = scene["batch"]
+    by_hand, changed, _third = scene["cases"]
+    case_services.record_payment(by_hand, amount=by_hand.approved_amount,
+                                 payout_ref="PAY-HAND-1", actor=users[Role.AGENT])
+    db.session.commit()
+    recon = reconciliation.for_batch(batch)
+    assert [f.kind for f in recon.findings] == ["pending_but_paid"] and not recon.balanced
+    # Another change to the second case (it was sent back to work) since the batch was made.
+    db.session.execute(update(Case).where(Case.id == changed.id).values(
+        status=CaseStatus.IN_PROGRESS, lock_version=Case.lock_version + 1))
+    db.session.commit()
+
+    auth.login(Role.FINANCE)
+    upload(client, batch, all_paid_csv(batch))
+    newest = db.session.scalar(select(func.max(PayoutResult.id)))
+    polling = client.get(f"/payouts/results/{newest}",
+                         headers={"HX-Request": "true", "HX-Target": "result-status"})
+    assert 'hx-trigger="every 1s"' in polling.get_data(as_text=True)
+    run_worker()
+    db.session.expire_all()
+    result = db.session.scalars(select(PayoutResult).order_by(PayoutResult.id.desc())).first()
+    assert (result.status, result.paid_count) == ("done", 3), result.error
+    kinds = {p["kind"]: p for p in result.problems}
+    assert set(kinds) == {"case_paid_before", "case_not_paid"}
+    assert db.session.scalar(select(func.count(Payment.id))) == 2  # the hand one, the third
+    assert by_hand.payment.payout_ref == "PAY-HAND-1"
+    assert changed.status == CaseStatus.IN_PROGRESS and changed.payment is None
+    recon = reconciliation.for_batch(batch)
+    assert [f.kind for f in recon.findings] == ["paid_no_payment"]
+    assert recon.totals[0].payments_difference == Decimal("250.00")
+    page = text(client.get(f"/payouts/results/{result.id}"))
+    assert "could not be recorded as paid: Only an approved case can be paid." in page
+
+
+def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
+        app, users, scene) -> None:
+    from portal.cases.bulk_payments import PaymentItem, record_payments
+
+    first, changed, third = scene["cases"]
+    db.session.execute(update(Case).where(Case.id == changed.id)
+                       .values(status=CaseStatus.IN_PROGRESS, lock_version=Case.lock_version + 1)
+                       .execution_options(synchronize_session=False))
+    assert changed.status == CaseStatus.APPROVED  # what this session still believes
+    items = [PaymentItem(case, case.approved_amount, f"PAY-BULK-{case.id}")
+             for case in scene["cases"]]
+    refused = record_payments(items, actor=users[Role.FINANCE])
+    db.session.commit()
+    assert set(refused) == {changed.id}
+    assert {p.case_id for p in db.session.scalars(select(Payment))} == {first.id, third.id}
+    db.session.expire_all()
+    assert (first.status, changed.status, third.status) == (
+        CaseStatus.PAID, CaseStatus.IN_PROGRESS, CaseStatus.PAID)
+    with pytest.raises(Exception, match="cannot take this step"):
+        record_payments(items, actor=users[Role.LEGAL])
+
+
+def test_a_result_whose_job_was_lost_is_queued_again(app, users, run_worker, scene) -> None:
+    from datetime import timedelta
+
+    from portal import jobs
+    from portal.models import utcnow
+    from portal.payouts import results
+
+    batch = scene["batch"]
+    row = results.start_result(batch, io.BytesIO(all_paid_csv(batch)), "lost.csv",
+                               actor=users[Role.FINANCE])
+    row.created_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()  # committed, but the job never reached the queue
+    assert jobs.reconcile_all() >= 1
+    run_worker()
+    db.session.expire_all()
+    assert db.session.get(PayoutResult, row.id).paid_count == 3
+    assert batch.status == BatchStatus.CLOSED

@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import bindparam, func, literal, select, update
 
 from portal import config
 from portal.accounts import Role, User
 from portal.audit import services as audit
-from portal.cases import services as case_services
-from portal.cases.models import Case
+from portal.cases.bulk_payments import PaymentItem, record_payments
+from portal.cases.models import Case, Payment
 from portal.errors import RuleViolation
 from portal.extensions import db
-from portal.i18n import N_, Message
+from portal.i18n import N_, Message, term
 from portal.imports import CONTROL_CHARACTER, too_large
 from portal.models import utcnow
 from portal.payouts.models import BatchStatus, LineStatus, PayoutBatch, PayoutLine, PayoutResult
@@ -39,6 +40,9 @@ from portal.payouts.result_parsing import parse_result_file as parse
 from portal.programmes import unclaimed
 
 UPLOADERS = (Role.FINANCE, Role.ADMIN)
+# A payout line's status as messages name it (``term("payout_line", status)``).
+LINE_STATUS_LABELS = {LineStatus.PENDING: _l("pending at the bank"), LineStatus.PAID: _l("paid"),
+                      LineStatus.REJECTED: _l("rejected")}
 ACCEPTING = (BatchStatus.RELEASED, BatchStatus.CLOSED)
 MAX_PROBLEMS = 1000  # listed one by one; beyond that, counted
 IN_BATCH = 500
@@ -130,14 +134,18 @@ def _other_batches(ids: list[str], batch_id: int) -> Counter[str]:
     return found
 
 
-def check_belongs(parsed: ParsedResult, batch: PayoutBatch,
-                  lines: dict[str, PayoutLine]) -> None:
-    """Refuse the whole file when it answers another batch: it says so, or most of its
-    lines are another batch's, or none is this batch's; also when it repeats a line."""
+def check_belongs(parsed: ParsedResult, batch: PayoutBatch, lines: dict[str, Any]) -> None:
+    """Refuse the whole file when it answers another batch: its batch or original message
+    id names another batch, or most of its lines are another batch's, or none is this
+    batch's; also when it repeats a line."""
     if parsed.batch_ref and not _names_batch(parsed.batch_ref, batch.ref):
-        raise RuleViolation(N_("This result file answers %(other)s, not batch %(ref)s: "
-                               "nothing was applied. Upload it on its own batch.",
-                               other=parsed.batch_ref[:40], ref=batch.ref), field="file")
+        named = [ref for ref in db.session.scalars(select(PayoutBatch.ref).where(
+            literal(parsed.batch_ref).contains(PayoutBatch.ref)))
+            if _names_batch(parsed.batch_ref, ref)]
+        if named:  # a message id that names no batch at all is judged by its lines
+            raise RuleViolation(N_("This result file answers %(other)s, not batch %(ref)s: "
+                                   "nothing was applied. Upload it on its own batch.",
+                                   other=named[0], ref=batch.ref), field="file")
     repeated = [e2e for e2e, n in Counter(r.end_to_end_id for r in parsed.lines).items()
                 if n > 1]
     if repeated:
@@ -163,10 +171,16 @@ def _problem(kind: str, row: ResultLine, message: Message) -> dict[str, Any]:
 
 
 class _Outcome:
+    """What applying the file does, gathered row by row and written in bulk at the end."""
+
     def __init__(self) -> None:
         self.paid = self.rejected = self.unchanged = 0
         self.problems: list[dict[str, Any]] = []
-        self.rejections: list[tuple[object, Message, Any]] = []
+        self.line_updates: list[dict[str, Any]] = []
+        self.payments: list[tuple[PaymentItem, ResultLine]] = []
+        # (case id, end-to-end id, case ref, the bank's reason code, audit details)
+        self.rejections: list[tuple[int, str, str, str, dict[str, Any]]] = []
+        self.failed_programme_cases: list[int] = []
 
     def report(self, kind: str, row: ResultLine, message: Message) -> None:
         self.problems.append(_problem(kind, row, message))
@@ -185,41 +199,28 @@ class _Outcome:
         return listed
 
 
-def _set_line(line: PayoutLine, result: PayoutResult, status: str, row: ResultLine) -> bool:
-    """Move a pending line to ``status`` (a conditional update: one import wins)."""
-    changed = db.session.execute(
-        update(PayoutLine).where(PayoutLine.id == line.id,
-                                 PayoutLine.status == LineStatus.PENDING)
-        .values(status=status, bank_ref=row.bank_ref or None,
-                reason=(row.reason or None) if status == REJECTED else None,
-                result_id=result.id, updated_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount == 1
-    db.session.expire(line)
-    return changed
+def _write_lines(updates: list[dict[str, Any]], result: PayoutResult) -> None:
+    """Move the pending lines to paid or rejected, in chunks of one statement each. The batch
+    is locked for the job, so every line is still pending; a count checks it."""
+    table = PayoutLine.__table__
+    statement = (update(table)
+                 .where(table.c.id == bindparam("line_id"),
+                        table.c.status == LineStatus.PENDING)
+                 .values(status=bindparam("new_status"), bank_ref=bindparam("new_bank_ref"),
+                         reason=bindparam("new_reason"), result_id=result.id,
+                         updated_at=utcnow()))
+    for start in range(0, len(updates), IN_BATCH):
+        chunk = updates[start:start + IN_BATCH]
+        db.session.execute(statement, chunk)
+        done = db.session.scalar(select(func.count(PayoutLine.id)).where(
+            PayoutLine.id.in_([u["line_id"] for u in chunk]),
+            PayoutLine.result_id == result.id))
+        if done != len(chunk):
+            raise RuntimeError("payout lines changed while the result was applied")
 
 
-def _pay(line: PayoutLine, case: Case, row: ResultLine, outcome: _Outcome,
-         actor: User) -> None:
-    if case.payment is not None:
-        outcome.report("case_paid_before", row, N_(
-            "Case %(case)s was already paid (payout %(payout)s) before this result: the line "
-            "is recorded as paid, no second payment.", case=case.ref,
-            payout=case.payment.payout_ref))
-        return
-    try:
-        with db.session.begin_nested():
-            case_services.record_payment(case, amount=line.amount,
-                                         payout_ref=line.end_to_end_id, actor=actor)
-    except RuleViolation as err:
-        db.session.refresh(case)
-        outcome.report("case_not_paid", row, N_(
-            "The bank paid line %(id)s but case %(case)s could not be recorded as paid: "
-            "%(reason)s", id=line.end_to_end_id, case=case.ref,
-            reason=err.text if isinstance(err.text, Message) else str(err.text)))
-
-
-def _apply_row(row: ResultLine, line: PayoutLine | None, case: Case | None,
-               result: PayoutResult, outcome: _Outcome, actor: User) -> None:
+def _apply_row(row: ResultLine, line: Any, case: Case | None,
+               paid_cases: dict[int, str], outcome: _Outcome) -> None:
     if line is None or case is None:
         outcome.report("unknown", row, N_("No line of this batch has the end-to-end id "
                                           "%(id)s: nothing changed.", id=row.end_to_end_id))
@@ -243,26 +244,49 @@ def _apply_row(row: ResultLine, line: PayoutLine | None, case: Case | None,
     if line.status != LineStatus.PENDING:
         outcome.report("contradicts", row, N_(
             "Line %(id)s is recorded as %(recorded)s; the file says %(reported)s. Nothing "
-            "changed: check with the bank.", id=line.end_to_end_id, recorded=line.status,
-            reported=row.status))
+            "changed: check with the bank.", id=line.end_to_end_id,
+            recorded=term("payout_line", line.status), reported=term("payout_line", row.status)))
         return
-    if not _set_line(line, result, row.status, row):
-        outcome.report("changed_meanwhile", row, N_(
-            "Line %(id)s was changed by another import meanwhile: nothing changed.",
-            id=line.end_to_end_id))
-        return
+    outcome.line_updates.append({
+        "line_id": line.id, "new_status": row.status, "new_bank_ref": row.bank_ref or None,
+        "new_reason": (row.reason or None) if row.status == REJECTED else None})
     if row.status == PAID:
         outcome.paid += 1
-        _pay(line, case, row, outcome, actor)
+        if case.id in paid_cases:
+            outcome.report("case_paid_before", row, N_(
+                "Case %(case)s was already paid (payout %(payout)s) before this result: the "
+                "line is recorded as paid, no second payment.", case=case.ref,
+                payout=paid_cases[case.id]))
+        else:
+            outcome.payments.append((PaymentItem(case, line.amount, line.end_to_end_id), row))
         return
     outcome.rejected += 1
     code = row.reason if REASON_CODE.match(row.reason or "") else ""
-    outcome.rejections.append((case.id, N_(
-        "Payout %(id)s of case %(case)s rejected by the bank (%(code)s); the case can be "
-        "paid in another batch", id=line.end_to_end_id, case=case.ref, code=code or "-"),
-        {"batch_id": line.batch_id, "line_id": line.id, "reason_code": code or None}))
+    outcome.rejections.append((case.id, line.end_to_end_id, case.ref, code, {
+        "batch_id": line.batch_id, "line_id": line.id, "reason_code": code or None}))
     if case.programme_id is not None:
-        unclaimed.record_failed_payout(case.id)
+        outcome.failed_programme_cases.append(case.id)
+
+
+def _pay(outcome: _Outcome, actor: User) -> None:
+    refused = record_payments([item for item, _row in outcome.payments], actor=actor)
+    for item, row in outcome.payments:
+        if item.case.id in refused:
+            reason = refused[item.case.id]
+            outcome.report("case_not_paid", row, N_(
+                "The bank paid line %(id)s but case %(case)s could not be recorded as paid: "
+                "%(reason)s", id=item.payout_ref, case=item.case.ref, reason=reason))
+
+
+def _paid_cases(case_ids: list[int]) -> dict[int, str]:
+    """The cases already paid, with their payout reference."""
+    found: dict[int, str] = {}
+    for start in range(0, len(case_ids), IN_BATCH):
+        for case_id, payout_ref in db.session.execute(
+                select(Payment.case_id, Payment.payout_ref).where(
+                    Payment.case_id.in_(case_ids[start:start + IN_BATCH]))):
+            found[case_id] = payout_ref
+    return found
 
 
 def _cases(case_ids: list[int]) -> dict[int, Case]:
@@ -309,9 +333,15 @@ def apply_result(result_id: int) -> None:
     if result is None or result.status not in BUSY:
         return
     batch = result.batch
+    # Imports of one batch's results take turns (a no-op on SQLite, whose writers do anyway).
+    db.session.execute(select(PayoutBatch.id).where(PayoutBatch.id == batch.id)
+                       .with_for_update())
     actor = db.session.get(User, result.uploaded_by_id) if result.uploaded_by_id else None
-    lines = {line.end_to_end_id: line for line in db.session.scalars(
-        select(PayoutLine).where(PayoutLine.batch_id == batch.id))}
+    # Plain rows, not ORM objects: a batch may hold 100,000 lines, each read once.
+    lines = {line.end_to_end_id: line for line in db.session.execute(
+        select(PayoutLine.id, PayoutLine.batch_id, PayoutLine.case_id,
+               PayoutLine.end_to_end_id, PayoutLine.amount, PayoutLine.currency,
+               PayoutLine.status).where(PayoutLine.batch_id == batch.id))}
     try:
         if actor is None or actor.role not in UPLOADERS:
             raise RuleViolation(N_("The account that uploaded the file may no longer apply "
@@ -323,14 +353,22 @@ def apply_result(result_id: int) -> None:
         refuse_file(result, text, actor)
         return
     result.format = parsed.format
-    cases = _cases(sorted({line.case_id for line in lines.values()}))
+    case_ids = sorted({line.case_id for line in lines.values()})
+    cases, paid_cases = _cases(case_ids), _paid_cases(case_ids)
     outcome = _Outcome()
     for row in parsed.lines:
         line = lines.get(row.end_to_end_id)
-        _apply_row(row, line, cases.get(line.case_id) if line else None, result, outcome,
-                   actor)
+        _apply_row(row, line, cases.get(line.case_id) if line else None, paid_cases, outcome)
+    _write_lines(outcome.line_updates, result)
+    _pay(outcome, actor)
     if outcome.rejections:
-        audit.record_many("case.payout_rejected", "case", outcome.rejections, actor=actor)
+        audit.record_many("case.payout_rejected", "case", [
+            (case_id, N_("Payout %(id)s of case %(case)s rejected by the bank (%(code)s); the "
+                         "case can be paid in another batch", id=e2e, case=ref,
+                         code=code or "-"), after)
+            for case_id, e2e, ref, code, after in outcome.rejections], actor=actor)
+    for case_id in outcome.failed_programme_cases:
+        unclaimed.record_failed_payout(case_id)
     result.paid_count, result.rejected_count = outcome.paid, outcome.rejected
     result.problems = outcome.stored_problems()
     result.status, result.finished_at = ResultStatus.DONE, utcnow()
