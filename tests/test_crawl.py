@@ -147,7 +147,11 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
 # endpoint → its argument combinations, where the arguments belong together.
 COMBINED: dict[str, Callable[[], list[dict[str, str]]]] = {
     "audit.history": _audit_subjects, "case_evidence.download": _evidence_files,
-    "case_evidence.thumbnail": _evidence_files}
+    "case_evidence.thumbnail": _evidence_files,
+    "programme_mail.new_mailing": lambda: [
+        {"programme_id": programme_id, "members": members}
+        for programme_id in _ids(Programme, Programme.status)
+        for members in ("launch", "recontact")]}
 
 
 @dataclass
