@@ -361,3 +361,20 @@ def test_legal_and_finance_read_but_do_not_edit(event, users, client, auth) -> N
     assert client.get(f"/programmes/{programme.id}").status_code == 200
     assert client.get(f"/programmes/{programme.id}/edit").status_code == 403
     assert client.post(f"/programmes/{programme.id}/request-signoff").status_code == 403
+
+
+def test_the_signoff_page_names_what_changed_since_legals_last_decision(event, users, client,
+                                                                        auth) -> None:
+    seed_entitlements(event, ["100.00"])
+    programme = services.create_programme(event, settings(), actor=users[Role.AGENT])
+    first = services.request_signoff(programme, actor=users[Role.AGENT])
+    signoffs.decide(first.id, "changes_requested", "Clearer terms", actor=users[Role.LEGAL])
+    services.update_programme(programme, settings(terms_en="We will pay you 10%."),
+                              expected_version=None, actor=users[Role.AGENT])
+    second = services.request_signoff(programme, actor=users[Role.AGENT])
+    db.session.commit()
+    assert services.signoff_changes(first) is None
+    assert services.signoff_changes(second)["changed"] == ["offer terms"]
+    auth.login(Role.LEGAL)
+    page = client.get(f"/signoffs/{second.id}", headers={"Accept-Language": "zh-CN"})
+    assert "自法务上次对本方案作出决定以来" in page.text and "方案条款" in page.text
