@@ -39,6 +39,7 @@ from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
 from portal.notices.models import Notice, NoticePdf
 from portal.postmortems.models import Postmortem, PostmortemPdf
+from portal.programmes.models import Programme
 from portal.signoffs.models import SignoffRequest
 from tests import crawl_data
 from tests.conftest import empty_database, make_config
@@ -123,6 +124,7 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "verification_id": lambda: _ids(AuditVerification),
     "reply_id": lambda: _ids(CannedReply, CannedReply.retired_at.is_(None)),
     "claim_id": lambda: _ids(Claim, Claim.status),
+    "programme_id": lambda: _ids(Programme, Programme.status),
     "slug": _slugs,
     "token": _tokens,
     ("public.claim_confirm", "token"): _claim_tokens,
