@@ -406,3 +406,11 @@ def test_a_jpy_programme_pays_whole_yen(event, users) -> None:
                                           actor=users[Role.AGENT])
     request = services.request_signoff(programme, actor=users[Role.AGENT])
     assert request.snapshot["totals"] == {"JPY": "124.00"}  # 123.5 → 124
+
+
+def test_an_unknown_choice_gets_the_services_message(event, users, client, auth) -> None:
+    auth.login(Role.AGENT)
+    page = client.post(f"/programmes/event/{event.id}/new?lang=en",
+                       data=form_data(method="divide", kind="gift"))
+    assert page.status_code == 422
+    assert "Choose refund or compensation." in page.text
