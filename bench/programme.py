@@ -162,7 +162,7 @@ def section_signoff(url: str, instance: Path, seeded: dict[str, Any]) -> dict[st
         actor = db.session.get(User, seeded["actor_id"])
         programme = db.session.get(Programme, seeded["programme_id"])
         started = time.perf_counter()
-        request = programmes.request_signoff(programme, actor=actor)
+        request = programmes.request_signoff(programme, actor=actor, acknowledge_budget=True)
         db.session.commit()
         requested = time.perf_counter()
         signoffs.decide(request.id, "approved", "", actor=legal)
