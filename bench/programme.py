@@ -1,6 +1,6 @@
-"""Measure a remediation programme against DESIGN.md ("Targets") and issue 14: 100,000 eligible
-customers — preview < 5 s (further sections: case generation, payout file, result import, are
-added beside ``preview`` in ``SECTIONS``).
+"""Measure a remediation programme against DESIGN.md ("Targets") and issue 14: 100,000
+eligible customers — preview < 5 s; legal's sign-off (request, decision, binding check) timed.
+Further sections (case generation, payout file, result import) are added in ``SECTIONS``.
 
 Run from the checkout: ``.venv/bin/python bench/programme.py``. For SQLite (a temporary file)
 and PostgreSQL (a fresh database ``aftercare_bench_<pid>`` on
@@ -144,9 +144,41 @@ def section_preview(url: str, instance: Path, seeded: dict[str, Any]) -> dict[st
                 "sha256": outcome.amounts_sha256}
 
 
+def section_signoff(url: str, instance: Path, seeded: dict[str, Any]) -> dict[str, Any]:
+    """Ask legal (the digests and totals computed once more), legal approves (the binding
+    recomputed by the decision handler), and ``binding_holds`` once more, as case generation
+    does: the programme is left approved for the sections after this one."""
+    from portal.accounts import Role, User
+    from portal.auth import services as auth
+    from portal.extensions import db
+    from portal.programmes import services as programmes
+    from portal.programmes.models import Programme
+    from portal.signoffs import services as signoffs
+
+    app = _app(url, instance)
+    with app.app_context():
+        legal, _ = auth.create_user("bench-legal@example.com", "Bench Legal", Role.LEGAL,
+                                    "bench-password-2026", must_change_password=False)
+        actor = db.session.get(User, seeded["actor_id"])
+        programme = db.session.get(Programme, seeded["programme_id"])
+        started = time.perf_counter()
+        request = programmes.request_signoff(programme, actor=actor, acknowledge_budget=True)
+        db.session.commit()
+        requested = time.perf_counter()
+        signoffs.decide(request.id, "approved", "", actor=legal)
+        db.session.commit()
+        decided = time.perf_counter()
+        holds = programmes.binding_holds(programme)
+        finished = time.perf_counter()
+        return {"seconds": finished - started, "request": requested - started,
+                "decide": decided - requested, "binding": finished - decided,
+                "holds": holds, "status": programme.status}
+
+
 # Other parts add theirs here: name → (function(url, instance, seeded) → {"seconds": …}).
 SECTIONS: dict[str, Callable[[str, Path, dict[str, Any]], dict[str, Any]]] = {
     "preview": section_preview,
+    "signoff": section_signoff,
 }
 
 
@@ -198,6 +230,11 @@ def report(results: list[dict[str, Any]], customers: int, sections: list[str]) -
             print(f"{r['backend']}: preview of {p['customers']:,} customers, {p['eligible']:,} "
                   f"eligible, total {p['total']} CNY, median {p['median']}, amounts "
                   f"SHA-256 {p['sha256'][:16]}…")
+        g = r["sections"].get("signoff")
+        if g:
+            print(f"{r['backend']}: sign-off asked in {g['request']:.2f} s, decided in "
+                  f"{g['decide']:.2f} s, binding checked in {g['binding']:.2f} s: "
+                  f"{'holds' if g['holds'] else 'BROKEN'}, programme {g['status']}")
     shas = {r["sections"]["preview"]["sha256"] for r in results if "preview" in r["sections"]}
     if len(shas) > 1:
         print("the databases computed DIFFERENT amount lists")

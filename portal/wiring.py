@@ -184,6 +184,7 @@ def connect() -> None:
     # One legal sign-off per programme; a change of the event's entitlements voids it.
     signoffs.handle_decisions(programme_services.SUBJECT,
                               programme_services.after_signoff_decision)
+    signoffs.show_changes(programme_services.SUBJECT, programme_services.signoff_changes)
     programme_signals.entitlements_changed.connect(programme_services.on_entitlements_changed)
 
     # A customer's page shows their cases, replies, payments and the notices mailed to them.

@@ -33,3 +33,14 @@ def test_every_portal_name_a_bench_imports_exists(script: Path) -> None:
         except ImportError:
             missing.append(f"{script.name}:{line}: {module_name}.{name}")
     assert missing == []
+
+
+def test_programme_bench_runs_in_a_tiny_mode(capsys) -> None:
+    """``bench/programme.py`` seeds, previews and reports on SQLite with a handful of
+    customers (the real run has 100,000)."""
+    from bench import programme
+
+    assert programme.main(["--customers", "30", "--only", "sqlite"]) == 0
+    out = capsys.readouterr().out
+    assert "preview of 30 customers, 30 eligible" in out
+    assert "PASS" in out

@@ -361,3 +361,56 @@ def test_legal_and_finance_read_but_do_not_edit(event, users, client, auth) -> N
     assert client.get(f"/programmes/{programme.id}").status_code == 200
     assert client.get(f"/programmes/{programme.id}/edit").status_code == 403
     assert client.post(f"/programmes/{programme.id}/request-signoff").status_code == 403
+
+
+def test_the_signoff_page_names_what_changed_since_legals_last_decision(event, users, client,
+                                                                        auth) -> None:
+    seed_entitlements(event, ["100.00"])
+    programme = services.create_programme(event, settings(), actor=users[Role.AGENT])
+    first = services.request_signoff(programme, actor=users[Role.AGENT])
+    signoffs.decide(first.id, "changes_requested", "Clearer terms", actor=users[Role.LEGAL])
+    services.update_programme(programme, settings(terms_en="We will pay you 10%."),
+                              expected_version=None, actor=users[Role.AGENT])
+    second = services.request_signoff(programme, actor=users[Role.AGENT])
+    db.session.commit()
+    assert services.signoff_changes(first) is None
+    assert services.signoff_changes(second)["changed"] == ["offer terms"]
+    auth.login(Role.LEGAL)
+    page = client.get(f"/signoffs/{second.id}", headers={"Accept-Language": "zh-CN"})
+    assert "自法务上次对本方案作出决定以来" in page.text and "方案条款" in page.text
+
+
+def test_opt_in_keeps_its_deadline_and_proactive_drops_it(event, users) -> None:
+    from datetime import UTC, datetime
+
+    deadline = datetime(2027, 3, 31, 16, 0, tzinfo=UTC)
+    programme = services.create_programme(event, settings(mode="opt_in", deadline=deadline),
+                                          actor=users[Role.AGENT])
+    db.session.commit()
+    assert programme.deadline.replace(tzinfo=UTC) == deadline
+    services.update_programme(programme, settings(mode="proactive", deadline=deadline),
+                              expected_version=None, actor=users[Role.AGENT])
+    assert programme.deadline is None
+
+
+def test_a_jpy_programme_pays_whole_yen(event, users) -> None:
+    customer = Customer(event_id=event.id, external_ref="JP1", name="Kunde", tags=[],
+                        locale="en")
+    db.session.add(customer)
+    db.session.flush()
+    db.session.add(Entitlement(event_id=event.id, customer_id=customer.id, order_ref="JP-1",
+                               basis_amount=D("1235.00"), currency="JPY",
+                               basis_date=date(2029, 1, 1), attributes={}))
+    programme = services.create_programme(event, settings(currency="JPY",
+                                                          low_value_threshold=""),
+                                          actor=users[Role.AGENT])
+    request = services.request_signoff(programme, actor=users[Role.AGENT])
+    assert request.snapshot["totals"] == {"JPY": "124.00"}  # 123.5 → 124
+
+
+def test_an_unknown_choice_gets_the_services_message(event, users, client, auth) -> None:
+    auth.login(Role.AGENT)
+    page = client.post(f"/programmes/event/{event.id}/new?lang=en",
+                       data=form_data(method="divide", kind="gift"))
+    assert page.status_code == 422
+    assert "Choose refund or compensation." in page.text

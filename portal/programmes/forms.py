@@ -34,14 +34,17 @@ KIND_CHOICES = [("compensation", _l("Compensation")), ("refund", _l("Refund"))]
 class ProgrammeForm(FlaskForm):
     name_zh = StringField(_l("Name (Chinese)"))
     name_en = StringField(_l("Name (English)"))
-    kind = RadioField(_l("Kind"), choices=KIND_CHOICES, default="compensation")
+    kind = RadioField(_l("Kind"), choices=KIND_CHOICES, default="compensation",
+                      validate_choice=False)
     currency = StringField(_l("Currency"), default="CNY", render_kw={"maxlength": 3})
-    mode = RadioField(_l("Mode"), choices=list(MODE_LABELS.items()), default="proactive")
+    mode = RadioField(_l("Mode"), choices=list(MODE_LABELS.items()), default="proactive",
+                      validate_choice=False)
     deadline = StringField(_l("Deadline for acceptances (opt-in)"),
                            render_kw={"type": "datetime-local"})
     calculation_date = StringField(_l("Calculation date (interest runs until)"),
                                    render_kw={"type": "date"})
-    method = RadioField(_l("Amount"), choices=list(METHOD_LABELS.items()), default="percentage")
+    method = RadioField(_l("Amount"), choices=list(METHOD_LABELS.items()), default="percentage",
+                        validate_choice=False)
     fixed = StringField(_l("Fixed amount per order"), render_kw={"inputmode": "decimal"})
     percentage = StringField(_l("Percentage of the basis amount"),
                              render_kw={"inputmode": "decimal"})
@@ -51,7 +54,7 @@ class ProgrammeForm(FlaskForm):
     tags_any = StringField(_l("Customers with any of these tags (comma-separated; empty: all)"))
     locales = SelectMultipleField(_l("Customers' languages (none ticked: all)"),
                                   choices=list(LOCALE_NAMES.items()),
-                                  option_widget=CheckboxInput(),
+                                  option_widget=CheckboxInput(), validate_choice=False,
                                   widget=ListWidget(prefix_label=False))
     attributes = TextAreaField(_l("Entitlement attributes, one name=value per line "
                                   "(several values: name=a,b)"), render_kw={"rows": 3})
@@ -60,7 +63,8 @@ class ProgrammeForm(FlaskForm):
     low_value_threshold = StringField(_l("Low-value threshold (optional)"),
                                       render_kw={"inputmode": "decimal"})
     low_value_action = RadioField(_l("Below the threshold the amount is"),
-                                  choices=list(LOW_VALUE_LABELS.items()), default="pay")
+                                  choices=list(LOW_VALUE_LABELS.items()), default="pay",
+                                  validate_choice=False)
     budget = StringField(_l("Budget (optional)"), render_kw={"inputmode": "decimal"})
     terms_zh = TextAreaField(_l("Offer terms shown to customers (Chinese)"),
                              render_kw={"rows": 6})

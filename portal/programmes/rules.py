@@ -410,16 +410,16 @@ def _digest(lines: Iterable[str]) -> str:
 
 def entitlements_digest(event_id: int) -> str:
     """SHA-256 of the event's entitlement list as computed on (sealed payout details aside:
-    they are sealed anew on each import)."""
-    rows = db.session.execute(
+    they are sealed anew on each import). Read as Core rows, streamed."""
+    rows = db.session.connection().execute(
         select(Entitlement.id, Entitlement.customer_id, Entitlement.order_ref,
                Entitlement.basis_amount, Entitlement.currency, Entitlement.basis_date,
                Entitlement.attributes)
         .where(Entitlement.event_id == event_id).order_by(Entitlement.id)
         .execution_options(yield_per=5000))
     return _digest(
-        f"{r.id}|{r.customer_id}|{r.order_ref}|{r.basis_amount}|{r.currency}|"
-        f"{r.basis_date.isoformat()}|{json.dumps(r.attributes or {}, sort_keys=True)}"
+        f"{r[0]}|{r[1]}|{r[2]}|{r[3]}|{r[4]}|{r[5].isoformat()}|"
+        f"{json.dumps(r[6], sort_keys=True) if r[6] else '{}'}"
         for r in rows)
 
 

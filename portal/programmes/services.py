@@ -363,3 +363,29 @@ def on_entitlements_changed(event_id: int, actor: User | None = None, **_kw: Any
 def for_event(event: Event) -> list[Programme]:
     return list(db.session.scalars(select(Programme).where(Programme.event_id == event.id)
                                    .order_by(Programme.id)))
+
+
+# What legal's page shows of a programme's change since the last request legal decided.
+SNAPSHOT_PARTS = {
+    "name": _l("name"), "kind": _l("kind"), "mode": _l("mode"), "currency": _l("currency"),
+    "deadline": _l("deadline"), "calculation_date": _l("calculation date"),
+    "rules": _l("rules"), "low_value": _l("low-value threshold"), "budget": _l("budget"),
+    "terms": _l("offer terms"), "entitlements_sha256": _l("entitlement list"),
+    "amounts_sha256": _l("amount list"), "eligible_count": _l("eligible customers"),
+    "totals": _l("totals"),
+}
+
+
+def signoff_changes(request: SignoffRequest) -> dict[str, Any] | None:
+    """For the sign-off page (registered in ``portal.wiring``): which parts of the snapshot
+    differ from the last request of the programme that legal decided, or None for the first."""
+    previous = db.session.scalar(select(SignoffRequest).where(
+        SignoffRequest.subject_type == SUBJECT, SignoffRequest.subject_id == request.subject_id,
+        SignoffRequest.id < request.id, SignoffRequest.decided_by_id.is_not(None))
+        .order_by(SignoffRequest.id.desc()).limit(1))
+    if previous is None:
+        return None
+    old, new = previous.snapshot or {}, request.snapshot or {}
+    changed = [str(label) for key, label in SNAPSHOT_PARTS.items() if old.get(key) != new.get(key)]
+    return {"template": "programmes/_signoff_changes.html", "previous": previous,
+            "changed": changed}
