@@ -108,12 +108,14 @@ def test_generation_creates_a_member_and_an_approved_case_per_eligible_customer(
         assert case.programme_id == programme.id and case.source == "programme"
         assert case.order_ref == f"PRG-{programme.id}" and case.kind == "refund"
         assert case.ref.startswith("C-")
-        history = audit.history("case", case.id)
-        assert [e.action for e in history] == ["case.open"]
-        assert f"programme {programme.id}" in history[0].summary
     assert len({db.session.get(Case, m.case_id).ref for m in created}) == 4
-    actions = [e.action for e in audit.history("programme", programme.id)]
-    assert actions[0] == "programme.generated" and actions[-1] == "programme.generate"
+    entries = audit.history("programme", programme.id)
+    assert [e.action for e in entries] == ["programme.generated", "programme.cases_created",
+                                           "programme.generate"]
+    chunk = entries[1]
+    assert "4 cases created, 1 written off" in chunk.summary
+    assert sorted(c[0] for c in chunk.after["cases"]) == sorted(m.case_id for m in created)
+    assert {c[3] for c in chunk.after["cases"]} == {"10.00", "25.00", "100.00", "8.05"}
 
 
 def test_a_second_run_creates_nothing_twice(app, users, run_worker) -> None:
@@ -362,6 +364,12 @@ def test_the_pages_read_in_both_languages(app, client, auth, users, run_worker, 
     assert "CNY-2" not in members_page  # written off: not behind the eligible bar
     assert "CNY-2" in pages["all"].text
     assert client.get(f"/programmes/{programme.id}/members?status=nonsense").status_code == 404
+    # The case page says where the case came from, although its own history is empty.
+    member = members(programme)[0]
+    case_page = client.get(f"/cases/{member.case_id}?lang={lang}")
+    assert case_page.status_code == 200
+    assert f'href="/programmes/{programme.id}/run"' in case_page.text
+    assert 'id="programme-origin"' in case_page.text
 
 
 def test_only_an_admin_starts_the_generation(app, client, auth, users) -> None:
