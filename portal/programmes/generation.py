@@ -184,10 +184,13 @@ def _create_chunk(ctx: _Context, rows: list[rules.Row]) -> dict[str, int]:
     } for ref, r in zip(refs_, payable, strict=True)]
     case_ids: dict[int, int] = {}
     if case_rows:
-        table = Case.__table__
-        result = db.session.execute(insert(table).returning(table.c.id, table.c.customer_id),
-                                    case_rows)
-        case_ids = {customer_id: case_id for case_id, customer_id in result}
+        # A plain executemany (psycopg pipelines it), then the ids in one indexed query: far
+        # faster on PostgreSQL than an INSERT … RETURNING of a thousand rows' values.
+        db.session.execute(insert(Case.__table__), case_rows)
+        case_ids = {customer_id: case_id for case_id, customer_id in db.session.execute(
+            select(Case.id, Case.customer_id).where(
+                Case.customer_id.in_([row["customer_id"] for row in case_rows]),
+                Case.programme_id == ctx.programme_id))}
     member_rows = []
     written_off, no_address = [], []
     for r in todo:
