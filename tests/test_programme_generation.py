@@ -189,7 +189,9 @@ def test_a_broken_binding_stops_with_the_reason_and_creates_nothing(
     assert reason is not None and "legal signed off" in reason.in_english()
     assert members(programme) == []
     assert db.session.scalar(select(func.count(Case.id))) == 0
-    assert audit.history("programme", programme.id)[0].action == "programme.generate.stopped"
+    stopped = audit.history("programme", programme.id)[0]
+    assert stopped.action == "programme.generate.stopped"
+    assert "no longer the ones legal signed off" in stopped.summary
 
 
 def test_a_job_that_keeps_dying_stops_with_its_reason(app, users, run_worker) -> None:
@@ -359,6 +361,7 @@ def test_the_pages_read_in_both_languages(app, client, auth, users, run_worker, 
     assert 'value="100"' in run and "every 1s" not in run
     assert f"/programmes/{programme.id}/members?status=paid" in run
     assert 'data-count="4" data-amount="143.05"' in run
+    assert 'data-count="0" data-amount="0.00"' in run  # nobody paid yet: an amount still
     members_page = pages["members"].text
     assert members_page.count("/cases/") >= 4 and "CNY-3" in members_page
     assert "CNY-2" not in members_page  # written off: not behind the eligible bar
