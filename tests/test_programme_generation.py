@@ -393,3 +393,21 @@ def test_the_command_centre_links_to_the_programme_progress(app, client, auth, u
     assert page.status_code == 200
     assert f'href="/programmes/{programme.id}/run"' in page.text
     assert "Refund programme" in page.text
+
+
+def test_a_customer_whose_open_case_uses_the_programme_reference_is_left_out(
+        app, users, run_worker) -> None:
+    programme = make_programme()
+    customer = db.session.scalar(select(Customer).where(Customer.external_ref == "CNY-0"))
+    typed = cases.open_case(customer, cases.CaseInput(
+        "refund", f" prg-{programme.id} ", "5.00", "CNY", "other", "", None),
+        actor=users[Role.AGENT])
+    db.session.commit()
+    generate(programme, users, run_worker)
+    assert programme.status == ProgrammeStatus.RUNNING
+    assert generation.progress_percent(programme) == 100
+    assert [m.customer_id for m in members(programme)].count(customer.id) == 0
+    assert len(members(programme)) == 4
+    assert db.session.get(Case, typed.id).programme_id is None
+    chunk = audit.history("programme", programme.id)[1]
+    assert chunk.after["counts"]["skipped"] == 1
