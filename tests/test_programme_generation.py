@@ -194,7 +194,8 @@ def test_a_broken_binding_stops_with_the_reason_and_creates_nothing(
     assert "no longer the ones legal signed off" in stopped.summary
 
 
-def test_a_job_that_keeps_dying_stops_with_its_reason(app, users, run_worker) -> None:
+def test_a_job_that_keeps_dying_stops_with_its_reason(app, client, auth, users,
+                                                      run_worker) -> None:
     programme = make_programme()
     generation.start_generation(programme, users[Role.ADMIN])
     programme.attempts = tasks.GENERATE_CLAIM.max_attempts
@@ -205,6 +206,9 @@ def test_a_job_that_keeps_dying_stops_with_its_reason(app, users, run_worker) ->
     assert programme.status == ProgrammeStatus.APPROVED
     assert "Gave up after 3 attempts" in generation.error_message(programme).in_english()
     assert members(programme) == []
+    auth.login(Role.ADMIN)
+    page = client.get(f"/programmes/{programme.id}/run?lang=zh_CN")
+    assert "尝试 3 次后放弃" in page.text and "继续创建案件" not in page.text
 
 
 def test_customers_without_an_address_get_their_case_and_are_unclaimed(

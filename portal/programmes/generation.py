@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -61,6 +62,8 @@ from portal.signoffs.models import SignoffRequest
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
+# The claim's own reason when a job keeps dying (``portal.jobs.take``), kept as plain text.
+GAVE_UP = re.compile(r"^Gave up after (\d+) attempts")
 # The case's reason, from the event's kind.
 REASON_BY_EVENT_KIND = {"shutdown": "business_shutdown", "incident": "service_outage"}
 
@@ -79,6 +82,11 @@ def error_message(programme: Programme) -> Message | None:
     try:
         return Message.from_json(json.loads(programme.error))
     except (ValueError, TypeError, KeyError):
+        gave_up = GAVE_UP.match(programme.error)
+        if gave_up:
+            return N_("Gave up after %(num)s attempts: the worker stopped each time before "
+                      "finishing. What was created is kept; start again to resume.",
+                      num=int(gave_up.group(1)))
         return Message(programme.error)
 
 
