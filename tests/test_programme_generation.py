@@ -108,12 +108,14 @@ def test_generation_creates_a_member_and_an_approved_case_per_eligible_customer(
         assert case.programme_id == programme.id and case.source == "programme"
         assert case.order_ref == f"PRG-{programme.id}" and case.kind == "refund"
         assert case.ref.startswith("C-")
-        history = audit.history("case", case.id)
-        assert [e.action for e in history] == ["case.open"]
-        assert f"programme {programme.id}" in history[0].summary
     assert len({db.session.get(Case, m.case_id).ref for m in created}) == 4
-    actions = [e.action for e in audit.history("programme", programme.id)]
-    assert actions[0] == "programme.generated" and actions[-1] == "programme.generate"
+    entries = audit.history("programme", programme.id)
+    assert [e.action for e in entries] == ["programme.generated", "programme.cases_created",
+                                           "programme.generate"]
+    chunk = entries[1]
+    assert "4 cases created, 1 written off" in chunk.summary
+    assert sorted(c[0] for c in chunk.after["cases"]) == sorted(m.case_id for m in created)
+    assert {c[3] for c in chunk.after["cases"]} == {"10.00", "25.00", "100.00", "8.05"}
 
 
 def test_a_second_run_creates_nothing_twice(app, users, run_worker) -> None:
@@ -187,10 +189,13 @@ def test_a_broken_binding_stops_with_the_reason_and_creates_nothing(
     assert reason is not None and "legal signed off" in reason.in_english()
     assert members(programme) == []
     assert db.session.scalar(select(func.count(Case.id))) == 0
-    assert audit.history("programme", programme.id)[0].action == "programme.generate.stopped"
+    stopped = audit.history("programme", programme.id)[0]
+    assert stopped.action == "programme.generate.stopped"
+    assert "no longer the ones legal signed off" in stopped.summary
 
 
-def test_a_job_that_keeps_dying_stops_with_its_reason(app, users, run_worker) -> None:
+def test_a_job_that_keeps_dying_stops_with_its_reason(app, client, auth, users,
+                                                      run_worker) -> None:
     programme = make_programme()
     generation.start_generation(programme, users[Role.ADMIN])
     programme.attempts = tasks.GENERATE_CLAIM.max_attempts
@@ -201,6 +206,9 @@ def test_a_job_that_keeps_dying_stops_with_its_reason(app, users, run_worker) ->
     assert programme.status == ProgrammeStatus.APPROVED
     assert "Gave up after 3 attempts" in generation.error_message(programme).in_english()
     assert members(programme) == []
+    auth.login(Role.ADMIN)
+    page = client.get(f"/programmes/{programme.id}/run?lang=zh_CN")
+    assert "尝试 3 次后放弃" in page.text and "继续创建案件" not in page.text
 
 
 def test_customers_without_an_address_get_their_case_and_are_unclaimed(
@@ -357,11 +365,18 @@ def test_the_pages_read_in_both_languages(app, client, auth, users, run_worker, 
     assert 'value="100"' in run and "every 1s" not in run
     assert f"/programmes/{programme.id}/members?status=paid" in run
     assert 'data-count="4" data-amount="143.05"' in run
+    assert 'data-count="0" data-amount="0.00"' in run  # nobody paid yet: an amount still
     members_page = pages["members"].text
     assert members_page.count("/cases/") >= 4 and "CNY-3" in members_page
     assert "CNY-2" not in members_page  # written off: not behind the eligible bar
     assert "CNY-2" in pages["all"].text
     assert client.get(f"/programmes/{programme.id}/members?status=nonsense").status_code == 404
+    # The case page says where the case came from, although its own history is empty.
+    member = members(programme)[0]
+    case_page = client.get(f"/cases/{member.case_id}?lang={lang}")
+    assert case_page.status_code == 200
+    assert f'href="/programmes/{programme.id}/run"' in case_page.text
+    assert 'id="programme-origin"' in case_page.text
 
 
 def test_only_an_admin_starts_the_generation(app, client, auth, users) -> None:
@@ -382,3 +397,21 @@ def test_the_command_centre_links_to_the_programme_progress(app, client, auth, u
     assert page.status_code == 200
     assert f'href="/programmes/{programme.id}/run"' in page.text
     assert "Refund programme" in page.text
+
+
+def test_a_customer_whose_open_case_uses_the_programme_reference_is_left_out(
+        app, users, run_worker) -> None:
+    programme = make_programme()
+    customer = db.session.scalar(select(Customer).where(Customer.external_ref == "CNY-0"))
+    typed = cases.open_case(customer, cases.CaseInput(
+        "refund", f" prg-{programme.id} ", "5.00", "CNY", "other", "", None),
+        actor=users[Role.AGENT])
+    db.session.commit()
+    generate(programme, users, run_worker)
+    assert programme.status == ProgrammeStatus.RUNNING
+    assert generation.progress_percent(programme) == 100
+    assert [m.customer_id for m in members(programme)].count(customer.id) == 0
+    assert len(members(programme)) == 4
+    assert db.session.get(Case, typed.id).programme_id is None
+    chunk = audit.history("programme", programme.id)[1]
+    assert chunk.after["counts"]["skipped"] == 1

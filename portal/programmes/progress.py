@@ -38,7 +38,7 @@ class Bar:
 
     stage: str
     count: int = 0
-    amount: Decimal = Decimal(0)
+    amount: Decimal = Decimal("0.00")
     percent: int = 0
 
     @property
@@ -71,7 +71,7 @@ def programme_progress(programme: Programme) -> list[CurrencyProgress]:
         for code, _label, _cond in STAGES:
             count = row._mapping[f"{code}_n"] or 0
             base = eligible if code not in ("written_off",) else max(eligible, count)
-            bars.append(Bar(code, count, row._mapping[f"{code}_a"] or Decimal(0),
+            bars.append(Bar(code, count, row._mapping[f"{code}_a"] or Decimal("0.00"),
                             count * 100 // base if base else 0))
         found.append(CurrencyProgress(row.currency, bars))
     return found
