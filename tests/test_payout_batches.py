@@ -163,13 +163,13 @@ def _in_threads(app_factory, work, count: int = 2, load=lambda index: None) -> l
     page showed), then all at once ``work(index, loaded)``; what each returned or raised."""
     results: list[object] = [None] * count
     barrier = threading.Barrier(count)
+    apps = [app_factory() for _ in range(count)]  # made here: slow on a busy machine
 
     def run(index: int) -> None:
-        other = app_factory()
-        with other.app_context():
+        with apps[index].app_context():
             try:
                 loaded = load(index)
-                barrier.wait(timeout=10)
+                barrier.wait(timeout=60)
                 results[index] = work(index, loaded)
                 db.session.commit()
             except Exception as exc:  # what the loser is told
@@ -182,7 +182,7 @@ def _in_threads(app_factory, work, count: int = 2, load=lambda index: None) -> l
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=120)
     return results
 
 
