@@ -34,7 +34,8 @@ def test_demo_seed_signs_in_each_role(app, runner) -> None:
     from portal.events.models import Event
     from portal.extensions import db
 
-    assert db.session.scalar(select(func.count(User.id))) == 3
+    # One account per printed line: a role each, finance twice (maker and checker).
+    assert db.session.scalar(select(func.count(User.id))) == len(lines) == len(Role) + 1
     # The outage, and the shutdown whose customers accept their offers (portal.main.demo_offers).
     assert db.session.scalar(select(func.count(Event.id))) == 2
     assert db.session.scalar(select(Event.severity).order_by(Event.id).limit(1)) == "sev1"
