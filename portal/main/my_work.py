@@ -6,7 +6,8 @@ the count the navigation shows beside "Dashboard".
   claims waiting in the triage queue (everyone's: any agent may decide them);
 - legal: the sign-off requests they may decide, oldest first, with their age;
 - an admin: missed response targets of open events, retroactive reviews past 24 hours and
-  events under review whose post-mortem is not signed off yet.
+  events under review whose post-mortem is not signed off yet;
+- finance: the payout batches someone else prepared, which they may release.
 
 Which lists a person sees follows from what their role may do (the same rules as the pages
 the items link to), so the template only draws the sections it is given.
@@ -21,7 +22,7 @@ from flask import g
 from flask_babel import get_timezone
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import func, or_, select
 
 from portal.accounts import Role, User
@@ -35,6 +36,7 @@ from portal.events.models import TARGET_METRICS, Event, EventStatus
 from portal.extensions import db
 from portal.i18n import user_text
 from portal.models import utcnow
+from portal.payouts.models import BatchStatus, PayoutBatch
 from portal.postmortems import services as postmortems
 from portal.postmortems.models import Postmortem
 from portal.signoffs import services as signoffs
@@ -116,6 +118,12 @@ def _decidable(user: User) -> object:
         SignoffRequest.status == SignoffStatus.PENDING,
         or_(SignoffRequest.requested_by_id.is_(None), SignoffRequest.requested_by_id != user.id),
         or_(SignoffRequest.author_id.is_(None), SignoffRequest.author_id != user.id))
+
+
+def _releasable(user: User) -> object:
+    """Prepared payout batches this finance user may release: someone else prepared them."""
+    return select(PayoutBatch).where(PayoutBatch.status == BatchStatus.PREPARED,
+                                     PayoutBatch.prepared_by_id != user.id)
 
 
 def _count(stmt: object) -> int:
@@ -207,7 +215,22 @@ def _admin_sections() -> list[Section]:
     return [targets, reviews]
 
 
+def _finance_sections(user: User) -> list[Section]:
+    batches = Section("payout_batches", str(_l("Payout batches waiting for your release")),
+                      str(_l("No payout batch waits for your release.")),
+                      more_endpoint="payouts.index")
+    for batch in db.session.scalars(_releasable(user).order_by(PayoutBatch.prepared_at,
+                                                               PayoutBatch.id).limit(LIMIT)):
+        batches.items.append(Item(escape(f"{batch.ref} · {batch.control_sum} {batch.currency}"),
+                                  "payouts.batch", {"payout_batch_id": batch.id},
+                                  batch.prepared_at,
+                                  str(_l("%(n)d cases", n=batch.line_count))))
+    return [batches]
+
+
 def for_user(user: User) -> MyWork:
+    if user.role == Role.FINANCE:
+        return MyWork(_finance_sections(user))
     if user.role == Role.LEGAL:
         return MyWork(_legal_sections(user))
     if user.role == Role.ADMIN:
@@ -217,6 +240,8 @@ def for_user(user: User) -> MyWork:
 
 def count_for(user: User) -> int:
     """The navigation's number: a few COUNT queries, the same lists as :func:`for_user`."""
+    if user.role == Role.FINANCE:
+        return _count(_releasable(user))
     if user.role == Role.LEGAL:
         return _count(_decidable(user))
     if user.role == Role.ADMIN:

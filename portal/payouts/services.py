@@ -85,6 +85,11 @@ def may_release(user: User, batch: PayoutBatch) -> bool:
     return batch.status == BatchStatus.PREPARED and batch.prepared_by_id != user.id
 
 
+def awaits_another_checker(user: User, batch: PayoutBatch) -> bool:
+    """The user prepared this batch, which waits for someone else's release."""
+    return batch.status == BatchStatus.PREPARED and batch.prepared_by_id == user.id
+
+
 def may_cancel(_user: User, batch: PayoutBatch) -> bool:
     return batch.status == BatchStatus.PREPARED
 

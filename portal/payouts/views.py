@@ -18,7 +18,13 @@ from portal.extensions import db
 from portal.i18n import locale_code
 from portal.payouts import files, profiles, services
 from portal.payouts.forms import BatchActionForm, FileForm, PrepareForm
-from portal.payouts.models import BATCH_STATUS_LABELS, PayoutBatch, PayoutFile, PayoutLine
+from portal.payouts.models import (
+    BATCH_STATUS_LABELS,
+    BatchStatus,
+    PayoutBatch,
+    PayoutFile,
+    PayoutLine,
+)
 from portal.programmes.models import Programme
 from portal.security import access
 from portal.web import database_int, refuse, roll_back, wants_partial
@@ -98,9 +104,10 @@ def _batch_page(batch: PayoutBatch, status: int = 200,
                                    .order_by(PayoutFile.id.desc())).all()
     cases = {case.id: case for case in db.session.scalars(
         select(Case).where(Case.id.in_([line.case_id for line in lines.items])))}
+    cancelled = batch.status == BatchStatus.CANCELLED
     if wants_partial("payout-lines"):
         return render_template("payouts/_lines.html", batch=batch, lines=lines, cases=cases,
-                               accounts=_masked(lines.items, cases),
+                               accounts=_masked(lines.items, cases), cancelled=cancelled,
                                totals=services.line_totals(batch)), status
     return render_template(
         "payouts/batch.html", batch=batch, lines=lines, cases=cases,
@@ -108,7 +115,9 @@ def _batch_page(batch: PayoutBatch, status: int = 200,
         accounts=_masked(lines.items, cases),
         totals=services.line_totals(batch), files=file_rows, labels=BATCH_STATUS_LABELS,
         action_form=BatchActionForm(), file_form=file_form or _file_form(batch),
-        failure=files.failure, locale=locale_code(), args={}), status
+        failure=files.failure, locale=locale_code(), cancelled=cancelled,
+        own_batch_awaiting_release=services.awaits_another_checker(current_user, batch),
+        args={}), status
 
 
 def _masked(lines: list[PayoutLine], cases: dict[int, Case]) -> dict[int, str]:
