@@ -550,3 +550,21 @@ def test_a_result_whose_job_was_lost_is_queued_again(app, users, run_worker, sce
     db.session.expire_all()
     assert db.session.get(PayoutResult, row.id).paid_count == 3
     assert batch.status == BatchStatus.CLOSED
+
+
+def test_a_programme_case_is_not_paid_by_hand(app, users) -> None:
+    """Only a payout batch pays a case under a programme (the opt-in acceptance and the
+    payable rules are checked when it goes into a batch)."""
+    from portal.cases import services as case_services
+    from portal.errors import RuleViolation
+
+    event = make_event()
+    case = approved_case(users, event, 1, "12.00", programme=make_programme(event))
+    for role in (Role.AGENT, Role.ADMIN, Role.FINANCE):
+        with pytest.raises(RuleViolation, match="payout batch"):
+            case_services.record_payment(case, amount="12.00", payout_ref="PAY-HAND-1",
+                                         actor=users[role])
+    assert db.session.get(Case, case.id).status == CaseStatus.APPROVED
+    payment = case_services.record_payment(case, amount="12.00", payout_ref="PAY-BATCH-1",
+                                           actor=users[Role.FINANCE], through_batch=True)
+    assert payment.case_id == case.id

@@ -244,7 +244,7 @@ def test_a_paid_case_pays_its_member(app, users, run_worker) -> None:
     member = members(programme)[0]
     case = db.session.get(Case, member.case_id)
     cases.record_payment(case, amount=case.approved_amount, payout_ref="PAY-0001",
-                         actor=users[Role.AGENT])
+                         actor=users[Role.FINANCE], through_batch=True)
     db.session.commit()
     db.session.refresh(member)
     assert member.status == MemberStatus.PAID
@@ -313,7 +313,7 @@ def test_progress_counts_and_amounts_per_stage_and_currency(app, users, run_work
     found[1].accepted_at = utcnow()
     db.session.commit()
     cases.record_payment(db.session.get(Case, found[1].case_id), amount="25.00",
-                         payout_ref="PAY-0002", actor=users[Role.AGENT])
+                         payout_ref="PAY-0002", actor=users[Role.FINANCE], through_batch=True)
     unclaimed.record_failed_payout(found[3].case_id)
     db.session.commit()
 

@@ -117,7 +117,8 @@ def record_payments(items: list[PaymentItem], *,
                 try:
                     with db.session.begin_nested():
                         services.record_payment(item.case, amount=item.amount,
-                                                payout_ref=item.payout_ref, actor=actor)
+                                                payout_ref=item.payout_ref, actor=actor,
+                                                through_batch=True)
                 except RuleViolation as err:
                     db.session.refresh(item.case)
                     refused[item.case.id] = err.text

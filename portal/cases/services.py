@@ -310,14 +310,19 @@ def after_signoff_decision(request: SignoffRequest, actor: User) -> None:
               N_("Case %(ref)s returned by legal", ref=case.ref), request.comment)
 
 
-def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor: User) -> Payment:
+def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor: User,
+                   through_batch: bool = False) -> Payment:
     """Pay once, exactly the approved amount. The unique case_id in case_payment makes a
     second payment impossible even if two clerks press the button at the same moment.
     Finance records it too, from the bank's result file (``rules.PAYERS``). A case under a
-    programme needs no offer acceptance of the event's terms: the programme's own (opt-in
-    acceptance, or none in a proactive programme) was checked when it was put in a batch."""
+    programme is paid only through a payout batch (``through_batch``): its programme's own
+    acceptance (opt-in, or none in a proactive programme) was checked when it was put in the
+    batch, so the event's offer acceptance is not asked, and paying it by hand is refused."""
     if actor.role not in rules.PAYERS:
         raise RuleViolation(_("Your role cannot take this step."))
+    if case.programme_id is not None and not through_batch:
+        raise RuleViolation(_("A case under a programme is paid through a payout batch, "
+                              "not by hand."))
     value = parse_amount(amount)
     payout_ref = (payout_ref or "").strip()
     if not PAYOUT_REF_RE.match(payout_ref):
