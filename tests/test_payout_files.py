@@ -177,3 +177,27 @@ def test_request_follow_and_download_over_http(app, client, auth, users, run_wor
     auth.logout()
     auth.login(Role.AGENT)
     assert client.get(f"/payouts/files/{row.id}/download").status_code == 403
+
+
+def test_without_the_paying_account_pain001_fails_and_can_be_asked_again(app, users,
+                                                                         run_worker) -> None:
+    from flask_babel import force_locale
+
+    app.config["PAYOUT_DEBTOR_ACCOUNT"] = ""
+    batch = _released(users)
+    row, data = _make(batch, users, run_worker, "pain.001")
+    assert row.status == PdfStatus.FAILED and data == b""
+    with force_locale("en"):
+        assert "PAYOUT_DEBTOR_ACCOUNT" in str(files.failure(row))
+    with force_locale("zh_CN"):
+        assert "尚未设置付款账户" in str(files.failure(row))
+    app.config["PAYOUT_DEBTOR_ACCOUNT"] = IBAN
+    again, created = files.request_file(batch, format="pain.001", actor=users[Role.FINANCE])
+    assert again.id == row.id and not created and again.status == PdfStatus.QUEUED
+    documents.queue_after_commit(again)
+    run_worker()
+    done = db.session.get(PayoutFile, row.id)
+    assert done.status == PdfStatus.DONE and done.row_count == 2
+    requests = db.session.scalars(select(AuditEntry.action).where(
+        AuditEntry.action == "payout_file.request")).all()
+    assert len(requests) == 2

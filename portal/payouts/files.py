@@ -33,6 +33,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.i18n import N_, Message
+from portal.models import PdfStatus
 from portal.payouts import pain001, profiles
 from portal.payouts.models import BatchStatus, PayoutBatch, PayoutFile, PayoutLine
 
@@ -92,10 +93,13 @@ def request_file(batch: PayoutBatch, *, format: str, profile: str = "",
             raise RuleViolation(_("Choose the bank's CSV profile."), field="profile")
     else:
         profile = ""
+    before = db.session.scalar(select(PayoutFile.status).where(
+        PayoutFile.batch_id == batch.id, PayoutFile.format == format,
+        PayoutFile.profile == profile).order_by(PayoutFile.id.desc()).limit(1))
     row, created = documents.request(PayoutFile, {"batch_id": batch.id, "format": format,
                                                   "profile": profile},
                                      requested_by_id=actor.id)
-    if created:
+    if created or before == PdfStatus.FAILED:  # a new file, or a failed one asked again
         audit.record("payout_file.request", "payout_batch", batch.id,
                      N_("File %(format)s %(profile)s of payout batch %(ref)s requested",
                         format=format, profile=profile, ref=batch.ref),
