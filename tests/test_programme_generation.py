@@ -377,6 +377,8 @@ def test_the_pages_read_in_both_languages(app, client, auth, users, run_worker, 
     assert case_page.status_code == 200
     assert f'href="/programmes/{programme.id}/run"' in case_page.text
     assert 'id="programme-origin"' in case_page.text
+    texts = visible_texts(case_page.get_data(as_text=True), lang[:2])
+    assert [w for t in texts for w in foreign_words(lang[:2], t)] == []
 
 
 def test_only_an_admin_starts_the_generation(app, client, auth, users) -> None:
