@@ -24,7 +24,7 @@ ALLOWED = {
     "cny", "usd", "eur", "hkd", "gbp", "jpy", "sgd",  # currency codes
     "sha", "csv", "pdf", "jpeg", "png", "sla", "crm", "html", "url", "atom", "markdown", "utc",
     "smtp", "json", "iso", "utf", "bom", "gbk", "excel", "iban",
-    "xml", "pain",  # ISO 20022 message names (pain.001 XML)
+    "xml", "pain", "camt",  # ISO 20022 message names (pain.001, pain.002, camt.054, XML)
     "english",  # a language's own name, on the language switch and in language fields
 }
 OWN_NAMES = {"简体中文"}
