@@ -20,7 +20,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.models import utcnow
-from portal.programmes import generation, progress, rules, tasks, unclaimed
+from portal.programmes import generation, progress, tasks, unclaimed
 from portal.programmes.models import (
     Entitlement,
     MemberStatus,
@@ -56,18 +56,25 @@ def make_programme(bases=BASES, *, currency: str = "CNY", emails: bool = True,
         rules={"amount": {"method": "percentage", "percentage": "10"}, "eligibility": {}},
         low_value_threshold=Decimal("5.00"),
         low_value_action="write_off" if write_off else "pay",
-        status=ProgrammeStatus.APPROVED)
+        terms_zh="条款", terms_en="Terms", status=ProgrammeStatus.DRAFT)
     db.session.add(programme)
     db.session.flush()
-    bind(programme)
+    sign_off(programme)
     db.session.commit()
     return programme
 
 
-def bind(programme: Programme) -> None:
-    programme.entitlements_sha256 = rules.entitlements_digest(programme.event_id)
-    programme.amounts_sha256 = rules.amounts_digest(rules.compute(programme))
-    db.session.flush()
+def sign_off(programme: Programme) -> None:
+    """Legal's one sign-off, through the real services: the programme ends approved."""
+    from portal.accounts import User
+    from portal.programmes import services as programmes
+    from portal.signoffs import services as signoffs
+
+    agent, legal = (db.session.scalar(select(User).where(User.role == role))
+                    for role in (Role.AGENT, Role.LEGAL))
+    request = programmes.request_signoff(programme, actor=agent)
+    signoffs.decide(request.id, "approved", "", actor=legal)
+    assert programme.status == ProgrammeStatus.APPROVED
 
 
 def members(programme: Programme) -> list[ProgrammeMember]:
@@ -110,8 +117,8 @@ def test_generation_creates_a_member_and_an_approved_case_per_eligible_customer(
         assert case.ref.startswith("C-")
     assert len({db.session.get(Case, m.case_id).ref for m in created}) == 4
     entries = audit.history("programme", programme.id)
-    assert [e.action for e in entries] == ["programme.generated", "programme.cases_created",
-                                           "programme.generate"]
+    assert [e.action for e in entries][:3] == ["programme.generated", "programme.cases_created",
+                                               "programme.generate"]
     chunk = entries[1]
     assert "4 cases created, 1 written off" in chunk.summary
     assert sorted(c[0] for c in chunk.after["cases"]) == sorted(m.case_id for m in created)

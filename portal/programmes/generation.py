@@ -3,9 +3,9 @@ customer, in chunks, by a job (``portal.programmes.tasks``).
 
 - ``start_generation`` moves a programme from approved to generating (a conditional update:
   two clicks start it once) and is audited; the view queues the job after the commit.
-- The job first checks that legal's sign-off still binds the entitlements and the amounts
-  (``binding.check_binding``, which counts the members to create in the same pass); if not,
-  it stops with the reason shown and creates nothing.
+- The job first checks that legal's sign-off still binds the rules, terms, entitlements and
+  amounts (``services.holding_preview``, whose pass also counts the members to create); if
+  not, it stops with the reason shown and creates nothing.
 - It then computes the customers in id order, ``CHUNK_SIZE`` at a time, and commits each chunk
   with the programme's ``generated_count`` (a documented exception to one commit per job: the
   progress bar reads it, and a killed job keeps what it did). Per chunk: one bulk INSERT of
@@ -54,8 +54,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import N_, Message
 from portal.models import utcnow
-from portal.programmes import rules
-from portal.programmes.binding import becomes_member, check_binding
+from portal.programmes import rules, services
 from portal.programmes.models import MemberStatus, Programme, ProgrammeMember, ProgrammeStatus
 from portal.signoffs.models import SignoffRequest
 
@@ -238,6 +237,11 @@ def _create_chunk(ctx: _Context, rows: list[rules.Row], after: int, last: int) -
     return counts
 
 
+def becomes_member(row: rules.Row) -> bool:
+    """Eligible customers, and those written off below the threshold, become members."""
+    return row.eligible or row.excluded == "written_off"
+
+
 def run_generation(programme_id: int, *, checkpoint: Callable[[], None],
                    chunk_size: int = CHUNK_SIZE) -> None:
     """The job's work on a claimed programme (see the module's docstring). ``checkpoint``
@@ -246,13 +250,15 @@ def run_generation(programme_id: int, *, checkpoint: Callable[[], None],
     if programme is None or programme.status != ProgrammeStatus.GENERATING:
         return
     try:
-        binding = check_binding(programme)
-        if not binding.holds:
+        covered = services.holding_preview(programme)
+        if covered is None:
             _stop(programme_id, N_("The entitlements or the computed amounts are no longer "
                                    "the ones legal signed off; nothing more was created. The "
                                    "programme needs a new sign-off."), checkpoint)
             return
-        _generate(programme, binding.to_create, checkpoint, chunk_size)
+        # Members: the eligible, and those written off below the threshold.
+        _generate(programme, covered.eligible_count + covered.written_off_count, checkpoint,
+                  chunk_size)
     except Exception as exc:
         uow.rollback()
         log.exception("creating the cases of programme %s failed", programme_id)

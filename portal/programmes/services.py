@@ -299,20 +299,27 @@ def signoff_request(programme: Programme) -> SignoffRequest | None:
             if programme.signoff_id else None)
 
 
-def binding_holds(programme: Programme) -> bool:
-    """Whether legal's grant still covers the programme: its request is approved and the
-    snapshot recomputed now (rules, terms, entitlement and amount digests, totals) is the one
-    approved. The case generation calls this before creating cases."""
+def holding_preview(programme: Programme) -> Preview | None:
+    """What legal's grant covers, recomputed now, when it still holds: the programme's request
+    is approved and the snapshot recomputed (rules, terms, entitlement and amount digests,
+    totals) is the one approved. None when it does not hold."""
     request = signoff_request(programme)
     if request is None or request.status != SignoffStatus.APPROVED:
-        return False
+        return None
     entitlements_sha256 = entitlements_digest(programme.event_id)
     if entitlements_sha256 != programme.entitlements_sha256:
-        return False
+        return None
     outcome = preview(programme)
     if outcome.amounts_sha256 != programme.amounts_sha256:
-        return False
-    return signoffs.check_binding(request, snapshot(programme, outcome, entitlements_sha256))
+        return None
+    if not signoffs.check_binding(request, snapshot(programme, outcome, entitlements_sha256)):
+        return None
+    return outcome
+
+
+def binding_holds(programme: Programme) -> bool:
+    """Whether legal's grant still covers the programme (see :func:`holding_preview`)."""
+    return holding_preview(programme) is not None
 
 
 def _back_to_draft(programme: Programme, reason: str, *, actor: User | None) -> None:
