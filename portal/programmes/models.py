@@ -165,6 +165,24 @@ class Programme(Claimable, db.Model):
     def name_in(self, locale: str) -> str:
         return self.name_en if locale == "en" else self.name_zh
 
+    @property
+    def signoff_standing(self) -> bool:
+        """Legal's sign-off is asked or granted: an edit would void it."""
+        return self.status in (ProgrammeStatus.AWAITING_SIGNOFF, ProgrammeStatus.APPROVED)
+
+    @property
+    def ready_to_generate(self) -> bool:
+        return self.status == ProgrammeStatus.APPROVED
+
+    @property
+    def generating(self) -> bool:
+        return self.status == ProgrammeStatus.GENERATING
+
+    @property
+    def generation_started(self) -> bool:
+        return bool(self.generated_count) or self.status in (
+            ProgrammeStatus.GENERATING, ProgrammeStatus.RUNNING, ProgrammeStatus.CLOSED)
+
     def terms_in(self, locale: str) -> str:
         return self.terms_en if locale == "en" else self.terms_zh
 

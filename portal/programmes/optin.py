@@ -76,6 +76,11 @@ class MemberOffer:
     hash: str
 
     @property
+    def held(self) -> bool:
+        """The amount is held (unreachable, payouts failed): the customer must act."""
+        return self.status not in (MemberStatus.CREATED, MemberStatus.ACCEPTED)
+
+    @property
     def can_accept(self) -> bool:
         return self.opt_in and not self.paid and self.status in (
             MemberStatus.CREATED, MemberStatus.UNCLAIMED) and (
