@@ -101,6 +101,7 @@ def test_programme_from_entitlements_to_a_paid_customer(
     agent = new_page(locale=locale)
     sign_in_as(agent, users[Role.AGENT].email, lang)
     agent.goto(f"/events/{event_id}")
+    shot(agent, "event")
     agent.locator(f"a[href$='/entitlements/event/{event_id}']").first.click()
     expect(agent).to_have_url(url_path(f"/entitlements/event/{event_id}"))
     shot(agent, "entitlements-empty")
@@ -124,6 +125,7 @@ def test_programme_from_entitlements_to_a_paid_customer(
 
     # 2. The agent creates a programme: 10 % of each basis amount, paid proactively.
     agent.goto(f"/programmes/event/{event_id}")
+    shot(agent, "programmes")
     agent.locator(f"a[href$='/programmes/event/{event_id}/new']").click()
     expect(agent).to_have_url(url_path(f"/programmes/event/{event_id}/new"))
     agent.locator("input[name=name_zh]").fill("App 关停退款")
@@ -272,6 +274,8 @@ def test_programme_from_entitlements_to_a_paid_customer(
     shot(maker, "programme-reconciliation")
     admin.goto(f"/programmes/{programme_id}/run")
     shot(admin, "programme-run-after-payouts")
+    admin.goto(f"/programmes/{programme_id}/members")
+    shot(admin, "members")
     admin.goto(f"/programmes/{programme_id}/unclaimed")
     expect(admin.locator(f"a[href$='/programmes/{programme_id}/mail/new/recontact']"))\
         .to_be_visible()
