@@ -274,6 +274,11 @@ def test_programme_from_entitlements_to_a_paid_customer(
     shot(maker, "programme-reconciliation")
     admin.goto(f"/programmes/{programme_id}/run")
     shot(admin, "programme-run-after-payouts")
+    for page, path in ((maker, programme_path), (maker, batch_path)):
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(path)
+        shot(page, "phone")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
     admin.goto(f"/programmes/{programme_id}/members")
     shot(admin, "members")
     admin.goto(f"/programmes/{programme_id}/unclaimed")
