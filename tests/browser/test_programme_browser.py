@@ -74,10 +74,10 @@ class Shots:
         self.lang, self.count = lang, 0
         SHOTS.mkdir(exist_ok=True)
 
-    def __call__(self, page: Page, name: str) -> None:
+    def __call__(self, page: Page, name: str, *, full_page: bool = True) -> None:
         self.count += 1
         page.screenshot(path=str(SHOTS / f"{self.lang}-{self.count:02d}-{name}.png"),
-                        full_page=True)
+                        full_page=full_page)
 
 
 def _confirming(page: Page) -> None:
@@ -277,7 +277,7 @@ def test_programme_from_entitlements_to_a_paid_customer(
     for page, path in ((maker, programme_path), (maker, batch_path)):
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(path)
-        shot(page, "phone")
+        shot(page, "phone", full_page=False)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
     admin.goto(f"/programmes/{programme_id}/members")
     shot(admin, "members")
