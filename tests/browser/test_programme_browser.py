@@ -187,6 +187,13 @@ def test_programme_from_entitlements_to_a_paid_customer(
     sign_in_as(maker, users[Role.FINANCE].email, lang)
     maker.goto(programme_path)
     shot(maker, "programme-as-finance")
+    # The programme page links to each of its pages; preparing a batch is finance's only.
+    for part in ("/run", "/members", "/mail", "/unclaimed", "/payouts/new",
+                 f"/payouts/programmes/{programme_id}/reconciliation"):
+        expect(_programme_link(maker, part)).to_have_count(1)
+    agent.goto(programme_path)
+    expect(_programme_link(agent, "/mail")).to_have_count(1)
+    expect(_programme_link(agent, "/payouts/")).to_have_count(0)
     _programme_link(maker, "/payouts/new").click()
     preview = maker.locator("#batch-preview")
     expect(preview.locator("ul.figures strong")).to_have_text(["3", "398.05 CNY"])
