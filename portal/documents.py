@@ -141,7 +141,8 @@ class Pipeline:
     (``jobs.record_failure``) why it will not; ``download_name`` names the file; ``views`` is
     the blueprint with the ``pdf_status`` and ``pdf_file`` endpoints. Documents other than
     PDFs (payout files) say their ``mimetype`` per row and the ``suffix`` they are kept
-    under."""
+    under; ``attachment`` files are saved, never shown in the browser (a bank file is
+    handed on, not read: shown inline, Chromium's XML viewer also breaks the CSP)."""
 
     name: str  # the job ids are "<name>-<row id>"
     model: type[DocumentRow]
@@ -150,6 +151,7 @@ class Pipeline:
     views: str
     mimetype: Callable[[Any], str] = lambda _row: "application/pdf"
     suffix: str = ".pdf"
+    attachment: bool = False
 
     @property
     def claim(self) -> jobs.Claim:
@@ -243,5 +245,5 @@ def download(pipeline: Pipeline, row_id: int) -> Response:
     if row is None or row.status != PdfStatus.DONE:
         abort(404)
     return send_file(stored_path(row.sha256, pipeline.suffix), mimetype=pipeline.mimetype(row),
-                     etag=row.sha256, conditional=True,
+                     etag=row.sha256, conditional=True, as_attachment=pipeline.attachment,
                      download_name=pipeline.download_name(row))

@@ -174,6 +174,7 @@ def test_request_follow_and_download_over_http(app, client, auth, users, run_wor
     assert download.status_code == 200 and download.headers["ETag"].strip('"') == row.sha256
     assert hashlib.sha256(download.data).hexdigest() == row.sha256
     assert "gb18030" in download.headers["Content-Type"]
+    assert download.headers["Content-Disposition"].startswith("attachment;")  # saved, not shown
     auth.logout()
     auth.login(Role.AGENT)
     assert client.get(f"/payouts/files/{row.id}/download").status_code == 403

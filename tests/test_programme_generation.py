@@ -299,7 +299,7 @@ def test_unclaimed_members_are_reported_with_the_amount_held_and_as_csv(
     auth.login(Role.AGENT)
     page = client.get(f"/programmes/{programme.id}/unclaimed?lang=en")
     assert page.status_code == 200
-    assert 'data-held="CNY">CNY 35.00' in page.text and "the mail bounced" in page.text
+    assert 'data-held="CNY">35.00 CNY' in page.text and "the mail bounced" in page.text
     page = client.get(f"/programmes/{programme.id}/unclaimed?lang=zh_CN")
     assert page.status_code == 200 and "邮件被退信" in page.text and "保留金额" in page.text
     answer = client.get(f"/programmes/{programme.id}/unclaimed.csv")

@@ -246,4 +246,4 @@ def _mimetype(row: PayoutFile) -> str:
 
 PIPELINE = documents.Pipeline("payout-file", PayoutFile, render=render, views="payouts",
                               download_name=_download_name, mimetype=_mimetype,
-                              suffix=".payout")
+                              suffix=".payout", attachment=True)

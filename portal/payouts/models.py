@@ -84,7 +84,7 @@ class LineStatus(StrEnum):
 
 
 LINE_STATUS_LABELS = {
-    LineStatus.PENDING: _l("pending at the bank"),
+    LineStatus.PENDING: _l("no bank result yet"),
     LineStatus.PAID: _l("paid"),
     LineStatus.REJECTED: _l("rejected by the bank"),
 }

@@ -41,7 +41,7 @@ from portal.programmes import unclaimed
 
 UPLOADERS = (Role.FINANCE, Role.ADMIN)
 # A payout line's status as messages name it (``term("payout_line", status)``).
-LINE_STATUS_LABELS = {LineStatus.PENDING: _l("pending at the bank"), LineStatus.PAID: _l("paid"),
+LINE_STATUS_LABELS = {LineStatus.PENDING: _l("no bank result yet"), LineStatus.PAID: _l("paid"),
                       LineStatus.REJECTED: _l("rejected")}
 ACCEPTING = (BatchStatus.RELEASED, BatchStatus.CLOSED)
 MAX_PROBLEMS = 1000  # listed one by one; beyond that, counted

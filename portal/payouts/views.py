@@ -16,7 +16,7 @@ from portal.customers import payout
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.i18n import locale_code
-from portal.payouts import files, profiles, services
+from portal.payouts import files, profiles, results, services
 from portal.payouts.forms import BatchActionForm, FileForm, PrepareForm
 from portal.payouts.models import (
     BATCH_STATUS_LABELS,
@@ -117,6 +117,7 @@ def _batch_page(batch: PayoutBatch, status: int = 200,
         action_form=BatchActionForm(), file_form=file_form or _file_form(batch),
         failure=files.failure, locale=locale_code(), cancelled=cancelled,
         own_batch_awaiting_release=services.awaits_another_checker(current_user, batch),
+        takes_results=batch.status in results.ACCEPTING,
         args={}), status
 
 

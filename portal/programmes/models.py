@@ -108,6 +108,8 @@ PROGRAMME_STATUS_LABELS = {
     ProgrammeStatus.RUNNING: _l("running"),
     ProgrammeStatus.CLOSED: _l("closed"),
 }
+WITH_CASES = (ProgrammeStatus.GENERATING, ProgrammeStatus.RUNNING, ProgrammeStatus.CLOSED)
+SIGNED_OFF = (ProgrammeStatus.APPROVED, *WITH_CASES)
 MODES = ("proactive", "opt_in")
 MODE_LABELS = {"proactive": _l("proactive: pay everyone eligible"),
                "opt_in": _l("opt-in: customers accept by a deadline")}
@@ -182,6 +184,16 @@ class Programme(Claimable, db.Model):
     def generation_started(self) -> bool:
         return bool(self.generated_count) or self.status in (
             ProgrammeStatus.GENERATING, ProgrammeStatus.RUNNING, ProgrammeStatus.CLOSED)
+
+    @property
+    def signed_off(self) -> bool:
+        """Legal signed it off: its cases may be (or were) created."""
+        return self.status in SIGNED_OFF
+
+    @property
+    def has_cases(self) -> bool:
+        """Its cases are being or were created: mail, payouts and reconciliation apply."""
+        return self.status in WITH_CASES
 
     def terms_in(self, locale: str) -> str:
         return self.terms_en if locale == "en" else self.terms_zh

@@ -7,9 +7,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
+from sqlalchemy import select
 
 from portal.accounts import Role
 from portal.audit import services as audit
+from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.events.models import Event
 from portal.extensions import db
@@ -125,8 +127,11 @@ def preview(programme_id: int) -> ResponseReturnValue:
     except RuleViolation as err:
         return render_template("programmes/_preview.html", programme=programme, outcome=None,
                                problem=err.message)
+    shown = [row.customer_id for row in (*outcome.samples, *outcome.excluded)]
+    customer_refs = {customer_id: ref for customer_id, ref in db.session.execute(
+        select(Customer.id, Customer.external_ref).where(Customer.id.in_(shown)))}
     return render_template("programmes/_preview.html", programme=programme, outcome=outcome,
-                           problem=None)
+                           problem=None, customer_refs=customer_refs)
 
 
 @bp.route("/<int:programme_id>/request-signoff", methods=["POST"])
