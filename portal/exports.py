@@ -54,11 +54,14 @@ def row(values: Iterable[object]) -> list[str]:
     return [cell(v) for v in values]
 
 
-def stream(header: Iterable[object], rows: Iterable[Iterable[object]]) -> Iterator[str]:
-    """The CSV text in pieces of a few hundred rows, for a streamed response."""
+def stream(header: Iterable[object], rows: Iterable[Iterable[object]], *, bom: bool = True,
+           delimiter: str = ",") -> Iterator[str]:
+    """The CSV text in pieces of a few hundred rows, for a streamed response (a bank's file
+    may want another delimiter, and no BOM when its encoding is not UTF-8)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    buffer.write(BOM)
+    writer = csv.writer(buffer, delimiter=delimiter)
+    if bom:
+        buffer.write(BOM)
     writer.writerow(row(header))
     for n, values in enumerate(rows, start=1):
         writer.writerow(row(values))

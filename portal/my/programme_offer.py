@@ -54,9 +54,10 @@ def accept_programme(member_id: int) -> ResponseReturnValue:
         own = case is not None and case.customer_id == customer.id
         return _refused(case.id if own else None, {err.field or "form": err.message})
     if new == MemberStatus.LATE:
-        flash(_("Your acceptance was recorded after the deadline; we will review it and "
-                "write to you."), "warning")
+        flash(_("%(programme)s: your acceptance was recorded after the deadline; we will "
+                "review it and write to you.", programme=member.programme.name), "warning")
     else:
-        flash(_("You accepted the offer; we will pay you as described."), "success")
+        flash(_("%(programme)s: you accepted the offer; we will pay you as described.",
+                programme=member.programme.name), "success")
     anchor = f"case-{case.ref}" if case is not None else None
     return redirect(url_for("my.page", _anchor=anchor), 303)

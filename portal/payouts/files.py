@@ -11,9 +11,7 @@ A check that fails leaves the row "failed" with the reason shown on the batch's 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,12 +140,12 @@ class Totals:
 
 
 def write_csv(batch: PayoutBatch, profile: profiles.CsvProfile, totals: Totals) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, delimiter=profile.delimiter, lineterminator="\r\n")
-    writer.writerow(profile.headers)
-    for line in totals.counted(batch_lines(batch)):
-        writer.writerow([exports.cell(line.value(field)) for field in profile.fields])
-    return text.getvalue().encode(profile.encoding)
+    """The profile's columns through the core CSV writer (formulas escaped); the profile's
+    encoding adds the BOM where it has one (``utf-8-sig``)."""
+    rows = ([line.value(field) for field in profile.fields]
+            for line in totals.counted(batch_lines(batch)))
+    return "".join(exports.stream(profile.headers, rows, bom=False,
+                                  delimiter=profile.delimiter)).encode(profile.encoding)
 
 
 def debtor() -> pain001.Debtor:

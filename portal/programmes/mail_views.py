@@ -109,7 +109,9 @@ def review(programme_id: int, member_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err)
         else:
-            flash(_("Late acceptance accepted: the member will be paid.")
+            flash(_("Programme %(name)s: the late acceptance is accepted; the member will be "
+                    "paid.", name=programme.name)
                   if new == MemberStatus.ACCEPTED else
-                  _("Late acceptance refused: the member is unclaimed."), "success")
+                  _("Programme %(name)s: the late acceptance is refused; the member is "
+                    "unclaimed.", name=programme.name), "success")
     return redirect(url_for("programme_mail.late", programme_id=programme.id), 303)

@@ -26,6 +26,7 @@ from portal.accounts import User
 from portal.customers.models import Customer, ImportProgress
 from portal.events.models import Event
 from portal.extensions import db
+from portal.i18n import reader_locale
 from portal.jobs import Claimable
 from portal.models import UTCDateTime, utcnow
 from portal.money import Money
@@ -166,6 +167,11 @@ class Programme(Claimable, db.Model):
 
     def name_in(self, locale: str) -> str:
         return self.name_en if locale == "en" else self.name_zh
+
+    @property
+    def name(self) -> str:
+        """The name in the language being rendered."""
+        return self.name_in(reader_locale())
 
     @property
     def signoff_standing(self) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -32,12 +31,8 @@ def _programme(programme_id: int) -> Programme:
     return db.get_or_404(Programme, programme_id)
 
 
-def _name(programme: Programme) -> str:
-    return programme.name_in("en" if str(get_locale()).startswith("en") else "zh_CN")
-
-
 def _context(programme: Programme) -> dict[str, object]:
-    return {"programme": programme, "name": _name(programme),
+    return {"programme": programme, "name": programme.name,
             "status_label": PROGRAMME_STATUS_LABELS.get(programme.status, programme.status),
             "percent": generation.progress_percent(programme),
             "error": generation.error_message(programme),
@@ -70,7 +65,8 @@ def start(programme_id: int) -> ResponseReturnValue:
             tasks.queue_generation, programme.id,
             unreachable=_("The job queue cannot be reached. The cases will be created when "
                           "the queue is back."),
-            queued=_("Creating the cases has started."))
+            queued=_("Programme %(name)s: creating the cases has started.",
+                     name=programme.name))
     return redirect(url_for("programme_runs.run", programme_id=programme.id))
 
 
@@ -88,7 +84,7 @@ def members(programme_id: int) -> ResponseReturnValue:
     case_ids = [m.case_id for m in page.items if m.case_id]
     case_refs = {case_id: ref for case_id, ref in db.session.execute(
         select(Case.id, Case.ref).where(Case.id.in_(case_ids)))} if case_ids else {}
-    context = {"programme": programme, "name": _name(programme), "page": page,
+    context = {"programme": programme, "name": programme.name, "page": page,
                "stage": stage, "stage_labels": progress.STAGE_LABELS, "case_refs": case_refs,
                "member_labels": progress.MEMBER_STATUS_LABELS,
                "args": {"status": stage} if stage else {}}
@@ -102,7 +98,7 @@ def members(programme_id: int) -> ResponseReturnValue:
 def unclaimed_report(programme_id: int) -> ResponseReturnValue:
     programme = _programme(programme_id)
     return render_template("programmes/unclaimed.html", programme=programme,
-                           name=_name(programme), report=unclaimed.unclaimed_report(programme),
+                           name=programme.name, report=unclaimed.unclaimed_report(programme),
                            reason_labels=unclaimed.UNCLAIMED_REASONS)
 
 

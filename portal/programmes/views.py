@@ -68,8 +68,8 @@ def new(event_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Programme created as a draft. Check the preview before asking for "
-                    "sign-off."), "success")
+            flash(_("Programme %(name)s created as a draft. Check the preview before asking "
+                    "for sign-off.", name=programme.name), "success")
             return redirect(url_for("programmes.detail", programme_id=programme.id))
     return render_template("programmes/form.html", event=event, form=form, programme=None), (
         422 if form.errors else 200)
@@ -89,7 +89,8 @@ def edit(programme_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err, form)
         else:
-            flash(_("Programme saved.") if changed else _("Nothing changed."),
+            flash(_("Programme %(name)s saved.", name=programme.name) if changed else
+                  _("Programme %(name)s: nothing changed.", name=programme.name),
                   "success" if changed else "info")
             return redirect(url_for("programmes.detail", programme_id=programme.id))
     programme = db.get_or_404(Programme, programme_id)
@@ -148,5 +149,5 @@ def request_signoff(programme_id: int) -> ResponseReturnValue:
         refuse(err, form)
         programme = db.get_or_404(Programme, programme_id)
         return _detail(programme, form, 422)
-    flash(_("Programme sent to legal for sign-off."), "success")
+    flash(_("Programme %(name)s sent to legal for sign-off.", name=programme.name), "success")
     return redirect(url_for("programmes.detail", programme_id=programme.id))
