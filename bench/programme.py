@@ -599,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="measure this database only (migrated first)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated, of: {', '.join(SECTIONS)}")
+                        help=f"comma-separated, in this order, each needing the ones before "
+                             f"it: {', '.join(SECTIONS)}")
     parser.add_argument("--child", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.child:
