@@ -356,8 +356,9 @@ def test_a_member_whose_payout_failed_twice_is_unclaimed(app, users, client, aut
 def test_a_result_file_pays_the_programme_members_in_bulk_each_audited(
         app, users, client, auth, run_worker) -> None:
     """The bank's result file pays its programme cases' members (``paid_many``: one UPDATE
-    and one run of audit entries per chunk); a member who is not under the programme any
-    more (written off) and a rejected line's member are left as they are."""
+    and one audit entry per programme and chunk, listing them); a member who is not under
+    the programme any more (written off) and a rejected line's member are left as they
+    are."""
     from portal.audit.models import AuditEntry
 
     event = make_event()
@@ -380,12 +381,14 @@ def test_a_result_file_pays_the_programme_members_in_bulk_each_audited(
                         paid[2].id: MemberStatus.WRITTEN_OFF,
                         rejected.id: MemberStatus.CREATED}
     entries = list(db.session.scalars(select(AuditEntry).where(
-        AuditEntry.action == "programme.member.paid").order_by(AuditEntry.id)))
+        AuditEntry.action == "programme.members_paid")))
     members = {m.case_id: m.id for m in db.session.scalars(select(ProgrammeMember))}
-    assert [e.subject_id for e in entries] == [str(members[paid[0].id]),
-                                               str(members[paid[1].id])]
-    assert {e.actor_id for e in entries} == {users[Role.FINANCE].id}
-    assert [e.after["case_id"] for e in entries] == [paid[0].id, paid[1].id]
+    payments = {p.case_id: p.id for p in db.session.scalars(select(Payment))}
+    assert len(entries) == 1 and entries[0].subject_id == str(programme.id)
+    assert entries[0].actor_id == users[Role.FINANCE].id
+    assert entries[0].after["members"] == [[members[c.id], c.id, payments[c.id]]
+                                           for c in paid[:2]]
+    assert "2 members paid" in entries[0].summary
     assert reconciliation.for_programme(programme).balanced
 
 
