@@ -108,8 +108,11 @@ def members_paid(actor: User | None, payments: list[tuple[Case, Payment]], **_: 
         for start in range(0, len(ids), IN_CHUNK):
             moved = sorted(db.session.execute(
                 update(table)
+                # ``programme_id + 0`` serves no index: the members are found by their
+                # cases even without statistics (right after case generation), not by
+                # walking all the programme's members for each chunk.
                 .where(table.c.case_id.in_(ids[start:start + IN_CHUNK]),
-                       table.c.programme_id == programme_id,
+                       table.c.programme_id + 0 == programme_id,
                        table.c.status.in_([str(s) for s in UNDER_PROGRAMME]))
                 .values(status=str(MemberStatus.PAID), updated_at=utcnow())
                 .returning(table.c.id, table.c.case_id)).all(), key=lambda row: row[1])
