@@ -150,6 +150,7 @@ def connect() -> None:
     # A programme's case adjusted by an agent leaves the programme; a paid one pays its member.
     case_signals.approval_changed.connect(programme_membership.leave_programme)
     case_signals.paid.connect(programme_membership.member_paid)
+    case_signals.paid_many.connect(programme_membership.members_paid)
 
     # The customer page (/my): its language comes from the customer's session first; each
     # case shows its panels (``portal.my.panels``: other features add theirs here).

@@ -36,11 +36,21 @@ def test_every_portal_name_a_bench_imports_exists(script: Path) -> None:
 
 
 def test_programme_bench_runs_in_a_tiny_mode(capsys) -> None:
-    """``bench/programme.py`` seeds, previews and reports on SQLite with a handful of
-    customers (the real run has 100,000)."""
+    """``bench/programme.py`` runs every section on SQLite with 30 customers (the real run has
+    100,000): preview, sign-off, case generation, a released batch, its pain.001 file, a bank
+    result with one line rejected, and a reconciliation that balances to the cent."""
     from bench import programme
 
     assert programme.main(["--customers", "30", "--only", "sqlite"]) == 0
     out = capsys.readouterr().out
     assert "preview of 30 customers, 30 eligible" in out
-    assert "PASS" in out
+    for step in programme.SECTIONS:
+        assert f"\n{step} " in out, step
+    assert "generation: 30 members, 30 cases" in out
+    # Every 20th customer has no bank details (paid by the original method): 28 bank lines.
+    assert "28 lines" in out
+    assert "pain.001: 28 transfers, " in out and "XSD-valid, done" in out
+    assert "27 paid, 1 rejected" in out
+    assert "SQLite: balanced to the cent; batch CNY: expected" in out
+    assert "PROBLEM" not in out and "FAIL" not in out
+    assert out.count("PASS") >= 7

@@ -377,3 +377,23 @@ def test_my_work_shows_finance_the_batches_others_prepared(client, auth, users) 
     theirs = client.get("/dashboard?lang=zh_CN").text
     assert batch.ref in theirs and f"/payouts/{batch.id}" in theirs
     assert "等待您放行的付款批次" in theirs and 'id="my-work-count">1' in theirs
+
+
+def test_the_payable_check_finds_a_programme_member_by_its_case(app, users) -> None:
+    """The batch's query asks, for every approved case, whether its programme lets it be paid.
+    Without table statistics (SQLite right after case generation) that must look the member
+    up by its case, not walk all the programme's members for each case: 100,000 × 100,000
+    rows in ``bench/programme.py``, minutes instead of a second."""
+    from sqlalchemy import text
+
+    from portal.cases.models import Case
+    from portal.programmes.payable import payable_clause
+
+    if _postgresql(app):
+        pytest.skip("SQLite's planner; PostgreSQL's plan follows its statistics")
+    statement = select(Case.id).where(Case.programme_id == 1, payable_clause()).compile(
+        db.engine, compile_kwargs={"literal_binds": True})
+    plan = [row[3] for row in db.session.execute(text(f"EXPLAIN QUERY PLAN {statement}"))]
+    member = [step for step in plan if "programme_member" in step]
+    assert member == ["SEARCH programme_member USING INDEX ix_programme_member_case_id "
+                      "(case_id=?)"], plan

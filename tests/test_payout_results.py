@@ -353,6 +353,45 @@ def test_a_member_whose_payout_failed_twice_is_unclaimed(app, users, client, aut
     assert page.status_code == 200 and "held (unclaimed)" in page.get_data(as_text=True)
 
 
+def test_a_result_file_pays_the_programme_members_in_bulk_each_audited(
+        app, users, client, auth, run_worker) -> None:
+    """The bank's result file pays its programme cases' members (``paid_many``: one UPDATE
+    and one audit entry per programme and chunk, listing them); a member who is not under
+    the programme any more (written off) and a rejected line's member are left as they
+    are."""
+    from portal.audit.models import AuditEntry
+
+    event = make_event()
+    programme = make_programme(event)
+    paid = [approved_case(users, event, n, "10.00", programme) for n in (1, 2, 3)]
+    rejected = approved_case(users, event, 4, "20.00", programme)
+    outside = db.session.scalar(select(ProgrammeMember).where(
+        ProgrammeMember.case_id == paid[2].id))
+    outside.status = MemberStatus.WRITTEN_OFF
+    batch = make_batch(users, [*paid, rejected], "PB-0201", programme)
+    rows = [(line.end_to_end_id, "paid", str(line.amount), "CNY", f"BK{line.id}", "")
+            for line in lines(batch)]
+    rows[3] = (rows[3][0], "rejected", "20.00", "CNY", "", "AC04")
+    result = apply(client, auth, run_worker, batch, csv_file(rows))
+    assert (result.paid_count, result.rejected_count) == (3, 1)
+    statuses = dict(db.session.execute(select(ProgrammeMember.case_id, ProgrammeMember.status)
+                                       .where(ProgrammeMember.programme_id == programme.id))
+                    .all())
+    assert statuses == {paid[0].id: MemberStatus.PAID, paid[1].id: MemberStatus.PAID,
+                        paid[2].id: MemberStatus.WRITTEN_OFF,
+                        rejected.id: MemberStatus.CREATED}
+    entries = list(db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "programme.members_paid")))
+    members = {m.case_id: m.id for m in db.session.scalars(select(ProgrammeMember))}
+    payments = {p.case_id: p.id for p in db.session.scalars(select(Payment))}
+    assert len(entries) == 1 and entries[0].subject_id == str(programme.id)
+    assert entries[0].actor_id == users[Role.FINANCE].id
+    assert entries[0].after["members"] == [[members[c.id], c.id, payments[c.id]]
+                                           for c in paid[:2]]
+    assert "2 members paid" in entries[0].summary
+    assert reconciliation.for_programme(programme).balanced
+
+
 def test_a_programme_case_is_paid_without_the_events_offer_acceptance(
         app, users, client, auth, run_worker) -> None:
     event = make_event()

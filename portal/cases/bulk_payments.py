@@ -89,8 +89,8 @@ def _write(items: list[PaymentItem], actor: User) -> bool:
         set_committed_value(case, "lock_version", case.lock_version + 1)
     payments = {p.case_id: p for p in db.session.scalars(
         select(Payment).where(Payment.case_id.in_(ids)))}
-    for item in items:
-        signals.paid.send(item.case, payment=payments[item.case.id])
+    signals.paid_many.send(actor, payments=[(item.case, payments[item.case.id])
+                                            for item in items])
     return True
 
 

@@ -9,6 +9,10 @@
   leaves it then and follows the normal case rules.
 - ``paid``: a case's payment was recorded; sent with the case (keyword ``payment``), inside
   the transaction that records it.
+- ``paid_many``: many cases' payments were recorded at once (``bulk_payments``: a bank's
+  result file), instead of ``paid`` for each; sent with the actor who recorded them (keyword
+  ``payments``: a list of (case, payment) pairs), inside the transaction. A receiver of
+  ``paid`` receives this one too, and handles the pairs in bulk.
 """
 
 from __future__ import annotations
@@ -20,3 +24,4 @@ assigned = _signals.signal("case-assigned")
 customer_wrote = _signals.signal("case-customer-wrote")
 approval_changed = _signals.signal("case-approval-changed")
 paid = _signals.signal("case-paid")
+paid_many = _signals.signal("cases-paid")

@@ -5,10 +5,14 @@
   programme. Its member is ``left``, the case's ``programme_id`` is cleared, and from then on
   the case follows the normal case rules (threshold, four eyes, legal sign-off).
 - A case's payment is recorded (``paid``): its member, still under the programme, is ``paid``.
+  Many payments at once (``paid_many``, a bank's result file) move their members in one
+  UPDATE per programme and chunk, with one run of audit entries: 100,000 members one by one
+  took minutes.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from flask_babel import gettext as _
@@ -79,3 +83,44 @@ def member_paid(case: Case, payment: Payment | None = None, **_: Any) -> None:
                         programme=case.programme_id, ref=case.ref),
                      after={"status": str(MemberStatus.PAID), "case_id": case.id,
                             "payment_id": payment.id if payment else None})
+
+
+IN_CHUNK = 500
+
+
+def members_paid(actor: User | None, payments: list[tuple[Case, Payment]], **_: Any) -> None:
+    """Receiver of ``paid_many``: :func:`member_paid` for many cases, in bulk. One audit entry
+    per programme and chunk, on the programme, lists the members it paid as [member id, case
+    id, payment id] (as case generation's ``programme.cases_created`` does): each case's own
+    ``case.paid`` entry is there too, and an entry per member doubled the cost of a result
+    file of 100,000 lines."""
+    by_programme: dict[int, dict[int, tuple[Case, Payment]]] = defaultdict(dict)
+    for case, payment in payments:
+        if case.programme_id is not None:
+            by_programme[case.programme_id][case.id] = (case, payment)
+    if not by_programme:
+        return
+    _flush()
+    table = ProgrammeMember.__table__
+    entries = []
+    for programme_id, cases in by_programme.items():
+        ids = sorted(cases)
+        for start in range(0, len(ids), IN_CHUNK):
+            moved = sorted(db.session.execute(
+                update(table)
+                # ``programme_id + 0`` serves no index: the members are found by their
+                # cases even without statistics (right after case generation), not by
+                # walking all the programme's members for each chunk.
+                .where(table.c.case_id.in_(ids[start:start + IN_CHUNK]),
+                       table.c.programme_id + 0 == programme_id,
+                       table.c.status.in_([str(s) for s in UNDER_PROGRAMME]))
+                .values(status=str(MemberStatus.PAID), updated_at=utcnow())
+                .returning(table.c.id, table.c.case_id)).all(), key=lambda row: row[1])
+            if moved:
+                entries.append((programme_id, N_(
+                    "Programme %(programme)s: %(count)d members paid (their cases' payments "
+                    "recorded)", programme=programme_id, count=len(moved)),
+                    {"status": str(MemberStatus.PAID), "members": [
+                        [member_id, case_id, cases[case_id][1].id]
+                        for member_id, case_id in moved]}))
+    audit.record_many("programme.members_paid", "programme", entries, actor=actor)
