@@ -414,3 +414,12 @@ def test_an_unknown_choice_gets_the_services_message(event, users, client, auth)
                        data=form_data(method="divide", kind="gift"))
     assert page.status_code == 422
     assert "Choose refund or compensation." in page.text
+
+
+
+def test_the_preview_shows_the_median_in_the_currency_minor_unit(event, users) -> None:
+    """Two customers, 10.30 and 3.09 (as above): the mean of the middles is 6.695, shown
+    half-up as 6.70, never with a third decimal."""
+    seed_entitlements(event, ["100.00", "30.00"])
+    programme = services.create_programme(event, settings(), actor=users[Role.AGENT])
+    assert preview(programme).median == D("6.70")

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from portal.programmes.models import Programme
-from portal.programmes.rules import EXCLUSION_LABELS, Row, Rules, amount_line, compute
+from portal.programmes.rules import (
+    EXCLUSION_LABELS,
+    Row,
+    Rules,
+    amount_line,
+    compute,
+    round_half_up,
+)
 
 SAMPLE_SIZE = 20
 EXCLUDED_SAMPLE_SIZE = 20
@@ -140,7 +147,8 @@ def preview(programme: Programme, rules: Rules | None = None) -> Preview:
     result.excluded_counts = dict(reasons)
     if amounts:
         result.minimum, result.maximum = amounts[0], amounts[-1]
-        result.median = median(amounts)
+        # Shown like the amounts: in the currency's minor unit, half-up (2.5 of two middles).
+        result.median = round_half_up(median(amounts), programme.currency)
     result.histogram = histogram(amounts)
     result.amounts_sha256 = sha.hexdigest()
     result.seconds = time.perf_counter() - started
