@@ -117,10 +117,10 @@ def members_paid(actor: User | None, payments: list[tuple[Case, Payment]], **_: 
                 .values(status=str(MemberStatus.PAID), updated_at=utcnow())
                 .returning(table.c.id, table.c.case_id)).all(), key=lambda row: row[1])
             if moved:
-                entries.append((programme_id, N_(
-                    "Programme %(programme)s: %(count)d members paid (their cases' payments "
-                    "recorded)", programme=programme_id, count=len(moved)),
-                    {"status": str(MemberStatus.PAID), "members": [
-                        [member_id, case_id, cases[case_id][1].id]
-                        for member_id, case_id in moved]}))
-    audit.record_many("programme.members_paid", "programme", entries, actor=actor)
+                entries.append((programme_id, [[member_id, case_id, cases[case_id][1].id]
+                                               for member_id, case_id in moved]))
+    audit.record_many("programme.members_paid", "programme", [
+        (programme_id, N_("Programme %(programme)s: %(count)d members paid (their cases' "
+                          "payments recorded)", programme=programme_id, count=len(members)),
+         {"status": str(MemberStatus.PAID), "members": members})
+        for programme_id, members in entries], actor=actor)
