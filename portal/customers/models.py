@@ -22,7 +22,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from portal.accounts import User
 from portal.events.models import Event
@@ -142,9 +142,41 @@ BUSY_IMPORT_STATUSES = (ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportSt
 
 
 class ImportProgress:
-    """What the pages read of an import's row (customers' and entitlements' alike): whether a
-    job works on it, and its failure and first errors as messages (the row has ``status``,
-    ``message`` and ``first_errors`` columns)."""
+    """An uploaded CSV's row (customers' and entitlements' alike): the file, the counts the job
+    keeps, and what the pages read of it — whether a job works on it, and its failure and
+    first errors as messages."""
+
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(12), default=ImportStatus.UPLOADED)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
+    error_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @declared_attr
+    def event_id(cls) -> Mapped[int]:
+        return mapped_column(ForeignKey("event.id"), index=True)
+
+    @declared_attr
+    def uploaded_by_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("user_account.id"))
+
+    @declared_attr
+    def event(cls) -> Mapped[Event]:
+        return relationship(Event)
+
+    @declared_attr
+    def uploaded_by(cls) -> Mapped[User | None]:
+        return relationship(User)
 
     @property
     def busy(self) -> bool:
@@ -179,23 +211,3 @@ class ImportBatch(ImportProgress, Claimable, db.Model):
     __tablename__ = "customer_import"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
-    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    filename: Mapped[str] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
-    encoding: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(12), default=ImportStatus.UPLOADED)
-    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
-    total_rows: Mapped[int] = mapped_column(Integer, default=0)
-    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
-    error_rows: Mapped[int] = mapped_column(Integer, default=0)
-    created_count: Mapped[int] = mapped_column(Integer, default=0)
-    updated_count: Mapped[int] = mapped_column(Integer, default=0)
-    first_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    event: Mapped[Event] = relationship()
-    uploaded_by: Mapped[User | None] = relationship()

@@ -39,26 +39,6 @@ class EntitlementImport(ImportProgress, Claimable, db.Model):
     __tablename__ = "entitlement_import"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"), index=True)
-    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    filename: Mapped[str] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
-    encoding: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(12), default="uploaded")
-    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
-    total_rows: Mapped[int] = mapped_column(Integer, default=0)
-    valid_rows: Mapped[int] = mapped_column(Integer, default=0)
-    error_rows: Mapped[int] = mapped_column(Integer, default=0)
-    created_count: Mapped[int] = mapped_column(Integer, default=0)
-    updated_count: Mapped[int] = mapped_column(Integer, default=0)
-    first_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    event: Mapped[Event] = relationship()
-    uploaded_by: Mapped[User | None] = relationship()
 
 
 class Entitlement(db.Model):
