@@ -19,7 +19,7 @@ from portal.audit import services as audit
 from portal.audit.chain import MAC_CONTEXT
 from portal.audit.models import AuditCheckpoint, AuditEntry
 from portal.extensions import db
-from portal.i18n import Message
+from portal.i18n import N_, Message
 from portal.lifecycle import archive as plain
 
 
@@ -48,7 +48,7 @@ def _payments(users, n: int = 6) -> None:
 
 def _plain_fields(entry: AuditEntry) -> dict:
     fields = {name: getattr(entry, name)
-              for name in (*plain.HASHED_FIELDS, *plain.MESSAGE_FIELDS)}
+              for name in (*plain.HASHED_FIELDS, *plain.MESSAGE_FIELDS, plain.CONCERNS)}
     fields["created_at"] = entry.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return fields
 
@@ -273,3 +273,56 @@ def test_checkpoints_are_on_the_cron_schedule(app) -> None:
     scheduled = [job for job in rq.make_cron_scheduler().get_jobs()
                  if job.func is checkpoint_job.func]
     assert [job.interval for job in scheduled] == [CHECKPOINT_INTERVAL_SECONDS]
+
+
+# --- one entry concerning many subjects --------------------------------------------------------
+
+
+def _paid_chunk(users) -> AuditEntry:
+    _payments(users, 2)
+    entry = audit.record("case.paid", "payout_result", 7,
+                         N_("%(count)d cases paid", count=3),
+                         after={"payments": [[11], [12], [13]]}, actor=users[Role.FINANCE],
+                         concerns={"case": [13, 11, 12, 11]})
+    _payments(users, 1)
+    return entry
+
+
+def test_an_entry_concerning_many_subjects_is_in_each_history(app, users) -> None:
+    entry = _paid_chunk(users)
+    assert entry.concerns == {"case": ["11", "12", "13"]}
+    for case_id in (11, 12, 13):
+        assert entry.id in [e.id for e in audit.history("case", case_id)]
+    assert entry.id not in [e.id for e in audit.history("case", 14)]
+    assert entry.id in [e.id for e in audit.history("payout_result", 7)]
+    # The subject's own entries are there as before.
+    assert [e.action for e in audit.history("case", 0)] == ["case.pay", "case.pay"]
+    assert audit.verify_chain().ok
+
+
+@pytest.mark.parametrize("tamper", ["forged", "removed"])
+def test_the_index_of_concerned_subjects_is_held_to_the_hashed_list(app, users,
+                                                                   tamper) -> None:
+    entry = _paid_chunk(users)
+    if tamper == "forged":  # someone adds a case to a payment entry's reach
+        _sql([("INSERT INTO audit_entry_subject (subject_type, subject_id, entry_id) "
+               "VALUES ('case', '99', :id)", {"id": entry.id})])
+        assert entry.id in [e.id for e in audit.history("case", 99)]
+    else:  # or hides the payment from one case's history
+        _sql([("DELETE FROM audit_entry_subject WHERE entry_id = :id AND subject_id = '12'",
+               {"id": entry.id})])
+    result = audit.verify_chain()
+    assert not result.ok
+    assert result.finding == {"code": "concerns_mismatch", "entry": entry.id}
+    assert result.broken_entry_id == entry.id
+    assert "index of the subjects it concerns" in result.reason
+
+
+def test_changing_the_concerned_list_breaks_the_hash(app, users) -> None:
+    entry = _paid_chunk(users)
+    _sql([("UPDATE audit_entry SET concerns = :c WHERE id = :id",
+           {"c": json.dumps({"case": ["11", "12"]}), "id": entry.id}),
+          ("DELETE FROM audit_entry_subject WHERE entry_id = :id AND subject_id = '13'",
+           {"id": entry.id})])
+    result = audit.verify_chain()
+    assert result.finding == {"code": "hash_mismatch", "entry": entry.id}

@@ -27,6 +27,7 @@ from portal.customers.models import Customer
 from portal.events import services as event_services
 from portal.events.models import Event, TimelineEntry
 from portal.extensions import db
+from portal.i18n import N_
 from portal.lifecycle import archive as fmt
 from portal.lifecycle import erasure, retention
 from portal.lifecycle.cli import lifecycle_cli
@@ -114,9 +115,11 @@ def test_audit_entries_hold_keyed_digests_not_personal_data(app, users, scene) -
 
 
 def test_archive_hash_is_the_audit_hash(app, users, scene) -> None:
+    audit.record("case.paid", "payout_result", 1, N_("%(count)d cases paid", count=2),
+                 concerns={"case": [9, 10]})
     for entry in db.session.scalars(select(AuditEntry)):
         exported = {name: getattr(entry, name)
-                    for name in (*fmt.HASHED_FIELDS, *fmt.MESSAGE_FIELDS)}
+                    for name in (*fmt.HASHED_FIELDS, *fmt.MESSAGE_FIELDS, fmt.CONCERNS)}
         exported["created_at"] = entry.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert fmt.entry_hash(exported) == audit.compute_hash(entry) == entry.hash
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from portal.accounts import Role
+from portal.audit import services as audit
 from portal.audit.models import AuditEntry
 from portal.cases.models import Case, CaseStatus, Payment
 from portal.extensions import db
@@ -127,10 +128,21 @@ def test_paid_csv_pays_the_cases_closes_the_batch_and_a_second_import_changes_no
     assert batch.status == BatchStatus.CLOSED
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_batch.closed")) is not None
-    paid_entries = list(db.session.scalars(select(AuditEntry).where(
-        AuditEntry.action == "case.paid")))
-    assert sorted(int(e.subject_id) for e in paid_entries) == sorted(c.id for c in scene["cases"])
-    assert all(e.actor_id == users[Role.FINANCE].id for e in paid_entries)
+    # One entry for the chunk, on the result file, concerning every case it paid: each
+    # case's history shows it, and the chain check holds the index to the hashed list.
+    paid_entry = db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "case.paid")).one()
+    assert (paid_entry.subject_type, paid_entry.subject_id) == ("payout_result", str(result.id))
+    assert paid_entry.actor_id == users[Role.FINANCE].id
+    assert paid_entry.concerns == {"case": sorted((str(c.id) for c in scene["cases"]),
+                                                  key=lambda s: (len(s), s))}
+    assert sorted(p[0] for p in paid_entry.after["payments"]) == sorted(
+        c.id for c in scene["cases"])
+    for case in scene["cases"]:
+        assert paid_entry.id in [e.id for e in audit.history("case", case.id)]
+        page = text(client.get(f"/cases/{case.id}"))
+        assert f"result file {result.id}: 3 cases paid" in page
+    assert audit.verify_chain().ok
     assert db.session.scalar(select(AuditEntry).where(
         AuditEntry.action == "payout_result.applied")).after["paid"] == 3
     page = text(client.get(f"/payouts/results/{result.id}"))
@@ -552,7 +564,7 @@ def test_cases_paid_by_hand_or_changed_meanwhile_are_reported_not_paid_twice(
 
 def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
         app, users, scene) -> None:
-    from portal.cases.bulk_payments import PaymentItem, record_payments
+    from portal.cases.bulk_payments import PaymentItem, PaymentSource, record_payments
 
     first, changed, third = scene["cases"]
     db.session.execute(update(Case).where(Case.id == changed.id)
@@ -561,7 +573,8 @@ def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
     assert changed.status == CaseStatus.APPROVED  # what this session still believes
     items = [PaymentItem(case, case.approved_amount, f"PAY-BULK-{case.id}")
              for case in scene["cases"]]
-    refused = record_payments(items, actor=users[Role.FINANCE])
+    source = PaymentSource("payout_result", 0, scene["batch"].ref)
+    refused = record_payments(items, actor=users[Role.FINANCE], source=source)
     db.session.commit()
     assert set(refused) == {changed.id}
     assert {p.case_id for p in db.session.scalars(select(Payment))} == {first.id, third.id}
@@ -569,7 +582,7 @@ def test_bulk_payments_fall_back_case_by_case_when_a_case_changed_meanwhile(
     assert (first.status, changed.status, third.status) == (
         CaseStatus.PAID, CaseStatus.IN_PROGRESS, CaseStatus.PAID)
     with pytest.raises(Exception, match="cannot take this step"):
-        record_payments(items, actor=users[Role.LEGAL])
+        record_payments(items, actor=users[Role.LEGAL], source=source)
 
 
 def test_a_result_whose_job_was_lost_is_queued_again(app, users, run_worker, scene) -> None:

@@ -51,6 +51,8 @@ def compute_hash(entry: AuditEntry) -> str:
         # Only entries written with a message key hash it, so every older one keeps its hash.
         payload["message_key"] = entry.message_key
         payload["message_params"] = entry.message_params
+    if entry.concerns is not None:
+        payload["concerns"] = entry.concerns
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 

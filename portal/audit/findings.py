@@ -24,6 +24,10 @@ def describe(finding: dict[str, Any]) -> str:
         return _("Entry %(entry)s carries no HMAC although entries are keyed since entry "
                  "%(keyed_from)s: it was re-hashed with the old unkeyed algorithm.",
                  entry=finding["entry"], keyed_from=finding["keyed_from"])
+    if code == "concerns_mismatch":
+        return _("Entry %(entry)s: the index of the subjects it concerns does not match the "
+                 "list its hash covers: rows were added to or removed from that index.",
+                 entry=finding["entry"])
     if code == "checkpoint_mismatch":
         return _("Entry %(entry)s is not the one the checkpoint of %(at)s signed as entry "
                  "number %(entries)s: the chain was rewritten.", entry=finding["entry"],

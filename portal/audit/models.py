@@ -58,6 +58,11 @@ class AuditEntry(db.Model):
     # HMAC-SHA256 of ``hash`` under AUDIT_HMAC_KEY; NULL only for entries written before
     # entries were keyed (they verify as they always did).
     mac: Mapped[str | None] = mapped_column(String(64))
+    # The further subjects an entry about many things concerns (``{"case": ["12", "13"]}``):
+    # one entry records a chunk of payments instead of one hashed entry per case. Hashed with
+    # the entry (only when set, so older entries keep their hashes) and indexed row by row in
+    # ``audit_entry_subject``, so each subject's history finds the entry.
+    concerns: Mapped[Any | None] = mapped_column(JSON)
 
     actor: Mapped[User | None] = relationship(lazy="joined")
 
@@ -155,17 +160,31 @@ class AuditCheckpoint(db.Model):
     signature: Mapped[str] = mapped_column(String(128))
 
 
-APPEND_ONLY = (AuditEntry, AuditCheckpoint)
+class AuditEntrySubject(db.Model):
+    """One subject an entry concerns besides its own (``AuditEntry.concerns``, row by row):
+    the index a subject's history reads; ``verify_chain`` holds it against the hashed list."""
+
+    __tablename__ = "audit_entry_subject"
+
+    subject_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("audit_entry.id"), primary_key=True,
+                                          index=True)
+
+
+APPEND_ONLY = (AuditEntry, AuditCheckpoint, AuditEntrySubject)
 
 
 @event.listens_for(AuditEntry, "before_update")
 @event.listens_for(AuditCheckpoint, "before_update")
+@event.listens_for(AuditEntrySubject, "before_update")
 def _refuse_update(*_: object) -> None:
     raise AppendOnlyError("audit entries are append-only; they cannot be changed")
 
 
 @event.listens_for(AuditEntry, "before_delete")
 @event.listens_for(AuditCheckpoint, "before_delete")
+@event.listens_for(AuditEntrySubject, "before_delete")
 def _refuse_delete(*_: object) -> None:
     raise AppendOnlyError("audit entries are append-only; they cannot be deleted")
 

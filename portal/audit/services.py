@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import g, has_request_context, request
 from flask_login import current_user
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, insert, select, union
 
 from portal import exports, jobs, uow
 from portal.accounts import User
@@ -30,6 +30,7 @@ from portal.audit.models import (
     GENESIS_HASH,
     SYSTEM_ACTOR,
     AuditEntry,
+    AuditEntrySubject,
     AuditVerification,
     VerificationStatus,
 )
@@ -70,11 +71,14 @@ def record(
     after: Any = None,
     actor: User | None = None,
     actor_label: str | None = None,
+    concerns: dict[str, Iterable[object]] | None = None,
 ) -> AuditEntry:
     """Append an entry to the chain in the current transaction (the caller commits).
     ``message`` says what happened, as ``N_("…%(name)s…", name=…)``: ids, refs, digests and
     codes (``term``) only, never a customer's personal data. ``actor_label`` names an actor
-    without a staff account (a customer on their own page: ``customer_actor(id)``)."""
+    without a staff account (a customer on their own page: ``customer_actor(id)``).
+    ``concerns`` names further subjects by type (``{"case": [12, 13]}``) for one entry that
+    records the same fact about many: each of their histories shows it."""
     _require_message(message)
     if actor is None and actor_label is None and has_request_context():
         if current_user.is_authenticated:
@@ -86,10 +90,23 @@ def record(
     db.session.flush()
     lock_chain()
     entry = _chained_entry(action, subject_type, subject_id, message, before, after, actor,
-                           _head_hash(), actor_label)
+                           _head_hash(), actor_label, _concerns(concerns))
     db.session.add(entry)
     db.session.flush()
+    if entry.concerns:  # one compiled INSERT, executed for every row
+        db.session.execute(insert(AuditEntrySubject.__table__), [
+            {"entry_id": entry.id, "subject_type": kind, "subject_id": subject}
+            for kind, subjects in entry.concerns.items() for subject in subjects])
     return entry
+
+
+def _concerns(concerns: dict[str, Iterable[object]] | None) -> dict[str, list[str]] | None:
+    """``concerns`` as stored and hashed: ids as text, each once, in order."""
+    if not concerns:
+        return None
+    return {kind: sorted({str(subject) for subject in subjects},
+                         key=lambda s: (len(s), s))
+            for kind, subjects in sorted(concerns.items())}
 
 
 def _head_hash() -> str:
@@ -105,7 +122,8 @@ def _require_message(message: object) -> None:
 
 def _chained_entry(action: str, subject_type: str, subject_id: object, message: Message,
                    before: Any, after: Any, actor: User | None, prev_hash: str,
-                   actor_label: str | None = None) -> AuditEntry:
+                   actor_label: str | None = None,
+                   concerns: dict[str, list[str]] | None = None) -> AuditEntry:
     """A new entry following ``prev_hash``, with its hash and keyed MAC."""
     entry = AuditEntry(
         created_at=utcnow(),
@@ -121,6 +139,7 @@ def _chained_entry(action: str, subject_type: str, subject_id: object, message: 
         after=normalise(after),
         ip=client_ip(),
         prev_hash=prev_hash,
+        concerns=concerns,
     )
     entry.hash = compute_hash(entry)
     entry.mac = entry_mac(entry.hash)
@@ -216,6 +235,23 @@ def _check_entry(entry: AuditEntry, expected_prev: str,
     return None
 
 
+def _concerns_finding(rows: list[AuditEntry]) -> dict[str, Any] | None:
+    """The first of ``rows`` whose index rows (``audit_entry_subject``) are not exactly the
+    subjects its hashed ``concerns`` names: a subject's history would miss or gain it."""
+    indexed: dict[int, set[tuple[str, str]]] = {}
+    for entry_id, kind, subject in db.session.execute(
+            select(AuditEntrySubject.entry_id, AuditEntrySubject.subject_type,
+                   AuditEntrySubject.subject_id)
+            .where(AuditEntrySubject.entry_id.between(rows[0].id, rows[-1].id))):
+        indexed.setdefault(entry_id, set()).add((kind, subject))
+    for entry in rows:
+        named = {(kind, subject) for kind, subjects in (entry.concerns or {}).items()
+                 for subject in subjects}
+        if indexed.get(entry.id, set()) != named:
+            return {"code": "concerns_mismatch", "entry": entry.id}
+    return None
+
+
 def verify_chain(
     progress: Callable[[int], None] | None = None, batch: int = 1000
 ) -> VerifyResult:
@@ -259,6 +295,10 @@ def verify_chain(
                            "entry": entry.id, "head_id": anchor.head_id,
                            "at": anchor.created_at, "entries": anchor.entries}
                 return VerifyResult(False, checked, entry.id, finding, anchors.longest, legacy)
+        finding = _concerns_finding(rows)
+        if finding:
+            return VerifyResult(False, checked, finding["entry"], finding, anchors.longest,
+                                legacy)
         last_id = rows[-1].id
         for entry in rows:
             db.session.expunge(entry)
@@ -292,9 +332,17 @@ class AuditFilter:
             stmt = stmt.where(AuditEntry.action.endswith(self.action[1:], autoescape=True))
         elif self.action:
             stmt = stmt.where(AuditEntry.action == self.action)
-        if self.subject_type:
+        if self.subject_type and self.subject_id:  # its own entries and those concerning it
+            names = subject_type_names(self.subject_type)
+            stmt = stmt.where(AuditEntry.id.in_(union(
+                select(AuditEntry.id).where(AuditEntry.subject_type.in_(names),
+                                            AuditEntry.subject_id == self.subject_id),
+                select(AuditEntrySubject.entry_id).where(
+                    AuditEntrySubject.subject_type.in_(names),
+                    AuditEntrySubject.subject_id == self.subject_id))))
+        elif self.subject_type:
             stmt = stmt.where(AuditEntry.subject_type.in_(subject_type_names(self.subject_type)))
-        if self.subject_id:
+        elif self.subject_id:
             stmt = stmt.where(AuditEntry.subject_id == self.subject_id)
         if self.date_from:
             stmt = stmt.where(AuditEntry.created_at >= self._local_midnight(self.date_from))

@@ -1,9 +1,10 @@
 """Recording many case payments at once: the bank's result file of a payout batch pays
 thousands of cases. The rules are ``services.record_payment``'s (who may pay, exactly the
 approved amount, once, the offer accepted where the event requires it); the writes are one
-INSERT of the payments, one conditional UPDATE of the cases and one run of audit entries per
-chunk, so 100,000 payments take seconds, not minutes. A chunk the database refuses (a case
-paid at the same moment elsewhere) is paid case by case through ``record_payment``."""
+INSERT of the payments, one conditional UPDATE of the cases and one audit entry per chunk
+(concerning each of its cases), so 100,000 payments take seconds, not minutes. A chunk the
+database refuses (a case paid at the same moment elsewhere) is paid case by case through
+``record_payment``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ from portal.i18n import N_, Message
 from portal.models import utcnow
 
 CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PaymentSource:
+    """What the payments answer, as their audit entry names it: a bank's result file."""
+
+    subject_type: str
+    subject_id: int
+    batch_ref: str
 
 
 @dataclass
@@ -57,13 +67,13 @@ def _refused(item: PaymentItem, paid_ids: set[int],
     return None
 
 
-def _write(items: list[PaymentItem], actor: User) -> bool:
+def _write(items: list[PaymentItem], actor: User, source: PaymentSource) -> bool:
     """One chunk in one go; False (nothing written) when the database refuses it."""
     now = utcnow()
     ids = [item.case.id for item in items]
     try:
         with db.session.begin_nested():
-            db.session.execute(insert(Payment), [
+            db.session.execute(insert(Payment.__table__), [
                 {"case_id": item.case.id, "amount": item.amount, "currency": item.case.currency,
                  "payout_ref": item.payout_ref, "paid_by_id": actor.id, "paid_at": now}
                 for item in items])
@@ -76,26 +86,30 @@ def _write(items: list[PaymentItem], actor: User) -> bool:
                 raise IntegrityError("cases changed meanwhile", None, Exception())
     except IntegrityError:
         return False
-    audit.record_many(f"case.{CaseStatus.PAID}", "case", [
-        (item.case.id, N_("Case %(ref)s paid: %(amount)s %(currency)s, payout %(payout)s",
-                          ref=item.case.ref, amount=str(item.amount),
-                          currency=item.case.currency, payout=item.payout_ref),
-         {**item.case.audit_state(), "status": CaseStatus.PAID, "comment": None,
-          "status_before": item.case.status})
-        for item in items], actor=actor)
     for case in (item.case for item in items):  # as written, without loading them again
         set_committed_value(case, "status", CaseStatus.PAID)
         set_committed_value(case, "updated_at", now)
         set_committed_value(case, "lock_version", case.lock_version + 1)
-    payments = {p.case_id: p for p in db.session.scalars(
-        select(Payment).where(Payment.case_id.in_(ids)))}
-    signals.paid_many.send(actor, payments=[(item.case, payments[item.case.id])
+    payment_ids = dict(db.session.execute(
+        select(Payment.case_id, Payment.id).where(Payment.case_id.in_(ids))).all())
+    # One entry for the chunk, concerning each case (its history shows it), instead of one
+    # hashed, keyed entry per case: those were 40 % of applying a bank file of 100,000 lines.
+    audit.record(f"case.{CaseStatus.PAID}", source.subject_type, source.subject_id,
+                 N_("Payout batch %(batch)s, result file %(result)s: %(count)d cases paid, "
+                    "each at its approved amount", batch=source.batch_ref,
+                    result=source.subject_id, count=len(items)),
+                 before={"status": CaseStatus.APPROVED},
+                 after={"status": CaseStatus.PAID, "payments": [
+                     [item.case.id, item.case.ref, str(item.amount), item.case.currency,
+                      item.payout_ref, payment_ids[item.case.id]] for item in items]},
+                 actor=actor, concerns={"case": ids})
+    signals.paid_many.send(actor, payments=[(item.case, payment_ids[item.case.id])
                                             for item in items])
     return True
 
 
-def record_payments(items: list[PaymentItem], *,
-                    actor: User) -> dict[int, Message | str]:
+def record_payments(items: list[PaymentItem], *, actor: User,
+                    source: PaymentSource) -> dict[int, Message | str]:
     """Pay each item's case; the refusals by case id (the others are paid)."""
     if actor.role not in rules.PAYERS:
         raise RuleViolation(_("Your role cannot take this step."))
@@ -112,7 +126,7 @@ def record_payments(items: list[PaymentItem], *,
                 payable.append(item)
             else:
                 refused[item.case.id] = reason
-        if payable and not _write(payable, actor):
+        if payable and not _write(payable, actor, source):
             for item in payable:  # one by one, each with its own answer
                 try:
                     with db.session.begin_nested():

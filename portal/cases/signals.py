@@ -11,7 +11,7 @@
   the transaction that records it.
 - ``paid_many``: many cases' payments were recorded at once (``bulk_payments``: a bank's
   result file), instead of ``paid`` for each; sent with the actor who recorded them (keyword
-  ``payments``: a list of (case, payment) pairs), inside the transaction. A receiver of
+  ``payments``: a list of (case, payment id) pairs), inside the transaction. A receiver of
   ``paid`` receives this one too, and handles the pairs in bulk.
 """
 

@@ -36,6 +36,8 @@ HASHED_FIELDS = ("created_at", "actor_id", "actor_label", "action", "subject_typ
                  "subject_id", "summary", "before", "after", "ip", "prev_hash")
 # Hashed too, but only when the entry has a message key (entries written before keys lack it).
 MESSAGE_FIELDS = ("message_key", "message_params")
+# Hashed when set: the further subjects of an entry about many (a chunk of payments).
+CONCERNS = "concerns"
 
 
 def canonical_json(value: Any) -> str:
@@ -48,6 +50,8 @@ def entry_hash(entry: dict[str, Any]) -> str:
     payload = {name: entry.get(name) for name in HASHED_FIELDS}
     if entry.get("message_key") is not None:
         payload.update({name: entry.get(name) for name in MESSAGE_FIELDS})
+    if entry.get(CONCERNS) is not None:
+        payload[CONCERNS] = entry[CONCERNS]
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 

@@ -173,6 +173,7 @@ def _audit_lines(subjects: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
                 "subject_type": e.subject_type, "subject_id": e.subject_id,
                 "summary": e.summary, "before": e.before, "after": e.after, "ip": e.ip,
                 "message_key": e.message_key, "message_params": e.message_params,
+                "concerns": e.concerns,
                 "prev_hash": e.prev_hash, "hash": e.hash,
                 "chain_prev_id": prev_ids.get(e.prev_hash),
             }

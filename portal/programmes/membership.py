@@ -88,16 +88,16 @@ def member_paid(case: Case, payment: Payment | None = None, **_: Any) -> None:
 IN_CHUNK = 500
 
 
-def members_paid(actor: User | None, payments: list[tuple[Case, Payment]], **_: Any) -> None:
+def members_paid(actor: User | None, payments: list[tuple[Case, int]], **_: Any) -> None:
     """Receiver of ``paid_many``: :func:`member_paid` for many cases, in bulk. One audit entry
     per programme and chunk, on the programme, lists the members it paid as [member id, case
     id, payment id] (as case generation's ``programme.cases_created`` does): each case's own
     ``case.paid`` entry is there too, and an entry per member doubled the cost of a result
     file of 100,000 lines."""
-    by_programme: dict[int, dict[int, tuple[Case, Payment]]] = defaultdict(dict)
-    for case, payment in payments:
+    by_programme: dict[int, dict[int, int]] = defaultdict(dict)
+    for case, payment_id in payments:
         if case.programme_id is not None:
-            by_programme[case.programme_id][case.id] = (case, payment)
+            by_programme[case.programme_id][case.id] = payment_id
     if not by_programme:
         return
     _flush()
@@ -117,7 +117,7 @@ def members_paid(actor: User | None, payments: list[tuple[Case, Payment]], **_: 
                 .values(status=str(MemberStatus.PAID), updated_at=utcnow())
                 .returning(table.c.id, table.c.case_id)).all(), key=lambda row: row[1])
             if moved:
-                entries.append((programme_id, [[member_id, case_id, cases[case_id][1].id]
+                entries.append((programme_id, [[member_id, case_id, cases[case_id]]
                                                for member_id, case_id in moved]))
     audit.record_many("programme.members_paid", "programme", [
         (programme_id, N_("Programme %(programme)s: %(count)d members paid (their cases' "

@@ -5,7 +5,7 @@ A member becomes ``unclaimed`` with one reason code (used by every part of the p
 work): ``no_address`` (no e-mail address: set at case generation, since the customer cannot
 be told, although the case is created), ``bounced`` (the programme's mail bounced),
 ``not_accepted`` (opt-in, no acceptance by the deadline) or ``payout_failed`` (payouts
-failed twice: :func:`record_failed_payout`). Only a member still waiting under the programme
+failed twice: :func:`record_failed_payouts`). Only a member still waiting under the programme
 moves (a conditional update): a paid, left or written-off member is never touched.
 """
 
@@ -76,27 +76,41 @@ def mark_unclaimed(member_ids: list[int], reason: str, actor: User | None = None
 
 
 def record_failed_payout(case_id: int) -> bool:
-    """A payout of this case failed (the payouts call it per rejected line): count it on its
-    member; at the second failure the member is unclaimed (``payout_failed``). True when it
-    became unclaimed."""
-    row = db.session.execute(
-        update(ProgrammeMember)
-        .where(ProgrammeMember.case_id == case_id,
-               ProgrammeMember.status.in_([str(s) for s in CLAIMABLE]))
-        .values(failed_payouts=ProgrammeMember.failed_payouts + 1, updated_at=utcnow())
-        .returning(ProgrammeMember.id, ProgrammeMember.programme_id,
-                   ProgrammeMember.failed_payouts)
-        .execution_options(synchronize_session=False)).first()
-    if row is None:
-        return False
-    member_id, programme_id, failures = row
-    audit.record("programme.payout_failed", "programme_member", member_id,
-                 N_("Programme %(programme)s: a payout of case %(case)s failed (%(count)d so "
-                    "far)", programme=programme_id, case=case_id, count=failures),
-                 after={"failed_payouts": failures, "case_id": case_id})
-    if failures >= FAILED_PAYOUTS_LIMIT:
-        return mark_unclaimed([member_id], "payout_failed", None) == 1
-    return False
+    """A payout of this case failed: :func:`record_failed_payouts` for one case. True when its
+    member became unclaimed."""
+    return record_failed_payouts([case_id]) == 1
+
+
+IN_CHUNK = 500
+
+
+def record_failed_payouts(case_ids: list[int]) -> int:
+    """Payouts of these cases failed (the payouts call it with a result file's rejected
+    lines): count it on each member, in bulk; at the second failure the member is unclaimed
+    (``payout_failed``). One audit entry per programme and chunk, concerning each member.
+    How many became unclaimed."""
+    table = ProgrammeMember.__table__
+    limit_reached: list[int] = []
+    for start in range(0, len(case_ids), IN_CHUNK):
+        moved = db.session.execute(
+            update(table)
+            .where(table.c.case_id.in_(case_ids[start:start + IN_CHUNK]),
+                   table.c.status.in_([str(s) for s in CLAIMABLE]))
+            .values(failed_payouts=table.c.failed_payouts + 1, updated_at=utcnow())
+            .returning(table.c.id, table.c.programme_id, table.c.case_id,
+                       table.c.failed_payouts)).all()
+        by_programme: dict[int, list[list[int]]] = defaultdict(list)
+        for member_id, programme_id, case_id, failures in sorted(moved):
+            by_programme[programme_id].append([member_id, case_id, failures])
+            if failures >= FAILED_PAYOUTS_LIMIT:
+                limit_reached.append(member_id)
+        for programme_id, members in sorted(by_programme.items()):
+            audit.record("programme.payout_failed", "programme", programme_id,
+                         N_("Programme %(programme)s: the payout of %(count)d member(s) "
+                            "failed", programme=programme_id, count=len(members)),
+                         after={"members": members},
+                         concerns={"programme_member": [m[0] for m in members]})
+    return mark_unclaimed(limit_reached, "payout_failed", None)
 
 
 @dataclass
