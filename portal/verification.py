@@ -79,9 +79,10 @@ def verify_url(code: str) -> str:
 
 
 def qr_svg(url: str) -> str:
-    """``url`` as an inline SVG QR code (medium error correction, black on white), to put in a
-    page or a PDF: the PDF renderer fetches nothing, so it is drawn inline, not linked."""
+    """``url`` as an inline SVG QR code (medium error correction, black on white, the quiet
+    zone of 4 modules the standard asks), to put in a page or a PDF: the PDF renderer fetches
+    nothing, so it is drawn inline, not linked."""
     import segno
 
     qr = segno.make_qr(url, error="m")
-    return qr.svg_inline(scale=3, border=2, dark="#000", light="#fff", omitsize=False)
+    return qr.svg_inline(scale=3, border=4, dark="#000", light="#fff", omitsize=False)
