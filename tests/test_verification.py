@@ -16,7 +16,7 @@ from portal.audit.models import AuditEntry
 from portal.cases import services as cases
 from portal.extensions import db
 from portal.mail.devsmtp import read_messages
-from portal.mailings import audience, compose, tasks
+from portal.mailings import compose, tasks
 from portal.mailings import services as mailings
 from portal.mailings.models import MailingRecipient, RecipientStatus
 from portal.notices import publishing
@@ -69,8 +69,8 @@ def test_case_spaces_and_dashes_do_not_matter(typed) -> None:
 def test_look_alikes_are_read_as_digits_and_non_codes_refused() -> None:
     assert verification.normalise("ABCDE-FGHIO") == "ABCDEFGH10"
     assert verification.normalise("abcde-fghlo") == "ABCDEFGH10"
-    for bad in ["", None, "ABCDE", "ABCDE-FGHJKM", "ABCDE-FGHJU", "ABCDE/FGHJ!", "中文中文中文中文中文",
-                "<script>"]:
+    for bad in ["", None, "ABCDE", "ABCDE-FGHJKM", "ABCDE-FGHJU", "ABCDE/FGHJ!",
+                "中文中文中文中文中文", "<script>"]:
         assert verification.normalise(bad) is None
 
 
