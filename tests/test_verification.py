@@ -295,3 +295,25 @@ def test_the_demo_notice_shows_its_code(app, client) -> None:
     sent = db.session.scalars(select(MailingRecipient.verification_code).where(
         MailingRecipient.status == RecipientStatus.PENDING)).all()
     assert sent and all(sent)  # the demo mailing's messages have theirs
+
+
+# ------------------------------------------------------------------------------- migration
+
+def test_the_migration_gives_earlier_publications_their_code(app_factory, tmp_path) -> None:
+    """Versions published before the upgrade get the code they would have had."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    app = app_factory(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'before.db'}")
+    with app.app_context():
+        upgrade(revision="h14_g1")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO notice_version (id, notice_id, number, content_hash, "
+                              "created_at) VALUES (5, 1, 1, :hash, '2026-01-01')"),
+                         {"hash": "ab" * 32})
+            conn.execute(text("INSERT INTO notice_publication (id, notice_id, version_id, "
+                              "published_at, emergency) VALUES (1, 1, 5, '2026-01-01', 0)"))
+        upgrade()
+        with db.engine.connect() as conn:
+            code = conn.execute(text("SELECT verification_code FROM notice_publication")).scalar()
+        assert code == verification.version_code(5, "ab" * 32)

@@ -233,6 +233,7 @@ class Rendered:
     html: str
     fragment: Markup  # the HTML body, for the staff preview
     unsubscribe_url: str
+    verification_code: str = ""  # as shown (XXXXX-XXXXX), for the staff preview to mark
 
 
 def render_for(parts: MessageParts, locale: str, person: Personal,
@@ -265,7 +266,7 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
         fragment = Markup(env.get_template("mailings/_email_body.html").render(context))
         html = env.get_template("mailings/email.html").render(
             subject=context["subject"], fragment=fragment, html_lang=html_lang)
-    return Rendered(parts.subject[locale], text, html, fragment, link)
+    return Rendered(parts.subject[locale], text, html, fragment, link, context["verification_code"])
 
 
 def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
