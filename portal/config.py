@@ -116,6 +116,9 @@ def load(instance_path: str) -> dict[str, Any]:
         # Ed25519 key that signs checkpoints of the chain (see README, "Audit keys").
         "AUDIT_HMAC_KEY": _secret("AUDIT_HMAC_KEY", instance, production),
         "AUDIT_SIGNING_KEY": _audit_signing_key(instance, production),
+        # Keys the verification codes on notices, mails and PDFs (portal/verification.py);
+        # issued codes are stored, so rotating it only changes codes issued afterwards.
+        "VERIFICATION_KEY": _secret("VERIFICATION_KEY", instance, production),
         "AUDIT_CHECKPOINT_FILE": str(instance / "audit-checkpoints.jsonl"),
         # Kept outside the database: the AES-256-GCM key that seals customers' bank details
         # (see README, "Payout details"). Losing it loses the stored details; back it up.
@@ -200,6 +203,12 @@ def load(instance_path: str) -> dict[str, Any]:
         "MY_CHECK_LIMIT_PER_ADDRESS": os.environ.get("MY_CHECK_LIMIT_PER_ADDRESS",
                                                      "3/hour;10/day"),
         "MY_REPLY_LIMIT": os.environ.get("MY_REPLY_LIMIT", "20/hour"),
+        # "Is this really from us?" (/verify): lookups per client address, and where a reader
+        # reports a message that is not ours (an e-mail address or an https:// address).
+        "VERIFY_LIMIT_PER_IP": os.environ.get("VERIFY_LIMIT_PER_IP", "30/minute;300/day"),
+        "VERIFY_REPORT_ADDRESS": os.environ.get(
+            "VERIFY_REPORT_ADDRESS",
+            os.environ.get("PORTAL_CONTACT_EMAIL", "support@example.com")).strip(),
         "RATELIMIT_KEY_PREFIX": "aftercare-limit",
         "RATELIMIT_HEADERS_ENABLED": False,
         # Redis down: the limits are kept in memory per process rather than failing the page.

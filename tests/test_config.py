@@ -21,6 +21,7 @@ def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path)
     monkeypatch.setenv("AUDIT_SIGNING_KEY", "5" * 64)
     monkeypatch.setenv("ERASURE_KEY", "y" * 40)
     monkeypatch.setenv("PAYOUT_DETAILS_KEY", "6" * 64)
+    monkeypatch.setenv("VERIFICATION_KEY", "v" * 40)
     loaded = config.load(str(tmp_path))
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["REMEMBER_COOKIE_SECURE"] is True
@@ -110,6 +111,7 @@ def test_production_refuses_to_start_without_the_audit_keys(monkeypatch, tmp_pat
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
     monkeypatch.setenv("ERASURE_KEY", "y" * 40)
     monkeypatch.setenv("PAYOUT_DETAILS_KEY", "6" * 64)
+    monkeypatch.setenv("VERIFICATION_KEY", "v" * 40)
     for name in ("AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(config.ConfigError, match="AUDIT_HMAC_KEY is not set"):
@@ -152,7 +154,8 @@ def test_production_refuses_to_start_without_the_payout_details_key(monkeypatch,
     silently in production, and it must be an AES-256 key."""
     monkeypatch.setenv("PORTAL_ENV", "production")
     for name, value in (("SECRET_KEY", "x" * 40), ("ERASURE_KEY", "y" * 40),
-                        ("AUDIT_HMAC_KEY", "h" * 64), ("AUDIT_SIGNING_KEY", "5" * 64)):
+                        ("AUDIT_HMAC_KEY", "h" * 64), ("AUDIT_SIGNING_KEY", "5" * 64),
+                        ("VERIFICATION_KEY", "v" * 40)):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PAYOUT_DETAILS_KEY", raising=False)
     with pytest.raises(config.ConfigError, match="PAYOUT_DETAILS_KEY is not set"):
@@ -162,3 +165,18 @@ def test_production_refuses_to_start_without_the_payout_details_key(monkeypatch,
     monkeypatch.setenv("PAYOUT_DETAILS_KEY", "ab" * 16)
     with pytest.raises(config.ConfigError, match="PAYOUT_DETAILS_KEY must be 32 bytes"):
         config.load(str(tmp_path))
+
+
+def test_production_refuses_to_start_without_a_verification_key(monkeypatch, tmp_path) -> None:
+    """Verification codes are only unforgeable with a key nobody else has: never made up
+    silently in production."""
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    for name, value in (("SECRET_KEY", "x" * 40), ("ERASURE_KEY", "y" * 40),
+                        ("AUDIT_HMAC_KEY", "h" * 64), ("AUDIT_SIGNING_KEY", "5" * 64),
+                        ("PAYOUT_DETAILS_KEY", "6" * 64)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("VERIFICATION_KEY", raising=False)
+    with pytest.raises(config.ConfigError, match="VERIFICATION_KEY is not set"):
+        config.load(str(tmp_path))
+    (tmp_path / "verification_key").write_text("k" * 64)
+    assert config.load(str(tmp_path))["VERIFICATION_KEY"] == "k" * 64

@@ -88,6 +88,16 @@ def _claim_tokens() -> list[str]:
             for i in _ids(Claim, Claim.status) if i not in MISSING_IDS] + ["not-a-token"]
 
 
+def _verification_codes() -> list[str]:
+    """A published version's code, a mailing message's, one never issued, and one mistyped."""
+    from portal.mailings.models import MailingRecipient
+    from portal.notices.models import Publication
+
+    issued = [db.session.scalar(select(func.min(Publication.verification_code))),
+              db.session.scalar(select(func.min(MailingRecipient.verification_code)))]
+    return [code for code in issued if code] + ["7K3QM-X9P2D", "not-a-code"]
+
+
 def _audit_subjects() -> list[dict[str, str]]:
     """One subject of each type with a history, an unknown subject and an unknown type."""
     pairs = db.session.execute(select(AuditEntry.subject_type, func.min(AuditEntry.subject_id))
@@ -141,6 +151,7 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
         lambda: _ids(PayoutBatch, PayoutBatch.status),
     "result_id": lambda: _ids(PayoutResult, PayoutResult.status),
     "programme_id": lambda: _ids(Programme, Programme.status),
+    ("public.verify_code", "code"): _verification_codes,
 }
 
 

@@ -7,9 +7,11 @@ recipient; the staff preview calls :func:`render_for`.
 
 A message is, in this order: the greeting (the mailing's, with the personal values), the
 subject and the body exactly as legal approved them, the link to the notice online, and a
-footer that is not part of the approved text: the company, the customer's **personal link**
-to their page (``/my/<token>``, a new one per message, see ``portal.customers.links``) and
-the unsubscribe link. Previews and test sends carry inert links in the footer.
+footer that is not part of the approved text: the company, the message's **verification
+code** (see ``portal.verification``; previews and test sends show the published version's),
+the customer's **personal link** to their page (``/my/<token>``, a new one per message, see
+``portal.customers.links``) and the unsubscribe link. Previews and test sends carry inert
+links in the footer.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
-from portal import documents
+from portal import documents, verification
 from portal import placeholders as greetings
 from portal.cases.models import Case
 from portal.customers import links
@@ -159,6 +161,9 @@ class MessageParts:
     notice_url: str | None
     pdf: dict[str, tuple[str, bytes]] | None  # the customer's locale → (file name, bytes)
     domain: str
+    # The published version's code: what previews and test sends show (a customer's message
+    # carries its own, see MailingRecipient.verification_code).
+    version_code: str | None = None
 
     @classmethod
     def for_mailing(cls, mailing: Mailing) -> MessageParts:
@@ -179,7 +184,8 @@ class MessageParts:
         notice_url = (f"{base}/notices/{notice.slug}" if notice.publicly_visible else None)
         return cls(mailing.id, shown, subject, text, html, greeting, notice_url,
                    _pdf_attachments(mailing) if mailing.attach_pdf else None,
-                   base.split("//")[-1].split(":")[0].split("/")[0] or "aftercare.local")
+                   base.split("//")[-1].split(":")[0].split("/")[0] or "aftercare.local",
+                   notices.publication_code(version.id))
 
 
 # -------------------------------------------------------------------------- the signed PDF
@@ -227,22 +233,28 @@ class Rendered:
     html: str
     fragment: Markup  # the HTML body, for the staff preview
     unsubscribe_url: str
+    verification_code: str = ""  # as shown (XXXXX-XXXXX), for the staff preview to mark
 
 
 def render_for(parts: MessageParts, locale: str, person: Personal,
-               customer_id: int | None, personal_url: str | None = None) -> Rendered:
+               customer_id: int | None, personal_url: str | None = None,
+               verification_code: str | None = None) -> Rendered:
     """Subject, plain text and HTML of one customer's message, in their locale.
     ``customer_id`` is the recipient whose unsubscribe link it carries and ``personal_url``
-    the link to their page; None for a preview or a test send (inert links). A greeting that
-    fails raises ``placeholders.PlaceholderError``."""
+    the link to their page; None for a preview or a test send (inert links).
+    ``verification_code`` is the message's own (else the published version's goes in the
+    footer). A greeting that fails raises ``placeholders.PlaceholderError``."""
     locale = parts.shown[locale if locale in CUSTOMER_LOCALES else "zh_CN"]
     my_url = personal_url or links.preview_url()
     greeting = parts.greeting[locale].render({**person.values(), "my_url": my_url})
     link = unsubscribe_url(customer_id)
+    code = verification_code or parts.version_code
     context = {"subject": parts.subject[locale], "greeting": greeting,
                "body_text": parts.body_text[locale], "body_html": parts.body_html[locale],
                "notice_url": parts.notice_url, "unsubscribe_url": link,
                "my_url": my_url,
+               "verification_code": verification.grouped(code),
+               "verify_url": verification.verify_url(code) if code else None,
                "company": current_app.config["PORTAL_COMPANY_NAME"],
                "greeting_html": Markup("<br>").join(escape(line) for line in
                                                     greeting.splitlines())}
@@ -254,17 +266,18 @@ def render_for(parts: MessageParts, locale: str, person: Personal,
         fragment = Markup(env.get_template("mailings/_email_body.html").render(context))
         html = env.get_template("mailings/email.html").render(
             subject=context["subject"], fragment=fragment, html_lang=html_lang)
-    return Rendered(parts.subject[locale], text, html, fragment, link)
+    return Rendered(parts.subject[locale], text, html, fragment, link, context["verification_code"])
 
 
 def compose_message(parts: MessageParts, *, to: str, name: str, locale: str, person: Personal,
                     customer_id: int | None, msg_id: str, subject_prefix: str = "",
-                    personal_url: str | None = None) -> Message:
+                    personal_url: str | None = None,
+                    verification_code: str | None = None) -> Message:
     """One customer's message: text and HTML alternatives, the PDF when asked, and the
     one-click unsubscribe headers (RFC 8058), inert for ``customer_id=None`` (test sends, see
     :func:`render_for`). Built with the classic MIME classes: several times
     cheaper than ``EmailMessage``'s header registry, which matters at hundreds a second."""
-    rendered = render_for(parts, locale, person, customer_id, personal_url)
+    rendered = render_for(parts, locale, person, customer_id, personal_url, verification_code)
     alternatives = MIMEMultipart("alternative")
     alternatives.attach(MIMEText(rendered.text, "plain", "utf-8"))
     alternatives.attach(MIMEText(rendered.html, "html", "utf-8"))

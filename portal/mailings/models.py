@@ -167,6 +167,9 @@ class MailingRecipient(db.Model):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # The code in this message's footer (see portal/verification.py): written with the row,
+    # unique, so /verify finds the message in one indexed lookup.
+    verification_code: Mapped[str | None] = mapped_column(String(10), unique=True)
 
     mailing: Mapped[Mailing] = relationship()
     customer: Mapped[Customer] = relationship()

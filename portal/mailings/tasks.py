@@ -138,11 +138,13 @@ class Ledger:
         uow.commit()  # the last message's outcome, as soon as the server answered
 
 
-def _due_rows(mailing_id: int, chunk: int) -> list[tuple[int, int, str, str, int]]:
+def _due_rows(mailing_id: int,
+              chunk: int) -> list[tuple[int, int, str, str, int, str | None]]:
     now = utcnow()
     return list(db.session.execute(
         select(MailingRecipient.id, MailingRecipient.customer_id, MailingRecipient.email,
-               MailingRecipient.locale, MailingRecipient.attempts)
+               MailingRecipient.locale, MailingRecipient.attempts,
+               MailingRecipient.verification_code)
         .where(MailingRecipient.mailing_id == mailing_id, MailingRecipient.chunk == chunk,
                MailingRecipient.status == RecipientStatus.PENDING,
                (MailingRecipient.next_attempt_at.is_(None))
@@ -208,7 +210,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
             people = compose.personal_values(db.session.scalars(
                 select(Customer).where(Customer.id.in_([r[1] for r in rows]))), chosen)
             uow.commit()  # end the read transaction before the first claim
-            for recipient_id, customer_id, email, locale, attempts in rows:
+            for recipient_id, customer_id, email, locale, attempts, code in rows:
                 # The message's personal link, committed with the claim (before it is sent).
                 link_row, token = links.personal_row(customer_id, sent_with=sent_with,
                                                      lifetime_days=lifetime)
@@ -226,7 +228,7 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                     message = compose.compose_message(
                         parts, to=email, name=person.name, locale=locale,
                         person=person, customer_id=customer_id, msg_id=msg_id,
-                        personal_url=links.link_url(token))
+                        personal_url=links.link_url(token), verification_code=code)
                     throttle.wait()
                     client.send(message, sender, [email])
                 except JobTimeoutException:

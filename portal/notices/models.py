@@ -218,6 +218,9 @@ class Publication(db.Model):
     signoff_id: Mapped[int | None] = mapped_column(ForeignKey("signoff_request.id"))
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)
     emergency_reason: Mapped[str | None] = mapped_column(Text)
+    # What readers check at /verify (see portal/verification.py): issued with the publication,
+    # shown on the public page and in the version's signed PDFs; unique, so one indexed lookup.
+    verification_code: Mapped[str | None] = mapped_column(String(10), unique=True)
 
     notice: Mapped[Notice] = relationship(back_populates="publications")
     version: Mapped[NoticeVersion] = relationship()

@@ -13,7 +13,7 @@ from flask import current_app, render_template
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from portal import documents, jobs, uow
+from portal import documents, jobs, uow, verification
 from portal.extensions import db
 from portal.markdown import render_markdown
 from portal.notices import services, signals
@@ -45,17 +45,22 @@ def approval_mismatch(signoff: SignoffRequest, version: NoticeVersion) -> str | 
 
 
 def render_pdf(version: NoticeVersion, stamp: Stamp, locale: str = "zh_CN",
-               approved: dict[str, dict[str, str]] | None = None) -> bytes:
+               approved: dict[str, dict[str, str]] | None = None,
+               code: str | None = None) -> bytes:
     """The PDF bytes for ``locale``'s readers; ``approved`` (the snapshot's text per language)
-    is what goes in when given. Identical input gives identical bytes."""
+    is what goes in when given, and ``code`` (the publication's verification code) below it,
+    with a QR code to its check. Identical input gives identical bytes."""
     shown_locale, entry = version_entry(version, locale)
     if approved is not None:
         entry = approved[shown_locale]
+    url = verification.verify_url(code) if code else None
     with force_locale(locale):
         html = render_template(
             "notices/pdf.html", version=version, notice=version.notice, entry=entry,
             stamp=stamp, locale=locale, shown_locale=shown_locale,
             company=current_app.config["PORTAL_COMPANY_NAME"],
+            verification_code=verification.grouped(code), verify_url=url,
+            verification_qr=verification.qr_svg(url) if url else "",
         )
     return documents.write_pdf(html, f"{version.id}:{version.content_hash}:{locale}")
 
@@ -64,13 +69,14 @@ def _render(row: NoticePdf) -> bytes | None:
     """The row's PDF; a signed one carries the stamp of the publication (or, not published yet
     — a mailing of an approved version — of legal's grant) and legal's approved text."""
     version = row.version
-    signoff, emergency = None, False
+    signoff, emergency, code = None, False, None
     if row.kind == "signed":
         publication = db.session.scalar(select(Publication).where(
             Publication.version_id == version.id).order_by(Publication.id.desc()))
         signoff = (publication.signoff if publication
                    else signoffs.granted(services.SUBJECT, version.id))
         emergency = bool(publication and publication.emergency)
+        code = publication.verification_code if publication else None
     stamp = stamp_for(signoff, emergency)
     approved = None
     if stamp.approved:
@@ -79,7 +85,7 @@ def _render(row: NoticePdf) -> bytes | None:
             jobs.record_failure(NoticePdf, row.id, f"Not rendered: {problem}.")
             return None
         approved = signoff.snapshot["locales"]
-    data = render_pdf(version, stamp, row.locale, approved)
+    data = render_pdf(version, stamp, row.locale, approved, code)
     uow.after_commit(signals.public_content_changed.send)  # the public page offers it now
     return data
 

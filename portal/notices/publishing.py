@@ -13,7 +13,7 @@ from datetime import datetime
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select, update
 
-from portal import documents, uow
+from portal import documents, uow, verification
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.errors import RuleViolation
@@ -101,6 +101,7 @@ def _publish_version(
         notice=notice, version_id=version.id, published_at=now,
         published_by_id=actor.id if actor else None, signoff_id=signoff.id if signoff else None,
         emergency=emergency_reason is not None, emergency_reason=emergency_reason,
+        verification_code=verification.version_code(version.id, version.content_hash),
     )
     db.session.add(publication)
     db.session.flush()

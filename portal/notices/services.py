@@ -35,6 +35,7 @@ from portal.notices.models import (
     NoticePdf,
     NoticeStatus,
     NoticeVersion,
+    Publication,
 )
 from portal.signoffs import services as signoffs
 from portal.signoffs.models import STANDING, SignoffRequest, SignoffStatus
@@ -237,6 +238,14 @@ def signed_pdfs(version_id: int | None) -> dict[str, NoticePdf]:
     """A version's stamped PDFs by language (the ones customers get)."""
     return {row.locale: row for row in db.session.scalars(select(NoticePdf).where(
         NoticePdf.version_id == version_id, NoticePdf.kind == "signed"))}
+
+
+def publication_code(version_id: int | None) -> str | None:
+    """The verification code issued when the version was published (None if it never was)."""
+    if version_id is None:
+        return None
+    return db.session.scalar(select(Publication.verification_code).where(
+        Publication.version_id == version_id).order_by(Publication.id.desc()).limit(1))
 
 
 

@@ -22,10 +22,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
-from portal import documents, jobs
+from portal import documents, jobs, verification
 from portal.cases import claim_tasks, claims
 from portal.cases.forms import PublicClaimForm
 from portal.config import LOCALES
@@ -36,9 +37,10 @@ from portal.markdown import render_markdown
 from portal.models import PdfStatus
 from portal.notices import services
 from portal.notices.models import Publication
+from portal.public import services as verifying
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
-from portal.web import database_int, refuse
+from portal.web import database_int, refuse, render_error
 
 bp = Blueprint("public", __name__)
 
@@ -89,6 +91,7 @@ def notice(slug: str) -> ResponseReturnValue:
             shown_locale=shown_locale, body_html=render_markdown(entry["body"]),
             publications=list(reversed(item.publications)), pdf_ready=pdf_ready,
             locale=locale,
+            verification_code=verification.grouped(services.publication_code(version.id)),
         )
         return html, item.withdrawn_at or item.last_published_at, "text/html"
 
@@ -242,3 +245,62 @@ def claim_confirm(token: str) -> ResponseReturnValue:
                                action=url_for("public.claim_confirm", token=token,
                                               **_claim_lang()))
     return Response(html, headers={"Cache-Control": "no-store"})
+
+
+# --- "is this really from us?" (not cached: rate-limited per client, answers vary by code) ---
+
+VERIFY_ENDPOINTS = {"public.verify", "public.verify_code"}
+
+
+def _verify_limit() -> str:
+    return current_app.config["VERIFY_LIMIT_PER_IP"]
+
+
+def _verify_page(text: str | None) -> Response:
+    """The form, with the answer for ``text`` when one was given: what the code was issued
+    for, that it is not ours, or (next to the field) that it cannot be a code."""
+    locale = _locale()
+    code, issued = verifying.look_up(text) if text is not None else (None, None)
+    entry = body_html = None
+    if issued is not None:
+        _shown, entry = issued.version.in_locale(locale)
+        body_html = render_markdown(entry["body"])
+    if text is None:
+        status = 200
+    elif code is None:
+        status = 422
+    else:
+        status = 200 if issued else 404
+    html = render_template(
+        "public/verify.html", locale=locale, typed=text or "", code=code, issued=issued,
+        entry=entry, body_html=body_html, grouped=verification.grouped(code),
+        report=current_app.config["VERIFY_REPORT_ADDRESS"])
+    return Response(html, status, headers={"Cache-Control": "no-store"})
+
+
+@bp.route("/verify")
+@access(PUBLIC)
+@limiter.shared_limit(_verify_limit, scope="verify",
+                      exempt_when=lambda: request.args.get("code") is None)
+def verify() -> ResponseReturnValue:
+    """The form (GET, so a result is a link one can share); ``?code=`` looks the code up."""
+    return _verify_page(request.args.get("code"))
+
+
+@bp.route("/verify/<code>")
+@access(PUBLIC)
+@limiter.shared_limit(_verify_limit, scope="verify")  # one allowance for the form and links
+def verify_code(code: str) -> ResponseReturnValue:
+    """The link in a mail footer and a PDF's QR code."""
+    return _verify_page(code)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many(_err: RateLimitExceeded) -> ResponseReturnValue:
+    """The verify pages say it in the public layout; other public forms as before."""
+    if request.endpoint not in VERIFY_ENDPOINTS:
+        return render_error(429)
+    html = render_template("public/verify.html", locale=_locale(), typed="", code=None,
+                           issued=None, limited=True,
+                           report=current_app.config["VERIFY_REPORT_ADDRESS"])
+    return Response(html, 429, headers={"Cache-Control": "no-store", "Retry-After": "60"})
