@@ -20,4 +20,5 @@ def seed_subscriber(event: Event) -> str:
     row = db.session.scalar(select(Subscription).where(Subscription.email == DEMO_SUBSCRIBER))
     subscriptions.confirm(row)
     row.mail = None  # confirmed here: no confirmation e-mail waits to go out
-    return f"  Subscriber ({DEMO_SUBSCRIBER}, English): {subscriptions.manage_url(row)}"
+    # No address in the line: the printed lines with an "@" are the staff accounts.
+    return f"  Subscriber link (陈静, English, the demo event): {subscriptions.manage_url(row)}"

@@ -89,6 +89,15 @@ class Subscription(db.Model):
 
     event: Mapped[Event | None] = relationship()
 
+    @property
+    def waiting(self) -> bool:
+        """Not confirmed yet."""
+        return self.status == SubscriptionStatus.PENDING
+
+    @property
+    def ended(self) -> bool:
+        return self.status == SubscriptionStatus.UNSUBSCRIBED
+
     def audit_state(self) -> dict[str, object]:
         """No address: the audit trail never holds it in clear."""
         return {"scope": self.scope, "locale": self.locale, "status": self.status}
