@@ -148,6 +148,7 @@ def connect() -> None:
     # A published version (first or an update) reaches the public subscribers, in the same
     # transaction as its rows (``portal.subscriptions.delivery``).
     notice_signals.published.connect(subscription_delivery.on_published)
+    signoff_signals.decided.connect(subscription_delivery.on_signoff_decided)
     # A refused attempt (a second payment, a duplicate case, a decision one may not take)
     # is kept in the audit trail, in its own transaction after the request's rollback.
     errors.attempt_refused.connect(audit.record_refusal)

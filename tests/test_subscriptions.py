@@ -20,6 +20,8 @@ from portal.mail.devsmtp import read_messages
 from portal.models import utcnow
 from portal.notices import publishing
 from portal.notices import services as notices
+from portal.signoffs import services as signoffs
+from portal.signoffs.models import SignoffRequest
 from portal.subscriptions import services as subscriptions
 from portal.subscriptions import tasks
 from portal.subscriptions.models import (
@@ -147,8 +149,14 @@ def test_only_what_legal_approved_reaches_subscribers(client, users, notice) -> 
     publishing.emergency_publish(urgent, reason="Phones down", actor=users[Role.ADMIN])
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(SubscriptionDelivery)) == 0
-    _new_version(notice, users, {"en": {**EN, "title": "Approved update"}})
+    # Legal's review after the fact approves it: now it goes out.
+    review = db.session.scalar(select(SignoffRequest).where(
+        SignoffRequest.subject_id == urgent.published_version_id, SignoffRequest.retroactive))
+    signoffs.decide(review.id, "approved", "", actor=users[Role.LEGAL])
+    db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(SubscriptionDelivery)) == 1
+    _new_version(notice, users, {"en": {**EN, "title": "Approved update"}})
+    assert db.session.scalar(select(func.count()).select_from(SubscriptionDelivery)) == 2
 
 
 def test_known_and_new_addresses_get_the_same_answer_in_the_same_time(app, client,

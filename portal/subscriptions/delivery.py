@@ -3,7 +3,8 @@ publication's transaction (``notices.signals.published``, connected in ``portal.
 and one subscriber's message.
 
 Only what legal approved goes out: the mailings' own gate (``compose.sendable_grant``)
-decides, so an emergency publication awaiting review reaches no subscriber. The text is the
+decides, so an emergency publication reaches subscribers only once legal approved it after
+the fact (``on_signoff_decided``). The text is the
 version's in the subscriber's language, else the other one; every message carries the
 signed link to manage the subscription and the one-click unsubscribe headers (RFC 8058).
 """
@@ -29,7 +30,9 @@ from portal.i18n import html_lang
 from portal.mail import transport
 from portal.mailings import compose
 from portal.markdown import plain_text, render_markdown
+from portal.notices import services as notices
 from portal.notices.models import Notice, NoticeVersion
+from portal.signoffs.models import SignoffRequest, SignoffStatus
 from portal.subscriptions import services
 from portal.subscriptions.models import (
     ALL,
@@ -75,6 +78,18 @@ def on_published(notice: Notice, *, version_id: int, **_: Any) -> int:
 
         jobs.enqueue_after_commit(tasks.queue_deliveries, version_id)
     return len(todo)
+
+
+def on_signoff_decided(request: SignoffRequest, **_: Any) -> int:
+    """Legal approved, after the fact, a version published in an emergency: now it is
+    sendable, and its subscribers get it (in the decision's transaction)."""
+    if (request.subject_type != notices.SUBJECT or request.status != SignoffStatus.APPROVED
+            or not request.retroactive):
+        return 0
+    version = db.session.get(NoticeVersion, request.subject_id)
+    if version is None or version.notice.published_version_id != version.id:
+        return 0
+    return on_published(version.notice, version_id=version.id)
 
 
 def message_id(delivery_id: int) -> str:
