@@ -312,3 +312,22 @@ def test_staff_see_counts_per_event_and_language(client, auth, notice) -> None:
     assert page.status_code == 200 and "a@x.net" not in page.text
     assert f'href="/events/{notice.event_id}/subscribers"' in client.get(
         f"/events/{notice.event_id}").text
+
+
+def test_retention_drops_ended_and_the_events_subscriptions(app, notice) -> None:
+    for email, event_id in [("old@x.net", None), ("recent@x.net", None),
+                            ("event@x.net", notice.event_id), ("all@x.net", None)]:
+        subscriptions.subscribe(email, event_id, "en")
+    rows = {r.email: r for r in db.session.scalars(select(Subscription))}
+    for row in rows.values():
+        subscriptions.confirm(row)
+    subscriptions.unsubscribe(rows["old@x.net"], via="one-click")
+    subscriptions.unsubscribe(rows["recent@x.net"], via="one-click")
+    keep = app.config["SUBSCRIPTION_KEEP_UNSUBSCRIBED_DAYS"]
+    db.session.execute(update(Subscription).where(Subscription.email == "old@x.net").values(
+        unsubscribed_at=utcnow() - timedelta(days=keep + 1)))
+    assert subscriptions.purge() == 1
+    assert subscriptions.drop_for_event(notice.event_id) == 1
+    db.session.commit()
+    assert sorted(db.session.scalars(select(Subscription.email))) == ["all@x.net",
+                                                                      "recent@x.net"]

@@ -29,6 +29,7 @@ from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import N_, term
 from portal.models import utcnow
+from portal.notices import services as notices
 from portal.subscriptions.models import (
     ALL,
     MailKind,
@@ -55,8 +56,6 @@ def _scope_term(scope: str) -> dict[str, str]:
 
 def subscribable_event(event_id: int | None) -> Event | None:
     """The event a reader may subscribe to: one with published public notices."""
-    from portal.notices import services as notices
-
     if not event_id:
         return None
     if event_id not in {n.event_id for n in notices.public_notices(event_id)}:
@@ -183,6 +182,8 @@ def confirm(row: Subscription) -> bool:
 def change(row: Subscription, *, locale: str, event_id: int | None) -> bool:
     """A new language or scope, asked with the signed link or after the one-time code.
     A scope the address already has is refused next to its field. False: nothing changed."""
+    if row.status == SubscriptionStatus.PENDING:
+        raise RuleViolation(_("Not confirmed yet: open the link in our first e-mail."))
     if row.status != SubscriptionStatus.ACTIVE:
         raise RuleViolation(_("This subscription has ended; subscribe again."))
     if locale not in LOCALES:

@@ -6,6 +6,7 @@ address or not: the e-mails go out from jobs. Not cached: these pages carry form
 
 from __future__ import annotations
 
+import hashlib
 import time
 from urllib.parse import urlsplit
 
@@ -37,9 +38,12 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
 
 
 def _address_key() -> str:
-    """The per-address limit's key: the folded address as typed (the IP when none)."""
+    """The per-address limit's key: a digest of the folded address (the IP when none), so
+    Redis holds no address."""
     email = services.fold(request.form.get("email", ""))
-    return f"subscription-address:{email}" if email else f"subscription-ip:{get_remote_address()}"
+    if not email:
+        return f"subscription-ip:{get_remote_address()}"
+    return "subscription-address:" + hashlib.sha256(email.encode()).hexdigest()
 
 
 def _from_this_site() -> bool:
