@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from portal import jobs, uow
 from portal.accounts import Role
 from portal.customers.models import Customer
 from portal.extensions import db
@@ -331,3 +332,28 @@ def test_retention_drops_ended_and_the_events_subscriptions(app, notice) -> None
     db.session.commit()
     assert sorted(db.session.scalars(select(Subscription.email))) == ["all@x.net",
                                                                       "recent@x.net"]
+
+
+@pytest.mark.integration
+def test_deliveries_survive_an_emptied_redis(app, users, notice, mail, run_worker) -> None:
+    from redis import Redis
+
+    subscriptions.subscribe("kept@example.net", notice.event_id, "en")
+    row = db.session.scalar(select(Subscription))
+    subscriptions.confirm(row)
+    row.mail = None
+    _new_version(notice, users, {"en": {**EN, "title": "Still delivered"}})
+    uow.commit()  # the deliveries' job is queued now
+    assert jobs.job_is_known(tasks.delivery_job_id(notice.published_version_id))
+    Redis.from_url(app.config["REDIS_URL"]).flushall()  # the queued job is lost
+    run_worker()
+    assert read_messages(mail) == []
+    assert tasks.requeue_lost_subscription_mails(timedelta(0)) == 1
+    run_worker()
+    [message] = read_messages(mail)
+    assert message["Subject"] == "Still delivered" and message["To"] == "kept@example.net"
+    delivery = db.session.scalar(select(SubscriptionDelivery))
+    assert delivery.status == "sent" and message["Message-ID"].startswith(
+        f"<subscription-{delivery.id}@")
+    run_worker()  # a second run sends nothing again
+    assert len(read_messages(mail)) == 1
