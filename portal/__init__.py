@@ -74,6 +74,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.public import cache as public_cache
     from portal.public import views as public_views
     from portal.signoffs import views as signoff_views
+    from portal.subscriptions import views as subscription_views
     from portal.users import views as user_views
 
     babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
@@ -94,6 +95,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(notice_views.bp)
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)
+    app.register_blueprint(subscription_views.bp)
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(entitlement_views.bp)
     app.register_blueprint(case_views.bp)

@@ -209,6 +209,21 @@ def load(instance_path: str) -> dict[str, Any]:
         "VERIFY_REPORT_ADDRESS": os.environ.get(
             "VERIFY_REPORT_ADDRESS",
             os.environ.get("PORTAL_CONTACT_EMAIL", "support@example.com")).strip(),
+        # Public subscriptions (portal/subscriptions): how long a confirmation link works,
+        # a one-time code's life and attempts, how long an ended subscription is kept (its
+        # one-click link then still answers), the time every "subscribe" answer takes, and
+        # the limits per client address and per e-mail address.
+        "SUBSCRIPTION_CONFIRM_HOURS": int(os.environ.get("SUBSCRIPTION_CONFIRM_HOURS", "48")),
+        "SUBSCRIPTION_CODE_MINUTES": 15,
+        "SUBSCRIPTION_CODE_ATTEMPTS": 5,
+        "SUBSCRIPTION_KEEP_UNSUBSCRIBED_DAYS": 30,
+        "SUBSCRIPTION_ANSWER_SECONDS": float(os.environ.get("SUBSCRIPTION_ANSWER_SECONDS",
+                                                            "0.3")),
+        "SUBSCRIBE_LIMIT_PER_IP": os.environ.get("SUBSCRIBE_LIMIT_PER_IP", "10/hour;30/day"),
+        "SUBSCRIBE_LIMIT_PER_ADDRESS": os.environ.get("SUBSCRIBE_LIMIT_PER_ADDRESS",
+                                                      "3/hour;6/day"),
+        "SUBSCRIPTION_CODE_LIMIT_PER_IP": os.environ.get("SUBSCRIPTION_CODE_LIMIT_PER_IP",
+                                                         "10/hour"),
         "RATELIMIT_KEY_PREFIX": "aftercare-limit",
         "RATELIMIT_HEADERS_ENABLED": False,
         # Redis down: the limits are kept in memory per process rather than failing the page.

@@ -78,6 +78,9 @@ from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
 from portal.signoffs import signals as signoff_signals
 from portal.signoffs import stamp
+from portal.subscriptions import delivery as subscription_delivery
+from portal.subscriptions import models as subscription_models
+from portal.subscriptions import tasks as subscription_tasks
 
 
 def _refresh_public_pages(_sender: object) -> None:
@@ -128,6 +131,9 @@ def _register_terms() -> None:
         payout_batch_status=payout_models.BATCH_STATUS_LABELS,
         payout_line_status=payout_models.LINE_STATUS_LABELS,
         payout_file_format=payout_files.FORMAT_LABELS,
+        subscription_scope=subscription_models.SCOPE_LABELS,
+        subscription_removal=subscription_models.REMOVAL_LABELS,
+        subscription_status=subscription_models.STATUS_LABELS,
     )
 
 
@@ -139,6 +145,10 @@ def connect() -> None:
     notice_signals.withdrawn.connect(mailing_services.cancel_for_notice)
     notice_signals.public_content_changed.connect(_refresh_public_pages)
     event_signals.public_settings_changed.connect(_refresh_public_pages)
+    # A published version (first or an update) reaches the public subscribers, in the same
+    # transaction as its rows (``portal.subscriptions.delivery``).
+    notice_signals.published.connect(subscription_delivery.on_published)
+    signoff_signals.decided.connect(subscription_delivery.on_signoff_decided)
     # A refused attempt (a second payment, a duplicate case, a decision one may not take)
     # is kept in the audit trail, in its own transaction after the request's rollback.
     errors.attempt_refused.connect(audit.record_refusal)
@@ -211,6 +221,7 @@ def connect() -> None:
         postmortem_pdf.PIPELINE.requeue_lost,
         programme_tasks.requeue_lost_generations,
         payout_files.PIPELINE.requeue_lost,
+        subscription_tasks.requeue_lost_subscription_mails,
     )
 
     jobs.schedule(main_tasks.reconcile_job, every_seconds=main_tasks.RECONCILE_INTERVAL_SECONDS)
@@ -228,3 +239,5 @@ def connect() -> None:
                   every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)
     jobs.schedule(programme_deadline_tasks.programme_deadlines_job,
                   every_seconds=programme_deadline_tasks.INTERVAL_SECONDS)
+    jobs.schedule(subscription_tasks.purge_subscriptions_job,
+                  every_seconds=subscription_tasks.PURGE_INTERVAL_SECONDS)

@@ -40,6 +40,8 @@ from portal.programmes import services as programmes
 from portal.programmes.models import Entitlement, Programme
 from portal.signoffs import services as signoffs
 from portal.signoffs import stamp
+from portal.subscriptions import services as subscriptions
+from portal.subscriptions.models import Subscription
 from portal.web import roll_back
 from tests.case_helpers import second_agent
 
@@ -299,6 +301,7 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     _customer_page(event, staff)
     _postmortem(event, staff)
     _payouts(event, staff)
+    _subscriptions(event)
     closed = _closed_event(staff)
     batch = customers.start_import(event, io.BytesIO(IMPORT_CSV), "customers.csv",
                                    actor=staff[Role.AGENT])
@@ -329,6 +332,17 @@ def fill(instance_credentials: str | None = None) -> dict[Role, tuple[str, str]]
     _refused_payment(event, staff)
     _payout_results(event, staff)
     return credentials
+
+
+def _subscriptions(event: Event) -> None:
+    """Besides the demo's confirmed subscriber: one waiting for confirmation (of all
+    notices, in Chinese) and one ended by one click."""
+    subscriptions.subscribe("pending.reader@example.net", None, "zh_CN")
+    subscriptions.subscribe("ended.reader@example.net", event.id, "en")
+    ended = db.session.scalar(db.select(Subscription).where(
+        Subscription.email == "ended.reader@example.net"))
+    subscriptions.confirm(ended)
+    subscriptions.unsubscribe(ended, via="one-click")
 
 
 def _programmes(event: Event, staff: dict[Role, User]) -> None:

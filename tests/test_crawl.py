@@ -42,6 +42,8 @@ from portal.payouts.models import PayoutBatch, PayoutFile, PayoutResult
 from portal.postmortems.models import Postmortem, PostmortemPdf
 from portal.programmes.models import EntitlementImport, Programme
 from portal.signoffs.models import SignoffRequest
+from portal.subscriptions import services as subscriptions
+from portal.subscriptions.models import Subscription
 from tests import crawl_data
 from tests.conftest import empty_database, make_config
 from tests.mail_helpers import start_server
@@ -98,6 +100,19 @@ def _verification_codes() -> list[str]:
     return [code for code in issued if code] + ["7K3QM-X9P2D", "not-a-code"]
 
 
+def _subscription_tokens() -> list[str]:
+    """The signed link of a subscription of each status, and a forged one."""
+    rows = db.session.scalars(select(Subscription).where(Subscription.id.in_(
+        select(func.min(Subscription.id)).group_by(Subscription.status))))
+    return [subscriptions.manage_token(row) for row in rows] + ["not-a-token"]
+
+
+def _subscription_confirmations() -> list[str]:
+    rows = db.session.scalars(select(Subscription).where(Subscription.id.in_(
+        select(func.min(Subscription.id)).group_by(Subscription.status))))
+    return [subscriptions.confirmation_token(row) for row in rows] + ["not-a-token"]
+
+
 def _audit_subjects() -> list[dict[str, str]]:
     """One subject of each type with a history, an unknown subject and an unknown type."""
     pairs = db.session.execute(select(AuditEntry.subject_type, func.min(AuditEntry.subject_id))
@@ -141,6 +156,9 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "slug": _slugs,
     "token": _tokens,
     ("public.claim_confirm", "token"): _claim_tokens,
+    ("subscriptions.subscription", "token"): _subscription_tokens,
+    ("subscriptions.unsubscribe", "token"): _subscription_tokens,
+    ("subscriptions.confirm", "token"): _subscription_confirmations,
     "filename": _static_files,
     ("notices.pdf_status", "pdf_id"): lambda: _ids(NoticePdf, NoticePdf.kind, NoticePdf.status),
     ("notices.pdf_file", "pdf_id"): lambda: _ids(NoticePdf, NoticePdf.kind, NoticePdf.status),

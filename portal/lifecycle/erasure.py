@@ -11,6 +11,7 @@ reasons and sign-off comments; the reasons customers gave for declining an offer
 "[erased]". Their payout details (the sealed bank account, also an entitlement's) are deleted,
 and so is the evidence the customer or staff added to the customer's cases (receipts,
 screenshots), rows and files (``portal.cases.evidence``).
+Public subscriptions with the customer's e-mail address are deleted (``portal.subscriptions``).
 The audit trail is not touched: it never held the plain values. Personal fields are keyed
 digests (see ``portal.customers.models``), and deleting the customer's ``audit_salt`` makes
 them unlinkable; free texts (comments, reasons, summaries) are there only as digests or as
@@ -59,6 +60,7 @@ from portal.notices.models import Notice, Publication
 from portal.postmortems.models import Postmortem
 from portal.programmes import entitlements
 from portal.signoffs.models import SignoffRequest
+from portal.subscriptions import services as subscriptions
 
 CASE_SUBJECT = "case_decision"
 
@@ -167,6 +169,7 @@ def erase_customers(customer_ids: list[int], *, reason: str,
             Customer.id.in_(customer_ids), Customer.erased_at.is_(None)).order_by(Customer.id)))
         if not people:
             return [], []
+        emails = {c.id: c.email for c in people}  # before scrubbing empties them
         entries, files = _scrub_customers(people, reason, now)
         claimed = _claim([c.id for c in people], now)
     taken = set(claimed)
@@ -180,6 +183,8 @@ def erase_customers(customer_ids: list[int], *, reason: str,
     entitlements.erase_bank_details(c.id for c in people)
     evidence.delete_for_customers(claimed)  # its files go once this is committed
     links.erase_links([c.id for c in people])
+    # A public subscription of the same address is the same person's: it goes too.
+    subscriptions.erase_addresses([emails[c.id] for c in people])
     audit.record_many("customer.erase", "customer", [
         (customer_id, N_("Personal data of customer #%(id)d erased", id=customer_id), after)
 

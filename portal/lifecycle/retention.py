@@ -33,6 +33,7 @@ from portal.lifecycle.models import (
     RetentionRunStatus,
 )
 from portal.models import utcnow
+from portal.subscriptions import services as subscriptions
 
 ERASE_BATCH = 200  # customers erased per transaction in a retention run
 # What erasure changes, for the dry-run report (labels in the templates).
@@ -218,6 +219,7 @@ def run_retention(run_id: int, *, batch_done: Callable[[], None] | None = None) 
                 erasure.unlink_after_commit(files)
                 if batch_done:
                     batch_done()
+            subscriptions.drop_for_event(event.id)  # its public subscribers too
         run = db.session.get(RetentionRun, run_id)
         run.status, run.finished_at = RetentionRunStatus.DONE, utcnow()
         audit.record("retention.done", "retention_run", run.id,

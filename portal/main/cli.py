@@ -28,7 +28,13 @@ from portal.customers.models import Customer
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
-from portal.main import demo_entitlements, demo_files, demo_offers, demo_programmes
+from portal.main import (
+    demo_entitlements,
+    demo_files,
+    demo_offers,
+    demo_programmes,
+    demo_subscriptions,
+)
 from portal.main.supervisor import Supervisor
 from portal.notices import content
 from portal.notices import services as notice_services
@@ -78,6 +84,7 @@ def seed_demo() -> str:
     notice_settings.save_contact(phone="400-800-1234", email="care@example.com",
                                  actor=users[Role.ADMIN])
     notice = _seed_published_notice(event, users)
+    subscriber_line = demo_subscriptions.seed_subscriber(event)
     small_case = _seed_customers_and_cases(event, users)
     _seed_mailing(event, users)
     _seed_my_work(event, users)
@@ -93,6 +100,7 @@ def seed_demo() -> str:
     _seed_refused_attempt(small_case, users)
     lines.append(_seed_customer_link(event))
     lines.append(_offer_customer_link(offer_event))
+    lines.append(subscriber_line)
     uow.commit()  # the demo customer's link
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

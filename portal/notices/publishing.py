@@ -117,6 +117,7 @@ def _publish_version(
                  before=before, after={**notice.audit_state(),
                                        "reason_sha256": text_digest(emergency_reason)},
                  actor=actor)
+    signals.published.send(notice, version_id=version.id, emergency=bool(emergency_reason))
     return publication
 
 

@@ -14,3 +14,8 @@ withdrawn = _signals.signal("notice-withdrawn")
 # What the public site shows changed: a publication, a withdrawal, a signed PDF now ready.
 # Sent after the change is committed, so a page built by a receiver shows it.
 public_content_changed = _signals.signal("notice-public-content-changed")
+
+# A version was published, first or as an update (sender: the Notice; ``version_id``,
+# ``emergency``). Sent inside the publication's transaction: the subscribers' deliveries
+# are written with it.
+published = _signals.signal("notice-published")

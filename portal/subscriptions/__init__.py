@@ -1,0 +1,1 @@
+"""Public subscribers: e-mail updates of an event or of all notices, in a language."""
