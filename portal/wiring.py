@@ -25,6 +25,8 @@ from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
+from portal.comms import models as comms_models
+from portal.comms import tasks as comms_tasks
 from portal.customers import links as customer_links
 from portal.customers import models as customer_models
 from portal.customers import payout as customer_payout
@@ -128,6 +130,7 @@ def _register_terms() -> None:
         payout_batch_status=payout_models.BATCH_STATUS_LABELS,
         payout_line_status=payout_models.LINE_STATUS_LABELS,
         payout_file_format=payout_files.FORMAT_LABELS,
+        cadence_reminder=comms_models.REMINDER_KIND_LABELS,
     )
 
 
@@ -228,3 +231,5 @@ def connect() -> None:
                   every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)
     jobs.schedule(programme_deadline_tasks.programme_deadlines_job,
                   every_seconds=programme_deadline_tasks.INTERVAL_SECONDS)
+    # The communications lead's reminders: the next public update due soon, or overdue.
+    jobs.schedule(comms_tasks.cadence_job, every_seconds=comms_tasks.INTERVAL_SECONDS)
