@@ -174,9 +174,10 @@ def export_csv(rows: list[EventMetrics]) -> Iterator[str]:
     """One line per event, headers and words in the reader's language (minutes as numbers)."""
     header = [_("Event"), _("Title"), _("Kind"), _("Severity"), _("Opened"),
               _("First public notice"), _("Minutes to first notice"),
-              _("Target (min)"), _("Target"), _("Legal reviews"),
+              _("First notice target (min)"), _("First notice target"), _("Legal reviews"),
               _("Mean minutes in legal review"), _("First mailing"),
-              _("Minutes to first mailing"), _("Target (min)"), _("Target"),
+              _("Minutes to first mailing"), _("First mailing target (min)"),
+              _("First mailing target"),
               _("Updates on time"), _("Updates late")]
 
     def line(r: EventMetrics) -> list[object]:

@@ -28,7 +28,7 @@ from portal.customers.models import Customer
 from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
-from portal.main import demo_entitlements, demo_files, demo_offers, demo_programmes
+from portal.main import demo_comms, demo_entitlements, demo_files, demo_offers, demo_programmes
 from portal.main.supervisor import Supervisor
 from portal.notices import content
 from portal.notices import services as notice_services
@@ -85,6 +85,7 @@ def seed_demo() -> str:
     demo_entitlements.seed_entitlements(event, users[Role.AGENT])
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
+    demo_comms.seed_comms(event, users)
     demo_programmes.seed_demo_programme(event, users)
     offer_event = demo_offers.seed_offers(users)
     # The audit page shows a signed checkpoint of the chain from the start.
