@@ -220,9 +220,15 @@ def test_the_lead_is_reminded_once_before_and_once_when_overdue_per_due_time(
         ("due_soon", ReminderStatus.SENT), ("overdue", ReminderStatus.SENT),
         ("due_soon", ReminderStatus.SENT)]
     assert len({m["Message-ID"] for m in messages}) == len(messages)
-    # The event without a lead: the rows say nobody was told.
-    assert {r.status for r in db.session.scalars(select(CadenceReminder).where(
-        CadenceReminder.event_id == quiet.id))} == {ReminderStatus.SKIPPED}
+    # The event without a lead: nothing was sent ("due soon" passed); the lead named late
+    # gets the overdue reminder on the next run, once.
+    assert [(r.kind, r.status) for r in db.session.scalars(select(CadenceReminder).where(
+        CadenceReminder.event_id == quiet.id))] == [("due_soon", ReminderStatus.SKIPPED)]
+    services.set_lead(quiet, chinese.id, actor=chinese)
+    db.session.commit()
+    late = [m for m in run_at(107 + 47) if m["To"] == chinese.email]
+    assert "公开更新自" in late[-1]["Subject"] and "No lead" in late[-1]["Subject"]
+    assert len([m for m in run_at(107 + 48) if m["To"] == chinese.email]) == len(late)
 
 
 # ---------------------------------------------------------------------------- pages

@@ -30,8 +30,8 @@ class ReminderKind(StrEnum):
 
 
 class ReminderStatus(StrEnum):
-    """pending → sending (claimed by the job) → sent | failed; skipped: nobody to tell (no
-    lead, a lead who left), or its moment passed while the job was down."""
+    """pending → sending (claimed by the job) → sent | failed; skipped: its moment passed
+    while the job was down, an update reset the clock, or the lead left before it went."""
 
     PENDING = "pending"
     SENDING = "sending"

@@ -141,12 +141,14 @@ def live_clocks(now: datetime | None = None) -> list[Clock]:
 
 def _record(event: Event, kind: ReminderKind, due_at: datetime, now: datetime, *,
             passed: bool = False) -> CadenceReminder | None:
-    """The reminder's row, or None when it exists already (an earlier run wrote it)."""
+    """The reminder's row, or None when it exists already (an earlier run wrote it) or has
+    nobody to go to yet (no active lead: it waits, and goes to the lead named later)."""
     lead = event.comms_lead
-    to_send = not passed and lead is not None and lead.active
+    if not passed and (lead is None or not lead.active):
+        return None
     row = CadenceReminder(event_id=event.id, kind=kind, due_at=due_at,
                           lead_id=lead.id if lead else None, created_at=now,
-                          status=ReminderStatus.PENDING if to_send else ReminderStatus.SKIPPED)
+                          status=ReminderStatus.SKIPPED if passed else ReminderStatus.PENDING)
     try:
         with db.session.begin_nested():
             db.session.add(row)
