@@ -25,7 +25,6 @@ from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
-from portal.comms import models as comms_models
 from portal.comms import tasks as comms_tasks
 from portal.customers import links as customer_links
 from portal.customers import models as customer_models
@@ -130,7 +129,6 @@ def _register_terms() -> None:
         payout_batch_status=payout_models.BATCH_STATUS_LABELS,
         payout_line_status=payout_models.LINE_STATUS_LABELS,
         payout_file_format=payout_files.FORMAT_LABELS,
-        cadence_reminder=comms_models.REMINDER_KIND_LABELS,
     )
 
 

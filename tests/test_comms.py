@@ -178,7 +178,7 @@ def mail(app, smtp_server):
 
 
 def test_the_lead_is_reminded_once_before_and_once_when_overdue_per_due_time(
-        app, users, mail, run_worker, monkeypatch) -> None:
+        app, users, mail, run_worker, monkeypatch, auth, client) -> None:
     english, chinese = users[Role.AGENT], users[Role.ADMIN]
     english.locale, chinese.locale = "en", "zh_CN"
     event, notice = _published_event(users, "sev1", title="CRM outage")
@@ -229,6 +229,12 @@ def test_the_lead_is_reminded_once_before_and_once_when_overdue_per_due_time(
     late = [m for m in run_at(107 + 47) if m["To"] == chinese.email]
     assert "公开更新自" in late[-1]["Subject"] and "No lead" in late[-1]["Subject"]
     assert len([m for m in run_at(107 + 48) if m["To"] == chinese.email]) == len(late)
+    # The event page lists what was sent.
+    auth.login(Role.AGENT)
+    reminders = client.get(f"/events/{event.id}").text
+    reminders = reminders[reminders.index('id="cadence-reminders"'):]
+    assert reminders.count("Update due soon") == 2 and reminders.count("Update overdue") == 1
+    assert reminders.count("Sent") == 3
 
 
 # ---------------------------------------------------------------------------- pages
@@ -344,15 +350,17 @@ def test_metrics_page_and_csv_in_both_languages(app, users, auth, client) -> Non
     assert client.get("/events/communications.csv").status_code in (302, 401)
 
 
-def test_demo_event_has_a_lead_and_figures(app, users) -> None:
-    from portal.main import demo_comms
+def test_the_demo_incident_has_a_lead_and_figures(app) -> None:
+    from portal.events.models import Event
+    from portal.main import cli as demo
 
-    event, _notice = _published_event(users, "sev1", title="Demo")
-    demo_comms.seed_comms(event, users)
-    db.session.commit()
-    assert event.comms_lead_id == users[Role.AGENT].id
+    demo.seed_demo()
+    event = db.session.scalar(select(Event).where(Event.title.like("CRM%")))
+    assert event.comms_lead is not None and event.comms_lead.role == Role.AGENT
     [row] = metrics.for_events([event])
-    assert row.to_first_notice == 25 and row.targets["first_notice"].state == "met"
+    assert (row.to_first_notice, row.review_mean, row.to_first_mailing) == (25, 15, 60)
+    assert {m: t.state for m, t in row.targets.items()} == {"first_notice": "met",
+                                                            "first_mailing": "met"}
     assert services.clock(event).overdue
 
 

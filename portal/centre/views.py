@@ -18,6 +18,7 @@ from portal.audit import services as audit
 from portal.centre import services as read_model
 from portal.comms import services as comms
 from portal.comms.forms import LeadForm
+from portal.comms.models import REMINDER_KIND_LABELS, REMINDER_STATUS_LABELS
 from portal.errors import RuleViolation
 from portal.events import services
 from portal.events.forms import AssignForm, StakeholderForm, StatusForm, TaskForm, TimelineForm
@@ -69,6 +70,8 @@ def _centre(event: Event, **forms: object) -> dict[str, object]:
             event.id, "en" if str(get_locale()).startswith("en") else "zh_CN"),
         "programme_status_labels": PROGRAMME_STATUS_LABELS,
         "lead_form": lead_form.offer(comms.lead_choices()), "cadence_clock": comms.clock(event),
+        "cadence_reminders": comms.recent_reminders(event),
+        "reminder_labels": {**REMINDER_KIND_LABELS, **REMINDER_STATUS_LABELS},
     }
 
 

@@ -177,6 +177,12 @@ def record_due_reminders(now: datetime | None = None) -> list[CadenceReminder]:
     return written
 
 
+def recent_reminders(event: Event, limit: int = 5) -> list[CadenceReminder]:
+    """The event's latest reminder rows, newest first (what was sent to whom, and when)."""
+    return list(db.session.scalars(select(CadenceReminder).where(
+        CadenceReminder.event_id == event.id).order_by(CadenceReminder.id.desc()).limit(limit)))
+
+
 def pending_ids() -> list[int]:
     return list(db.session.scalars(select(CadenceReminder.id).where(
         CadenceReminder.status == ReminderStatus.PENDING).order_by(CadenceReminder.id)))
