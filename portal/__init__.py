@@ -54,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.cases import canned_views, evidence_views, offer_views, triage_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
+    from portal.comms import views as comms_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
     from portal.lifecycle import cli as lifecycle_cli
@@ -92,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(event_views.bp)
     app.register_blueprint(centre_views.bp)
+    app.register_blueprint(comms_views.bp)
     app.register_blueprint(notice_views.bp)
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)

@@ -25,6 +25,7 @@ from portal.cases import rules as case_rules
 from portal.cases import services as case_services
 from portal.cases import signals as case_signals
 from portal.cases import tasks as case_tasks
+from portal.comms import tasks as comms_tasks
 from portal.customers import links as customer_links
 from portal.customers import models as customer_models
 from portal.customers import payout as customer_payout
@@ -241,3 +242,5 @@ def connect() -> None:
                   every_seconds=programme_deadline_tasks.INTERVAL_SECONDS)
     jobs.schedule(subscription_tasks.purge_subscriptions_job,
                   every_seconds=subscription_tasks.PURGE_INTERVAL_SECONDS)
+    # The communications lead's reminders: the next public update due soon, or overdue.
+    jobs.schedule(comms_tasks.cadence_job, every_seconds=comms_tasks.INTERVAL_SECONDS)

@@ -26,7 +26,9 @@ NAMED_SETTINGS = {"Case settings saved: SLA hours and sign-off thresholds.",
                   "PDF stamp saved; it applies to PDFs rendered from now on.",
                   "The PDF stamp already was that; nothing changed.",
                   "Notice contact details saved: hotline and contact e-mail.",
-                  "The notice contact details already were these; nothing changed."}
+                  "The notice contact details already were these; nothing changed.",
+                  "Update cadence saved: minutes per severity.",
+                  "The update cadence already was this; nothing changed."}
 
 
 def _messages(node: ast.AST) -> list[str]:

@@ -16,6 +16,9 @@ from portal import uow
 from portal.accounts import Role, User
 from portal.audit import services as audit
 from portal.centre import services as read_model
+from portal.comms import services as comms
+from portal.comms.forms import LeadForm
+from portal.comms.models import REMINDER_KIND_LABELS, REMINDER_STATUS_LABELS
 from portal.errors import RuleViolation
 from portal.events import services
 from portal.events.forms import AssignForm, StakeholderForm, StatusForm, TaskForm, TimelineForm
@@ -54,6 +57,7 @@ def _centre(event: Event, **forms: object) -> dict[str, object]:
     status_form.status.choices = [(s, LABELS[s]) for s in services.next_statuses(event)]
     task_form = forms.get("task_form") or TaskForm()
     task_form.owner_id.choices = _staff_choices()
+    lead_form = forms.get("lead_form") or LeadForm(lead_id=event.comms_lead_id)
     return {
         "event": event, "status_form": status_form, "task_form": task_form,
         "timeline_form": forms.get("timeline_form") or TimelineForm(),
@@ -65,6 +69,9 @@ def _centre(event: Event, **forms: object) -> dict[str, object]:
         "programme_runs": programme_progress.event_programmes(
             event.id, "en" if str(get_locale()).startswith("en") else "zh_CN"),
         "programme_status_labels": PROGRAMME_STATUS_LABELS,
+        "lead_form": lead_form.offer(comms.lead_choices()), "cadence_clock": comms.clock(event),
+        "cadence_reminders": comms.recent_reminders(event),
+        "reminder_labels": {**REMINDER_KIND_LABELS, **REMINDER_STATUS_LABELS},
     }
 
 
@@ -185,3 +192,28 @@ def stakeholder_informed(stakeholder_id: int) -> ResponseReturnValue:
         except RuleViolation as err:
             refuse(err)
     return _back(db.session.get(Event, stakeholder.event_id), "stakeholders")
+
+
+@bp.route("/<int:event_id>/communications-lead", methods=["POST"])
+@access(*EDITORS)
+def set_comms_lead(event_id: int) -> ResponseReturnValue:
+    """Name the event's communications lead (reminded when the next public update is due)."""
+    event = db.get_or_404(Event, event_id)
+    form = LeadForm()
+    if form.validate_on_submit():
+        try:
+            changed = comms.set_lead(event, form.lead_id.data, actor=current_user)
+        except RuleViolation as err:
+            refuse(err, form)
+        else:
+            lead = event.comms_lead
+            if changed:
+                flash(_("Communications lead of %(event)s: %(name)s.", event=event.title,
+                        name=lead.name) if lead else
+                      _("%(event)s has no communications lead now.", event=event.title),
+                      "success")
+            return _back(event, "communications")
+    if wants_partial("communications"):
+        return render_template("events/_communications.html",
+                               **_centre(event, lead_form=form)), 422
+    return _invalid(event, lead_form=form)

@@ -112,8 +112,12 @@ class Event(db.Model):
     # Its public notice pages offer "Check my case": a customer asks for a one-time link to
     # their page (/my) with their e-mail address and an order or case ref.
     self_service: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The communications lead: keeps the public updates coming (reminded by e-mail when the
+    # next one is due, ``portal.comms``); an active agent or admin, set on the event's page.
+    comms_lead_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
-    created_by: Mapped[User | None] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    comms_lead: Mapped[User | None] = relationship(foreign_keys=[comms_lead_id])
 
     @property
     def closed(self) -> bool:

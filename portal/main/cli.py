@@ -29,6 +29,7 @@ from portal.events import services as event_services
 from portal.events.models import Event
 from portal.extensions import db
 from portal.main import (
+    demo_comms,
     demo_entitlements,
     demo_files,
     demo_offers,
@@ -92,6 +93,7 @@ def seed_demo() -> str:
     demo_entitlements.seed_entitlements(event, users[Role.AGENT])
     _seed_notice_update(notice, users)
     _seed_command_centre(event, users)
+    demo_comms.seed_comms(event, users)
     demo_programmes.seed_demo_programme(event, users)
     offer_event = demo_offers.seed_offers(users)
     # The audit page shows a signed checkpoint of the chain from the start.

@@ -9,6 +9,7 @@ from flask_login import current_user
 from portal.audit import services as audit
 from portal.auth import services as auth_services
 from portal.centre import services as command_centre
+from portal.comms import services as comms
 from portal.config import LOCALES
 from portal.events.models import TARGET_METRICS
 from portal.i18n import LOCALE_COOKIE
@@ -61,7 +62,7 @@ def dashboard() -> ResponseReturnValue:
         emergencies=notice_publishing.emergency_publications_awaiting_review(),
         # An admin's own work lists them already.
         missed_targets=[] if work.has("missed_targets") else command_centre.missed_targets(),
-        metric_labels=TARGET_METRICS,
+        metric_labels=TARGET_METRICS, clocks=comms.live_clocks(),
         status_chart=dashboard_services.open_cases_by_status(),
         money=money, money_scale=dashboard_services.amounts_scale(money),
         breaches=dashboard_services.sla_breaches(),

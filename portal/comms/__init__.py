@@ -1,0 +1,1 @@
+"""Communications during an event: the update cadence and the communication metrics."""
