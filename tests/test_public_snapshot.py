@@ -175,6 +175,7 @@ class Stack:
                     "REDIS_URL": f"unix://{self.sock}", "PORTAL_ENV": "production",
                     "SECRET_KEY": "s" * 64, "AUDIT_HMAC_KEY": "a" * 64,
                     "AUDIT_SIGNING_KEY": "b" * 64, "PAYOUT_DETAILS_KEY": "c" * 64,
+                    "ERASURE_KEY": "d" * 64,
                     "PUBLIC_SNAPSHOT_DIR": str(self.instance / "public-snapshot")}
 
     def start(self, name: str, argv: list[str]) -> None:
@@ -199,7 +200,7 @@ class Stack:
     def gunicorn(self) -> None:
         self.start("gunicorn", [sys.executable, "-m", "gunicorn", "-w", "1", "-b",
                                 f"127.0.0.1:{self.app_port}", "--log-level", "warning",
-                                "wsgi:app"])
+                                self.app])  # the temporary instance folder (its documents)
         self.bench.wait_http(self.app_port, "/notices", self.procs)
 
     def flask(self, *args: str) -> None:

@@ -126,7 +126,10 @@ def write(app: Flask) -> Path:
         client = app.test_client()
         try:
             for page in pages():
-                response = client.get(page.url)
+                # Each page in its own app context, as a real request has: the locale and
+                # whatever else a request keeps in ``g`` must not carry over to the next.
+                with app.app_context():
+                    response = client.get(page.url)
                 if response.status_code != 200:
                     continue
                 manifest[page.key] = _write_page(gen, page, response.get_data(),
