@@ -3,21 +3,22 @@ while the portal, its database or Redis do not.
 
 The pages are rendered by the portal's own public views through its WSGI stack (a test client
 in the same process), so each file is byte for byte what the live page answers, and the
-validators the portal sends (ETag, Last-Modified) are kept with it:
+validators the portal sends are kept with it:
 
     <PUBLIC_SNAPSHOT_DIR>/
         current -> gen-<time>-<pid>          swapped atomically (os.replace of a new symlink)
         gen-<time>-<pid>/
-            manifest.json                    every page: its URL, status and headers
-            pages/<key> -> ../e/<etag>[~<file name>]
-            e/<etag>[~<file name>]/page.html|page.atom|page.pdf   (mtime = Last-Modified)
+            manifest.json                    every page: its URL, file and headers
+            notices.<lang>.html              the list
+            notices/<slug>.<lang>.html       a notice page
+            notices/feed.<lang>.atom         the feed
+            pdf/<slug>.<lang> -> ../e/<sha256>~<file name>/page.pdf
 
-``<key>`` is ``index.<lang>``, ``n.<slug>.<lang>``, ``pdf.<slug>.<lang>`` or ``feed.<lang>``.
-nginx (deploy/nginx-aftercare.conf) maps the URL and language to the key, serves
-``current/pages/<key>/page.*`` and reads the ETag back from the directory the key's link
-resolves to (``$realpath_root``): a file's validators travel with the file, and a generation
-is never changed once ``current`` points at it. The previous generation is kept (a reader in
-the middle of a request), older ones are removed.
+A page's file has the page's Last-Modified as its mtime, so nginx's own ETag and
+Last-Modified for it are the portal's (``portal.public.cache.static_etag``). A PDF's ETag is
+its SHA-256, as the portal sends it: nginx reads it back from the folder its link resolves
+to. A generation is never changed once ``current`` points at it; the previous one is kept (a
+reader in the middle of a request), older ones are removed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from portal.notices import services
 
 CURRENT = "current"
 GENERATION_PREFIX = "gen-"
-KINDS = {"index": "page.html", "n": "page.html", "feed": "page.atom", "pdf": "page.pdf"}
 # Only the validators and what nginx cannot know from the file are kept per page.
 KEPT_HEADERS = ("ETag", "Last-Modified", "Cache-Control", "Vary", "Content-Type",
                 "Content-Disposition")
@@ -92,24 +92,34 @@ def _etag(headers: Any) -> str:
     return SAFE_NAME.sub("", raw)
 
 
+def _file(page: Page) -> str:
+    """Where the page lives in a generation: the paths nginx derives from the URL."""
+    kind, rest = page.key.split(".", 1)
+    slug, _, lang = rest.rpartition(".")
+    return {"index": f"notices.{lang}.html", "feed": f"notices/feed.{lang}.atom",
+            "n": f"notices/{slug}.{lang}.html", "pdf": f"pdf/{slug}.{lang}/page.pdf"}[kind]
+
+
 def _write_page(gen: Path, page: Page, body: bytes, headers: Any) -> dict[str, Any]:
-    kind = page.key.split(".", 1)[0]
-    etag = _etag(headers)
-    folder = etag
-    disposition = DISPOSITION_NAME.search(headers.get("Content-Disposition", ""))
-    if disposition:
-        folder += "~" + SAFE_NAME.sub("_", disposition.group(1))
-    content = gen / "e" / folder
-    target = content / KINDS[kind]
-    if not target.exists():  # identical content (same ETag) is stored once
+    target = gen / _file(page)
+    if page.key.startswith("pdf."):
+        # The portal's ETag of a PDF is its SHA-256: the folder's name carries it to nginx.
+        folder = SAFE_NAME.sub("", headers.get("ETag", "").removeprefix("W/").strip('"'))
+        disposition = DISPOSITION_NAME.search(headers.get("Content-Disposition", ""))
+        if disposition:
+            folder += "~" + SAFE_NAME.sub("_", disposition.group(1))
+        content = gen / "e" / folder
+        target.parent.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.symlink_to(Path("..") / "e" / folder)
+        target = content / target.name
         content.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-        modified = parse_date(headers.get("Last-Modified"))
-        if modified is not None:  # nginx sends the file's mtime as Last-Modified
-            stamp = modified.timestamp()
-            os.utime(target, (stamp, stamp))
-    (gen / "pages" / page.key).symlink_to(Path("..") / "e" / folder)
-    return {"url": page.url, "file": f"pages/{page.key}/{KINDS[kind]}",
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(body)
+    modified = parse_date(headers.get("Last-Modified"))
+    # nginx sends the file's mtime as Last-Modified and builds its ETag from it.
+    stamp = modified.timestamp() if modified is not None else 0
+    os.utime(target, (stamp, stamp))
+    return {"url": page.url, "file": _file(page),
             "headers": {name: headers[name] for name in KEPT_HEADERS if name in headers}}
 
 
@@ -121,7 +131,7 @@ def write(app: Flask) -> Path:
     root = snapshot_dir(app)
     with _locked(root):
         gen = root / f"{GENERATION_PREFIX}{time.time_ns()}-{os.getpid()}"
-        (gen / "pages").mkdir(parents=True)
+        gen.mkdir(parents=True)
         manifest: dict[str, Any] = {}
         client = app.test_client()
         try:
@@ -147,7 +157,9 @@ def write(app: Flask) -> Path:
 
 def _fsync_tree(gen: Path) -> None:
     """The files are on disk before the link points at them (a crash leaves no empty page)."""
-    for path in gen.rglob("page.*"):
+    for path in gen.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
         with open(path, "rb") as f:
             os.fsync(f.fileno())
 

@@ -10,6 +10,7 @@ it renders whatever is published when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
@@ -31,10 +32,8 @@ REFRESH_INTERVAL_SECONDS = 300
 @rq.job
 @jobs.unit_of_work
 def write_snapshot_job() -> str:
-    try:
+    with contextlib.suppress(RedisError, OSError):  # else the flag expires by itself
         rq.queue.connection.delete(QUEUED_FLAG)
-    except (RedisError, OSError):
-        pass  # the flag expires by itself
     return snapshot.write(current_app._get_current_object()).name  # type: ignore[attr-defined]
 
 
@@ -46,7 +45,10 @@ def refresh_snapshot_job() -> bool:
 
 
 def queue_snapshot() -> bool:
-    """Queue one rewrite unless one is already waiting; False when Redis cannot be reached."""
+    """Queue one rewrite unless one is already waiting; False when Redis cannot be reached.
+    Nothing is queued when ``PUBLIC_SNAPSHOT_DIR`` is empty (no snapshot wanted)."""
+    if not current_app.config.get("PUBLIC_SNAPSHOT_DIR"):
+        return True
     try:
         connection = rq.queue.connection
         if not connection.set(QUEUED_FLAG, "1", nx=True, ex=FLAG_SECONDS):
@@ -57,15 +59,12 @@ def queue_snapshot() -> bool:
     if jobs.enqueue(write_snapshot_job, job_id=f"public-snapshot-{uuid.uuid4().hex}",
                     timeout=600):
         return True
-    try:
+    with contextlib.suppress(RedisError, OSError):
         connection.delete(QUEUED_FLAG)
-    except (RedisError, OSError):
-        pass
     return False
 
 
 def on_public_change(_sender: object = None, **_kwargs: object) -> None:
     """Receiver of ``notices.signals.public_content_changed`` (sent after the commit) and of
     the events' public settings."""
-    if current_app.config.get("PUBLIC_SNAPSHOT_DIR"):
-        queue_snapshot()
+    queue_snapshot()
