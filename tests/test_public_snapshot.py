@@ -315,7 +315,8 @@ def test_public_pages_outlive_the_portal_through_nginx(stack: Stack) -> None:
         assert (status, p_status) == (200, 200), path
         assert sent.get("X-Aftercare-Snapshot") == "hit", path
         assert body == p_body, path
-        for name in (*VALIDATORS, "Content-Security-Policy", "X-Content-Type-Options"):
+        for name in (*VALIDATORS, "Content-Disposition", "Content-Security-Policy",
+                     "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
             assert sent.get(name) == p_sent.get(name), (path, headers, name)
         live[(path, tuple(headers.items()))] = body
         revalidated, _, _ = stack.get(stack.nginx_port, path,
@@ -354,7 +355,10 @@ def test_public_pages_outlive_the_portal_through_nginx(stack: Stack) -> None:
     published = time.monotonic()
 
     def updated() -> bool:
-        _, sent, body = stack.get(stack.nginx_port, f"/notices/{slug}?lang=en")
+        # Polled through nginx while the worker rewrites the snapshot: always a whole page.
+        status, sent, body = stack.get(stack.nginx_port, f"/notices/{slug}?lang=en")
+        assert status == 200 and body.rstrip().endswith(b"</html>")
+        assert int(sent["Content-Length"]) == len(body)
         return sent.get("X-Aftercare-Snapshot") == "hit" and title_en.encode() in body
 
     stack._wait(updated, "updated snapshot page", seconds=30)
