@@ -149,6 +149,22 @@ def test_a_reader_never_sees_a_half_written_page(app, users) -> None:
     assert len(kept) == 2
 
 
+def test_many_changes_queue_one_rewrite(app, users, run_worker) -> None:
+    from portal.extensions import rq
+    from portal.public import tasks
+
+    def queued() -> list[str]:
+        return [job_id for job_id in rq.get_queue("default").job_ids
+                if job_id.startswith("public-snapshot-")]
+
+    for _ in range(5):
+        notice_signals.public_content_changed.send()
+    assert len(queued()) == 1
+    run_worker()
+    assert queued() == [] and snapshot.current_manifest(app)["pages"]
+    assert tasks.queue_snapshot() and len(queued()) == 1  # the job cleared its flag
+
+
 def test_cli_writes_the_snapshot(app, users) -> None:
     slug = _published(app, users)
     uow.commit()
