@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server chromium fonts-noto-cjk libharfbuzz-subset0 poppler-utils \
+# nginx: serves the public snapshot (deploy/nginx-aftercare.conf); tests/test_public_snapshot.py
+# runs it with that config.
+APT_PACKAGES := redis-server nginx chromium fonts-noto-cjk libharfbuzz-subset0 poppler-utils \
 	libpango-1.0-0 libpangoft2-1.0-0 python3-venv
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -15,6 +17,7 @@ PORT ?= 5000
 run: install
 	$(BIN)/flask --app portal db upgrade
 	$(BIN)/flask --app portal demo seed
+	$(BIN)/flask --app portal public snapshot
 	$(BIN)/flask --app portal devserver --host $(HOST) --port $(PORT)
 
 test: install

@@ -73,6 +73,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.programmes import run_views as programme_run_views
     from portal.programmes import views as programme_views
     from portal.public import cache as public_cache
+    from portal.public import cli as public_cli
     from portal.public import views as public_views
     from portal.signoffs import views as signoff_views
     from portal.subscriptions import views as subscription_views
@@ -122,4 +123,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(main_cli.reconcile)
     app.cli.add_command(mailing_cli.mailings_cli)
     app.cli.add_command(lifecycle_cli.lifecycle_cli)
+    app.cli.add_command(public_cli.public_cli)
     return app

@@ -139,6 +139,10 @@ def load(instance_path: str) -> dict[str, Any]:
         # "mail" is worked by `flask --app portal mailings worker` (jobs in-process, no fork).
         "RQ_QUEUES": ["default", "mail"],
         "RQ_ASYNC": True,
+        # The static snapshot of the public site that nginx serves (portal/public/snapshot.py);
+        # empty: none is written.
+        "PUBLIC_SNAPSHOT_DIR": os.environ.get("PUBLIC_SNAPSHOT_DIR",
+                                              str(instance / "public-snapshot")).strip(),
         "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "PORTAL_COMPANY_NAME": os.environ.get("PORTAL_COMPANY_NAME", "Aftercare Demo Co."),
         "PORTAL_CONTACT_PHONE": os.environ.get("PORTAL_CONTACT_PHONE", "400-800-1234"),

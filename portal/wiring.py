@@ -75,6 +75,7 @@ from portal.programmes import signals as programme_signals
 from portal.programmes import tasks as programme_tasks
 from portal.programmes import unclaimed as programme_unclaimed
 from portal.public import cache as public_cache
+from portal.public import tasks as public_tasks
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
 from portal.signoffs import signals as signoff_signals
@@ -86,6 +87,7 @@ from portal.subscriptions import tasks as subscription_tasks
 
 def _refresh_public_pages(_sender: object) -> None:
     public_cache.invalidate()
+    public_tasks.on_public_change()  # the static snapshot nginx serves follows
 
 
 def _register_terms() -> None:
@@ -238,6 +240,8 @@ def connect() -> None:
     jobs.schedule(claim_tasks.purge_claims_job, every_seconds=claim_tasks.PURGE_INTERVAL_SECONDS)
     jobs.schedule(notification_tasks.deliver_due_job,
                   every_seconds=notification_tasks.DUE_INTERVAL_SECONDS)
+    jobs.schedule(public_tasks.refresh_snapshot_job,
+                  every_seconds=public_tasks.REFRESH_INTERVAL_SECONDS)
     jobs.schedule(programme_deadline_tasks.programme_deadlines_job,
                   every_seconds=programme_deadline_tasks.INTERVAL_SECONDS)
     jobs.schedule(subscription_tasks.purge_subscriptions_job,

@@ -8,13 +8,12 @@ and immediately in the process that made it. Without Redis nothing is cached.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -50,7 +49,7 @@ class CachedPage:
     def build(cls, body: bytes, last_modified: datetime | None, mimetype: str) -> CachedPage:
         from portal.security import SECURITY_HEADERS
 
-        etag = hashlib.sha256(body).hexdigest()[:32]
+        etag = static_etag(last_modified, len(body))
         common = [("ETag", f'"{etag}"'), ("Cache-Control", CACHE_CONTROL),
                   ("Vary", "Accept-Language"), *SECURITY_HEADERS]
         if last_modified:
@@ -67,6 +66,19 @@ class CachedPage:
             since = parse_date(if_modified_since)
             return since is not None and self.last_modified.replace(microsecond=0) <= since
         return False
+
+
+def static_etag(last_modified: datetime | None, size: int) -> str:
+    """nginx's ETag for a static file, ``<mtime in hex>-<size in hex>``: the static snapshot
+    (``portal.public.snapshot``) stores each page with its Last-Modified as the file's mtime,
+    so nginx, serving the file by itself, sends the very ETag the portal sends. A page changes
+    its Last-Modified (a publication, an update, a withdrawal) or its length (a PDF link, a
+    notice more or less in the list) whenever its content changes."""
+    seconds = 0
+    if last_modified is not None:
+        aware = last_modified if last_modified.tzinfo else last_modified.replace(tzinfo=UTC)
+        seconds = int(aware.timestamp())
+    return f"{seconds:x}-{size:x}"
 
 
 class PageCache:
