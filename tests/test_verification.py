@@ -306,7 +306,7 @@ def test_the_migration_gives_earlier_publications_their_code(app_factory, tmp_pa
 
     app = app_factory(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'before.db'}")
     with app.app_context():
-        upgrade(revision="h14_g1")
+        upgrade(revision="h15_b1")
         with db.engine.begin() as conn:
             conn.execute(text("INSERT INTO notice_version (id, notice_id, number, content_hash, "
                               "created_at) VALUES (5, 1, 1, :hash, '2026-01-01')"),

@@ -2,7 +2,7 @@
 (double opt-in, one-time codes), and the published versions delivered to them
 
 Revision ID: h15_b1
-Revises: h14_g1
+Revises: h14_h1
 Create Date: 2026-12-07 18:00:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h15_b1'
-down_revision = 'h14_g1'
+down_revision = 'h14_h1'
 branch_labels = None
 depends_on = None
 

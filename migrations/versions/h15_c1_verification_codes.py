@@ -3,7 +3,7 @@ mailing_recipient.verification_code, each unique (the /verify lookup); publicati
 before get their code here when the app's VERIFICATION_KEY is at hand
 
 Revision ID: h15_c1
-Revises: h14_g1
+Revises: h15_b1
 Create Date: 2026-12-07 18:10:00.000000
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h15_c1'
-down_revision = 'h14_g1'
+down_revision = 'h15_b1'
 branch_labels = None
 depends_on = None
 

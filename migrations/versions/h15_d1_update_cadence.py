@@ -2,7 +2,7 @@
 and the lead on the event
 
 Revision ID: h15_d1
-Revises: h14_g1
+Revises: h15_c1
 Create Date: 2026-12-07 18:10:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h15_d1'
-down_revision = 'h14_g1'
+down_revision = 'h15_c1'
 branch_labels = None
 depends_on = None
 
