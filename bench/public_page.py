@@ -369,6 +369,7 @@ def prepare_portal(tmp: Path, redis: str, procs: Processes) -> tuple[dict[str, s
            "SECRET_KEY": secrets.token_hex(32), "REDIS_URL": f"unix://{sock}",
            "AUDIT_HMAC_KEY": secrets.token_hex(32), "AUDIT_SIGNING_KEY": secrets.token_hex(32),
            "PAYOUT_DETAILS_KEY": secrets.token_hex(32), "ERASURE_KEY": secrets.token_hex(32),
+           "VERIFICATION_KEY": secrets.token_hex(32),
            "PORTAL_ENV": "production"}
     # The CLI gets the temporary instance folder (the demo seed writes its credentials there).
     flask_app = f"portal:create_app({{'INSTANCE_PATH': {str(instance)!r}}})"

@@ -194,7 +194,7 @@ class Stack:
                     "REDIS_URL": f"unix://{self.sock}", "PORTAL_ENV": "production",
                     "SECRET_KEY": "s" * 64, "AUDIT_HMAC_KEY": "a" * 64,
                     "AUDIT_SIGNING_KEY": "b" * 64, "PAYOUT_DETAILS_KEY": "c" * 64,
-                    "ERASURE_KEY": "d" * 64,
+                    "ERASURE_KEY": "d" * 64, "VERIFICATION_KEY": "v" * 64,
                     "PUBLIC_SNAPSHOT_DIR": str(self.instance / "public-snapshot")}
 
     def start(self, name: str, argv: list[str]) -> None:
