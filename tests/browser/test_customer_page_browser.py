@@ -97,8 +97,10 @@ def test_check_my_case_on_a_notice_page_answers_the_same_page(app, users, new_pa
     db.session.commit()
     page = new_page(locale="zh-CN")
     page.goto(f"/notices/{notice.slug}")
-    page.get_by_label("您的电子邮箱").fill("nobody@example.com")
-    page.get_by_label("订单号或个案编号").fill("WD-1")
+    # The page also offers updates by e-mail: the check is its own region.
+    check = page.get_by_role("region", name="查询我的赔付")
+    check.get_by_label("您的电子邮箱").fill("nobody@example.com")
+    check.get_by_label("订单号或个案编号").fill("WD-1")
     page.get_by_role("button", name="发送链接给我").click()
     expect(page.get_by_role("heading", name="请查收邮件")).to_be_visible()
     page.screenshot(path=str(SHOTS / "check-sent-zh.png"), full_page=True)
