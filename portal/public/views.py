@@ -274,8 +274,16 @@ def _verify_page(text: str | None) -> Response:
     html = render_template(
         "public/verify.html", locale=locale, typed=text or "", code=code, issued=issued,
         entry=entry, body_html=body_html, grouped=verification.grouped(code),
-        report=current_app.config["VERIFY_REPORT_ADDRESS"])
+        **_report_to())
     return Response(html, status, headers={"Cache-Control": "no-store"})
+
+
+def _report_to() -> dict[str, str]:
+    """Where a reader reports what is not ours: the configured address, and its link (a web
+    address as it is, an e-mail address as mailto:)."""
+    report = current_app.config["VERIFY_REPORT_ADDRESS"]
+    web = report.startswith(("https://", "http://"))
+    return {"report": report, "report_link": report if web else f"mailto:{report}"}
 
 
 @bp.route("/verify")
@@ -301,6 +309,5 @@ def _too_many(_err: RateLimitExceeded) -> ResponseReturnValue:
     if request.endpoint not in VERIFY_ENDPOINTS:
         return render_error(429)
     html = render_template("public/verify.html", locale=_locale(), typed="", code=None,
-                           issued=None, limited=True,
-                           report=current_app.config["VERIFY_REPORT_ADDRESS"])
+                           issued=None, limited=True, **_report_to())
     return Response(html, 429, headers={"Cache-Control": "no-store", "Retry-After": "60"})
