@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import DateTime
+from sqlalchemy import ColumnElement, DateTime, Integer, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator
+
+from portal.extensions import db
 
 
 class PdfStatus(StrEnum):
@@ -30,6 +35,16 @@ PDF_STATUS_LABELS = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def among(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN ids`` for the long lists of integer ids of bulk work. On PostgreSQL one
+    array parameter (``= ANY(:ids)``): the statement's text is the same whatever the count,
+    where an IN list of 500 is rendered, sent and parsed anew for every chunk (a tenth of
+    applying a bank file of 100,000 lines). Elsewhere a plain IN."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))
 
 
 def text_digest(text: str | None) -> str | None:

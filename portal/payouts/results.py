@@ -34,7 +34,7 @@ from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.i18n import N_, Message, term
 from portal.imports import CONTROL_CHARACTER, too_large
-from portal.models import utcnow
+from portal.models import among, utcnow
 from portal.payouts.models import BatchStatus, LineStatus, PayoutBatch, PayoutLine, PayoutResult
 from portal.payouts.result_parsing import PAID, REJECTED, ParsedResult, ResultLine
 from portal.payouts.result_parsing import parse_result_file as parse
@@ -216,7 +216,7 @@ def _write_lines(updates: list[dict[str, Any]], result: PayoutResult) -> None:
         chunk = updates[start:start + IN_BATCH]
         db.session.execute(statement, chunk)
         done = db.session.scalar(select(func.count(PayoutLine.id)).where(
-            PayoutLine.id.in_([u["line_id"] for u in chunk]),
+            among(PayoutLine.id, [u["line_id"] for u in chunk]),
             PayoutLine.result_id == result.id))
         if done != len(chunk):
             raise RuntimeError("payout lines changed while the result was applied")
@@ -288,7 +288,7 @@ def _paid_cases(case_ids: list[int]) -> dict[int, str]:
     for start in range(0, len(case_ids), IN_BATCH):
         for case_id, payout_ref in db.session.execute(
                 select(Payment.case_id, Payment.payout_ref).where(
-                    Payment.case_id.in_(case_ids[start:start + IN_BATCH]))):
+                    among(Payment.case_id, case_ids[start:start + IN_BATCH]))):
             found[case_id] = payout_ref
     return found
 
@@ -300,7 +300,7 @@ def _cases(case_ids: list[int]) -> dict[int, Case]:
                         Case.currency, Case.programme_id, Case.lock_version, Case.updated_at)
     for start in range(0, len(case_ids), IN_BATCH):
         found.update({c.id: c for c in db.session.scalars(
-            select(Case).options(columns).where(Case.id.in_(case_ids[start:start + IN_BATCH])))})
+            select(Case).options(columns).where(among(Case.id, case_ids[start:start + IN_BATCH])))})
     return found
 
 

@@ -25,7 +25,7 @@ from portal.cases.models import Case, Payment
 from portal.errors import Conflict
 from portal.extensions import db
 from portal.i18n import N_
-from portal.models import utcnow
+from portal.models import among, utcnow
 from portal.programmes.models import MemberStatus, ProgrammeMember
 
 # A member in one of these has its case still under the programme.
@@ -111,7 +111,7 @@ def members_paid(actor: User | None, payments: list[tuple[Case, int]], **_: Any)
                 # ``programme_id + 0`` serves no index: the members are found by their
                 # cases even without statistics (right after case generation), not by
                 # walking all the programme's members for each chunk.
-                .where(table.c.case_id.in_(ids[start:start + IN_CHUNK]),
+                .where(among(table.c.case_id, ids[start:start + IN_CHUNK]),
                        table.c.programme_id + 0 == programme_id,
                        table.c.status.in_([str(s) for s in UNDER_PROGRAMME]))
                 .values(status=str(MemberStatus.PAID), updated_at=utcnow())

@@ -28,7 +28,7 @@ from portal.customers.models import Customer
 from portal.errors import RuleViolation
 from portal.extensions import db
 from portal.i18n import N_, term
-from portal.models import utcnow
+from portal.models import among, utcnow
 from portal.programmes.models import MemberStatus, Programme, ProgrammeMember
 
 UNCLAIMED_REASONS = {
@@ -94,7 +94,7 @@ def record_failed_payouts(case_ids: list[int]) -> int:
     for start in range(0, len(case_ids), IN_CHUNK):
         moved = db.session.execute(
             update(table)
-            .where(table.c.case_id.in_(case_ids[start:start + IN_CHUNK]),
+            .where(among(table.c.case_id, case_ids[start:start + IN_CHUNK]),
                    table.c.status.in_([str(s) for s in CLAIMABLE]))
             .values(failed_payouts=table.c.failed_payouts + 1, updated_at=utcnow())
             .returning(table.c.id, table.c.programme_id, table.c.case_id,
