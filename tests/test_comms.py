@@ -340,12 +340,18 @@ def test_metrics_page_and_csv_in_both_languages(app, users, auth, client) -> Non
     assert line[1:4] == ["Known history", "Incident", "Sev 1 (critical)"]
     assert line[6:9] == ["25", "30", "met"] and line[9:11] == ["3", "8"]
     assert line[12:15] == ["60", "120", "met"] and line[15:] == ["1", "1"]
+    header, *severities = _csv(client.get("/events/communications-by-severity.csv"))
+    assert header[:3] == ["Severity", "Events", "Mean minutes to first notice"]
+    assert severities[0] == ["Sev 1 (critical)", "1", "25", "3", "8", "60", "1", "1", "2", "0"]
+    assert [s[1] for s in severities[1:]] == ["0", "0", "0"]
     users[Role.LEGAL].locale = "zh_CN"
     db.session.commit()
     assert "25 分钟" in client.get("/events/communications").text
     header, line = _csv(client.get("/events/communications.csv"))
     assert "至首份公告的分钟数" in header and "按时更新" in header
     assert line[3] == "一级（特别重大）" and line[8] == "已达成" and line[14] == "已达成"
+    header, first, *_rest = _csv(client.get("/events/communications-by-severity.csv"))
+    assert "达成目标数" in header and first[:3] == ["一级（特别重大）", "1", "25"]
     auth.logout()
     assert client.get("/events/communications.csv").status_code in (302, 401)
 

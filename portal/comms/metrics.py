@@ -189,3 +189,14 @@ def export_csv(rows: list[EventMetrics]) -> Iterator[str]:
                 mailing.minutes if mailing else None, target_label(mailing), r.on_time, r.late]
 
     yield from exports.stream(header, map(line, rows))
+
+
+def export_severity_csv(rows: list[SeverityMetrics]) -> Iterator[str]:
+    """One line per severity (the page's "By severity" table), in the reader's language."""
+    header = [_("Severity"), _("Events"), _("Mean minutes to first notice"),
+              _("Legal reviews"), _("Mean minutes in legal review"),
+              _("Mean minutes to first mailing"), _("Updates on time"), _("Updates late"),
+              _("Targets met"), _("Targets missed")]
+    yield from exports.stream(header, (
+        [str(LABELS[s.severity]), s.events, s.to_first_notice, s.reviews, s.review_mean,
+         s.to_first_mailing, s.on_time, s.late, s.met, s.missed] for s in rows))

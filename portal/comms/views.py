@@ -73,3 +73,11 @@ def metrics_page() -> ResponseReturnValue:
 def metrics_csv() -> ResponseReturnValue:
     return exports.response("communication-metrics.csv",
                             metrics.export_csv(metrics.for_events(metrics.all_events())))
+
+
+@bp.route("/communications-by-severity.csv")
+@access(STAFF)
+def metrics_severity_csv() -> ResponseReturnValue:
+    rows = metrics.by_severity(metrics.for_events(metrics.all_events()))
+    return exports.response("communication-metrics-by-severity.csv",
+                            metrics.export_severity_csv(rows))
