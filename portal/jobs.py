@@ -18,6 +18,7 @@ like the per-message and per-batch commits of the long jobs, each commented wher
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from rq import cron
 from sqlalchemy import Integer, and_, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import uow
+from portal import metrics, uow
 from portal.extensions import db, rq
 from portal.models import UTCDateTime, utcnow
 
@@ -47,15 +48,28 @@ def unit_of_work(job: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(job)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        started, ok = time.perf_counter(), False
         try:
-            result = job(*args, **kwargs)
-        except BaseException:
-            uow.rollback()
-            raise
-        uow.commit()  # the job's boundary
+            try:
+                result = job(*args, **kwargs)
+            except BaseException:
+                uow.rollback()
+                raise
+            uow.commit()  # the job's boundary
+            ok = True
+        finally:
+            metrics.observe_job(_queue_name(), ok, time.perf_counter() - started)
         return result
 
     return run
+
+
+def _queue_name() -> str:
+    """The queue of the RQ job running now ("inline" when called outside a worker)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.origin if job is not None else "inline"
 
 
 @contextmanager
@@ -227,7 +241,12 @@ def schedule(job: Any, *, every_seconds: int) -> None:
 
 
 def reconcile_all(min_age: timedelta = DEFAULT_MIN_AGE) -> int:
-    return sum(func(min_age) for func in RECONCILERS)
+    total = 0
+    for func in RECONCILERS:
+        count = func(min_age)
+        metrics.requeued(getattr(func, "__qualname__", repr(func)), count)
+        total += count
+    return total
 
 
 def requeue_lost(
