@@ -38,6 +38,11 @@ from portal.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
+# The workers' time to live in RQ's registry (``flask rq worker --worker-ttl 60``; the
+# mailings worker sets it): an idle worker then beats every 45 s, so ``/readyz`` (a beat
+# within the last minute) sees it. RQ's default, 420, beats every 405 s.
+WORKER_TTL = 60
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -16,8 +16,10 @@ from portal.extensions import db, rq
 log = logging.getLogger(__name__)
 
 OK, FAILING = "ok", "failing"
-# RQ's workers beat every few seconds while idle (their timeout is 420 s, but a worker that
-# has not beaten for a minute is presumed stuck or gone).
+# An idle RQ worker beats each time its wait for a job ends, every ``worker_ttl - 15``
+# seconds: with ``jobs.WORKER_TTL`` (60) every 45 s, inside this minute. A worker that has not
+# beaten for longer is presumed stuck or gone, unless it is busy with a job: it beat when it
+# took the job, and RQ drops it from its registry when the job's timeout has passed.
 HEARTBEAT_WITHIN = timedelta(seconds=60)
 
 
@@ -60,7 +62,7 @@ def beating_queues(now: datetime | None = None) -> set[str]:
             continue
         if beat.tzinfo is None:
             beat = beat.replace(tzinfo=UTC)
-        if now - beat <= HEARTBEAT_WITHIN:
+        if now - beat <= HEARTBEAT_WITHIN or worker.get_state() == "busy":
             beating.update(worker.queue_names())
     return beating
 
