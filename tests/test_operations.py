@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -269,3 +270,20 @@ def test_logs_stay_text_outside_production(app_factory, json_logs) -> None:
     app_factory()
     assert logs.json_handler() is None
     assert logs.json_wanted(app_factory(PORTAL_ENV="production", LOG_FORMAT=""))
+
+
+def test_multiprocess_mode_adds_up_the_processes(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, values counted in other processes (gunicorn workers,
+    work horses) reach the scrape of this one."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = "from portal import metrics; metrics.login_failed(); metrics.mail_sent()"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=120)
+    scrape = ("import sys; from portal import metrics; "
+              "sys.stdout.write(metrics.exposition([]).decode())")
+    text = subprocess.run([sys.executable, "-c", scrape], env=env, check=True, timeout=120,
+                          capture_output=True, text=True).stdout
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("aftercare_login_failures_total", ())] == 2
+    assert samples[("aftercare_mailing_messages_total", (("result", "sent"),))] == 2
