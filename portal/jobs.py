@@ -245,11 +245,18 @@ def schedule(job: Any, *, every_seconds: int) -> None:
         cron.register(func, "default", interval=every_seconds)
 
 
+def _reconciler_name(func: Reconciler) -> str:
+    """``module.function`` (a pipeline's bound method adds the pipeline's name)."""
+    name = f"{func.__module__}.{getattr(func, '__qualname__', repr(func))}"
+    owner = getattr(func, "__self__", None)
+    return f"{name}:{owner.name}" if isinstance(getattr(owner, "name", None), str) else name
+
+
 def reconcile_all(min_age: timedelta = DEFAULT_MIN_AGE) -> int:
     total = 0
     for func in RECONCILERS:
         count = func(min_age)
-        metrics.requeued(getattr(func, "__qualname__", repr(func)), count)
+        metrics.requeued(_reconciler_name(func), count)
         total += count
     return total
 

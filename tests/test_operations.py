@@ -287,3 +287,31 @@ def test_multiprocess_mode_adds_up_the_processes(tmp_path: Path) -> None:
                for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples[("aftercare_login_failures_total", ())] == 2
     assert samples[("aftercare_mailing_messages_total", (("result", "sent"),))] == 2
+
+
+@pytest.mark.integration
+def test_metrics_count_mailing_messages_and_reconciler_requeues(app, users, scenario, smtp,
+                                                                run_worker, redis_url) -> None:
+    from tests.test_mailings import add_customers, draft, start
+
+    app.config["METRICS_TOKEN"] = TOKEN
+    client = app.test_client()
+    before = _metrics(client)
+    event, notice = scenario
+    app.config["MAILING_CHUNK_SIZE"] = 2
+    people = add_customers(users, event, 4)
+    smtp(refuse={people[3].email})
+    start(users, draft(users, event, notice))
+    Redis.from_url(redis_url).flushall()  # the two chunk jobs are lost
+    assert jobs.reconcile_all(timedelta(0)) == 2
+    run_worker()
+    after = _metrics(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert moved("aftercare_mailing_messages_total", result="sent") == 3
+    assert moved("aftercare_mailing_messages_total", result="failed") == 1
+    assert moved("aftercare_reconciler_requeued_total",
+                 reconciler="portal.mailings.tasks.requeue_lost_chunks") == 2
+    assert moved("aftercare_job_seconds_count", queue="mail", result="ok") == 2
