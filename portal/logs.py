@@ -23,7 +23,6 @@ import uuid
 from typing import Any
 
 from flask import Flask, g, has_request_context, request
-from flask_login import current_user
 from pythonjsonlogger.json import JsonFormatter
 
 from portal import metrics
@@ -85,10 +84,10 @@ class RequestContext(logging.Filter):
 
 
 def _user_id() -> int | None:
-    try:
-        return current_user.id if current_user.is_authenticated else None
-    except Exception:  # before the session is read, or the database is away
-        return None
+    """The signed-in staff member's id, once the request has loaded them (never loaded here:
+    a log line must not query the database, which may be what failed)."""
+    user = g.get("_login_user")  # where Flask-Login keeps current_user
+    return user.id if user is not None and getattr(user, "is_authenticated", False) else None
 
 
 def json_handler() -> logging.Handler | None:
@@ -144,7 +143,8 @@ def _finish(response: Any) -> Any:
 
 def init_app(app: Flask) -> None:
     configure(app)
-    app.before_request(_start)
+    # First of all the hooks (CSRF's is registered earlier and may refuse the request).
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_finish)
 
 
