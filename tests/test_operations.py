@@ -315,3 +315,17 @@ def test_metrics_count_mailing_messages_and_reconciler_requeues(app, users, scen
     assert moved("aftercare_reconciler_requeued_total",
                  reconciler="portal.mailings.tasks.requeue_lost_chunks") == 2
     assert moved("aftercare_job_seconds_count", queue="mail", result="ok") == 2
+
+
+def test_a_request_refused_by_csrf_is_logged_with_its_id(app_factory, json_logs) -> None:
+    app = app_factory(LOG_FORMAT="json", WTF_CSRF_ENABLED=True)
+    logs.json_handler().setStream(json_logs)
+    response = app.test_client().post("/login", data={"email": "x@example.com",
+                                                      "password": "p" * 12},
+                                      headers={"X-Request-ID": "req-no-csrf"})
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"] == "req-no-csrf"
+    [line] = [line for line in _lines(json_logs) if line["message"] == "request"]
+    assert (line["request_id"], line["status"], line["endpoint"]) == (
+        "req-no-csrf", 400, "auth.login")
+    assert "x@example.com" not in json_logs.getvalue()
