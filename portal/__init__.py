@@ -46,7 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     limiter.init_app(app)  # in Redis (RATELIMIT_STORAGE_URI above); see config for its limits
 
-    from portal import i18n, redirects, security, uow, web, wiring
+    from portal import i18n, logs, redirects, security, uow, web, wiring
     from portal.audit import cli as audit_cli
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.main import views as main_views
     from portal.my import views as my_views
     from portal.notices import views as notice_views
+    from portal.ops import views as ops_views
     from portal.payouts import result_views as payout_result_views
     from portal.payouts import views as payout_views
     from portal.postmortems import views as postmortem_views
@@ -79,6 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.subscriptions import views as subscription_views
     from portal.users import views as user_views
 
+    logs.init_app(app)  # first: the request id exists before any other hook logs
     babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
     i18n.init_app(app)
     redirects.init_app(app)
@@ -89,6 +91,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     wiring.connect()
 
     app.register_blueprint(main_views.bp)
+    app.register_blueprint(ops_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(user_views.bp)
     app.register_blueprint(audit_views.bp)

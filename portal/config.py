@@ -139,6 +139,11 @@ def load(instance_path: str) -> dict[str, Any]:
         # "mail" is worked by `flask --app portal mailings worker` (jobs in-process, no fork).
         "RQ_QUEUES": ["default", "mail"],
         "RQ_ASYNC": True,
+        # Operations (portal/ops, portal/logs.py; README "Operations"): the bearer token
+        # Prometheus sends to /metrics (empty: /metrics answers 404), and the log format
+        # ("json": one JSON object a line; "text"; empty: json in production, else text).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip(),
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "").strip().lower(),
         # The static snapshot of the public site that nginx serves (portal/public/snapshot.py);
         # empty: none is written.
         "PUBLIC_SNAPSHOT_DIR": os.environ.get("PUBLIC_SNAPSHOT_DIR",

@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import config, jobs
+from portal import config, jobs, metrics
 from portal.extensions import db, rq
 from portal.models import PdfStatus, UTCDateTime, utcnow
 from portal.web import wants_partial
@@ -90,11 +90,13 @@ def write_pdf(html: str, identity: str) -> bytes:
     from weasyprint import CSS, HTML
 
     fetcher = refusing_fetcher()
-    document = HTML(string=html, url_fetcher=fetcher, base_url=None)
-    return document.write_pdf(
-        stylesheets=[CSS(string=STYLESHEET.read_text(), url_fetcher=fetcher)],
-        pdf_identifier=hashlib.sha256(identity.encode()).digest()[:16], uncompressed_pdf=False,
-    )
+    with metrics.pdf_render():
+        document = HTML(string=html, url_fetcher=fetcher, base_url=None)
+        return document.write_pdf(
+            stylesheets=[CSS(string=STYLESHEET.read_text(), url_fetcher=fetcher)],
+            pdf_identifier=hashlib.sha256(identity.encode()).digest()[:16],
+            uncompressed_pdf=False,
+        )
 
 
 # --- rows ------------------------------------------------------------------------------------

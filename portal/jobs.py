@@ -18,6 +18,7 @@ like the per-message and per-batch commits of the long jobs, each commented wher
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,11 +32,16 @@ from rq import cron
 from sqlalchemy import Integer, and_, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal import uow
+from portal import metrics, uow
 from portal.extensions import db, rq
 from portal.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
+
+# The workers' time to live in RQ's registry (``flask rq worker --worker-ttl 60``; the
+# mailings worker sets it): an idle worker then beats every 45 s, so ``/readyz`` (a beat
+# within the last minute) sees it. RQ's default, 420, beats every 405 s.
+WORKER_TTL = 60
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,15 +53,28 @@ def unit_of_work(job: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(job)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        started, ok = time.perf_counter(), False
         try:
-            result = job(*args, **kwargs)
-        except BaseException:
-            uow.rollback()
-            raise
-        uow.commit()  # the job's boundary
+            try:
+                result = job(*args, **kwargs)
+            except BaseException:
+                uow.rollback()
+                raise
+            uow.commit()  # the job's boundary
+            ok = True
+        finally:
+            metrics.observe_job(_queue_name(), ok, time.perf_counter() - started)
         return result
 
     return run
+
+
+def _queue_name() -> str:
+    """The queue of the RQ job running now ("inline" when called outside a worker)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.origin if job is not None else "inline"
 
 
 @contextmanager
@@ -226,8 +245,20 @@ def schedule(job: Any, *, every_seconds: int) -> None:
         cron.register(func, "default", interval=every_seconds)
 
 
+def _reconciler_name(func: Reconciler) -> str:
+    """``module.function`` (a pipeline's bound method adds the pipeline's name)."""
+    name = f"{func.__module__}.{getattr(func, '__qualname__', repr(func))}"
+    owner = getattr(func, "__self__", None)
+    return f"{name}:{owner.name}" if isinstance(getattr(owner, "name", None), str) else name
+
+
 def reconcile_all(min_age: timedelta = DEFAULT_MIN_AGE) -> int:
-    return sum(func(min_age) for func in RECONCILERS)
+    total = 0
+    for func in RECONCILERS:
+        count = func(min_age)
+        metrics.requeued(_reconciler_name(func), count)
+        total += count
+    return total
 
 
 def requeue_lost(

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal import metrics
 from portal.accounts import Role, User, new_session_token
 from portal.audit import services as audit
 from portal.auth.models import LoginFailure
@@ -91,6 +92,7 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
         return SignInResult(user)
 
     db.session.add(LoginFailure(ip=ip, email=email[:254], at=now))
+    metrics.login_failed()
     if user and user.active and not locked:
         user.failed_logins += 1
         if user.failed_logins >= cfg["LOGIN_MAX_FAILURES"]:

@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
+from portal import jobs
 from portal.extensions import rq
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def work(app: Flask, queues: tuple[str, ...] = ("mail",), *, burst: bool = False
     with back-off and starts a new worker, so the mail queue outlives a Redis restart."""
     wait = 1.0
     while True:
-        worker = make_worker(app, queues, name=name)
+        worker = make_worker(app, queues, name=name, worker_ttl=jobs.WORKER_TTL)
         started = time.monotonic()
         try:
             worker.work(burst=burst)

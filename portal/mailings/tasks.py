@@ -24,7 +24,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from portal import jobs, uow
+from portal import jobs, metrics, uow
 from portal.audit import services as audit
 from portal.customers import links
 from portal.customers.models import Customer
@@ -231,9 +231,11 @@ def send_chunk_job(mailing_id: int, chunk: int) -> int:
                         personal_url=links.link_url(token), verification_code=code)
                     throttle.wait()
                     client.send(message, sender, [email])
+                    metrics.mail_sent()
                 except JobTimeoutException:
                     raise
                 except Exception as exc:  # one bad row must not stop the chunk
+                    metrics.mail_failed()
                     if _record_failure(ledger, mailing_id, recipient_id, attempts, exc,
                                        max_attempts, customer_id, stored_audience):
                         return sent

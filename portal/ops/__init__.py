@@ -1,0 +1,1 @@
+"""Operations: the health checks a load balancer asks and the metrics Prometheus scrapes."""
