@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
+    from portal.backups import cli as backup_cli
     from portal.cases import canned_views, evidence_views, offer_views, triage_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
@@ -124,4 +125,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(mailing_cli.mailings_cli)
     app.cli.add_command(lifecycle_cli.lifecycle_cli)
     app.cli.add_command(public_cli.public_cli)
+    app.cli.add_command(backup_cli.backup)
+    app.cli.add_command(backup_cli.restore)
     return app
