@@ -58,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.comms import views as comms_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
+    from portal.jobqueues import views as jobqueue_views
     from portal.lifecycle import cli as lifecycle_cli
     from portal.lifecycle import views as lifecycle_views
     from portal.mailings import cli as mailing_cli
@@ -92,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(main_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(user_views.bp)
+    app.register_blueprint(jobqueue_views.bp)
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(event_views.bp)
     app.register_blueprint(centre_views.bp)
