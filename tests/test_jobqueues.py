@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from portal.accounts import Role
@@ -13,7 +14,6 @@ from portal.audit.models import AuditEntry
 from portal.extensions import db, rq
 from portal.i18n import LOCALE_COOKIE
 from tests.test_page_language import foreign_words, visible_texts
-from rq.registry import FailedJobRegistry
 
 
 def explode(row_id: int) -> None:
