@@ -203,3 +203,14 @@ def test_a_non_empty_target_is_refused(filled, runner, target, tmp_path_factory)
         assert backups.database_tables() == []
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_without_pg_dump_the_backup_says_so(app, runner, tmp_path_factory, monkeypatch):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("pg_dump is only needed for PostgreSQL")
+    monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty-path")))
+    archive = tmp_path_factory.mktemp("archives") / "b.tar.gz"
+    result = runner.invoke(args=["backup", str(archive)])
+    assert result.exit_code == 1
+    assert "pg_dump is not on PATH" in result.output and "postgresql-client" in result.output
+    assert not archive.exists()
