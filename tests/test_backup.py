@@ -21,6 +21,7 @@ from werkzeug.datastructures import FileStorage
 
 from portal import create_app, uow
 from portal.accounts import Role
+from portal.backups import restore as restoring
 from portal.backups import services as backups
 from portal.cases import evidence
 from portal.cases import services as cases
@@ -178,7 +179,7 @@ def test_a_damaged_archive_restores_nothing(filled, runner, target, tmp_path_fac
             assert result.exit_code == 1
             assert f"{name} is damaged" in result.output and "nothing restored" in result.output
             assert backups.database_tables() == []
-            assert backups.existing_instance_files() == []
+            assert restoring.existing_instance_files() == []
     truncated = out_dir / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with fresh.app_context():

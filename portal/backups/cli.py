@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from portal.backups import restore as restoring
 from portal.backups import services
 from portal.backups.services import BackupError
 
@@ -55,7 +56,7 @@ def backup(path: Path | None) -> None:
 def restore(archive: Path) -> None:
     """Restore a backup into an EMPTY database and instance, after checking every SHA-256."""
     try:
-        manifest = services.restore(archive)
+        manifest = restoring.restore(archive)
     except BackupError as exc:
         click.echo(f"Refused, nothing restored: {exc}", err=True)
         raise SystemExit(1) from exc

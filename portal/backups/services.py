@@ -119,7 +119,7 @@ def code_revisions() -> set[str]:
 
 # --- which files -------------------------------------------------------------------------------
 
-def _instance() -> Path:
+def instance_path() -> Path:
     return Path(current_app.instance_path).resolve()
 
 
@@ -153,12 +153,12 @@ def _located(setting: str) -> Path | None:
     if not value:
         return None
     path = Path(value).resolve()
-    return None if path.is_relative_to(_instance()) else path
+    return None if path.is_relative_to(instance_path()) else path
 
 
 def instance_files(skip: set[Path] = frozenset()) -> Iterator[tuple[str, Path]]:  # type: ignore[assignment]
     """(archive member name, path) of every file a backup holds, the database apart."""
-    instance = _instance()
+    instance = instance_path()
     skip = set(skip) | _database_files() | {instance / BACKUP_FOLDER}
     for path in _walk(instance, skip):
         yield "instance/" + path.relative_to(instance).as_posix(), path
@@ -180,10 +180,10 @@ def destination(member: str) -> Path:
         raise BackupError(f"The archive holds a file with an unsafe name: {member!r}.")
     kind, rest = parts[0], parts[1:]
     if kind == "instance" and rest:
-        return _instance().joinpath(*rest)
+        return instance_path().joinpath(*rest)
     if kind == "external" and rest and rest[0] in LOCATED_SETTINGS:
         setting = rest[0]
-        base = Path(current_app.config.get(setting) or _instance() / LOCATED_SETTINGS[setting])
+        base = Path(current_app.config.get(setting) or instance_path() / LOCATED_SETTINGS[setting])
         return base.joinpath(*rest[1:]) if rest[1:] else base
     raise BackupError(f"The archive holds a file this portal does not know: {member!r}.")
 
@@ -265,7 +265,7 @@ def database_tables() -> list[str]:
     return sorted(inspect(db.engine).get_table_names())
 
 
-def _restore_database(dialect: str, dump: Path) -> None:
+def restore_database(dialect: str, dump: Path) -> None:
     url = db.engine.url
     if url.get_backend_name() != dialect:
         raise BackupError(f"The archive holds a {dialect} database; this portal uses "
@@ -290,7 +290,7 @@ def _restore_database(dialect: str, dump: Path) -> None:
 
 def default_path() -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return _instance() / BACKUP_FOLDER / f"aftercare-{stamp}.tar.gz"
+    return instance_path() / BACKUP_FOLDER / f"aftercare-{stamp}.tar.gz"
 
 
 def backup(path: Path) -> Manifest:
@@ -323,115 +323,6 @@ def backup(path: Path) -> Manifest:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return manifest
-
-
-# --- restore ------------------------------------------------------------------------------------
-
-def _regular_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    for info in tar:
-        if not info.isfile():
-            raise BackupError(f"The archive holds {info.name!r}, which is not a plain file.")
-        yield info
-
-
-def check(archive: Path) -> Manifest:
-    """Read the whole archive once: every member's SHA-256 and size against the manifest.
-    Raises :class:`BackupError` naming the first difference."""
-    seen: dict[str, Member] = {}
-    raw_manifest = None
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            for info in _regular_members(tar):
-                fh = tar.extractfile(info)
-                assert fh is not None
-                if info.name == MANIFEST:
-                    raw_manifest = fh.read()
-                    continue
-                digest, size = hashlib.sha256(), 0
-                while chunk := fh.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                seen[info.name] = Member(info.name, size, digest.hexdigest())
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BackupError(f"{archive} cannot be read as a backup archive: {exc}.") from exc
-    if raw_manifest is None:
-        raise BackupError(f"{archive} holds no {MANIFEST}: not a complete backup.")
-    try:
-        manifest = Manifest.from_json(raw_manifest)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BackupError(f"The manifest of {archive} cannot be read: {exc}.") from exc
-    expected = {m.name: m for m in manifest.files}
-    for name in sorted(expected.keys() | seen.keys()):
-        want, got = expected.get(name), seen.get(name)
-        if want is None:
-            raise BackupError(f"{name} is in the archive but not in its manifest.")
-        if got is None:
-            raise BackupError(f"{name} is in the manifest but missing from the archive.")
-        if (got.size, got.sha256) != (want.size, want.sha256):
-            raise BackupError(f"{name} is damaged: SHA-256 {got.sha256} ({got.size} bytes), "
-                              f"the manifest says {want.sha256} ({want.size} bytes).")
-        if name != manifest.database_member:
-            destination(name)  # refuses unsafe or unknown names before anything is written
-    return manifest
-
-
-def existing_instance_files() -> list[str]:
-    """Files in this instance that a restore would not replace safely (keys a fresh instance
-    makes on its first start and the empty database excepted)."""
-    keys = {(_instance() / name) for name in KEY_FILES}
-    return [name for name, path in instance_files(skip=keys)]
-
-
-def ensure_empty() -> None:
-    tables = database_tables()
-    if tables:
-        shown = ", ".join(tables[:5]) + (" …" if len(tables) > 5 else "")
-        raise BackupError(
-            f"The database is not empty: it holds {len(tables)} tables ({shown}). A restore "
-            "only goes into an empty database (not even `flask db upgrade` run): create a new "
-            "one, or drop this one's tables if it is truly disposable.")
-    files = existing_instance_files()
-    if files:
-        shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
-        raise BackupError(
-            f"The instance folder {_instance()} already holds {len(files)} files ({shown}). "
-            "A restore only goes into an empty instance: point INSTANCE_PATH (or the "
-            "*_DIR settings) at empty folders.")
-
-
-def restore(archive: Path) -> Manifest:
-    """Check ``archive`` whole, refuse a non-empty target, then restore the database and the
-    files. Nothing is written unless every digest matches."""
-    if not archive.is_file():
-        raise BackupError(f"{archive} does not exist.")
-    manifest = check(archive)
-    known = code_revisions()
-    if manifest.schema_revision and manifest.schema_revision not in known:
-        raise BackupError(f"The archive's schema revision {manifest.schema_revision} is "
-                          "unknown to this portal's migrations: restore it with the portal "
-                          f"version that made it ({manifest.portal_version}) or newer.")
-    ensure_empty()
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(archive, mode="r:gz") as tar:
-        for info in _regular_members(tar):
-            if info.name == MANIFEST:
-                continue
-            fh = tar.extractfile(info)
-            assert fh is not None
-            if info.name == manifest.database_member:
-                dump = Path(tmp) / "database"
-                with dump.open("wb") as out:
-                    shutil.copyfileobj(fh, out, CHUNK)
-                _restore_database(manifest.dialect, dump)
-                dump.unlink()
-                continue
-            target = destination(info.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".restoring")
-            with partial.open("wb") as out:
-                shutil.copyfileobj(fh, out, CHUNK)
-            os.chmod(partial, info.mode & 0o777)
-            partial.replace(target)
     return manifest
 
 
