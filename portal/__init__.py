@@ -51,12 +51,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.audit import views as audit_views
     from portal.auth import cli as auth_cli
     from portal.auth import views as auth_views
+    from portal.backups import cli as backup_cli
     from portal.cases import canned_views, evidence_views, offer_views, triage_views
     from portal.cases import views as case_views
     from portal.centre import views as centre_views
     from portal.comms import views as comms_views
     from portal.customers import views as customer_views
     from portal.events import views as event_views
+    from portal.jobqueues import views as jobqueue_views
     from portal.lifecycle import cli as lifecycle_cli
     from portal.lifecycle import views as lifecycle_views
     from portal.mailings import cli as mailing_cli
@@ -94,6 +96,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(user_views.bp)
+    app.register_blueprint(jobqueue_views.bp)
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(event_views.bp)
     app.register_blueprint(centre_views.bp)
@@ -127,4 +130,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(mailing_cli.mailings_cli)
     app.cli.add_command(lifecycle_cli.lifecycle_cli)
     app.cli.add_command(public_cli.public_cli)
+    app.cli.add_command(backup_cli.backup)
+    app.cli.add_command(backup_cli.restore)
     return app

@@ -158,7 +158,7 @@ def test_each_endpoint_answers_each_role_as_declared(app_factory, users, role) -
                    "programme_id": str(programme.id), "member_id": str(member.id),
                    "members": "launch", "payout_batch_id": str(payout_batch.id),
                    "payout_file_id": str(payout_file.id), "result_id": "1",
-                   "code": "7K3QM-X9P2D"}
+                   "code": "7K3QM-X9P2D", "queue": "default", "job_id": "no-such-job"}
         plan = [(e, url, m, rule_for(app, e)) for e, url, m in endpoints(app, samples)]
 
     client = app.test_client()

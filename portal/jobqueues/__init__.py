@@ -1,0 +1,1 @@
+"""The RQ job queues as admins see them: depth, running and failed jobs, retry."""
