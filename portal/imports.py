@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, String, Table, any_, bindparam, delete, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Integer, String, Table, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import uow
@@ -328,34 +327,38 @@ def drop_staged_keys(kind: str, import_id: int) -> None:
                                                StagedKey.import_id == import_id))
 
 
-def _staged_lines(kind: str, import_id: int, keys: list[str]) -> dict[str, int]:
-    column = StagedKey.key
-    if db.session.get_bind().dialect.name == "postgresql":
-        among = column == any_(bindparam(None, keys, type_=ARRAY(String)))
-    else:
-        among = column.in_(keys)
-    rows = db.session.execute(select(StagedKey.key, StagedKey.line).where(
-        StagedKey.kind == kind, StagedKey.import_id == import_id, among))
-    return {key: line for key, line in rows}
+def _staged_line(kind: str, import_id: int, key: str) -> int:
+    """The first line of a staged key: the whole primary key, so an index look-up whatever
+    the planner believes of a table filled in this very transaction (no statistics yet)."""
+    return db.session.scalar(select(StagedKey.line).where(
+        StagedKey.kind == kind, StagedKey.import_id == import_id, StagedKey.key == key))
 
 
 def _first_lines_of_chunk(rows: list[Row], kind: str, import_id: int,
                           key: Callable[[Row], str | None]) -> list[tuple[Row, int | None]]:
     keyed = [(row, key(row)) for row in rows]
-    keys = list(dict.fromkeys(k for _, k in keyed if k is not None))
-    earlier = _staged_lines(kind, import_id, keys) if keys else {}
-    new: dict[str, int] = {}
+    first_here: dict[str, int] = {}  # each key's first line within the chunk
+    for row, k in keyed:
+        if k is not None:
+            first_here.setdefault(k, row.number)
+    inserted: set[str] = set()
+    if first_here:
+        # INSERT … ON CONFLICT DO NOTHING RETURNING: the unique primary key says which keys
+        # are new; one already staged (by an earlier chunk) keeps its line, looked up alone.
+        table = StagedKey.__table__
+        stmt = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.key)
+        inserted = set(db.session.execute(stmt, [
+            {"kind": kind, "import_id": import_id, "key": k, "line": line}
+            for k, line in first_here.items()]).scalars())
+    earlier = {k: _staged_line(kind, import_id, k) for k in first_here if k not in inserted}
     answer: list[tuple[Row, int | None]] = []
     for row, k in keyed:
-        first = None if k is None else earlier.get(k, new.get(k))
-        if k is not None and first is None:
-            new[k] = row.number
-        answer.append((row, first))
-    if new:
-        # ON CONFLICT DO NOTHING: a key the primary key already holds stays with its line.
-        db.session.execute(_dialect_insert(StagedKey.__table__).on_conflict_do_nothing(),
-                           [{"kind": kind, "import_id": import_id, "key": k, "line": line}
-                            for k, line in new.items()])
+        if k is None:
+            answer.append((row, None))
+        elif k in earlier:
+            answer.append((row, earlier[k]))
+        else:
+            answer.append((row, None if first_here[k] == row.number else first_here[k]))
     return answer
 
 
@@ -363,7 +366,8 @@ def first_lines(rows: Iterable[Row], kind: str, import_id: int,
                 key: Callable[[Row], str | None]) -> Iterator[tuple[Row, int | None]]:
     """Each row with the line of an earlier row of the file with the same ``key`` (None for
     the first, and for a row whose key is None: it is not counted). The keys go to
-    :class:`StagedKey` a chunk at a time (one look-up and one insert per chunk), in the
+    :class:`StagedKey` a chunk at a time (one insert per chunk, and a look-up per key that
+    an earlier chunk holds), in the
     caller's transaction; the caller drops them (``drop_staged_keys``) before and after."""
     chunk: list[Row] = []
     for row in rows:
