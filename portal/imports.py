@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, String, Table, delete, select
+from sqlalchemy import Integer, String, Table, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import uow
@@ -334,6 +335,29 @@ def _staged_line(kind: str, import_id: int, key: str) -> int:
         StagedKey.kind == kind, StagedKey.import_id == import_id, StagedKey.key == key))
 
 
+# On PostgreSQL one statement with two array parameters: the chunk's keys and lines (an
+# executemany of 1,000 rows spends more time building the statement than the server does).
+_STAGE_ARRAYS = text(
+    "INSERT INTO import_staged_key (kind, import_id, key, line) "
+    "SELECT :kind, :import_id, k, n FROM unnest(:keys, :lines) AS t(k, n) "
+    "ON CONFLICT DO NOTHING RETURNING key"
+).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("lines", type_=ARRAY(Integer)))
+
+
+def _stage(kind: str, import_id: int, first_lines: dict[str, int]) -> set[str]:
+    """Stage keys with their first lines; the keys that were new (INSERT … ON CONFLICT DO
+    NOTHING RETURNING: the unique primary key decides)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return set(db.session.execute(_STAGE_ARRAYS, {
+            "kind": kind, "import_id": import_id, "keys": list(first_lines),
+            "lines": list(first_lines.values())}).scalars())
+    table = StagedKey.__table__
+    stmt = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.key)
+    return set(db.session.execute(stmt, [
+        {"kind": kind, "import_id": import_id, "key": k, "line": line}
+        for k, line in first_lines.items()]).scalars())
+
+
 def _first_lines_of_chunk(rows: list[Row], kind: str, import_id: int,
                           key: Callable[[Row], str | None]) -> list[tuple[Row, int | None]]:
     keyed = [(row, key(row)) for row in rows]
@@ -345,11 +369,7 @@ def _first_lines_of_chunk(rows: list[Row], kind: str, import_id: int,
     if first_here:
         # INSERT … ON CONFLICT DO NOTHING RETURNING: the unique primary key says which keys
         # are new; one already staged (by an earlier chunk) keeps its line, looked up alone.
-        table = StagedKey.__table__
-        stmt = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.key)
-        inserted = set(db.session.execute(stmt, [
-            {"kind": kind, "import_id": import_id, "key": k, "line": line}
-            for k, line in first_here.items()]).scalars())
+        inserted = _stage(kind, import_id, first_here)
     earlier = {k: _staged_line(kind, import_id, k) for k in first_here if k not in inserted}
     answer: list[tuple[Row, int | None]] = []
     for row, k in keyed:
