@@ -130,6 +130,32 @@ def test_no_staged_key_outlives_an_applied_entitlements_file(app, users) -> None
     assert batch.created_count == 3 and _staged() == 0
 
 
+def test_no_staged_key_outlives_an_entitlements_file_refused_when_applied(app, users) -> None:
+    from portal.models import utcnow
+    from tests.test_entitlements import GOOD, _checked
+    from tests.test_entitlements import HEADER as ENTITLEMENT_HEADER
+
+    event = make_event()
+    for ref in ("K1", "K2"):
+        services.create_customer(event, {"external_ref": ref, "name": ref},
+                                 actor=users[Role.AGENT])
+    rows = GOOD * 1 + "".join(f"K1,X-{i},10,CNY,2026-01-15,gold,\n" for i in range(ROWS))
+    batch = _checked(event, users, (ENTITLEMENT_HEADER + rows).encode())
+    assert batch.status == ImportStatus.VALIDATED and _staged() == 0
+    # K2 (line 4) is erased since the check: the file is refused whole when applied.
+    db.session.execute(text("UPDATE customer SET erased_at = :now WHERE external_ref = 'K2'"),
+                       {"now": utcnow()})
+    from portal.programmes import entitlements
+    from portal.programmes.models import EntitlementImport
+
+    entitlements.confirm_import(batch, actor=users[Role.AGENT])
+    batch_id = batch.id
+    db.session.commit()  # the job's claim commits the batch before its work
+    entitlements.run_import(batch_id)
+    assert db.session.get(EntitlementImport, batch_id).status == ImportStatus.FAILED
+    assert _staged() == 0
+
+
 def test_no_staged_key_outlives_a_failed_import(app, users, monkeypatch) -> None:
     data, _ = _customer_file()
     batch = _import(app, users, data)
@@ -146,7 +172,7 @@ def test_no_staged_key_outlives_a_failed_import(app, users, monkeypatch) -> None
 
 
 def test_a_refused_file_leaves_no_staged_key(app, users) -> None:
-    # The header is checked after the keys of an earlier, killed check were dropped.
+    # A file refused whole (a missing column) ends its check with no key staged.
     batch = _import(app, users, b"name,email\nAnn,a@example.com\n")
     assert batch.status == ImportStatus.FAILED and _staged() == 0
 
