@@ -172,6 +172,14 @@ def _fail(batch_id: int, reason: Message) -> None:
                   finished_at=utcnow())
 
 
+# The kind of this import's keys in ``imports.StagedKey`` (the duplicate check of a file).
+STAGED = "customer_import"
+
+
+def _key(row: Row) -> str | None:
+    return None if row.values is None else row.values["external_ref"]
+
+
 def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None) -> None:
     """Check every row; keep counts, the first errors and every rejected row. ``checkpoint``
     is called after each progress count (the job commits it, for the page)."""
@@ -180,22 +188,21 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
         return  # done already (the job may run twice)
     path = upload_path(batch)
     batch.status = ImportStatus.VALIDATING
-    seen: dict[str, int] = {}
+    imports.drop_staged_keys(STAGED, batch_id)  # of a check killed half-way, if any
     total = valid = 0
     try:
         encoding = detect_encoding(path)
         _set_progress(batch_id, encoding=encoding)
         with imports.RejectedRows(rejected_path(batch), read_header(path, encoding),
                                   FIRST_ERRORS) as rejected:
-            for row in read_rows(path, encoding):
+            for row, first in imports.first_lines(read_rows(path, encoding), STAGED, batch_id,
+                                                  _key):
                 total += 1
                 error = row.error
-                if error is None and row.values["external_ref"] in seen:
+                if error is None and first is not None:
                     error = N_("external_ref %(ref)s already appears on line %(line)d",
-                               ref=row.values["external_ref"],
-                               line=seen[row.values["external_ref"]])
+                               ref=row.values["external_ref"], line=first)
                 if error is None:
-                    seen[row.values["external_ref"]] = row.number
                     valid += 1
                 else:
                     rejected.add(row, error)
@@ -204,8 +211,10 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
                     if checkpoint:
                         checkpoint()
     except RuleViolation as err:
+        imports.drop_staged_keys(STAGED, batch_id)
         _fail(batch_id, as_message(err.text))
         return
+    imports.drop_staged_keys(STAGED, batch_id)
     _set_progress(batch_id, status=ImportStatus.VALIDATED, processed_rows=total, total_rows=total,
                   valid_rows=valid, error_rows=rejected.count, first_errors=rejected.first)
 
@@ -233,6 +242,7 @@ def discard_import(batch: ImportBatch, *, actor: User) -> None:
     batch.status, batch.finished_at = ImportStatus.DISCARDED, utcnow()
     audit.record("customer_import.discard", "customer_import", batch.id,
                  N_("Import discarded; nothing was imported"), actor=actor)
+    imports.drop_staged_keys(STAGED, batch.id)
     upload_path(batch).unlink(missing_ok=True)
 
 
@@ -251,7 +261,8 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
         return
     event_id, encoding = batch.event_id, batch.encoding or "utf-8"
     path = upload_path(batch)
-    seen: set[str] = set()
+    imports.drop_staged_keys(STAGED, batch_id)
+    imported = 0
     pending: list[dict[str, Any]] = []
     now = utcnow()
     upsert = _upsert_statement()
@@ -268,19 +279,22 @@ def run_import(batch_id: int, progress: Callable[[int], None] | None = None) -> 
                            "for the administrators. Try again, or ask an admin.").to_json())
     with jobs.failure_recorded(ImportBatch, batch_id, error_column="message",
                                reason=lambda _error: failed):
-        for row in read_rows(path, encoding):
-            if row.values is None or row.values["external_ref"] in seen:
+        # The keys are staged in this transaction: a failure rolls them back with the rest.
+        for row, first in imports.first_lines(read_rows(path, encoding), STAGED, batch_id,
+                                              _key):
+            if row.values is None or first is not None:
                 continue
-            seen.add(row.values["external_ref"])
+            imported += 1
             pending.append(row.values)
             if len(pending) >= BATCH:
                 flush()
                 if progress:
-                    progress(len(seen))
+                    progress(imported)
         if pending:
             flush()
+        imports.drop_staged_keys(STAGED, batch_id)
         created = (db.session.scalar(count) or 0) - before
-        updated = len(seen) - created
+        updated = imported - created
         batch = db.session.get(ImportBatch, batch_id)
         batch.status, batch.finished_at = ImportStatus.IMPORTED, utcnow()
         batch.created_count, batch.updated_count = created, updated

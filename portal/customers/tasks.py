@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import jobs, uow
+from portal import imports, jobs, uow
 from portal.customers import services
 from portal.customers.models import BUSY_IMPORT_STATUSES, ImportBatch, ImportStatus
 from portal.extensions import rq
@@ -28,7 +28,8 @@ def validate_import_job(batch_id: int) -> None:
     with jobs.claimed(VALIDATE_CLAIM, batch_id) as mine:
         if mine:
             # Progress committed as it goes, so the page can show how far the check is.
-            services.validate_import(batch_id, checkpoint=uow.commit)
+            with imports.staged_keys_dropped_on_error(services.STAGED, batch_id):
+                services.validate_import(batch_id, checkpoint=uow.commit)
 
 
 @rq.job

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import jobs, uow
+from portal import imports, jobs, uow
 from portal.customers.models import BUSY_IMPORT_STATUSES, ImportStatus
 from portal.extensions import db, rq
 from portal.models import utcnow
@@ -29,7 +29,8 @@ def validate_entitlements_job(batch_id: int) -> None:
     with jobs.claimed(VALIDATE_CLAIM, batch_id) as mine:
         if mine:
             # Progress committed as it goes, so the page can show how far the check is.
-            entitlements.validate_import(batch_id, checkpoint=uow.commit)
+            with imports.staged_keys_dropped_on_error(entitlements.STAGED, batch_id):
+                entitlements.validate_import(batch_id, checkpoint=uow.commit)
 
 
 @rq.job

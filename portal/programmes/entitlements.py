@@ -102,14 +102,30 @@ def _fail(batch_id: int, reason: Message) -> None:
                   finished_at=utcnow())
 
 
-def _duplicate(row: Row, seen: dict[tuple[str, str], int]) -> Message | None:
-    """A second row for the same customer and order within the file is an error."""
-    key = (row.raw.get("external_ref", "").strip(), row.values["order_ref"])
-    if key in seen:
-        return N_("external_ref and order_ref %(value)s already appear on line %(line)d",
-                  value=", ".join(key), line=seen[key])
-    seen[key] = row.number
-    return None
+# The kind of this import's keys in ``imports.StagedKey`` (the duplicate check of a file).
+STAGED = "entitlement_import"
+
+
+def _key(row: Row) -> str | None:
+    """A row's customer and order (a checked row's): the same twice in a file is an error."""
+    if row.values is None:
+        return None
+    return imports.KEY_SEPARATOR.join((row.raw.get("external_ref", "").strip(),
+                                       row.values["order_ref"]))
+
+
+def _rows_checked(path: Path, encoding: str, customers: Mapping[str, int],
+                  batch_id: int) -> Iterator[tuple[Row, Message | None]]:
+    """Each row with its error: its own, or a second row for the same customer and order
+    within the file (found through ``imports.first_lines``, not a set in memory)."""
+    for row, first in imports.first_lines(read_rows(path, encoding, customers), STAGED,
+                                          batch_id, _key):
+        if row.error is None and first is not None:
+            key = _key(row).split(imports.KEY_SEPARATOR)
+            yield row, N_("external_ref and order_ref %(value)s already appear on line "
+                          "%(line)d", value=", ".join(key), line=first)
+        else:
+            yield row, row.error
 
 
 def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None) -> None:
@@ -120,7 +136,7 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
         return  # done already (the job may run twice)
     path = upload_path(batch)
     batch.status = ImportStatus.VALIDATING
-    seen: dict[tuple[str, str], int] = {}
+    imports.drop_staged_keys(STAGED, batch_id)  # of a check killed half-way, if any
     total = valid = 0
     try:
         encoding = detect_encoding(path)
@@ -128,9 +144,8 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
         customers = event_customers(batch.event_id)
         with imports.RejectedRows(rejected_path(batch), read_header(path, encoding),
                                   FIRST_ERRORS) as rejected:
-            for row in read_rows(path, encoding, customers):
+            for row, error in _rows_checked(path, encoding, customers, batch_id):
                 total += 1
-                error = row.error or _duplicate(row, seen)
                 if error is None:
                     valid += 1
                 else:
@@ -140,8 +155,10 @@ def validate_import(batch_id: int, checkpoint: Callable[[], None] | None = None)
                     if checkpoint:
                         checkpoint()
     except RuleViolation as err:
+        imports.drop_staged_keys(STAGED, batch_id)
         _fail(batch_id, as_message(err.text))
         return
+    imports.drop_staged_keys(STAGED, batch_id)
     _set_progress(batch_id, status=ImportStatus.VALIDATED, processed_rows=total,
                   total_rows=total, valid_rows=valid, error_rows=rejected.count,
                   first_errors=rejected.first)
@@ -185,6 +202,7 @@ def discard_import(batch: EntitlementImport, *, actor: User) -> None:
     db.session.refresh(batch)
     audit.record("entitlement_import.discard", SUBJECT, batch.id,
                  N_("Entitlements import discarded; nothing was imported"), actor=actor)
+    imports.drop_staged_keys(STAGED, batch.id)
     upload_path(batch).unlink(missing_ok=True)
 
 
@@ -204,7 +222,7 @@ def run_import(batch_id: int) -> None:
     event_id, encoding = batch.event_id, batch.encoding or "utf-8"
     path = upload_path(batch)
     pending: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str], int] = {}
+    imports.drop_staged_keys(STAGED, batch_id)
     now = utcnow()
     upsert = _upsert_statement()
     count = select(func.count(Entitlement.id)).where(Entitlement.event_id == event_id)
@@ -220,10 +238,10 @@ def run_import(batch_id: int) -> None:
     with jobs.failure_recorded(EntitlementImport, batch_id, error_column="message",
                                reason=lambda _error: failed):
         applied = 0
-        for row in read_rows(path, encoding, customers):
-            error = row.error or _duplicate(row, seen)
+        # The keys are staged in this transaction: a failure rolls them back with the rest.
+        for row, error in _rows_checked(path, encoding, customers, batch_id):
             if error is not None:
-                uow.rollback()  # the rows flushed so far
+                uow.rollback()  # the rows flushed so far, and the staged keys
                 _fail(batch_id, N_("Line %(line)d is no longer valid (the event's customers "
                                    "changed since the check); nothing was imported. Upload "
                                    "the file again.", line=row.number))
@@ -239,6 +257,7 @@ def run_import(batch_id: int) -> None:
                 flush()
         if pending:
             flush()
+        imports.drop_staged_keys(STAGED, batch_id)
         created = (db.session.scalar(count) or 0) - before
         updated = applied - created
         batch = db.session.get(EntitlementImport, batch_id)
