@@ -21,6 +21,7 @@ ZH = {
     "Audit trail": "审计日志",
     "Payouts": "付款",
     "Users": "用户",
+    "Job queues": "任务队列",
     "Sign-offs": "法务审批",
     "Cases": "案件",
     "Triage": "分诊",
@@ -50,7 +51,7 @@ def test_navigation_per_role_and_language_switch(page: Page, users, role: Role) 
                + (["Triage"] if role in (Role.AGENT, Role.ADMIN) else [])
                + (["Sign-offs"] if role in (Role.LEGAL, Role.ADMIN) else [])
                + (["Payouts"] if role in (Role.FINANCE, Role.ADMIN) else [])
-               + ["Audit trail"] + (["Users"] if role == Role.ADMIN else []))
+               + ["Audit trail"] + (["Users", "Job queues"] if role == Role.ADMIN else []))
     expect(nav.get_by_role("link")).to_have_text(english)
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
