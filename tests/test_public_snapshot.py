@@ -203,7 +203,11 @@ class Stack:
     def stop(self, name: str) -> None:
         proc = self.named.pop(name)
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # an RQ worker finishing its job first: the outage
+            os.killpg(proc.pid, signal.SIGKILL)  # is what is tested, not a clean shutdown
+            proc.wait(timeout=20)
         self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not proc]
 
     def redis(self) -> None:
