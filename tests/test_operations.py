@@ -8,8 +8,10 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,6 +28,7 @@ from portal import create_app, documents, jobs, logs
 from portal.accounts import Role
 from portal.extensions import rq
 from portal.main import tasks as main_tasks
+from portal.ops import services
 from tests.conftest import PASSWORD, make_config
 from tests.mail_helpers import start_worker
 
@@ -146,6 +149,31 @@ def test_not_ready_when_redis_cannot_be_reached(app_factory, tmp_path: Path) -> 
     assert response.get_json()["checks"] == {
         "database": "ok", "redis": "failing", "worker:default": "failing",
         "worker:mail": "failing"}
+
+
+def test_a_redis_that_never_answers_makes_readyz_fail_within_seconds(app_factory,
+                                                                     tmp_path: Path) -> None:
+    """A Redis that accepts the connection and then says nothing (a hung server, a full
+    network buffer) must not hold the load balancer's probe: the answer is 503 in seconds."""
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = tmp_path / "silent.sock"
+    silent.bind(str(path))
+    silent.listen(8)
+    app = app_factory(REDIS_URL=f"unix://{path}")
+    answers: list = []
+    probe = threading.Thread(target=lambda: answers.append(app.test_client().get("/readyz")),
+                             daemon=True)
+    started = time.monotonic()
+    try:
+        probe.start()
+        probe.join(timeout=15)
+    finally:
+        silent.close()
+    assert answers, "/readyz still had not answered after 15 s"
+    # A probe's own timeout is often 1-5 s (Kubernetes: 1 s): the check gives up before.
+    assert time.monotonic() - started < services.CHECK_TIMEOUT_SECONDS + 1.5
+    assert answers[0].status_code == 503
+    assert answers[0].get_json()["checks"]["redis"] == "failing"
 
 
 # --- metrics ---------------------------------------------------------------------------------
