@@ -27,6 +27,7 @@ from rq.utils import now, utcformat
 from portal import create_app, documents, jobs, logs
 from portal.accounts import Role
 from portal.extensions import rq
+from portal.main import cli as main_cli
 from portal.main import tasks as main_tasks
 from portal.ops import services
 from tests.conftest import PASSWORD, make_config
@@ -117,6 +118,25 @@ def test_ready_only_when_a_worker_of_each_queue_beats(app: Flask, client, redis_
     finally:
         _stop(mail_worker)
     assert client.get("/readyz").get_json()["checks"]["worker:mail"] == "failing"
+
+
+@pytest.mark.integration
+def test_the_development_worker_beats_often_enough_for_readyz(app: Flask, redis_url: str,
+                                                               database_url: str,
+                                                               tmp_path: Path) -> None:
+    """``make run``'s default worker (``flask devserver``) registers with the short time to
+    live, as deployed: with RQ's default it beat every 405 s and /readyz said "failing"."""
+    flask = [sys.executable, "-m", "flask", "--app",
+             f"portal:create_app({{'INSTANCE_PATH': {str(tmp_path)!r}}})"]
+    env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    proc = subprocess.Popen(main_cli.default_worker_command(flask), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_worker(redis_url, "default", proc)
+        [worker] = [w for w in _workers(redis_url) if "default" in w.queue_names()]
+        assert 0 < Redis.from_url(redis_url).ttl(worker.key) <= jobs.WORKER_TTL + 60
+    finally:
+        _stop(proc)
 
 
 def test_a_worker_whose_heartbeat_is_old_does_not_count(app: Flask, client) -> None:
