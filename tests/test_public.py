@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 import xml.etree.ElementTree as ET
 
 from portal.accounts import Role
+from portal.events import services as events
 from portal.extensions import db
 from portal.notices import publishing
 from portal.notices import services as notices
@@ -233,3 +235,53 @@ def test_notice_page_links_the_pdf_of_its_language(app, client, users, run_worke
     assert "This notice has no English text; the Chinese text follows." in fallback
     assert f'href="/notices/{only_zh.slug}.pdf?lang=en"' in fallback
     assert "no English text" not in client.get(f"/notices/{notice.slug}?lang=en").text
+
+
+def _revalidated(client, path: str, first) -> object:
+    return client.get(path, headers={"Accept-Language": "en",
+                                     "If-None-Match": first.headers["ETag"]})
+
+
+def test_an_event_title_fixed_to_the_same_length_is_a_new_page(app, client, users) -> None:
+    """The ETag is the page's time and length (as nginx makes it for the snapshot): a typo
+    fixed in the event's public title keeps the length, so the time must move, or readers
+    holding the old page are told "304, not modified" and keep the typo."""
+    event = make_event()
+    notice = make_notice(users, event=event)
+    publish(notice, users)
+    titles = {"public_title_en": "Sevrice outage", "public_title_zh": "服务中断"}
+    events.update_event(event, title=event.title, severity=event.severity, cause=event.cause,
+                        summary=event.summary, titles=titles, actor=users[Role.ADMIN])
+    db.session.commit()
+    other = make_event(title="另一事件")  # a second named event: the list offers the filter
+    events.update_event(other, title=other.title, severity=other.severity, cause=other.cause,
+                        summary="", titles={"public_title_en": "Other"}, actor=users[Role.ADMIN])
+    publish(make_notice(users, event=other), users)
+    pages = ("/notices", f"/notices/{notice.slug}")
+    before = {path: client.get(path, headers={"Accept-Language": "en"}) for path in pages}
+    assert "Sevrice outage" in before["/notices"].text
+    time.sleep(1.1)  # Last-Modified counts whole seconds
+    events.update_event(event, title=event.title, severity=event.severity, cause=event.cause,
+                        summary=event.summary, actor=users[Role.ADMIN],
+                        titles={**titles, "public_title_en": "Service outage"})
+    db.session.commit()
+    listing = _revalidated(client, "/notices", before["/notices"])
+    assert listing.status_code == 200 and "Service outage" in listing.text
+    assert len(listing.data) == len(before["/notices"].data)
+    page = _revalidated(client, f"/notices/{notice.slug}", before[f"/notices/{notice.slug}"])
+    assert page.status_code == 200
+
+
+def test_a_raised_severity_shows_on_the_public_pages_at_once(app, client, users) -> None:
+    event = make_event(severity="sev3")
+    notice = make_notice(users, event=event)
+    publish(notice, users)
+    path = f"/notices/{notice.slug}"
+    calm = client.get(path, headers={"Accept-Language": "en"})
+    assert "Critical (level 1)" not in calm.text
+    events.update_event(event, title=event.title, severity="sev1", cause=event.cause,
+                        summary=event.summary, actor=users[Role.ADMIN])
+    db.session.commit()
+    urgent = _revalidated(client, path, calm)
+    assert urgent.status_code == 200 and "Critical (level 1)" in urgent.text
+    assert "Critical (level 1)" in client.get("/notices", headers={"Accept-Language": "en"}).text

@@ -115,6 +115,9 @@ class Event(db.Model):
     # The communications lead: keeps the public updates coming (reminded by e-mail when the
     # next one is due, ``portal.comms``); an active agent or admin, set on the event's page.
     comms_lead_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # When what its public pages show of it last changed (public titles, claim form, "Check
+    # my case"): part of those pages' Last-Modified, hence of their ETag.
+    public_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     comms_lead: Mapped[User | None] = relationship(foreign_keys=[comms_lead_id])

@@ -112,8 +112,10 @@ def update_event(event: Event, *, title: str, severity: str, cause: str, summary
         event.self_service = self_service
     if event.audit_state() == before:
         return False
-    public = ("public_title_zh", "public_title_en", "self_service", "accepts_claims")
+    # What the public pages show of the event (severity: the urgent badge and the list order).
+    public = ("public_title_zh", "public_title_en", "severity", "self_service", "accepts_claims")
     if any(before.get(name) != event.audit_state()[name] for name in public):
+        event.public_changed_at = utcnow()
         uow.after_commit(lambda: signals.public_settings_changed.send(event))
     audit.record("event.update", "event", event.id, N_("Event “%(title)s” updated", title=title),
                  before=before, after=event.audit_state(), actor=actor)

@@ -37,6 +37,7 @@ from portal.markdown import render_markdown
 from portal.models import PdfStatus
 from portal.notices import services
 from portal.notices.models import Publication
+from portal.public import modified
 from portal.public import services as verifying
 from portal.public.cache import CachedPage, page_cache
 from portal.security import PUBLIC, access
@@ -65,10 +66,9 @@ def index() -> ResponseReturnValue:
     def render() -> tuple[str, datetime | None, str]:
         notices = services.public_notices(event_id)
         events = services.public_events(locale)
-        last = max((n.last_published_at for n in notices), default=None)
         html = render_template("public/index.html", notices=notices, locale=locale,
                                events=events, event_id=event_id)
-        return html, last, "text/html"
+        return html, modified.notice_list(event_id), "text/html"
 
     return _respond(page_cache().get_or_render(("index", locale, event_id), render))
 
@@ -93,7 +93,7 @@ def notice(slug: str) -> ResponseReturnValue:
             locale=locale,
             verification_code=verification.grouped(services.publication_code(version.id)),
         )
-        return html, item.withdrawn_at or item.last_published_at, "text/html"
+        return html, modified.notice_page(item), "text/html"
 
     return _respond(page_cache().get_or_render(("notice", slug, locale), render))
 
