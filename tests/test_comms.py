@@ -21,6 +21,7 @@ from portal.comms import metrics, services, tasks
 from portal.comms import settings as cadence_settings
 from portal.comms.models import CadenceReminder, ReminderStatus
 from portal.events import services as events
+from portal.events.models import EventStatus
 from portal.extensions import db
 from portal.mail.devsmtp import read_messages
 from portal.mailings import services as mailings
@@ -305,7 +306,8 @@ def test_metrics_on_known_data(app, users) -> None:
     [row, quiet] = metrics.for_events([event, empty])
     assert (row.to_first_notice, row.reviews, row.review_mean, row.to_first_mailing) == (
         25, 3, (15 + 5 + 5) // 3, 60)
-    assert (row.on_time, row.late) == (1, 1)
+    # T+70 on time, T+200 late, and the next (due at T+260, a day ago) is overdue now: late.
+    assert (row.on_time, row.late) == (1, 2)
     assert {m: (t.minutes, t.state) for m, t in row.targets.items()} == {
         "first_notice": (30, "met"), "first_mailing": (120, "met")}
     # Five hours without a notice: sev2's 60 minutes are missed, its mailing's 240 too.
@@ -314,8 +316,13 @@ def test_metrics_on_known_data(app, users) -> None:
         "first_notice": "missed", "first_mailing": "missed"}
     by = {s.severity: s for s in metrics.by_severity([row, quiet])}
     assert (by["sev1"].events, by["sev1"].to_first_notice, by["sev1"].on_time,
-            by["sev1"].late, by["sev1"].met, by["sev1"].missed) == (1, 25, 1, 1, 2, 0)
+            by["sev1"].late, by["sev1"].met, by["sev1"].missed) == (1, 25, 1, 2, 2, 0)
     assert (by["sev2"].events, by["sev2"].missed) == (1, 2)
+    # Once the incident is resolved no update is owed: the overdue one is no longer counted.
+    event.status = EventStatus.REVIEWING
+    db.session.commit()
+    assert (metrics.for_events([event])[0].on_time, metrics.for_events([event])[0].late) == (
+        1, 1)
     # A tighter target turns the first notice's 25 minutes into a miss.
     events.set_targets({("sev1", "first_notice"): 20}, actor=users[Role.ADMIN])
     [row] = metrics.for_events([event])
@@ -339,10 +346,10 @@ def test_metrics_page_and_csv_in_both_languages(app, users, auth, client) -> Non
                           "First public notice", "Minutes to first notice"]
     assert line[1:4] == ["Known history", "Incident", "Sev 1 (critical)"]
     assert line[6:9] == ["25", "30", "met"] and line[9:11] == ["3", "8"]
-    assert line[12:15] == ["60", "120", "met"] and line[15:] == ["1", "1"]
+    assert line[12:15] == ["60", "120", "met"] and line[15:] == ["1", "2"]
     header, *severities = _csv(client.get("/events/communications-by-severity.csv"))
     assert header[:3] == ["Severity", "Events", "Mean minutes to first notice"]
-    assert severities[0] == ["Sev 1 (critical)", "1", "25", "3", "8", "60", "1", "1", "2", "0"]
+    assert severities[0] == ["Sev 1 (critical)", "1", "25", "3", "8", "60", "1", "2", "2", "0"]
     assert [s[1] for s in severities[1:]] == ["0", "0", "0"]
     users[Role.LEGAL].locale = "zh_CN"
     db.session.commit()

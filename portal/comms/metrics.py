@@ -6,7 +6,9 @@ met or missed their deadline.
 
 Updates on time vs late: each publication of an incident's public notices after the first is
 an update; it is on time when it came within the severity's cadence (``portal.comms.settings``,
-as set now) of the publication before it. A severity whose cadence is off counts none.
+as set now) of the publication before it. An update that is overdue now (the event's clock,
+``portal.comms.services.clocks``) is late already: the dashboard says "overdue", and the
+figures must not say "no update late" meanwhile. A severity whose cadence is off counts none.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from portal import exports
+from portal.comms.services import clocks
 from portal.comms.settings import cadence
 from portal.events.models import LABELS, SEVERITIES, Event, EventKind
 from portal.events.services import target_minutes
@@ -106,6 +109,7 @@ def for_events(events: list[Event], now: datetime | None = None) -> list[EventMe
         found[event_id].review_minutes += _minutes(requested, decided) or 0
     minutes = cadence()
     limits = target_minutes()
+    running = clocks(events, now)
     for metrics in found.values():
         event = metrics.event
         times = publications.get(event.id, [])
@@ -115,6 +119,8 @@ def for_events(events: list[Event], now: datetime | None = None) -> list[EventMe
             gaps = [_minutes(a, b) for a, b in pairwise(times)]
             metrics.on_time = sum(1 for g in gaps if g is not None and g <= every)
             metrics.late = len(gaps) - metrics.on_time
+            if event.id in running and running[event.id].overdue:
+                metrics.late += 1  # the update due now, not published in time
         for metric, achieved in (("first_notice", metrics.first_notice_at),
                                  ("first_mailing", metrics.first_mailing_at)):
             target = _target(event, metric, achieved, limits, now)
