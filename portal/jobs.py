@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 # mailings worker sets it): an idle worker then beats every 45 s, so ``/readyz`` (a beat
 # within the last minute) sees it. RQ's default, 420, beats every 405 s.
 WORKER_TTL = 60
+# An idle RQ worker beats each time its wait for a job ends, every ``WORKER_TTL - 15`` seconds
+# (45 s). One that has not beaten for longer than this is presumed stuck or gone, unless it is
+# busy with a job: it beat when it took the job, and RQ drops it from its registry when the
+# job's timeout has passed.
+HEARTBEAT_WITHIN = timedelta(seconds=60)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -272,3 +277,23 @@ def requeue_lost(
         if not job_is_known(job_id_for(row_id)) and queue(row_id):
             count += 1
     return count
+
+
+def live_workers(connection: Any, now: datetime | None = None) -> dict[str, int]:
+    """How many workers of each queue are alive: beat within ``HEARTBEAT_WITHIN``, or busy
+    (RQ's own worker registry; a worker that died without deregistering expires from it, and
+    its last heartbeat tells the rest). Queues without one are left out."""
+    from rq import Worker
+
+    now = now or datetime.now(UTC)
+    alive: dict[str, int] = {}
+    for worker in Worker.all(connection=connection):
+        beat = worker.last_heartbeat
+        if beat is None:
+            continue
+        if beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)
+        if now - beat <= HEARTBEAT_WITHIN or worker.get_state() == "busy":
+            for name in worker.queue_names():
+                alive[name] = alive.get(name, 0) + 1
+    return alive

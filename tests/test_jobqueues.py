@@ -4,9 +4,12 @@ by a real worker) listed with its error, retried through RQ's failed-job registr
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from rq import Worker
 from rq.registry import FailedJobRegistry
+from rq.utils import now, utcformat
 from sqlalchemy import select
 
 from portal.accounts import Role
@@ -54,9 +57,11 @@ def test_a_failed_job_is_listed_with_its_error(client, auth, run_worker) -> None
     # A job given anything but ids: its arguments are not shown.
     assert "boom-mail" in page and "RuntimeError: no such mailbox" in page
     assert "li.lei@example.com" not in page
-    # Depth: nothing waiting, nothing running, two failed.
+    # Depth: nothing waiting, nothing running, two failed; no worker alive (the test's
+    # worker ran the jobs and stopped).
     row = re.search(r"<code>default</code></th>(.*?)</tr>", page, re.S).group(1)
     assert re.findall(r"<td>(\d+)</td>", row) == ["0", "0", "2"]
+    assert "its jobs wait until a worker runs" in row
     partial = client.get("/admin/jobs/", headers={"HX-Request": "true",
                                                   "HX-Target": "job-queues"})
     assert "<h1>" not in partial.get_data(as_text=True)
@@ -112,3 +117,24 @@ def test_retry_needs_the_csrf_token(app_factory, users, run_worker) -> None:
     assert client.post("/admin/jobs/default/boom-5/retry").status_code == 400
     with app.app_context():
         assert FailedJobRegistry(queue=rq.get_queue("default")).count == 1
+
+
+def test_the_page_counts_the_live_workers_of_each_queue(client, auth) -> None:
+    """A worker that beat within the minute counts; one whose last beat is older does not
+    (the same rule as /readyz)."""
+    connection = rq.queue.connection
+    live = Worker([rq.get_queue("mail")], connection=connection, name="jobqueues-live")
+    stale = Worker([rq.get_queue("default")], connection=connection, name="jobqueues-stale")
+    for worker in (live, stale):
+        worker.register_birth()
+    connection.hset(stale.key, "last_heartbeat", utcformat(now() - timedelta(seconds=90)))
+    try:
+        auth.login(Role.ADMIN)
+        page = client.get("/admin/jobs/").get_data(as_text=True)
+        mail = re.search(r"<code>mail</code></th>(.*?)</tr>", page, re.S).group(1)
+        default = re.search(r"<code>default</code></th>(.*?)</tr>", page, re.S).group(1)
+        assert re.findall(r"<td>(\d+)</td>", mail) == ["0", "0", "0", "1"]
+        assert "its jobs wait until a worker runs" in default
+    finally:
+        for worker in (live, stale):
+            worker.register_death()

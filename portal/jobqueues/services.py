@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from portal import jobs
 from portal.audit import services as audit
 from portal.errors import RuleViolation
 from portal.extensions import rq
@@ -39,6 +40,7 @@ class QueueState:
     queued: int
     started: int
     failed: int
+    workers: int  # alive: beat within a minute, or busy (``portal.jobs.live_workers``)
     failed_jobs: list[FailedJob] = field(default_factory=list)
 
 
@@ -84,18 +86,21 @@ def _failed_job(job: Job) -> FailedJob:
 
 
 def queues() -> list[QueueState]:
-    """Every configured queue with its depth, running jobs and newest failed jobs."""
+    """Every configured queue with its depth, running jobs, live workers and newest failed
+    jobs."""
     found = []
+    alive = jobs.live_workers(rq.queue.connection)
     for name in queue_names():
         queue = _queue(name)
         failed = FailedJobRegistry(queue=queue)
         ids = failed.get_job_ids(0, -1)
         newest = list(reversed(ids))[:FAILED_SHOWN]
-        jobs = [job for job in Job.fetch_many(newest, connection=queue.connection,
+        fetched = [job for job in Job.fetch_many(newest, connection=queue.connection,
                                               serializer=queue.serializer) if job is not None]
         found.append(QueueState(name=name, queued=queue.count,
                                 started=StartedJobRegistry(queue=queue).count,
-                                failed=len(ids), failed_jobs=[_failed_job(j) for j in jobs]))
+                                failed=len(ids), workers=alive.get(name, 0),
+                                failed_jobs=[_failed_job(j) for j in fetched]))
     return found
 
 

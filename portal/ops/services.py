@@ -1,27 +1,22 @@
 """Readiness: can this portal do its work now? The database answers, Redis answers, and a
-worker of each queue the portal uses has sent RQ its heartbeat within the last minute."""
+worker of each queue the portal uses has sent RQ its heartbeat within the last minute
+(``portal.jobs.live_workers``)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from redis import Redis
-from rq import Worker
 from sqlalchemy import text
 
+from portal import jobs
 from portal.extensions import db
 
 log = logging.getLogger(__name__)
 
 OK, FAILING = "ok", "failing"
-# An idle RQ worker beats each time its wait for a job ends, every ``worker_ttl - 15``
-# seconds: with ``jobs.WORKER_TTL`` (60) every 45 s, inside this minute. A worker that has not
-# beaten for longer is presumed stuck or gone, unless it is busy with a job: it beat when it
-# took the job, and RQ drops it from its registry when the job's timeout has passed.
-HEARTBEAT_WITHIN = timedelta(seconds=60)
 # Each check gives up after this long, so a hung Redis or database makes the probe fail
 # (503) before the prober's own timeout (often 1-5 s) rather than hang it. Redis's client
 # would wait 5 s by default, the database as long as the query takes.
@@ -65,29 +60,12 @@ def _redis() -> Redis:
                           socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
 
 
-def beating_queues(connection: Redis, now: datetime | None = None) -> set[str]:
-    """The queues with at least one worker that beat within ``HEARTBEAT_WITHIN`` (RQ's own
-    worker registry; a worker that died without deregistering expires from it, and its last
-    heartbeat tells the rest)."""
-    now = now or datetime.now(UTC)
-    beating: set[str] = set()
-    for worker in Worker.all(connection=connection):
-        beat = worker.last_heartbeat
-        if beat is None:
-            continue
-        if beat.tzinfo is None:
-            beat = beat.replace(tzinfo=UTC)
-        if now - beat <= HEARTBEAT_WITHIN or worker.get_state() == "busy":
-            beating.update(worker.queue_names())
-    return beating
-
-
 def readiness() -> Readiness:
     checks = {"database": OK if database_ok() else FAILING}
     connection = _redis()
     try:
         connection.ping()
-        beating = beating_queues(connection)
+        beating = set(jobs.live_workers(connection))
         checks["redis"] = OK
     except Exception as exc:
         log.warning("readiness: Redis cannot be reached: %s", type(exc).__name__)
