@@ -1,7 +1,8 @@
 """The scale-out run (issue 16): two gunicorn portals on two ports, two mail workers, a default
 worker and `rq cron`, all real processes on one PostgreSQL database and one Redis, in
-production mode. Driven concurrently, then one portal and one mail worker are killed with
-SIGKILL mid-way: nothing is lost, nothing is done twice, the survivors finish.
+production mode, and nginx with the shipped config in front of both portals. Driven
+concurrently, then one portal and one mail worker are killed with SIGKILL mid-way: nothing is
+lost, nothing is done twice, the survivors finish, nginx sends everything to the survivor.
 
 Marked ``scaleout``; part of the default `make test`, so `.ci/run` (which runs `make test`
 with a PostgreSQL ``DATABASE_URL``) runs it. On SQLite it is skipped: several processes
@@ -15,9 +16,11 @@ import importlib.util
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -119,6 +122,7 @@ class Cluster:
     procs: Any
     env: dict[str, str]
     app_spec: str
+    nginx_dir: Path  # nginx's workers run unprivileged when we are root: a folder they enter
     ports: dict[str, int] = field(default_factory=dict)
     named: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -133,6 +137,28 @@ class Cluster:
 
     def flask(self, name: str, *args: str) -> None:
         self.start(name, [sys.executable, "-m", "flask", "--app", self.app_spec, *args])
+
+    def nginx(self, directory: Path, snapshot: Path) -> None:
+        """The shipped nginx config (bench/public_page.py's derivation of it) with both
+        portals in its upstream, each with the shipped max_fails/fail_timeout."""
+        binary = shutil.which("nginx", path=os.pathsep.join(
+            [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+        if binary is None:
+            pytest.fail("nginx is not installed (`make install` installs it)")
+        a, b = self.ports["portal-a"], self.ports["portal-b"]
+        self.ports["nginx"] = self.bench.free_port()
+        text = self.bench.nginx_config(directory, a, self.ports["nginx"],
+                                       self.bench.free_port(), snapshot)
+        text, count = re.subn(rf"(server\s+127\.0\.0\.1:){a}\b([^;]*;)",
+                              lambda m: f"{m.group(0)}\n    {m.group(1)}{b}{m.group(2)}", text)
+        assert count == 1 and "max_fails=" in text
+        conf_dir = directory / "nginx"
+        conf_dir.mkdir()
+        conf = conf_dir / "nginx.conf"
+        conf.write_text(text)
+        argv = [binary, "-p", f"{conf_dir}/", "-c", str(conf), "-e", str(conf_dir / "error.log")]
+        self.named["nginx"] = self.procs.start("nginx", [*argv, "-g", "daemon off;"])
+        self.bench.wait_http(self.ports["nginx"], "/healthz", self.procs)
 
     def kill(self, name: str) -> None:
         """SIGKILL to the whole process group: a gunicorn master with its workers."""
@@ -201,11 +227,14 @@ def cluster(cluster_app: Flask, database_url: str, redis_url: str, tmp_path: Pat
                 "MAILING_LEASE_SECONDS": str(LEASE_SECONDS)})
     app_spec = f"portal:create_app({{'INSTANCE_PATH': {str(instance)!r}}})"
     procs = bench.Processes(logs)
-    found = Cluster(bench, procs, env, app_spec)
+    found = Cluster(bench, procs, env, app_spec,
+                    Path(tempfile.mkdtemp(prefix="aftercare-scaleout-")))
+    found.nginx_dir.chmod(0o755)
     try:
         yield found
     finally:
         procs.stop_all()
+        shutil.rmtree(found.nginx_dir, ignore_errors=True)
         db.session.remove()
 
 
@@ -307,8 +336,9 @@ def test_two_portals_three_workers_survive_a_killed_portal_and_worker(
     cluster.flask("cron", "rq", "cron")
     cluster.wait_ready("portal-a")
     cluster.wait_ready("portal-b")
-    ready_in = time.monotonic() - began - seeded_in
     a, b = cluster.ports["portal-a"], cluster.ports["portal-b"]
+    cluster.nginx(cluster.nginx_dir, Path(cluster_app.instance_path) / "public-snapshot")
+    ready_in = time.monotonic() - began - seeded_in
 
     # 1. Publish on A (a real sign-in and a real POST with its CSRF token), read on B.
     staff_a = Browser(a)
@@ -387,6 +417,10 @@ def test_two_portals_three_workers_survive_a_killed_portal_and_worker(
         assert not thread.is_alive()
     assert errors == []
     pay_seconds = time.monotonic() - pay_began
+    # nginx in front of both: with A gone, every request still answers (from B).
+    through_nginx = Counter(cluster.bench.get(cluster.ports["nginx"], "/login")[0]
+                            for _ in range(20))
+    assert through_nginx == Counter({200: 20}), through_nginx
 
     # 4. The surviving mail worker and the reconciler (rq cron) finish the mailing.
     deadline = time.monotonic() + 150
@@ -443,5 +477,6 @@ def test_two_portals_three_workers_survive_a_killed_portal_and_worker(
           f"sent, {killed_worker_at:.1f} s), lost {len(lost)}, duplicates "
           f"{sum(n - 1 for n in duplicates.values())}, in doubt {in_doubt}; payments "
           f"{len(payments)} of {CASES} cases paid once in {pay_seconds:.1f} s, answers A "
-          f"{dict(outcomes['portal-a'])} B {dict(outcomes['portal-b'])}; "
+          f"{dict(outcomes['portal-a'])} B {dict(outcomes['portal-b'])}; through nginx after "
+          f"the kill {dict(through_nginx)}; "
           f"{verified.stdout.strip().splitlines()[0]}; total {time.monotonic() - began:.1f} s")
