@@ -270,6 +270,23 @@ def test_paid_once_for_exactly_the_approved_amount(app, users) -> None:
     assert db.session.scalar(select(func.count(Payment.id))) == 1
 
 
+def test_a_payment_made_meanwhile_elsewhere_is_refused_cleanly(app, users) -> None:
+    """Two portals paying one case at once (found by tests/test_scale_out.py): the one that
+    loses the race on the unique case_id gets the refusal, not a broken transaction (500)."""
+    case = _approved(users)
+    db.session.commit()
+    assert case.payment is None  # this process saw the case unpaid …
+    with db.engine.begin() as conn:  # … and another process paid it meanwhile
+        conn.execute(insert(Payment.__table__).values(
+            case_id=case.id, amount=Decimal("100.00"), currency="CNY", payout_ref="PAY-B",
+            paid_at=utcnow()))
+    with pytest.raises(RuleViolation, match="already been paid"):
+        cases.record_payment(case, amount="100.00", payout_ref="PAY-A", actor=users[Role.AGENT])
+    assert case.status == "approved"  # the session still answers: only the savepoint went
+    db.session.rollback()
+    assert db.session.scalars(select(Payment.payout_ref)).all() == ["PAY-B"]
+
+
 def test_unapproved_cases_cannot_be_paid(app, users) -> None:
     case = make_case(users)
     with pytest.raises(RuleViolation, match="Only an approved case"):

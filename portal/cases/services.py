@@ -341,9 +341,11 @@ def record_payment(case: Case, *, amount: str | Decimal, payout_ref: str, actor:
         raise unaccepted_payment(case, actor)
     payment = Payment(case_id=case.id, amount=value, currency=case.currency,
                       payout_ref=payout_ref, paid_by_id=actor.id)
-    db.session.add(payment)
     try:
+        # Added inside the savepoint: begin_nested() flushes what is pending first, outside
+        # it, and a refused payment there would break the whole transaction (a 500).
         with db.session.begin_nested():
+            db.session.add(payment)
             db.session.flush()
     except IntegrityError:
         raise second_payment(case, _("This case has already been paid, or the payout "
