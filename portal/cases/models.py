@@ -91,13 +91,16 @@ class Case(db.Model):
     __table_args__ = (
         CheckConstraint("kind IN ('refund', 'compensation')", name="kind_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        Index("ix_case_status_due", "status", "due_at"),
+        # Each list sort's key ends in the id (keyset pages compare the whole key; see
+        # cases/search.py), alone and after the filters that come with it.
+        Index("ix_case_status_due", "status", "due_at", "id"),
         Index("ix_case_status_created", "status", "created_at", "id"),
-        Index("ix_case_event_created", "event_id", "created_at"),
+        Index("ix_case_event_created", "event_id", "created_at", "id"),
         Index("ix_case_assignee_status", "assignee_id", "status"),
         Index("ix_case_assignee_due", "assignee_id", "due_at", "id"),
         Index("ix_case_amount", "amount", "id"),
-        Index("ix_case_created", "created_at"),
+        Index("ix_case_created", "created_at", "id"),
+        Index("ix_case_due", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,0 +1,54 @@
+"""cases: indexes for the case list at a million (keyset sort keys ending in the id; on
+PostgreSQL pg_trgm GIN indexes for the substring search of customers)
+
+Revision ID: h16_d1
+Revises: h16_c1
+Create Date: 2026-12-07 22:20:00.000000
+
+"""
+from alembic import op
+
+
+# revision identifiers, used by Alembic.
+revision = 'h16_d1'
+down_revision = 'h16_c1'
+branch_labels = None
+depends_on = None
+
+# (name, columns before, columns after)
+REBUILT = (
+    ('ix_case_status_due', ['status', 'due_at'], ['status', 'due_at', 'id']),
+    ('ix_case_event_created', ['event_id', 'created_at'], ['event_id', 'created_at', 'id']),
+    ('ix_case_created', ['created_at'], ['created_at', 'id']),
+)
+# The search's LIKE '%…%' on lower(name), lower(email) and lower(company); the model does
+# not declare them (PostgreSQL only; autogenerate skips expression indexes).
+TRIGRAM = ('name', 'email', 'company')
+
+
+def upgrade():
+    for name, before, after in REBUILT:
+        with op.batch_alter_table('case_file') as batch_op:
+            batch_op.drop_index(name)
+            batch_op.create_index(name, after, unique=False)
+    with op.batch_alter_table('case_file') as batch_op:
+        batch_op.create_index('ix_case_due', ['due_at', 'id'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+        for column in TRIGRAM:
+            op.execute(f'CREATE INDEX ix_customer_{column}_trgm ON customer '
+                       f'USING gin (lower({column}) gin_trgm_ops)')
+
+
+def downgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        for column in TRIGRAM:
+            op.execute(f'DROP INDEX IF EXISTS ix_customer_{column}_trgm')
+        # the extension stays: other databases' objects may use it, and dropping it needs
+        # more rights than creating it did
+    with op.batch_alter_table('case_file') as batch_op:
+        batch_op.drop_index('ix_case_due')
+    for name, before, after in REBUILT:
+        with op.batch_alter_table('case_file') as batch_op:
+            batch_op.drop_index(name)
+            batch_op.create_index(name, before, unique=False)
