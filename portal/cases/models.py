@@ -191,6 +191,13 @@ OPEN_CASE_WHERE = text("status NOT IN ('closed', 'rejected', 'withdrawn')")
 # One open case per customer, kind and order: closed ones do not count.
 Index("uq_case_open_per_order", Case.customer_id, Case.kind, order_ref_key(Case.order_ref),
       unique=True, postgresql_where=OPEN_CASE_WHERE, sqlite_where=OPEN_CASE_WHERE)
+# The case list's search (cases/search.py) matches customers' lower(name), lower(email) and
+# lower(company) anywhere in the word: on PostgreSQL pg_trgm's GIN indexes answer that LIKE
+# (migration h16_d1 creates the extension); SQLite has none and reads the table.
+for _column in ("name", "email", "company"):
+    Index(f"ix_customer_{_column}_trgm", func.lower(getattr(Customer, _column)),
+          postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"},
+          ).ddl_if(dialect="postgresql")
 
 
 class Payment(db.Model):
