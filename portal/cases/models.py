@@ -195,8 +195,9 @@ Index("uq_case_open_per_order", Case.customer_id, Case.kind, order_ref_key(Case.
 # lower(company) anywhere in the word: on PostgreSQL pg_trgm's GIN indexes answer that LIKE
 # (migration h16_d1 creates the extension); SQLite has none and reads the table.
 for _column in ("name", "email", "company"):
-    Index(f"ix_customer_{_column}_trgm", func.lower(getattr(Customer, _column)),
-          postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"},
+    Index(f"ix_customer_{_column}_trgm",
+          func.lower(getattr(Customer, _column)).label(f"lower_{_column}"),
+          postgresql_using="gin", postgresql_ops={f"lower_{_column}": "gin_trgm_ops"},
           ).ddl_if(dialect="postgresql")
 
 
