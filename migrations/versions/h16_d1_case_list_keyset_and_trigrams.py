@@ -1,5 +1,6 @@
-"""cases: indexes for the case list at a million (keyset sort keys ending in the id; on
-PostgreSQL pg_trgm GIN indexes for the substring search of customers)
+"""cases: indexes for the case list at a million (keyset sort keys ending in the id, the
+navigation's due count covered; on PostgreSQL pg_trgm GIN indexes for the substring search
+of customers)
 
 Revision ID: h16_d1
 Revises: h16_c1
@@ -20,6 +21,8 @@ REBUILT = (
     ('ix_case_status_due', ['status', 'due_at'], ['status', 'due_at', 'id']),
     ('ix_case_event_created', ['event_id', 'created_at'], ['event_id', 'created_at', 'id']),
     ('ix_case_created', ['created_at'], ['created_at', 'id']),
+    # the navigation's count of one's due cases, shown on every staff page
+    ('ix_case_assignee_status', ['assignee_id', 'status'], ['assignee_id', 'status', 'due_at']),
 )
 # The search's LIKE '%…%' on lower(name), lower(email) and lower(company); the model does
 # not declare them (PostgreSQL only; autogenerate skips expression indexes).

@@ -96,7 +96,8 @@ class Case(db.Model):
         Index("ix_case_status_due", "status", "due_at", "id"),
         Index("ix_case_status_created", "status", "created_at", "id"),
         Index("ix_case_event_created", "event_id", "created_at", "id"),
-        Index("ix_case_assignee_status", "assignee_id", "status"),
+        # covers the navigation's count of one's due cases (main/my_work.py), on every page
+        Index("ix_case_assignee_status", "assignee_id", "status", "due_at"),
         Index("ix_case_assignee_due", "assignee_id", "due_at", "id"),
         Index("ix_case_amount", "amount", "id"),
         Index("ix_case_created", "created_at", "id"),
