@@ -200,6 +200,13 @@ for _column in ("name", "email", "company"):
           func.lower(getattr(Customer, _column)).label(f"lower_{_column}"),
           postgresql_using="gin", postgresql_ops={f"lower_{_column}": "gin_trgm_ops"},
           ).ddl_if(dialect="postgresql")
+Index("ix_case_order_ref_lower", func.lower(Case.order_ref).label("lower_order_ref"),
+      postgresql_ops={"lower_order_ref": "text_pattern_ops"}).ddl_if(dialect="postgresql")
+# … and below three characters, every character and pair (SQL function of migration h16_d1)
+for _column in ("name", "company"):
+    Index(f"ix_customer_{_column}_grams",
+          func.case_search_grams(func.lower(getattr(Customer, _column))),
+          postgresql_using="gin").ddl_if(dialect="postgresql")
 
 
 class Payment(db.Model):
