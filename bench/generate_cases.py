@@ -161,10 +161,17 @@ def _customer_rows(n_customers: int, event_ids: list[int], rng: random.Random,
         }
 
 
+# Above this many cases PostgreSQL generates the rows itself (bench/generate_cases_pg.py).
+SQL_SIDE_FROM = 200_000
+
+
 def generate(count: int = 100_000, *, customers: int | None = None, seed: int = 2026,
              password: str = BENCH_PASSWORD, analyze: bool | None = None,
-             log: Callable[[str], None] = print) -> Generated:
+             sql_side: bool | None = None, log: Callable[[str], None] = print) -> Generated:
     """Add the data; needs an app context over a migrated, case-free database.
+
+    ``sql_side`` (default: on PostgreSQL above SQL_SIDE_FROM cases) has the database generate
+    the customers and cases with INSERT … SELECT generate_series, same distributions.
 
     ``analyze`` runs ANALYZE afterwards: by default on PostgreSQL only (VACUUM ANALYZE, what
     autovacuum does there within a minute of a bulk load), on SQLite only when asked (nothing
@@ -194,14 +201,24 @@ def generate(count: int = 100_000, *, customers: int | None = None, seed: int = 
     agent_id, admin_id = agent.id, admin.id
     db.session.commit()
 
-    for chunk in _batches(_customer_rows(n_customers, event_ids, rng, now)):
-        db.session.execute(insert(Customer), chunk)
+    if sql_side is None:
+        sql_side = dialect == "postgresql" and count > SQL_SIDE_FROM
+    if sql_side:
+        import generate_cases_pg
+
+        if event_ids != list(range(event_ids[0], event_ids[0] + len(event_ids))):
+            raise SystemExit("SQL-side generation needs consecutive event ids")
+        generate_cases_pg.customers(n_customers, event_ids, now, seed, sys.modules[__name__])
+    else:
+        for chunk in _batches(_customer_rows(n_customers, event_ids, rng, now)):
+            db.session.execute(insert(Customer), chunk)
     db.session.commit()
     customer_event = dict(db.session.execute(select(Customer.id, Customer.event_id)).all())
     customer_ids = sorted(customer_event)
     emails = db.session.scalars(select(Customer.email).where(
         Customer.id == customer_ids[len(customer_ids) // 3])).all()
-    log(f"  {n_customers:,} customers in {time.perf_counter() - started:.1f} s")
+    how = " (SQL-side)" if sql_side else ""
+    log(f"  {n_customers:,} customers{how} in {time.perf_counter() - started:.1f} s")
 
     statuses, currencies = _expand(STATUSES), _expand(CURRENCIES)
     assignees = [agent_id] * 45 + [admin_id] * 35 + [None] * 20
@@ -232,9 +249,15 @@ def generate(count: int = 100_000, *, customers: int | None = None, seed: int = 
                 "updated_at": created, "lock_version": 1,
             }
 
+    if sql_side:
+        if customer_ids[-1] - customer_ids[0] + 1 != len(customer_ids):
+            raise SystemExit("SQL-side generation needs consecutive customer ids")
+        generate_cases_pg.cases(count, sla, agent_id, admin_id, now, year,
+                                sys.modules[__name__])
+        db.session.commit()
     # render_nulls: keep NULL columns in the statement, so that rows with and without an
     # assignee or approved amount go in the same multi-row INSERT (not one INSERT each)
-    for i, chunk in enumerate(_batches(case_rows()), 1):
+    for i, chunk in enumerate(_batches(case_rows() if not sql_side else iter(())), 1):
         db.session.execute(insert(Case).execution_options(render_nulls=True), chunk)
         if i % 5 == 0:
             db.session.commit()

@@ -175,6 +175,10 @@ def load(instance_path: str) -> dict[str, Any]:
         "LOGIN_IP_MAX_FAILURES": 30,
         "LOGIN_IP_WINDOW_MINUTES": 15,
         "AUDIT_PAGE_SIZE": 50,
+        # The staff case list counts exactly up to this many matches and estimates above it
+        # (an exact count of a million rows is most of a request's time); "count exactly"
+        # asks for the exact figure.
+        "CASE_COUNT_THRESHOLD": 10_000,
         # Mailings: recipients per RQ job, the send rate across all workers (0: no limit),
         # retries of temporary SMTP failures (back-off base, 4×base, 16×base …; waits up to
         # the inline limit happen inside the job, longer ones are queued again by the

@@ -91,13 +91,17 @@ class Case(db.Model):
     __table_args__ = (
         CheckConstraint("kind IN ('refund', 'compensation')", name="kind_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        Index("ix_case_status_due", "status", "due_at"),
+        # Each list sort's key ends in the id (keyset pages compare the whole key; see
+        # cases/search.py), alone and after the filters that come with it.
+        Index("ix_case_status_due", "status", "due_at", "id"),
         Index("ix_case_status_created", "status", "created_at", "id"),
-        Index("ix_case_event_created", "event_id", "created_at"),
-        Index("ix_case_assignee_status", "assignee_id", "status"),
+        Index("ix_case_event_created", "event_id", "created_at", "id"),
+        # covers the navigation's count of one's due cases (main/my_work.py), on every page
+        Index("ix_case_assignee_status", "assignee_id", "status", "due_at"),
         Index("ix_case_assignee_due", "assignee_id", "due_at", "id"),
         Index("ix_case_amount", "amount", "id"),
-        Index("ix_case_created", "created_at"),
+        Index("ix_case_created", "created_at", "id"),
+        Index("ix_case_due", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -188,6 +192,21 @@ OPEN_CASE_WHERE = text("status NOT IN ('closed', 'rejected', 'withdrawn')")
 # One open case per customer, kind and order: closed ones do not count.
 Index("uq_case_open_per_order", Case.customer_id, Case.kind, order_ref_key(Case.order_ref),
       unique=True, postgresql_where=OPEN_CASE_WHERE, sqlite_where=OPEN_CASE_WHERE)
+# The case list's search (cases/search.py) matches customers' lower(name), lower(email) and
+# lower(company) anywhere in the word: on PostgreSQL pg_trgm's GIN indexes answer that LIKE
+# (migration h16_d1 creates the extension); SQLite has none and reads the table.
+for _column in ("name", "email", "company"):
+    Index(f"ix_customer_{_column}_trgm",
+          func.lower(getattr(Customer, _column)).label(f"lower_{_column}"),
+          postgresql_using="gin", postgresql_ops={f"lower_{_column}": "gin_trgm_ops"},
+          ).ddl_if(dialect="postgresql")
+Index("ix_case_order_ref_lower", func.lower(Case.order_ref).label("lower_order_ref"),
+      postgresql_ops={"lower_order_ref": "text_pattern_ops"}).ddl_if(dialect="postgresql")
+# … and below three characters, every character and pair (SQL function of migration h16_d1)
+for _column in ("name", "company"):
+    Index(f"ix_customer_{_column}_grams",
+          func.case_search_grams(func.lower(getattr(Customer, _column))),
+          postgresql_using="gin").ddl_if(dialect="postgresql")
 
 
 class Payment(db.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -85,13 +86,20 @@ def _filter() -> search.CaseFilter:
 @access(STAFF)
 def index() -> ResponseReturnValue:
     flt = _filter()
-    stmt = flt.statement().options(joinedload(Case.customer), joinedload(Case.assignee))
-    page = db.paginate(stmt, page=request.args.get("page", 1, type=database_int),
-                       per_page=PAGE_SIZE, error_out=False)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
-    context = {"page": page, "flt": flt, "args": args, "assignees": _assignees()}
+    after, before = request.args.get("after", "")[:200], request.args.get("before", "")[:200]
+    exact = request.args.get("count") == "exact"
+    page = flt.page(after=after, before=before, size=PAGE_SIZE,
+                    options=(joinedload(Case.customer), joinedload(Case.assignee)))
+    count = flt.count(current_app.config["CASE_COUNT_THRESHOLD"], exact=exact)
+    # What a link keeps: the filters (and an asked-for exact count), not the cursor.
+    args = {k: v for k, v in request.args.items()
+            if k not in ("page", "after", "before") and v}
+    cursor = {"after": after} if after else {"before": before} if before else {}
+    exact_args = {**args, **cursor, "count": "exact"}  # this page, counted exactly
+    context = {"page": page, "count": count, "flt": flt, "args": args, "exact_args": exact_args,
+               "assignees": _assignees()}
     if wants_partial("case-results"):
-        return render_template("cases/_results.html", **context)
+        return render_template("cases/_results.html", partial=True, **context)
     events = db.session.scalars(select(Event).order_by(Event.id.desc())).all()
     return render_template("cases/index.html", events=events, statuses=STATUSES, **context)
 
