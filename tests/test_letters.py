@@ -278,3 +278,10 @@ def test_verify_says_a_letter_was_sent_and_nothing_personal(
     # A code of a run not finished is nobody's.
     other = letters.letter_code(run, 999999)
     assert client.get(f"/verify/{other}").status_code == 404
+
+
+def test_the_demo_has_a_finished_letter_run(app, runner) -> None:
+    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    run = db.session.scalar(select(LetterRun))
+    assert run is not None and run.status == PdfStatus.DONE, run and run.error
+    assert run.zip_sha256 and run.total == db.session.scalar(select(func.count(Letter.id))) > 0

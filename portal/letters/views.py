@@ -3,7 +3,7 @@ progress and its downloads (audited: the files hold personal data)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, send_file
+from flask import Blueprint, abort, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -33,7 +33,9 @@ def _page(event: Event, form: StartForm) -> str:
 @access(STAFF)
 def index(event_id: int) -> ResponseReturnValue:
     event = db.get_or_404(Event, event_id)
-    return _page(event, StartForm().offer(services.choices(event)))
+    form = StartForm().offer(services.choices(event))
+    form.source.data = request.args.get("source")  # from a programme's or notice's page
+    return _page(event, form)
 
 
 @bp.route("/events/<int:event_id>/start", methods=["POST"])
