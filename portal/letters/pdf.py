@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, render_template
@@ -82,7 +83,8 @@ def _render(run: LetterRun) -> bytes | None:
     link_rows: list[dict[str, Any]] = []
     letter_rows: list[dict[str, Any]] = []
     writer = PdfWriter()
-    archive = io.BytesIO()
+    # The ZIP grows on disk, not in memory (about 300 KB a letter: each carries its fonts).
+    archive = documents.storage_dir() / f"letters-{run_id}.zip.tmp"
     zipped = zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) if run.with_zip else None
     done = 0
     for chunk in services.recipients(run):
@@ -100,10 +102,10 @@ def _render(run: LetterRun) -> bytes | None:
                                 "locale": locale, "verification_code": code})
         with metrics.pdf_render():
             document = _document(parts)
-            writer.append(io.BytesIO(document.write_pdf(
-                pdf_identifier=_identity(run, str(done)))))
+            data = document.write_pdf(pdf_identifier=_identity(run, str(done)))
+            writer.append(io.BytesIO(data))
             if zipped is not None:
-                _add_letters(zipped, document, names, run)
+                _add_letters(zipped, data, _starts(document), names)
         run.progress = done
         uow.commit()  # the progress bar: nothing but the count is in the session yet
     if not done:
@@ -113,8 +115,7 @@ def _render(run: LetterRun) -> bytes | None:
     writer.write(out)
     if zipped is not None:
         zipped.close()
-        run.zip_sha256, _path = documents.store(archive.getvalue(), ".zip")
-        run.zip_size = archive.getbuffer().nbytes
+        run.zip_sha256, run.zip_size = _store_file(archive, ".zip")
     db.session.execute(delete(Letter).where(Letter.run_id == run_id))  # a render again
     db.session.execute(insert(links.CustomerLink), link_rows)
     db.session.execute(insert(Letter), letter_rows)
@@ -124,16 +125,38 @@ def _render(run: LetterRun) -> bytes | None:
     return data
 
 
-def _add_letters(zipped: zipfile.ZipFile, document: Any, names: list[str],
-                 run: LetterRun) -> None:
-    """Each letter's pages as a PDF of its own: a letter's first page holds its anchor."""
+def _store_file(path: Path, suffix: str) -> tuple[str, int]:
+    """Store a finished file content-addressed, as ``documents.store`` does with bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    size = path.stat().st_size
+    path.replace(documents.stored_path(digest.hexdigest(), suffix))
+    return digest.hexdigest(), size
+
+
+def _starts(document: Any) -> list[int]:
+    """The index of each letter's first page (it holds the letter's anchor), and the end."""
     starts = [i for i, page in enumerate(document.pages)
               if any(a.startswith("letter-") for a in page.anchors)]
-    starts.append(len(document.pages))
+    return [*starts, len(document.pages)]
+
+
+def _add_letters(zipped: zipfile.ZipFile, data: bytes, starts: list[int],
+                 names: list[str]) -> None:
+    """Each letter's pages as a PDF of its own, cut from the chunk's PDF by pypdf (cheaper
+    than having WeasyPrint write each again)."""
+    from pypdf import PdfReader, PdfWriter
+
+    reader = PdfReader(io.BytesIO(data))
     for n, name in enumerate(names):
-        pages = document.pages[starts[n]:starts[n + 1]]
-        zipped.writestr(name, document.copy(pages).write_pdf(
-            pdf_identifier=_identity(run, name)))
+        one = PdfWriter()
+        for index in range(starts[n], starts[n + 1]):
+            one.add_page(reader.pages[index])
+        out = io.BytesIO()
+        one.write(out)
+        zipped.writestr(name, out.getvalue())
 
 
 PIPELINE = documents.Pipeline(

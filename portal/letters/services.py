@@ -38,7 +38,7 @@ from portal.signoffs import services as signoffs
 from portal.signoffs.models import SignoffRequest
 
 SUBJECT = "letter_run"
-CHUNK = 50  # letters per WeasyPrint document (see pdf.py)
+CHUNK = 100  # letters per WeasyPrint document (see pdf.py; bench/letters.py measures)
 
 
 # --- what may be lettered ----------------------------------------------------------------------
