@@ -106,6 +106,7 @@ def _render(run: LetterRun) -> bytes | None:
             writer.append(io.BytesIO(data))
             if zipped is not None:
                 _add_letters(zipped, data, _starts(document), names)
+        del document, data  # one chunk's layout in memory at a time
         run.progress = done
         uow.commit()  # the progress bar: nothing but the count is in the session yet
     if not done:
