@@ -86,30 +86,39 @@ def _render(run: LetterRun) -> bytes | None:
     # The ZIP grows on disk, not in memory (about 300 KB a letter: each carries its fonts).
     archive = documents.storage_dir() / f"letters-{run_id}.zip.tmp"
     zipped = zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) if run.with_zip else None
-    done = 0
-    for chunk in services.recipients(run):
-        parts, names = [], []
-        for person in chunk:
-            done += 1
-            row, token = links.personal_row(person.customer.id, sent_with=f"letter:{run_id}",
-                                            lifetime_days=lifetime)
-            code = services.letter_code(run, person.customer.id)
-            html, locale = letter_html(run, source, person, links.link_url(token), code, done)
-            parts.append(html)
-            names.append(f"{done:05d}-{person.customer.external_ref}.pdf")
-            link_rows.append(row)
-            letter_rows.append({"run_id": run_id, "customer_id": person.customer.id,
-                                "locale": locale, "verification_code": code})
-        with metrics.pdf_render():
-            document = _document(parts)
-            data = document.write_pdf(pdf_identifier=_identity(run, str(done)))
-            writer.append(io.BytesIO(data))
-            if zipped is not None:
-                _add_letters(zipped, data, _starts(document), names)
-        del document, data  # one chunk's layout in memory at a time
-        run.progress = done
-        uow.commit()  # the progress bar: nothing but the count is in the session yet
+    try:
+        done = 0
+        for chunk in services.recipients(run):
+            parts, names = [], []
+            for person in chunk:
+                done += 1
+                row, token = links.personal_row(person.customer.id, sent_with=f"letter:{run_id}",
+                                                lifetime_days=lifetime)
+                code = services.letter_code(run, person.customer.id)
+                html, locale = letter_html(run, source, person, links.link_url(token), code, done)
+                parts.append(html)
+                names.append(f"{done:05d}-{person.customer.external_ref}.pdf")
+                link_rows.append(row)
+                letter_rows.append({"run_id": run_id, "customer_id": person.customer.id,
+                                    "locale": locale, "verification_code": code})
+            with metrics.pdf_render():
+                document = _document(parts)
+                data = document.write_pdf(pdf_identifier=_identity(run, str(done)))
+                writer.append(io.BytesIO(data))
+                if zipped is not None:
+                    _add_letters(zipped, data, _starts(document), names)
+            del document, data  # one chunk's layout in memory at a time
+            run.progress = done
+            uow.commit()  # the progress bar: nothing but the count is in the session yet
+    except BaseException:
+        if zipped is not None:
+            zipped.close()
+        archive.unlink(missing_ok=True)  # a failed render leaves no half ZIP behind
+        raise
     if not done:
+        if zipped is not None:
+            zipped.close()
+            archive.unlink(missing_ok=True)
         jobs.record_failure(LetterRun, run_id, "Not rendered: nobody to letter.")
         return None
     out = io.BytesIO()

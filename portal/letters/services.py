@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal import verification
 from portal.accounts import User
@@ -165,8 +165,6 @@ def _recipients_stmt(run: LetterRun) -> Any:
 
 
 def count_recipients(run: LetterRun) -> int:
-    from sqlalchemy import func
-
     return db.session.scalar(select(func.count()).select_from(
         _recipients_stmt(run).order_by(None).subquery())) or 0
 
