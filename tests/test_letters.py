@@ -198,6 +198,12 @@ def test_a_programme_letters_its_members_with_their_amount(app, users, run_worke
     text, _fonts = pdf_text_and_fonts(_pdf(app, run))
     assert "退款方案" in text and "条款" in text and "CNY 10.00" in text
     assert run.total == db.session.scalar(select(func.count(Letter.id))) > 0
+    # Terms changed after legal's sign-off: not lettered.
+    programme.terms_zh = "改过的条款"
+    db.session.commit()
+    with pytest.raises(RuleViolation, match="does not cover"):
+        letters.start(programme.event, f"programme:{programme.id}", with_zip=False,
+                      actor=users[Role.ADMIN])
 
 
 def test_a_failed_run_shows_why(app, client, auth, users, lettered, run_worker) -> None:
