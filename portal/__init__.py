@@ -59,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.customers import views as customer_views
     from portal.events import views as event_views
     from portal.jobqueues import views as jobqueue_views
+    from portal.letters import views as letter_views
     from portal.lifecycle import cli as lifecycle_cli
     from portal.lifecycle import views as lifecycle_views
     from portal.mailings import cli as mailing_cli
@@ -101,6 +102,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(event_views.bp)
     app.register_blueprint(centre_views.bp)
     app.register_blueprint(comms_views.bp)
+    app.register_blueprint(letter_views.bp)
     app.register_blueprint(notice_views.bp)
     app.register_blueprint(signoff_views.bp)
     app.register_blueprint(public_views.bp)

@@ -154,12 +154,13 @@ class Pipeline:
     mimetype: Callable[[Any], str] = lambda _row: "application/pdf"
     suffix: str = ".pdf"
     attachment: bool = False
+    timeout: int = TIMEOUT_SECONDS  # the job's, and its claim's lease (a letter run: longer)
 
     @property
     def claim(self) -> jobs.Claim:
         # From "done" too: a finished row whose file is gone is rendered again.
         return jobs.Claim(self.model, waiting=(PdfStatus.QUEUED, PdfStatus.DONE),
-                          running=PdfStatus.RUNNING, lease=timedelta(seconds=TIMEOUT_SECONDS),
+                          running=PdfStatus.RUNNING, lease=timedelta(seconds=self.timeout),
                           max_attempts=MAX_ATTEMPTS)
 
     def job_id(self, row_id: int) -> str:
@@ -167,7 +168,7 @@ class Pipeline:
 
     def queue(self, row_id: int) -> bool:
         return jobs.enqueue(render_document_job, self.name, row_id, job_id=self.job_id(row_id),
-                            timeout=TIMEOUT_SECONDS)
+                            timeout=self.timeout)
 
     def requeue_lost(self, min_age: timedelta) -> int:
         """The reconciler: queue again the waiting rows whose job vanished."""

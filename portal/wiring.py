@@ -34,6 +34,9 @@ from portal.customers import session as customer_session
 from portal.customers import tasks as customer_tasks
 from portal.events import models as event_models
 from portal.events import signals as event_signals
+from portal.letters import models as letter_models
+from portal.letters import pdf as letter_pdf
+from portal.letters import services as letter_services
 from portal.lifecycle import tasks as lifecycle_tasks
 from portal.mailings import audience as mailing_audience
 from portal.mailings import customer_timeline as mailing_timeline
@@ -75,6 +78,7 @@ from portal.programmes import signals as programme_signals
 from portal.programmes import tasks as programme_tasks
 from portal.programmes import unclaimed as programme_unclaimed
 from portal.public import cache as public_cache
+from portal.public import services as public_services
 from portal.public import tasks as public_tasks
 from portal.signoffs import models as signoff_models
 from portal.signoffs import services as signoffs
@@ -137,6 +141,7 @@ def _register_terms() -> None:
         subscription_scope=subscription_models.SCOPE_LABELS,
         subscription_removal=subscription_models.REMOVAL_LABELS,
         subscription_status=subscription_models.STATUS_LABELS,
+        letter_source=letter_models.SOURCE_LABELS,
     )
 
 
@@ -205,7 +210,10 @@ def connect() -> None:
     people.add_sources(case_timeline.entries, mailing_timeline.entries)
 
     # The documents the shared job renders (``documents.render_document_job``).
-    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE, payout_files.PIPELINE)
+    documents.register(notice_pdf.PIPELINE, postmortem_pdf.PIPELINE, payout_files.PIPELINE,
+                       letter_pdf.PIPELINE)
+    # /verify knows a letter's code too (``portal.letters``, above the public site).
+    public_services.add_finder(letter_services.find_code)
 
     # Work whose job vanished from Redis is queued again (``main_tasks.reconcile_job``).
     jobs.add_reconcilers(
@@ -222,6 +230,7 @@ def connect() -> None:
         payout_result_tasks.requeue_lost_results,
         notice_pdf.PIPELINE.requeue_lost,
         postmortem_pdf.PIPELINE.requeue_lost,
+        letter_pdf.PIPELINE.requeue_lost,
         programme_tasks.requeue_lost_generations,
         payout_files.PIPELINE.requeue_lost,
         subscription_tasks.requeue_lost_subscription_mails,

@@ -34,6 +34,7 @@ from portal.customers.models import Customer, ImportBatch
 from portal.events.models import Event
 from portal.extensions import db
 from portal.i18n import LOCALE_COOKIE
+from portal.letters.models import Letter, LetterRun
 from portal.lifecycle.models import EventArchive, RetentionRun
 from portal.mailings import unsubscribe
 from portal.mailings.models import Mailing
@@ -99,7 +100,8 @@ def _verification_codes() -> list[str]:
     from portal.notices.models import Publication
 
     issued = [db.session.scalar(select(func.min(Publication.verification_code))),
-              db.session.scalar(select(func.min(MailingRecipient.verification_code)))]
+              db.session.scalar(select(func.min(MailingRecipient.verification_code))),
+              db.session.scalar(select(func.min(Letter.verification_code)))]
     return [code for code in issued if code] + ["7K3QM-X9P2D", "not-a-code"]
 
 
@@ -173,6 +175,9 @@ ARGUMENTS: dict[str | tuple[str, str], Callable[[], list[str]]] = {
     "result_id": lambda: _ids(PayoutResult, PayoutResult.status),
     "programme_id": lambda: _ids(Programme, Programme.status),
     ("public.verify_code", "code"): _verification_codes,
+    ("letters.pdf_status", "pdf_id"): lambda: _ids(LetterRun, LetterRun.status),
+    ("letters.pdf_file", "pdf_id"): lambda: _ids(LetterRun, LetterRun.status),
+    ("letters.zip_file", "pdf_id"): lambda: _ids(LetterRun, LetterRun.status),
 }
 
 

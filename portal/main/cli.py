@@ -32,6 +32,7 @@ from portal.main import (
     demo_comms,
     demo_entitlements,
     demo_files,
+    demo_letters,
     demo_offers,
     demo_programmes,
     demo_subscriptions,
@@ -100,6 +101,7 @@ def seed_demo() -> str:
     audit_checkpoints.write_checkpoint()
     uow.commit()  # the command's unit of work; then the demo notice's PDFs are queued
     _seed_refused_attempt(small_case, users)
+    demo_letters.seed_letters(event, users)  # rendered now: one finished letter run
     lines.append(_seed_customer_link(event))
     lines.append(_offer_customer_link(offer_event))
     lines.append(subscriber_line)

@@ -262,7 +262,7 @@ def _verify_page(text: str | None) -> Response:
     locale = _locale()
     code, issued = verifying.look_up(text) if text is not None else (None, None)
     entry = body_html = None
-    if issued is not None:
+    if issued is not None and issued.version is not None:  # a programme's letter: none
         _shown, entry = issued.version.in_locale(locale)
         body_html = render_markdown(entry["body"])
     if text is None:

@@ -1,0 +1,1 @@
+"""Personalised letters: one print-ready PDF per run, one letter per customer."""
