@@ -3,7 +3,7 @@ navigation's due count covered; on PostgreSQL pg_trgm GIN indexes for the substr
 of customers)
 
 Revision ID: h16_d1
-Revises: h16_c1
+Revises: h16_f1
 Create Date: 2026-12-07 22:20:00.000000
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'h16_d1'
-down_revision = 'h16_c1'
+down_revision = 'h16_f1'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """letters: letter runs (one print-ready PDF of personalised letters) and their letters
 
 Revision ID: h16_e1
-Revises: h16_c1
+Revises: h16_d1
 Create Date: 2026-12-07 22:10:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'h16_e1'
-down_revision = 'h16_c1'
+down_revision = 'h16_d1'
 branch_labels = None
 depends_on = None
 
