@@ -449,6 +449,11 @@ def test_two_portals_three_workers_survive_a_killed_portal_and_worker(
     assert sum(n - 1 for n in duplicates.values()) <= 1
     assert all(len(message_ids[to]) == 1 for to in duplicates)
     assert len(duplicates) <= in_doubt
+    # Split across both mail workers; the default worker ran rq cron's reconciler.
+    chunk_jobs = {name: cluster.procs.tail(name, 100_000).count(": mail: portal.mailings.tasks.")
+                  for name in ("mail-1", "mail-2")}
+    assert all(chunk_jobs.values()), chunk_jobs
+    assert "reconcile_job" in cluster.procs.tail("default", 100_000)
 
     # Every case paid exactly once, the approved amount; every refusal a clean 4xx.
     payments = db.session.execute(select(Payment.case_id, func.count(Payment.id),
@@ -474,7 +479,8 @@ def test_two_portals_three_workers_survive_a_killed_portal_and_worker(
     print(f"\nscale-out run: seed {seeded_in:.1f} s, both portals ready in {ready_in:.1f} s; "
           f"public page on B {seen_after * 1000:.0f} ms after the publish on A; "
           f"mailing {RECIPIENTS} in {mail_seconds:.1f} s (worker killed at {sent_at_kill} "
-          f"sent, {killed_worker_at:.1f} s), lost {len(lost)}, duplicates "
+          f"sent, {killed_worker_at:.1f} s), chunk jobs per worker {chunk_jobs}, lost {len(lost)}, "
+          f"duplicates "
           f"{sum(n - 1 for n in duplicates.values())}, in doubt {in_doubt}; payments "
           f"{len(payments)} of {CASES} cases paid once in {pay_seconds:.1f} s, answers A "
           f"{dict(outcomes['portal-a'])} B {dict(outcomes['portal-b'])}; through nginx after "
