@@ -168,6 +168,34 @@ def test_one_open_case_per_customer_kind_and_order(app, users) -> None:
     assert make_case(users, customer=case.customer).id != case.id  # closed ones don't count
 
 
+def test_a_case_opened_meanwhile_elsewhere_is_refused_cleanly(app, users,
+                                                              monkeypatch) -> None:
+    """Two agents (two portals) opening the same case at once: the check saw no open case,
+    the other one committed before this one's insert. The unique index refuses this one; the
+    agent gets "already open" and the transaction still works (it was a 500)."""
+    case = make_case(users)
+    values = {c.name: getattr(case, c.name) for c in Case.__table__.columns if c.name != "id"}
+    customer = case.customer
+    db.session.delete(case)  # the race is on a fresh order: nothing is open yet
+    db.session.commit()
+    real_check = cases.open_case_for
+
+    def check_then_the_other_commits(*args):
+        found = real_check(*args)
+        assert found is None
+        with db.engine.begin() as conn:  # the other portal's case, committed meanwhile
+            conn.execute(insert(Case).values(**{**values, "ref": "C-0000-99998"}))
+        monkeypatch.setattr(cases, "open_case_for", real_check)
+        return found
+
+    monkeypatch.setattr(cases, "open_case_for", check_then_the_other_commits)
+    with pytest.raises(cases.DuplicateCase) as err:
+        make_case(users, customer=customer)
+    assert "C-0000-99998" in err.value.message
+    assert db.session.scalar(select(func.count(Case.id))) == 1  # the session still answers
+    db.session.rollback()
+
+
 def test_the_database_refuses_a_second_open_case(app, users) -> None:
     case = make_case(users)
     values = {c.name: getattr(case, c.name) for c in Case.__table__.columns if c.name != "id"}

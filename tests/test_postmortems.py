@@ -393,3 +393,30 @@ def test_pdf_of_text_edited_meanwhile_fails_and_lost_jobs_are_requeued(
     run_worker()
     assert db.session.get(PostmortemPdf, fresh.id).status == "done"
 
+
+
+def test_a_post_mortem_started_meanwhile_elsewhere_is_the_one_returned(app, users,
+                                                                        monkeypatch) -> None:
+    """Two leads starting the post-mortem at once (two portals): the check saw none, the
+    other committed first. The unique event_id refuses this insert, and the other's
+    post-mortem is returned; the transaction still works (it was a 500)."""
+    event = make_event()
+    db.session.commit()
+    real_check = services.for_event
+
+    def check_then_the_other_commits(checked):
+        found = real_check(checked)
+        assert found is None
+        now = utcnow()
+        with db.engine.begin() as conn:
+            conn.execute(Postmortem.__table__.insert().values(
+                event_id=checked.id, created_by_id=users[Role.ADMIN].id, created_at=now,
+                updated_by_id=users[Role.ADMIN].id, updated_at=now))
+        monkeypatch.setattr(services, "for_event", real_check)
+        return found
+
+    monkeypatch.setattr(services, "for_event", check_then_the_other_commits)
+    postmortem = services.start(event, actor=users[Role.AGENT])
+    assert postmortem.created_by_id == users[Role.ADMIN].id
+    assert db.session.scalar(select(func.count(Postmortem.id))) == 1
+    db.session.rollback()

@@ -102,9 +102,11 @@ def open_case(customer: Customer, data: CaseInput, *, actor: User | None,
                 due_at=now + timedelta(hours=sla_hours(customer.event.severity)),
                 created_by_id=actor.id if actor else None, source=source, created_at=now,
                 updated_at=now, **values)
-    db.session.add(case)
     try:
+        # Added inside the savepoint: begin_nested() flushes what is pending first, outside
+        # it, and a refused insert there would break the whole transaction (a 500).
         with db.session.begin_nested():
+            db.session.add(case)
             db.session.flush()
     except IntegrityError:
         # The partial unique index decides when two agents open the same case at once.

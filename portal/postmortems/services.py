@@ -61,9 +61,9 @@ def start(event: Event, *, actor: User) -> Postmortem:
     now = utcnow()
     postmortem = Postmortem(event_id=event.id, created_by_id=actor.id, created_at=now,
                             updated_by_id=actor.id, updated_at=now)
-    db.session.add(postmortem)
     try:
-        with db.session.begin_nested():
+        with db.session.begin_nested():  # added inside it: see cases.services.open_case
+            db.session.add(postmortem)
             db.session.flush()
     except IntegrityError:
         # Someone started it at the same moment; the unique event_id decided.
