@@ -212,9 +212,11 @@ def record_finished(run: LetterRun, letters: int) -> None:
 
 def record_download(run: LetterRun, what: str, *, actor: User) -> None:
     """Who took the letters (they hold personal data) is audited before the file leaves."""
-    audit.record("letters.downloaded", SUBJECT, run.id,
-                 N_("Letter run #%(run)d downloaded (%(what)s)", run=run.id, what=what),
-                 after={"file": what}, actor=actor)
+    summary = (N_("Letter run #%(run)d downloaded: one PDF per customer (ZIP)", run=run.id)
+               if what == "zip" else
+               N_("Letter run #%(run)d downloaded: the print-ready PDF", run=run.id))
+    audit.record("letters.downloaded", SUBJECT, run.id, summary, after={"file": what},
+                 actor=actor)
 
 
 def runs_of(event: Event) -> list[LetterRun]:
