@@ -208,7 +208,8 @@ def explain(app: Flask, params: dict[str, Any]) -> str:
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                 executemany: bool) -> None:
-        if "case_file" in statement and statement.lstrip().upper().startswith("SELECT"):
+        if "case_file" in statement and statement.lstrip().upper().startswith(
+                ("SELECT", "WITH")):
             captured.append((statement, parameters))
 
     client = app.test_client()
