@@ -52,3 +52,18 @@ def test_demo_data_shows_a_signed_audit_checkpoint(app, runner) -> None:
     from portal.extensions import db
 
     assert db.session.scalar(select(func.count(AuditCheckpoint.id))) == 1
+
+
+def test_seeding_before_the_queue_runs_says_so_once(app_factory, tmp_path, caplog) -> None:
+    """`make run` seeds before it starts Redis: the jobs wait in the database and are queued
+    when it starts. A new user is told that in one line, not shown a connection error per
+    job ("could not queue …: Error 2 connecting to …")."""
+    import logging
+
+    app = app_factory(REDIS_URL=f"unix://{tmp_path / 'not-yet.sock'}")
+    with app.app_context(), caplog.at_level(logging.WARNING):
+        result = app.test_cli_runner().invoke(args=["demo", "seed"])
+    assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if "could not queue" in r.getMessage()]
+    [line] = [line for line in result.output.splitlines() if "job queue" in line]
+    assert "queued when" in line and any(ch.isdigit() for ch in line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -332,10 +333,38 @@ def _seed_my_work(event: Event, users: dict[Role, User]) -> None:
     unsubscribe.unsubscribe(wang, via="unsubscribe page")
 
 
+class _QueueMisses(logging.Filter):
+    """Counts, and keeps off the screen, the jobs that found no queue to go to."""
+
+    LOGGERS = ("portal.jobs", "portal.public.tasks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("could not queue"):
+            self.count += 1
+            return False
+        return True
+
+
 @demo_cli.command("seed")
 def seed() -> None:
     """Seed demo users and a sample event (only on an empty database)."""
-    text = seed_demo()
+    # `make run` seeds before it starts Redis: the seed's jobs wait in the database, and
+    # `devserver` queues them when Redis is up. Said once, not as an error per job.
+    misses = _QueueMisses()
+    for name in misses.LOGGERS:
+        logging.getLogger(name).addFilter(misses)
+    try:
+        text = seed_demo()
+    finally:
+        for name in misses.LOGGERS:
+            logging.getLogger(name).removeFilter(misses)
+    if misses.count:
+        click.echo(f"The job queue is not running yet: {misses.count} job(s) wait in the "
+                   "database and are queued when it starts (make run starts it next).")
     if text:
         click.echo("Demo accounts (role, e-mail, password):\n" + text)
 
