@@ -38,19 +38,15 @@ def child(count: int, with_zip: bool) -> dict[str, Any]:
     """Build, start and render one run of ``count`` letters in this process."""
     from sqlalchemy import insert
 
+    from bench import scenario
     from portal import create_app, documents, uow
-    from portal.accounts import Role
-    from portal.auth import services as auth
     from portal.cases.models import Case
     from portal.customers.models import Customer
-    from portal.events import services as events
     from portal.extensions import db
     from portal.letters import pdf as letter_pdf
     from portal.letters import services as letters
     from portal.letters.models import LetterRun
     from portal.models import utcnow
-    from portal.notices import services as notices
-    from portal.signoffs import services as signoffs
 
     instance = Path(tempfile.mkdtemp(prefix="bench-letters-"))
     url = f"sqlite:///{instance / 'bench.db'}"
@@ -59,27 +55,15 @@ def child(count: int, with_zip: bool) -> dict[str, Any]:
                       "REDIS_URL": f"unix://{instance / 'no-redis.sock'}",
                       "INSTANCE_PATH": str(instance)})
     with app.app_context():
-        agent, _ = auth.create_user("agent@bench.example", "Agent", Role.AGENT, "x" * 16,
-                                    must_change_password=False)
-        legal, _ = auth.create_user("legal@bench.example", "Legal", Role.LEGAL, "x" * 16,
-                                    must_change_password=False)
-        event = events.create_event(title="CRM 系统故障", kind="incident", severity="sev1",
-                                    cause="system")
-        notice = notices.create_notice(event, audience="public", actor=agent, content={
+        agent, event, notice = scenario.approved_notice({
             "zh_CN": {"title": "CRM 系统故障通知",
                       "body": "CRM 系统不可用，出金申请请致电 **400-800-1234**。\n\n"
                               + "我们正在处理，赔偿将按方案发放。" * 12},
             "en": {"title": "CRM outage",
                    "body": "The CRM is down; for withdrawals call **400-800-1234**.\n\n"
                            + "We are working on it; compensation follows the programme. " * 8}})
-        request = notices.request_signoff(notice, actor=agent)
-        signoffs.decide(request.id, "approved", "", actor=legal)
+        scenario.add_customers(event.id, count)
         now = utcnow()
-        db.session.execute(insert(Customer), [
-            {"event_id": event.id, "external_ref": f"C{i:06d}", "name": f"客户{i}",
-             "company": "", "email": f"c{i}@example.com", "phone": "",
-             "locale": "en" if i % 3 == 0 else "zh_CN", "tags": [], "created_at": now,
-             "updated_at": now} for i in range(count)])
         ids = db.session.scalars(db.select(Customer.id).order_by(Customer.id)).all()
         db.session.execute(insert(Case), [
             {"ref": f"C-2026-{n:05d}", "event_id": event.id, "customer_id": cid,

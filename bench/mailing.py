@@ -94,37 +94,21 @@ def seed(app: Any) -> tuple[int, int]:
     """An event, an approved notice and the customers (bulk-inserted); (event id, version id)."""
     from sqlalchemy import insert
 
-    from portal.accounts import Role
-    from portal.auth import services as auth
+    from bench import scenario
     from portal.cases.models import Case
     from portal.customers.models import Customer
-    from portal.events import services as events
     from portal.extensions import db
     from portal.models import utcnow
-    from portal.notices import services as notices
-    from portal.signoffs import services as signoffs
 
     with app.app_context():
-        agent, _ = auth.create_user("agent@bench.example", "Agent", Role.AGENT, "x" * 16,
-                                    must_change_password=False)
-        legal, _ = auth.create_user("legal@bench.example", "Legal", Role.LEGAL, "x" * 16,
-                                    must_change_password=False)
-        event = events.create_event(title="CRM 系统故障", kind="incident", severity="sev1",
-                                    cause="system")
         body_zh = "CRM 系统不可用，出金申请请致电 **400-800-1234**。\n\n" + "我们正在处理。" * 40
         body_en = "The CRM is down; for withdrawals call **400-800-1234**.\n\n" + (
             "We are working on it. " * 40)
-        notice = notices.create_notice(event, audience="public", actor=agent, content={
+        _agent, event, notice = scenario.approved_notice({
             "zh_CN": {"title": "CRM 系统故障通知", "body": body_zh},
             "en": {"title": "CRM outage", "body": body_en}})
-        request = notices.request_signoff(notice, actor=agent)
-        signoffs.decide(request.id, "approved", "", actor=legal)
+        scenario.add_customers(event.id, RECIPIENTS)
         now = utcnow()
-        db.session.execute(insert(Customer), [
-            {"event_id": event.id, "external_ref": f"C{i:06d}", "name": f"客户{i}",
-             "company": "", "email": f"c{i}@example.com", "phone": "",
-             "locale": "en" if i % 3 == 0 else "zh_CN", "tags": [], "created_at": now,
-             "updated_at": now} for i in range(RECIPIENTS)])
         ids = db.session.scalars(db.select(Customer.id).where(Customer.event_id == event.id)
                                  .order_by(Customer.id)).all()
         db.session.execute(insert(Case), [

@@ -54,27 +54,15 @@ def _app(instance: Path) -> Any:
 
 def build(instance: Path) -> int:
     """The published notice; returns its version's id."""
+    from bench import scenario
     from portal import uow
-    from portal.accounts import Role
-    from portal.auth import services as auth
-    from portal.events import services as events
     from portal.notices import publishing
-    from portal.notices import services as notices
-    from portal.signoffs import services as signoffs
 
     migrate(f"sqlite:///{instance / 'bench.db'}", instance)
     app = _app(instance)
     with app.app_context():
-        agent, _ = auth.create_user("agent@bench.example", "Agent", Role.AGENT, "x" * 16,
-                                    must_change_password=False)
-        legal, _ = auth.create_user("legal@bench.example", "Legal", Role.LEGAL, "x" * 16,
-                                    must_change_password=False)
-        event = events.create_event(title="CRM 系统故障", kind="incident", severity="sev1",
-                                    cause="system")
-        notice = notices.create_notice(event, audience="public", actor=agent, content={
+        agent, _event, notice = scenario.approved_notice({
             "zh_CN": {"title": "关于 CRM 系统故障的通知", "body": BODY_ZH}})
-        request = notices.request_signoff(notice, actor=agent)
-        signoffs.decide(request.id, "approved", "", actor=legal)
         publishing.publish(notice, actor=agent)
         uow.commit()
         return notice.latest_version.id
